@@ -1,0 +1,71 @@
+# most: one target per pipeline stage. `make demo` runs them all on the embedded default.
+#   make <stage> RUN=runs/<name> RECIPE=recipes/<family> ARGS="--section.key=value ..."
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MOST := $(BIN)/most
+RUN ?= runs/demo
+RECIPE ?= recipes/tiny
+ARGS ?=
+STAMP := $(VENV)/.installed
+
+STAGES := data units base adapt stage1 stage2 eval release
+
+.PHONY: setup test test-slow lint format demo bench ablation clean $(STAGES) judge
+
+setup: $(STAMP)
+
+# System packages first (espeak-ng speaks the corpus, sox inspects audio), then the venv.
+$(STAMP): pyproject.toml
+	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || { \
+		echo "installing espeak-ng and sox (Debian)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq espeak-ng sox >/dev/null; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: any other torch spec resolves to a multi-GB CUDA build.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Each stage reads $(RUN)/<previous stage> and writes $(RUN)/<stage>; re-running a finished stage
+# is a no-op unless FORCE=1.
+$(STAGES): setup
+	$(MOST) $@ --config $(RECIPE)/$@.yaml --run $(RUN) $(if $(FORCE),--force=true) $(ARGS)
+
+judge: setup
+	$(MOST) judge --config $(RECIPE)/judge.yaml --run $(RUN) $(ARGS)
+
+# The whole pipeline on the embedded default, stage by stage (stages that exist so far).
+demo: setup
+	@for s in $(STAGES); do \
+		if [ -f $(RECIPE)/$$s.yaml ]; then \
+			echo "=== most $$s ==="; \
+			$(MOST) $$s --config $(RECIPE)/$$s.yaml --run $(RUN) $(ARGS) || exit $$?; \
+		fi; \
+	done
+
+bench: setup
+	@mkdir -p runs/bench
+	@for b in benchmarks/*.py; do \
+		n=$$(basename $$b .py); echo "=== bench $$n ==="; \
+		$(BIN)/python $$b > runs/bench/$$n.json || exit $$?; cat runs/bench/$$n.json; \
+	done
+
+clean:
+	rm -rf runs/demo

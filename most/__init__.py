@@ -1,0 +1,1 @@
+"""most: a speech-text MoE pipeline."""

@@ -1,0 +1,82 @@
+"""The ``most`` command: one sub-command per pipeline stage, plus inference tools.
+
+Every stage is a plain typed function ``stage(run: Path, <section>: <Dataclass>, ...)``; jsonargparse
+turns its signature into the command line, so the recipe YAML and ``--section.key=value`` overrides
+are checked against real arguments::
+
+    most data   --config recipes/tiny/data.yaml   --run runs/demo --world.seed=3
+    most units  --config recipes/tiny/units.yaml  --run runs/demo
+
+Only the module of the chosen command is imported, so ``most data`` does not pay for transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+#: command -> "module:function". The function's signature *is* the command's interface.
+COMMANDS: dict[str, str] = {
+    "data": "data_prep.build:data",
+    "units": "most.units.stage:units",
+    "base": "most.train.stages:base",
+    "adapt": "most.adapt:adapt",
+    "stage1": "most.train.stages:stage1",
+    "stage2": "most.train.stages:stage2",
+    "eval": "eval.run:evaluate",
+    "release": "most.release:release",
+    "judge": "eval.judges.ctc:judge",
+    "asr": "most.generate_cli:asr",
+    "tts": "most.generate_cli:tts",
+    "chat": "most.generate_cli:chat",
+}
+
+
+class StageError(RuntimeError):
+    """A failure the user can fix (bad input, missing stage output); printed as one line."""
+
+
+def resolve(command: str) -> Callable:
+    target = COMMANDS[command]
+    module_name, func_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and module_name.startswith(e.name):
+            raise StageError(f"`most {command}` is not available in this version") from None
+        raise
+    return getattr(module, func_name)
+
+
+def usage() -> str:
+    names = ", ".join(COMMANDS)
+    return f"usage: most <command> [--config RECIPE.yaml] [--run DIR] [--section.key=value ...]\ncommands: {names}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from jsonargparse import CLI
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"most: unknown command {command!r}\n{usage()}", file=sys.stderr)
+        return 2
+    try:
+        func = resolve(command)
+        CLI(func, args=rest, prog=f"most {command}")
+    except (StageError, ValueError, FileNotFoundError) as e:
+        # __post_init__ validation and stage input checks: one line naming the problem.
+        print(f"most {command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"most {command}: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
