@@ -1,0 +1,160 @@
+"""The embedded default unit tokenizer: 80-bin log-mel frames -> k-means ids, decoded by Griffin-Lim.
+
+Needs nothing downloaded: it is fitted on the run's own training audio in seconds. Each frame's
+log-mel vector is replaced by its nearest centroid id; with ``dedup`` repeats are collapsed (as in
+MoST) and a per-unit mean duration, fitted on the same audio, expands them again before decoding.
+The decoder looks up centroid log-mels and inverts them with :class:`~most.units.vocoder.GriffinLim`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from most.audio import SAMPLE_RATE
+from most.units.base import content_hash, read_tokenizer, to_waveform, write_tokenizer
+from most.units.dedup import collapse_repeats, expand, fit_durations
+from most.units.kmeans import assign, fit_kmeans
+from most.units.mel import TARGET_RMS, LogMel, MelSpec, spec_for_frame_rate
+from most.units.vocoder import GriffinLim
+
+FORMAT_VERSION = 1
+
+
+class MelKMeansTokenizer:
+    """Log-mel k-means units.
+
+    Args:
+        spec: mel analysis settings (its ``hop_length`` sets the frame rate).
+        centroids: ``(K, n_mels)`` log-mel centroids; ``K`` is the vocabulary size.
+        durations: ``(K,)`` mean frames per de-duplicated unit (used by ``decode`` when ``dedup``).
+        dedup: collapse consecutive repeats in ``encode``.
+        gl_iters: Griffin-Lim iterations in ``decode`` (quality/speed; does not change ids).
+    """
+
+    kind = "mel_kmeans"
+    has_decoder = True
+
+    def __init__(
+        self,
+        spec: MelSpec,
+        centroids: torch.Tensor,
+        durations: torch.Tensor | None = None,
+        dedup: bool = True,
+        gl_iters: int = 32,
+    ):
+        if centroids.dim() != 2 or centroids.shape[1] != spec.n_mels:
+            raise ValueError(f"centroids must be (K, {spec.n_mels}), got {tuple(centroids.shape)}")
+        self.spec = spec
+        self.centroids = centroids.float().contiguous()
+        k = centroids.shape[0]
+        self.durations = torch.ones(k) if durations is None else durations.float()
+        self.dedup = dedup
+        self.gl_iters = gl_iters
+        self.vocab_size = k
+        self.frame_rate = spec.frame_rate
+        self.sample_rate = spec.sample_rate
+        self._mel = LogMel(spec)
+        self._vocoder = GriffinLim(spec, n_iter=gl_iters)
+        self._hash = content_hash(self._id_settings(), {"centroids": self.centroids})
+
+    def _id_settings(self) -> dict:
+        """Every setting that can change an id (the hash input besides the centroids)."""
+        return {
+            "kind": self.kind,
+            "version": FORMAT_VERSION,
+            "spec": self.spec.to_dict(),
+            "dedup": self.dedup,
+            "target_rms": TARGET_RMS,
+        }
+
+    @property
+    def hash(self) -> str:
+        return self._hash
+
+    # ---- fitting -------------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        wavs: Sequence[torch.Tensor | np.ndarray],
+        *,
+        k: int = 512,
+        frame_rate: float = 50.0,
+        dedup: bool = True,
+        n_mels: int = 80,
+        seed: int = 0,
+        gl_iters: int = 32,
+    ) -> MelKMeansTokenizer:
+        """Fit centroids (and unit durations) on ``(n_i,)`` 16 kHz training utterances.
+
+        The caller picks the utterances (the ``units`` stage samples them from the train split
+        with ``seed``); all their frames are used, so fitting is deterministic given the inputs.
+        """
+        spec = spec_for_frame_rate(frame_rate, SAMPLE_RATE, n_mels)
+        mel = LogMel(spec)
+        feats = [mel(torch.tensor(w, dtype=torch.float32)) for w in wavs]
+        frames = torch.cat(feats).numpy()
+        centroids = fit_kmeans(frames, k, seed)
+        runs = [collapse_repeats(assign(f, centroids)) for f in feats]
+        durations = fit_durations(runs, k)
+        return cls(spec, centroids, durations, dedup=dedup, gl_iters=gl_iters)
+
+    # ---- encode / decode -----------------------------------------------------------------------
+    def encode(self, wav: torch.Tensor | np.ndarray, sr: int) -> torch.Tensor:
+        return self.encode_batch([wav], sr)[0]
+
+    @torch.no_grad()
+    def encode_batch(
+        self, wavs: Sequence[torch.Tensor | np.ndarray], sr: int
+    ) -> list[torch.Tensor]:
+        audio = [to_waveform(w, sr, self.sample_rate) for w in wavs]
+        out = []
+        for feats in self._mel.batch(audio):
+            ids = assign(feats, self.centroids)
+            out.append(collapse_repeats(ids)[0] if self.dedup else ids)
+        return out
+
+    @torch.no_grad()
+    def decode(self, units: torch.Tensor) -> torch.Tensor:
+        """``(U,)`` ids -> ``(n,)`` float32 audio at 16 kHz."""
+        units = torch.as_tensor(units).long().flatten()
+        if units.numel() == 0:
+            return torch.zeros(0)
+        if units.min() < 0 or units.max() >= self.vocab_size:
+            raise ValueError(f"unit ids must be in [0, {self.vocab_size})")
+        if self.dedup:
+            units = expand(units, self.durations)
+        return self._vocoder(self.centroids[units])
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        meta = {
+            "kind": self.kind,
+            "vocab_size": self.vocab_size,
+            "frame_rate": self.frame_rate,
+            "sample_rate": self.sample_rate,
+            "hash": self.hash,
+            "dedup": self.dedup,
+            "gl_iters": self.gl_iters,
+            "spec": self.spec.to_dict(),
+            "version": FORMAT_VERSION,
+        }
+        return write_tokenizer(
+            directory, meta, {"centroids": self.centroids, "durations": self.durations}
+        )
+
+    @classmethod
+    def load(cls, directory: str | Path) -> MelKMeansTokenizer:
+        meta, tensors = read_tokenizer(directory)
+        if meta.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{directory}: unsupported mel_kmeans version {meta.get('version')}")
+        return cls(
+            MelSpec(**meta["spec"]),
+            tensors["centroids"],
+            tensors["durations"],
+            dedup=meta["dedup"],
+            gl_iters=meta["gl_iters"],
+        )

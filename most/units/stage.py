@@ -1,0 +1,330 @@
+"""``most units``: fit (or load) a unit tokenizer and encode every audio column of ``RUN/data``.
+
+Reads every DatasetDict in ``RUN/data/`` that has audio columns (``speech/``, ``sqa/``, ...) and
+writes, keyed by the tokenizer's hash so several tokenizers can coexist::
+
+    RUN/units/tokenizer/              the saved tokenizer (unit_tokenizer.json + safetensors)
+    RUN/units/<hash>/<dataset>/       DatasetDicts, same splits; audio columns replaced by
+                                      list[int32] unit columns (audio -> units, x_audio -> x_units)
+    RUN/units/manifest.json           hash, per-split counts, seconds, units/s, rejects by reason
+    RUN/units/rejects.jsonl           one line per rejected item
+
+Scaling out: ``--num_proc N`` encodes parts in N processes; on a cluster, fit once with
+``--fit_only=true``, run ``--shard i/n`` for i in 0..n-1 as a job array, then run once more
+without ``--shard`` to merge (nothing is re-encoded). A killed run resumes at the next part.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import datasets
+import numpy as np
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from data_prep.schema import is_audio_column
+from most.audio import AudioError
+from most.io import atomic_dir, atomic_write_json, atomic_write_text, read_json, save_dataset
+from most.units.base import TOKENIZER_FILE, UnitTokenizer, load_tokenizer, to_waveform
+from most.units.shards import PARTS, Job, encode_part, init_worker, merge_split, run_in_worker
+
+
+@dataclass
+class TokenizerConfig:
+    """Which unit tokenizer to fit or load (``--tokenizer.*``)."""
+
+    kind: Literal["mel_kmeans", "hubert_kmeans"] = "mel_kmeans"
+    """``mel_kmeans``: embedded default, has a decoder. ``hubert_kmeans``: HuBERT features."""
+    path: Path | None = None
+    """Load this saved tokenizer folder instead of fitting one."""
+    k: int = 512
+    """Number of k-means clusters = unit vocabulary size."""
+    frame_rate: float = 50.0
+    """mel_kmeans frames per second before de-duplication (50 or 100)."""
+    dedup: bool = True
+    """Collapse consecutive repeated units (MoST does)."""
+    n_mels: int = 80
+    seed: int = 0
+    """Seeds the choice of fitting utterances and k-means."""
+    fit_seconds: float = 1800.0
+    """Seconds of ``speech/train`` audio the k-means is fitted on."""
+    gl_iters: int = 32
+    """Griffin-Lim iterations of the mel decoder (speed/quality; does not change ids)."""
+    model_path: Path | None = None
+    """hubert_kmeans: local HF folder of a HubertModel (e.g. mHuBERT)."""
+    layer: int = 11
+    """hubert_kmeans: hidden-state layer whose features are clustered (MoST: 11)."""
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.k <= 65_536:
+            raise ValueError(f"tokenizer.k must be in [2, 65536], got {self.k}")
+        if self.fit_seconds <= 0:
+            raise ValueError("tokenizer.fit_seconds must be > 0")
+        if self.kind == "hubert_kmeans" and self.path is None and self.model_path is None:
+            raise ValueError("tokenizer.kind=hubert_kmeans needs tokenizer.model_path")
+
+    def matches(self, tok: UnitTokenizer) -> bool:
+        """Whether a saved tokenizer was made with these settings."""
+        same = tok.kind == self.kind and tok.vocab_size == self.k and tok.dedup == self.dedup
+        if self.kind == "mel_kmeans":
+            return same and tok.frame_rate == self.frame_rate
+        return same and getattr(tok, "layer", None) == self.layer
+
+
+def units(
+    run: Path = Path("runs/demo"),
+    tokenizer: TokenizerConfig | None = None,
+    num_proc: int = 1,
+    shard: str | None = None,
+    force: bool = False,
+    fit_only: bool = False,
+    part_rows: int = 256,
+) -> Path:
+    """Encode ``RUN/data`` into unit shards; returns ``RUN/units``.
+
+    Args:
+        run: run folder holding ``data/`` (from ``most data``).
+        tokenizer: tokenizer to fit on ``RUN/data/speech`` train, or to load (``path``).
+        num_proc: encoding processes on this machine.
+        shard: ``i/n``: encode only every n-th part starting at i (cluster job arrays), no merge.
+        force: refit the tokenizer and re-encode everything.
+        fit_only: fit/load and save the tokenizer, encode nothing (run before a sharded job).
+        part_rows: rows per resumable part; all shards of one job must use the same value.
+    """
+    cfg = tokenizer or TokenizerConfig()
+    data_dir, units_dir = Path(run) / "data", Path(run) / "units"
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: no data; run `most data --run {run}` first")
+    shard_ix, n_shards = _parse_shard(shard)
+    tok = prepare_tokenizer(cfg, data_dir, units_dir / "tokenizer", force=force and shard is None)
+    if fit_only:
+        print(f"most units: tokenizer {tok.hash} ready in {units_dir / 'tokenizer'}")
+        return units_dir
+
+    out_root = units_dir / tok.hash
+    manifest_path = units_dir / "manifest.json"
+    sets = audio_datasets(data_dir)
+    if not force and shard is None and _is_done(manifest_path, tok.hash, out_root, sets):
+        print(f"most units: {out_root} is up to date (use --force=true to redo)")
+        return units_dir
+    if force and shard is None:
+        shutil.rmtree(out_root, ignore_errors=True)
+
+    jobs = plan_jobs(sets, out_root, part_rows)
+    mine = [j for i, j in enumerate(jobs) if i % n_shards == shard_ix]
+    todo = [j for j in mine if not j.out.is_dir()]
+    run_jobs(todo, tok, units_dir / "tokenizer", num_proc)
+    if shard is not None:
+        print(f"most units: shard {shard} done; run without --shard to merge")
+        return units_dir
+    missing = [j for j in jobs if not j.out.is_dir()]
+    if missing:  # another process removed parts, or a shard failed: never merge a partial set
+        raise RuntimeError(f"{len(missing)} parts missing after encoding; re-run to resume")
+    merge(sets, jobs, tok, out_root, units_dir)
+    return units_dir
+
+
+def _parse_shard(shard: str | None) -> tuple[int, int]:
+    if shard is None:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/n, got {shard!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {shard}: need 0 <= i < n")
+    return i, n
+
+
+def prepare_tokenizer(
+    cfg: TokenizerConfig, data_dir: Path, tok_dir: Path, force: bool = False
+) -> UnitTokenizer:
+    """Load ``RUN/units/tokenizer`` if it matches ``cfg``; else load ``cfg.path`` or fit one."""
+    if (tok_dir / TOKENIZER_FILE).is_file() and not force:
+        tok = load_tokenizer(tok_dir)
+        if cfg.path is None and not cfg.matches(tok):
+            raise ValueError(
+                f"{tok_dir} was made with other settings ({tok.kind}, K={tok.vocab_size}, "
+                f"dedup={tok.dedup}); pass --force=true to refit (old units stay under their hash)"
+            )
+        return tok
+    if cfg.path is not None:
+        tok = load_tokenizer(cfg.path)
+    else:
+        wavs = fit_audio(data_dir / "speech", cfg.fit_seconds, cfg.seed)
+        t0 = time.perf_counter()
+        if cfg.kind == "mel_kmeans":
+            from most.units.mel_kmeans import MelKMeansTokenizer
+
+            tok = MelKMeansTokenizer.fit(
+                wavs,
+                k=cfg.k,
+                frame_rate=cfg.frame_rate,
+                dedup=cfg.dedup,
+                n_mels=cfg.n_mels,
+                seed=cfg.seed,
+                gl_iters=cfg.gl_iters,
+            )
+        else:
+            from most.units.hubert_kmeans import HubertKMeansTokenizer
+
+            assert cfg.model_path is not None  # checked in __post_init__
+            tok = HubertKMeansTokenizer.fit(
+                wavs,
+                model_path=cfg.model_path,
+                layer=cfg.layer,
+                k=cfg.k,
+                dedup=cfg.dedup,
+                seed=cfg.seed,
+            )
+        secs = sum(len(w) for w in wavs) / 16_000
+        print(
+            f"most units: fitted {tok.kind} K={tok.vocab_size} on {secs:.0f}s of audio "
+            f"in {time.perf_counter() - t0:.1f}s -> {tok.hash}"
+        )
+    with atomic_dir(tok_dir) as tmp:
+        tok.save(tmp)
+    return tok
+
+
+def fit_audio(speech_dir: Path, seconds: float, seed: int) -> list[np.ndarray]:
+    """A seeded random sample of ``speech/train`` utterances totalling about ``seconds``."""
+    if not speech_dir.is_dir():
+        raise FileNotFoundError(f"{speech_dir}: the tokenizer is fitted on speech/train; not found")
+    train = datasets.load_from_disk(str(speech_dir))["train"]
+    order = np.random.default_rng(seed).permutation(len(train))
+    durations = np.asarray(train["duration"], dtype=np.float64)
+    take = order[: int(np.searchsorted(np.cumsum(durations[order]), seconds)) + 1]
+    out = []
+    for row in train.select(sorted(take.tolist())).select_columns(["audio"]).with_format("numpy"):
+        try:
+            out.append(
+                to_waveform(row["audio"]["array"], int(row["audio"]["sampling_rate"])).numpy()
+            )
+        except AudioError:
+            continue  # bad training audio is reported when it is encoded, not here
+    return out
+
+
+def audio_datasets(data_dir: Path) -> dict[str, Path]:
+    """Every DatasetDict under ``data_dir`` that has at least one audio column, by name."""
+    found = {}
+    for d in sorted(p for p in data_dir.iterdir() if (p / "dataset_dict.json").is_file()):
+        dd = datasets.load_from_disk(str(d))
+        if any(is_audio_column(c) for split in dd.values() for c in split.column_names):
+            found[d.name] = d
+    return found
+
+
+def plan_jobs(sets: dict[str, Path], out_root: Path, part_rows: int) -> list[Job]:
+    """All parts of all splits, in a fixed order (shards pick by index, so order must not vary)."""
+    jobs = []
+    for name, path in sets.items():
+        for split, ds in datasets.load_from_disk(str(path)).items():
+            dur = (
+                np.asarray(ds["duration"], dtype=np.float64)
+                if "duration" in ds.column_names
+                else None
+            )
+            for p, start in enumerate(range(0, len(ds), part_rows)):
+                stop = min(start + part_rows, len(ds))
+                secs = float(dur[start:stop].sum()) if dur is not None else float(stop - start)
+                out = out_root / PARTS / name / split / f"rows{part_rows}-{p:05d}"
+                jobs.append(Job(path, name, split, start, stop, out, secs))
+    return jobs
+
+
+def run_jobs(todo: list[Job], tok: UnitTokenizer, tok_dir: Path, num_proc: int) -> None:
+    """Encode parts with a progress bar showing audio seconds and × real time."""
+    if not todo:
+        return
+    total = sum(j.seconds for j in todo)
+    columns = (
+        TextColumn("units"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s audio"),
+        TextColumn("{task.fields[xrt]:.0f}× real time"),
+        TextColumn("{task.fields[rejects]} rejected"),
+        TimeElapsedColumn(),
+    )
+    t0, rejected = time.perf_counter(), 0
+    with Progress(*columns) as bar:
+        task = bar.add_task("units", total=total, xrt=0.0, rejects=0)
+        if num_proc > 1:
+            pool = mp.get_context("spawn").Pool(num_proc, init_worker, (tok_dir,))
+            results = pool.imap_unordered(run_in_worker, todo)
+        else:
+            pool, results = None, (encode_part(j, tok) for j in todo)
+        try:
+            for stats in results:
+                rejected += stats["rejects"]
+                done = bar.tasks[0].completed + stats["seconds"]
+                xrt = done / max(time.perf_counter() - t0, 1e-9)
+                bar.update(task, completed=done, xrt=xrt, rejects=rejected)
+        finally:
+            if pool is not None:
+                pool.terminate()
+
+
+def merge(
+    sets: dict[str, Path], jobs: list[Job], tok: UnitTokenizer, out_root: Path, units_dir: Path
+) -> None:
+    """Concatenate parts into ``RUN/units/<hash>/<dataset>`` and write manifest + rejects."""
+    report: dict[str, dict] = {}
+    all_rejects: list[dict] = []
+    for name in sets:
+        splits, report[name] = {}, {}
+        for split in dict.fromkeys(j.split for j in jobs if j.dataset == name):
+            parts = [j.out for j in jobs if j.dataset == name and j.split == split]
+            ds, rejects, stats = merge_split(parts)
+            splits[split] = ds
+            stats["units_per_s"] = stats["units"] / max(stats["seconds"], 1e-9)
+            report[name][split] = stats
+            all_rejects += rejects
+        save_dataset(datasets.DatasetDict(splits), out_root / name)
+    totals = Counter()
+    for split_stats in (s for d in report.values() for s in d.values()):
+        totals.update({k: split_stats[k] for k in ("rows", "seconds", "units", "encode_s")})
+    atomic_write_text(units_dir / "rejects.jsonl", "".join(f"{_json(r)}\n" for r in all_rejects))
+    manifest = {
+        "hash": tok.hash,
+        "tokenizer": {
+            "kind": tok.kind,
+            "vocab_size": tok.vocab_size,
+            "frame_rate": tok.frame_rate,
+            "dedup": tok.dedup,
+            "sample_rate": tok.sample_rate,
+        },
+        "datasets": report,
+        "rows": totals["rows"],
+        "seconds": totals["seconds"],
+        "units": totals["units"],
+        "units_per_s": totals["units"] / max(totals["seconds"], 1e-9),
+        "encode_xrt_per_process": totals["seconds"] / max(totals["encode_s"], 1e-9),
+        "rejects": len(all_rejects),
+        "rejects_by_reason": dict(Counter(r["reason"] for r in all_rejects)),
+        "complete": True,
+    }
+    atomic_write_json(units_dir / "manifest.json", manifest)
+    print(
+        f"most units: {totals['rows']} rows, {totals['seconds'] / 3600:.2f} h, "
+        f"{manifest['units_per_s']:.1f} units/s, {len(all_rejects)} rejected -> {out_root}"
+    )
+
+
+def _json(obj: dict) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def _is_done(manifest_path: Path, h: str, out_root: Path, sets: dict[str, Path]) -> bool:
+    if not manifest_path.is_file():
+        return False
+    m = read_json(manifest_path)
+    return m.get("hash") == h and m.get("complete") and all((out_root / n).is_dir() for n in sets)
