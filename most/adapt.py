@@ -1,0 +1,208 @@
+"""``most adapt``: turn a pretrained HF MoE causal LM into a modality-aware speech-text model.
+
+Steps, each checked before any weight is written:
+
+1. read the base config and find its architecture entry (:mod:`most.moe.arch`): dense or unknown
+   models stop here with a clear error;
+2. build the :class:`~most.layout.TokenLayout` (text vocab + specials + unit tokens) and refuse
+   layouts whose tokens already exist in the base tokenizer;
+3. load the weights, extend embeddings / LM head, add the tokens to the tokenizer;
+4. swap every MoE block for a :class:`~most.moe.block.ModalityMoE` (``split`` or ``upcycle``);
+5. save an HF folder (safetensors, config, tokenizer, ``token_layout.json``) atomically.
+
+New embedding rows are the mean of the pretrained rows plus small Gaussian noise
+(``noise * per-dimension std``): starting at the centre of the embedding cloud gives new tokens
+average logits (none dominates or is unreachable at step 0), and the noise breaks the symmetry
+between the many unit tokens, which would otherwise receive identical gradients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedConfig
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+from transformers.tokenization_utils_base import AddedToken
+
+from most.io import atomic_dir, atomic_write_json, read_json
+from most.layout import (
+    DEFAULT_SPECIALS,
+    DEFAULT_SPEECH_SPECIALS,
+    LAYOUT_FILE,
+    LayoutError,
+    TokenLayout,
+)
+from most.moe.arch import moe_layers, spec_for
+from most.moe.block import RoutingState
+from most.moe.config import ExpertsConfig
+from most.moe.surgery import convert, group_size
+
+#: Filler tokens that pad a tokenizer shorter than the embedding table, so that added token ids
+#: start exactly at ``text_vocab_size`` as the layout says.
+RESERVED = "<|most_reserved_{}|>"
+
+
+@dataclass
+class SourceSection:
+    """The pretrained MoE model to adapt."""
+
+    model: Path | None = None
+    """Local HF folder (config, safetensors, tokenizer). None: ``RUN/base/hf`` (the base stage)."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Dtype the weights are loaded, adapted and saved in."""
+
+
+@dataclass
+class LayoutSection:
+    """The tokens added to the vocabulary."""
+
+    n_units: int | None = None
+    """Speech-unit vocabulary size. None: read ``RUN/units/tokenizer/unit_tokenizer.json``."""
+    unit_tokenizer_hash: str | None = None
+    """Hash of the unit tokenizer; required with ``n_units``, else read with it."""
+    specials: list[str] = field(default_factory=lambda: list(DEFAULT_SPECIALS))
+    """Special tokens (audio delimiters, task and role markers) in id order."""
+    speech_specials: list[str] = field(default_factory=lambda: list(DEFAULT_SPEECH_SPECIALS))
+    """The specials served by the speech experts (the model speaks ``<|end_of_audio|>``)."""
+    init_noise: float = 0.02
+    """New embedding rows: mean row + ``init_noise`` x per-dimension std x N(0, 1)."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.n_units is None) != (self.unit_tokenizer_hash is None):
+            raise ValueError("layout.n_units and layout.unit_tokenizer_hash go together")
+
+
+def build_layout(run: Path, section: LayoutSection, text_vocab_size: int) -> TokenLayout:
+    n_units, unit_hash = section.n_units, section.unit_tokenizer_hash
+    if n_units is None:
+        info = read_json(run / "units" / "tokenizer" / "unit_tokenizer.json")
+        n_units, unit_hash = int(info["vocab_size"]), str(info["hash"])
+    return TokenLayout(
+        text_vocab_size=text_vocab_size,
+        n_units=n_units,
+        unit_tokenizer_hash=unit_hash,
+        specials=tuple(section.specials),
+        speech_specials=tuple(section.speech_specials),
+    )
+
+
+def check_collisions(layout: TokenLayout, vocab: dict[str, int]) -> None:
+    clash = [t for t in layout.new_tokens() if t in vocab]
+    if clash:
+        raise LayoutError(
+            f"layout tokens already in the base tokenizer: {clash[:5]} ({len(clash)} total)"
+        )
+
+
+def extend_vocab(lm: torch.nn.Module, new_size: int, noise: float, seed: int) -> None:
+    """Grow input embeddings and (untied) LM head to ``new_size`` rows; see the module docstring."""
+    old = lm.get_input_embeddings().weight.shape[0]
+    lm.resize_token_embeddings(new_size, mean_resizing=False)
+    gen = torch.Generator().manual_seed(seed)
+    heads = [lm.get_input_embeddings().weight]
+    out = lm.get_output_embeddings()
+    if out is not None and out.weight is not heads[0]:
+        heads.append(out.weight)
+    with torch.no_grad():
+        for w in heads:
+            ref = w[:old].float()
+            fresh = torch.randn(new_size - old, w.shape[1], generator=gen)
+            w[old:] = (ref.mean(0) + noise * ref.std(0) * fresh).to(w.dtype)
+        if out is not None and getattr(out, "bias", None) is not None:
+            out.bias[old:] = out.bias[:old].mean()
+
+
+def extend_tokenizer(tokenizer, layout: TokenLayout):
+    """Add the layout's tokens so ids match the layout and ``decode`` shows them."""
+    filler = [RESERVED.format(i) for i in range(layout.text_vocab_size - len(tokenizer))]
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in filler])
+    tokenizer.add_special_tokens({"additional_special_tokens": list(layout.specials)})
+    units = [layout.unit_token(k) for k in range(layout.n_units)]
+    # Units are ordinary added tokens (not "special"): decode(skip_special_tokens=True) keeps them.
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in units])
+    got = tokenizer.convert_tokens_to_ids(layout.new_tokens())
+    want = list(range(layout.text_vocab_size, layout.vocab_size))
+    if got != want:
+        raise LayoutError("tokenizer ids of the new tokens do not follow the layout")
+    return tokenizer
+
+
+def plan(
+    cfg: PreTrainedConfig, experts: ExpertsConfig, n_groups: int = 2, vocab_size: int | None = None
+) -> dict:
+    """What adapt would build, computed on the ``meta`` device (no weights, any model size)."""
+    spec = spec_for(cfg)
+    with torch.device("meta"):
+        lm = MODEL_FOR_CAUSAL_LM_MAPPING[type(cfg)](cfg)
+    before = sum(p.numel() for p in lm.parameters())
+    layers = moe_layers(lm, spec)
+    e = getattr(layers[0][1], spec.block).experts.down_proj.shape[0]
+    eg = group_size(e, n_groups, experts.init)
+    convert(lm, spec, experts, n_groups, RoutingState(), copy_weights=False)
+    after = sum(p.numel() for p in lm.parameters())
+    tied = bool(cfg.tie_word_embeddings)
+    added_rows = 0 if vocab_size is None else vocab_size - cfg.vocab_size
+    vocab_params = added_rows * cfg.hidden_size * (1 if tied else 2)
+    return {
+        "model_type": cfg.model_type,
+        "moe_layers": [i for i, _ in layers],
+        "experts_per_layer": {"before": e, "after": n_groups * eg, "group_size": eg},
+        "top_k": spec.routing(cfg).top_k,
+        "params_before": before,
+        "params_after": after + vocab_params,
+    }
+
+
+def adapt(
+    run: Path = Path("runs/demo"),
+    source: SourceSection | None = None,
+    experts: ExpertsConfig | None = None,
+    layout: LayoutSection | None = None,
+    force: bool = False,
+) -> Path:
+    """Adapt ``source.model`` (default ``RUN/base/hf``) and write ``RUN/adapt/hf``."""
+    source, experts, layout_args = (
+        source or SourceSection(),
+        experts or ExpertsConfig(),
+        layout or LayoutSection(),
+    )
+    run = Path(run)
+    out = run / "adapt" / "hf"
+    if (out / "config.json").is_file() and (out / LAYOUT_FILE).is_file() and not force:
+        print(f"most adapt: {out} exists; nothing to do (force=true rebuilds it)")
+        return out
+    src = Path(source.model) if source.model is not None else run / "base" / "hf"
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{src}: no HF model folder (config.json missing); run `most base`?"
+        )
+
+    cfg = AutoConfig.from_pretrained(src)
+    spec_for(cfg)  # dense or unknown architectures stop here
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    layout = build_layout(run, layout_args, max(cfg.vocab_size, len(tokenizer)))
+    check_collisions(layout, tokenizer.get_vocab())
+    report = plan(cfg, experts, len(layout.modalities), layout.vocab_size)
+
+    lm = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, source.dtype))
+    lm.config.output_router_logits = False  # our blocks own the aux loss
+    extend_vocab(lm, layout.vocab_size, layout_args.init_noise, layout_args.seed)
+    tokenizer = extend_tokenizer(tokenizer, layout)
+
+    from most.modeling import MostConfig, MostForCausalLM
+
+    config = MostConfig(text_config=lm.config, layout=layout.to_dict(), experts=experts.to_dict())
+    model = MostForCausalLM(config, source=lm)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        layout.save(tmp)
+        atomic_write_json(
+            tmp / "adapt_report.json", {**report, "layout_hash": layout.hash, "source": str(src)}
+        )
+    print(f"most adapt: wrote {out} ({report['params_after']:,} params, layout {layout.hash})")
+    return out

@@ -1,0 +1,191 @@
+"""The adapted speech-text model: a pretrained HF MoE causal LM with modality-aware MoE blocks.
+
+:class:`MostForCausalLM` *contains* the base architecture's own ``...ForCausalLM`` (attention, norms,
+embeddings, cache handling and generation stay the base's code) and only swaps its MoE blocks for
+:class:`~most.moe.block.ModalityMoE`. Its config stores the base config (``text_config``), the token
+layout and the experts settings, so ``AutoModelForCausalLM.from_pretrained(dir)`` rebuilds the same
+model after ``import most`` with no ``trust_remote_code``.
+
+Token modality comes from the layout's ``modality_table`` indexed by ``input_ids``; callers feeding
+``inputs_embeds`` pass ``modality (B, T)`` explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    GenerationMixin,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
+from transformers.configuration_utils import SubConfigSpec
+from transformers.modeling_outputs import MoeCausalLMOutputWithPast
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+from most.layout import LAYOUT_FILE, TokenLayout
+from most.moe.arch import spec_for
+from most.moe.block import RoutingState
+from most.moe.config import ExpertsConfig
+from most.moe.surgery import convert
+from most.moe.telemetry import Telemetry
+
+
+class MostConfig(PreTrainedConfig):
+    """Config of an adapted model.
+
+    Attributes:
+        text_config: the base model's config (its own ``model_type``: qwen3_moe, deepseek_v2, ...).
+        layout: :meth:`TokenLayout.to_dict` of the vocabulary layout.
+        experts: :class:`ExpertsConfig` as a dict.
+    """
+
+    model_type = "most"
+    sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="qwen3_moe")
+    }
+    text_config: dict | PreTrainedConfig | None = None
+    layout: dict | None = None
+    experts: dict | None = None
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs) -> None:
+        super().__post_init__(**kwargs)
+        # Tying is the base model's business; mirrored here because loading reads the top config.
+        self.tie_word_embeddings = bool(self.text_config.tie_word_embeddings)
+
+
+class MostForCausalLM(PreTrainedModel, GenerationMixin):
+    """Base MoE causal LM (``self.lm``) with modality-aware MoE blocks; a plain HF causal LM."""
+
+    config_class = MostConfig
+    base_model_prefix = "lm"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: MostConfig, source: PreTrainedModel | None = None) -> None:
+        """``source``: a pretrained base LM (vocabulary already extended) to convert in place with
+        weight copies (``most adapt``); None builds the empty structure (reload, meta plans)."""
+        super().__init__(config)
+        self.layout = TokenLayout.from_dict(config.layout)
+        experts = ExpertsConfig(**config.experts)
+        self.routing = RoutingState(aux_alpha=experts.aux_alpha, z_coef=experts.z_loss)
+        lm = source
+        if lm is None:
+            lm = MODEL_FOR_CAUSAL_LM_MAPPING[type(config.text_config)](config.text_config)
+        spec = spec_for(config.text_config)
+        convert(lm, spec, experts, len(self.layout.modalities), self.routing, source is not None)
+        self.lm = lm
+        # Built on the CPU on purpose (not a buffer): it is derived from the config, never saved,
+        # and must not be left on the meta device by from_pretrained.
+        rows = config.text_config.vocab_size
+        with torch.device("cpu"):
+            self._modality_cpu = self.layout.modality_table(rows)
+        self._modality_dev: Tensor | None = None
+        self.post_init()
+
+    # ---- plumbing the base LM expects ------------------------------------------------------
+    def get_input_embeddings(self):
+        return self.lm.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.lm.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.lm.get_output_embeddings()
+
+    def set_output_embeddings(self, value):
+        self.lm.set_output_embeddings(value)
+
+    def _init_weights(self, module):
+        self.lm._init_weights(module)
+
+    # ---- modality --------------------------------------------------------------------------
+    def modality_of(self, input_ids: Tensor) -> Tensor:
+        """``input_ids (B, T)`` -> ``(B, T)`` modality group ids from the layout."""
+        table = self._modality_dev
+        if table is None or table.device != input_ids.device:
+            table = self._modality_dev = self._modality_cpu.to(input_ids.device)
+        return table[input_ids]
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        inputs_embeds: Tensor | None = None,
+        labels: Tensor | None = None,
+        modality: Tensor | None = None,
+        **kwargs,
+    ) -> MoeCausalLMOutputWithPast:
+        """As the base ``...ForCausalLM.forward``; ``loss`` includes the router aux loss (also
+        returned alone as ``aux_loss``) whenever labels are given or the model is training.
+
+        ``modality (B, T)``: group id per token, required with ``inputs_embeds`` and no ids.
+        """
+        if modality is None:
+            if input_ids is None:
+                raise ValueError("pass modality=(B, T) group ids together with inputs_embeds")
+            modality = self.modality_of(input_ids)
+        t = modality.shape[-1]
+        valid = None
+        if attention_mask is not None and attention_mask.dim() == 2:
+            # With a KV cache the mask covers past + current tokens; the current ones are last.
+            valid = attention_mask[:, -t:].bool()
+        self.routing.begin(modality, valid, collect=labels is not None or self.training)
+        kwargs.pop("output_router_logits", None)
+        out = self.lm(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            labels=labels,
+            **kwargs,
+        )
+        aux = self.routing.aux_loss()
+        loss = out.loss
+        if aux is not None and loss is not None:
+            loss = loss + aux.to(loss.device)
+        self.routing.begin(None, None, collect=False)  # drop references to this batch
+        return MoeCausalLMOutputWithPast(
+            loss=loss,
+            aux_loss=aux,
+            logits=out.logits,
+            past_key_values=out.past_key_values,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+
+    # ---- telemetry -------------------------------------------------------------------------
+    def most_telemetry(self, enable: bool = True, reset: bool = True) -> None:
+        """Switch router telemetry on (fresh counters unless ``reset=False``) or off."""
+        if not enable:
+            self.routing.telemetry = None
+        elif reset or self.routing.telemetry is None:
+            self.routing.telemetry = Telemetry(self.layout.modalities)
+
+    def most_telemetry_summary(self) -> dict:
+        """Per layer, per modality: load histogram, entropy, experts/token, null share, dropped."""
+        if self.routing.telemetry is None:
+            raise RuntimeError("telemetry is off: call model.most_telemetry(enable=True) first")
+        return self.routing.telemetry.summary()
+
+
+def load_layout(source: str | Path | PreTrainedModel | PreTrainedConfig) -> TokenLayout:
+    """The token layout of an adapted model: from its folder, the model, or its config."""
+    if isinstance(source, (str, Path)):
+        if (Path(source) / LAYOUT_FILE).is_file():
+            return TokenLayout.load(source)
+        source = AutoConfig.from_pretrained(source)
+    cfg = source.config if isinstance(source, PreTrainedModel) else source
+    return TokenLayout.from_dict(cfg.layout)
+
+
+AutoConfig.register(MostConfig.model_type, MostConfig)
+AutoModelForCausalLM.register(MostConfig, MostForCausalLM)

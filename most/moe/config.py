@@ -1,0 +1,59 @@
+"""Settings of the modality-aware MoE: the ``experts`` section of the ``adapt`` recipe.
+
+The same dataclass is stored (as a dict) in the adapted model's config, so a reloaded model routes
+exactly as the one that was saved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Init = Literal["split", "upcycle"]
+RouterKind = Literal["topk", "modality", "top_p", "most_compat"]
+
+
+@dataclass
+class ExpertsConfig:
+    """How each MoE layer's routed experts are grouped by modality and routed."""
+
+    init: Init = "split"
+    """``split`` (MoST): group g owns experts ``[g*E/G, (g+1)*E/G)`` of the pretrained layer, copied
+    1:1. ``upcycle``: every group starts as a copy of all E pretrained experts and router rows, so
+    text logits equal the base model's at step 0."""
+    router: RouterKind = "modality"
+    """``topk``: the base architecture's own routing over all experts (modality-blind baseline).
+    ``modality``: the base routing restricted to the token's group (scores outside are masked before
+    selection). ``top_p``: UniMoE-Audio dynamic routing with null experts. ``most_compat``: MoST
+    exactly (fp32 softmax over all experts, zero outside the group, greedy top-k, no renorm)."""
+    top_p: float = 0.7
+    """``top_p`` router: experts are taken in probability order until their cumulative probability
+    reaches this value."""
+    n_null: int = 1
+    """``top_p`` router: number of null experts (a router row each, no weights, no compute)."""
+    max_k: int = 0
+    """``top_p`` router: most experts (real or null) per token; 0 means twice the base top-k. Fixed so
+    that shapes stay static (no host sync)."""
+    shared_experts: bool = True
+    """Keep the base model's shared experts (they see every token). False drops them."""
+    aux_alpha: float = 0.001
+    """Weight of the per-modality sequence-level load-balance loss (MoST: 0.001). 0 disables it."""
+    z_loss: float = 0.0
+    """Weight of the router z-loss (mean squared log-sum-exp of router logits). 0 disables it."""
+
+    def __post_init__(self) -> None:
+        if self.init not in ("split", "upcycle"):
+            raise ValueError(f"experts.init must be split or upcycle, got {self.init!r}")
+        if self.router not in ("topk", "modality", "top_p", "most_compat"):
+            raise ValueError(
+                f"experts.router must be topk, modality, top_p or most_compat, got {self.router!r}"
+            )
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"experts.top_p must be in (0, 1], got {self.top_p}")
+        if self.n_null < 0 or self.max_k < 0:
+            raise ValueError("experts.n_null and experts.max_k must be >= 0")
+        if self.aux_alpha < 0 or self.z_loss < 0:
+            raise ValueError("experts.aux_alpha and experts.z_loss must be >= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,76 @@
+"""Routed experts with grouped dispatch: one sort, two grouped matmuls, no loop over experts.
+
+Token-slot pairs are sorted by expert id so each expert's rows are contiguous; a per-expert count
+(``histc``, no host sync) gives the offsets for ``grouped_mm``, which multiplies every expert's block
+of rows by that expert's weights in one kernel. Slots whose id equals the number of experts (null
+experts, unused Top-P slots) sort to the tail, are not counted, and cost no matmul.
+
+Weights are stored the way transformers stores them for every supported architecture, so they copy
+over (and LoRA ``target_parameters`` find them) unchanged:
+``gate_up_proj (E, 2*I, H)`` ([gate; up] concatenated) and ``down_proj (E, H, I)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from transformers.activations import ACT2FN
+
+
+def grouped_mm(x: Tensor, w: Tensor, offs: Tensor) -> Tensor:
+    """``x (S, in)`` rows grouped by ``offs (E,)`` cumulative ends, ``w (E, in, out)`` -> ``(S, out)``.
+
+    Rows past ``offs[-1]`` are left uninitialised by the kernel; callers mask them.
+    """
+    if hasattr(torch.nn.functional, "grouped_mm"):
+        return torch.nn.functional.grouped_mm(x, w, offs=offs)
+    if hasattr(torch, "_grouped_mm"):
+        return torch._grouped_mm(x, w, offs=offs)
+    # Old torch only: a loop with a host sync, kept so the model still runs there.
+    out, start = x.new_zeros(x.shape[0], w.shape[-1]), 0
+    for i, end in enumerate(offs.tolist()):
+        out[start:end] = x[start:end] @ w[i]
+        start = end
+    return out
+
+
+class GroupedExperts(nn.Module):
+    """``num_experts`` gated MLPs (SwiGLU-style) evaluated with grouped matmuls."""
+
+    def __init__(
+        self, num_experts: int, hidden_size: int, intermediate_size: int, act: str = "silu"
+    ) -> None:
+        super().__init__()
+        self.num_experts = num_experts
+        self.gate_up_proj = nn.Parameter(
+            torch.empty(num_experts, 2 * intermediate_size, hidden_size)
+        )
+        self.down_proj = nn.Parameter(torch.empty(num_experts, hidden_size, intermediate_size))
+        self.act_fn = ACT2FN[act]
+
+    def forward(self, x: Tensor, index: Tensor, weight: Tensor, can_skip: bool = True) -> Tensor:
+        """``x (N, H)``, ``index (N, K)`` in ``[0, E]`` (E = skip), ``weight (N, K)`` -> ``(N, H)``.
+
+        ``can_skip=False`` promises no skip ids and saves two masking passes.
+        """
+        n, k = index.shape
+        ids, perm = index.reshape(-1).sort()
+        xs = x[perm // k]  # (N*K, H), grouped by expert
+        # histc on CPU wants floats; ids == E fall outside [0, E-1] and are not counted.
+        hist_in = ids.float() if ids.device.type in ("cpu", "mps") else ids.int()
+        counts = torch.histc(hist_in, bins=self.num_experts, min=0, max=self.num_experts - 1)
+        offs = counts.cumsum(0).to(torch.int32)
+        skip = (ids >= self.num_experts).unsqueeze(-1) if can_skip else None
+        if skip is not None:
+            # The kernel leaves skipped rows' input-gradient uninitialised; this mask zeroes it.
+            xs = xs.masked_fill(skip, 0.0)
+        h = grouped_mm(xs, self.gate_up_proj.transpose(1, 2), offs)  # (N*K, 2I)
+        gate, up = h.chunk(2, dim=-1)
+        h = grouped_mm(self.act_fn(gate) * up, self.down_proj.transpose(1, 2), offs)  # (N*K, H)
+        if skip is not None:
+            h = h.masked_fill(skip, 0.0)
+        h = h * weight.reshape(-1)[perm].unsqueeze(-1).to(h.dtype)
+        out = torch.empty_like(h)
+        out[perm] = h  # back to (token, slot) order
+        # Sum over slots in the activation dtype: deterministic, unlike index_add_ on CUDA.
+        return out.view(n, k, -1).sum(1).to(x.dtype)
