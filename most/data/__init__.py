@@ -1,0 +1,1 @@
+"""Prompt formats, collation and packing shared by training, generation and evaluation."""

@@ -1,0 +1,84 @@
+"""Turn a list of :class:`~most.data.prompts.Example` into a batch of tensors: padded or packed.
+
+Batch keys (``B`` rows, ``T`` = longest row, at most ``max_len``):
+
+- ``input_ids``  ``(B, T)`` long: token ids, ``pad_id`` on padding.
+- ``labels``     ``(B, T)`` long: target ids (unshifted), ``-100`` on prompt and padding tokens.
+- ``position_ids`` ``(B, T)`` long: restart at 0 at every example.
+- ``task_ids``   ``(B, T)`` long: index into :data:`~most.data.prompts.TASKS` per token, -1 on padding
+  (per-task losses for logging).
+- ``attention_mask`` ``(B, T)`` long, padded batches only.
+
+Packing puts several examples in one row without an ``attention_mask``: ``transformers`` detects the
+restarting ``position_ids`` and builds a block-diagonal causal mask, so no token attends across an
+example boundary (tested against unpacked forwards). The first token of every example is a prompt
+token (``labels == -100``), so no loss term predicts one example from the tail of another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from most.data.prompts import IGNORE, TASKS, Example
+
+
+def truncate(ex: Example, max_len: int) -> Example:
+    if len(ex) <= max_len:
+        return ex
+    return Example(ex.input_ids[:max_len], ex.labels[:max_len], ex.task)
+
+
+def pad_batch(examples: Sequence[Example], pad_id: int, max_len: int) -> dict[str, torch.Tensor]:
+    """One example per row, right-padded to the longest (truncated to ``max_len``)."""
+    rows = [[truncate(ex, max_len)] for ex in examples]
+    batch = _rows_to_tensors(rows, pad_id)
+    batch["attention_mask"] = (batch["task_ids"] >= 0).long()
+    return batch
+
+
+def pack_rows(examples: Sequence[Example], max_len: int) -> list[list[Example]]:
+    """Greedy first-fit in order: examples fill a row until the next one does not fit."""
+    rows: list[list[Example]] = [[]]
+    used = 0
+    for ex in examples:
+        ex = truncate(ex, max_len)
+        if used + len(ex) > max_len and rows[-1]:
+            rows.append([])
+            used = 0
+        rows[-1].append(ex)
+        used += len(ex)
+    return rows
+
+
+def pack_batch(rows: Sequence[Sequence[Example]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Several examples per row (see :func:`pack_rows`); no attention mask (see module doc)."""
+    return _rows_to_tensors(rows, pad_id)
+
+
+def _rows_to_tensors(rows: Sequence[Sequence[Example]], pad_id: int) -> dict[str, torch.Tensor]:
+    width = max(sum(len(ex) for ex in row) for row in rows)
+    shape = (len(rows), width)
+    input_ids = torch.full(shape, pad_id, dtype=torch.long)
+    labels = torch.full(shape, IGNORE, dtype=torch.long)
+    task_ids = torch.full(shape, -1, dtype=torch.long)
+    # Padding continues counting from 0 so it reads as one more (ignored) packed segment.
+    position_ids = torch.zeros(shape, dtype=torch.long)
+    for r, row in enumerate(rows):
+        col = 0
+        for ex in row:
+            n = len(ex)
+            input_ids[r, col : col + n] = torch.tensor(ex.input_ids)
+            labels[r, col : col + n] = torch.tensor(ex.labels)
+            labels[r, col] = IGNORE
+            task_ids[r, col : col + n] = TASKS.index(ex.task)
+            position_ids[r, col : col + n] = torch.arange(n)
+            col += n
+        position_ids[r, col:] = torch.arange(width - col)
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "position_ids": position_ids,
+        "task_ids": task_ids,
+    }

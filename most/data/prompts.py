@@ -1,0 +1,184 @@
+"""Prompt formats: the one place that decides how every task is laid out as token ids.
+
+Training, generation and evaluation all build their sequences here, so a prompt the model was trained
+on is byte-for-byte the prompt it is asked at inference. Special tokens are always inserted by id from
+the :class:`~most.layout.TokenLayout` (never by tokenizing a look-alike string such as ``"<|asr|>"``),
+and text is encoded with ``add_special_tokens=False`` so the tokenizer adds nothing of its own.
+
+Formats (``|`` separates the prompt, whose labels are masked, from the answer the loss is taken on)::
+
+    asr      <|user|> <|asr|> <|boa|> u.. <|eoa|> <|assistant|>   | text <|end_of_turn|>
+    tts      <|user|> <|tts|> text <|assistant|> <|boa|>         | u.. <|eoa|>
+    text_lm  <eos>                                               | text <eos>
+    s2t      <|user|> <|boa|> u.. <|eoa|> <|text_answer|> <|assistant|>    | answer <|end_of_turn|>
+    s2s      <|user|> <|boa|> u.. <|eoa|> <|speech_answer|> <|assistant|>  | answer <|boa|> u.. <|eoa|>
+             (``speech_mode="units"``: the prompt also ends with <|boa|> and the answer is u.. <|eoa|>)
+    instruct <|user|> prompt <|text_answer|> <|assistant|>      | response <|end_of_turn|>
+
+A text answer ends with ``<|end_of_turn|>`` and a spoken one with ``<|end_of_audio|>``: generation
+stops on those (:meth:`Prompts.stop_ids`). The text-LM task reuses the base tokenizer's EOS as
+document separator, exactly as the ``base`` stage pretrained it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+
+from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, TokenLayout
+
+IGNORE = -100
+SpeechMode = Literal["text_then_units", "units"]
+TASKS: tuple[str, ...] = ("asr", "tts", "text_lm", "s2t", "s2s", "instruct")
+
+
+class TextTokenizer(Protocol):
+    """The slice of a ``transformers`` tokenizer the prompt builders need."""
+
+    eos_token_id: int | None
+
+    def encode(self, text: str, add_special_tokens: bool = ...) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training sequence. ``labels[i]`` is ``input_ids[i]`` on answer tokens, ``IGNORE`` elsewhere
+    (unshifted, as ``transformers`` causal LMs expect)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    task: str
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Builds prompt-only sequences (for generation) and full (input_ids, labels) examples (training).
+
+    ``units`` arguments are unit indices in ``[0, layout.n_units)``; they are mapped to token ids here.
+    ``layout`` is None for the text-only base LM, which has only the text-LM format.
+    """
+
+    layout: TokenLayout | None
+    tokenizer: TextTokenizer
+
+    # ---- token helpers -------------------------------------------------------------------------
+    def sp(self, token: str) -> int:
+        if self.layout is None:
+            raise ValueError(f"{token!r} needs a token layout; this is a text-only model")
+        return self.layout.special_id(token)
+
+    def text(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def audio(self, units: Sequence[int] | torch.Tensor) -> list[int]:
+        """``<|begin_of_audio|> u.. <|end_of_audio|>`` as ids."""
+        return [self.sp(BEGIN_OF_AUDIO), *self.unit_ids(units), self.sp(END_OF_AUDIO)]
+
+    def unit_ids(self, units: Sequence[int] | torch.Tensor) -> list[int]:
+        if self.layout is None:
+            raise ValueError("speech units need a token layout; this is a text-only model")
+        units = torch.as_tensor(units, dtype=torch.long)
+        if units.numel() and (units.min() < 0 or units.max() >= self.layout.n_units):
+            raise ValueError(f"unit index out of range [0, {self.layout.n_units})")
+        return self.layout.units_to_ids(units).tolist()
+
+    @property
+    def eos_id(self) -> int:
+        if self.tokenizer.eos_token_id is None:
+            raise ValueError("the text tokenizer has no eos_token_id (needed by the text-LM task)")
+        return int(self.tokenizer.eos_token_id)
+
+    def stop_ids(self) -> list[int]:
+        """Ids that end a generated answer."""
+        return [self.sp("<|end_of_turn|>"), self.sp(END_OF_AUDIO), self.eos_id]
+
+    # ---- prompt-only variants (generation) --------------------------------------------------
+    def asr_prompt(self, units: Sequence[int] | torch.Tensor) -> list[int]:
+        return [
+            self.sp("<|user|>"),
+            self.sp("<|asr|>"),
+            *self.audio(units),
+            self.sp("<|assistant|>"),
+        ]
+
+    def tts_prompt(self, text: str) -> list[int]:
+        return [
+            self.sp("<|user|>"),
+            self.sp("<|tts|>"),
+            *self.text(text),
+            self.sp("<|assistant|>"),
+            self.sp(BEGIN_OF_AUDIO),
+        ]
+
+    def s2t_prompt(self, units: Sequence[int] | torch.Tensor) -> list[int]:
+        return [
+            self.sp("<|user|>"),
+            *self.audio(units),
+            self.sp("<|text_answer|>"),
+            self.sp("<|assistant|>"),
+        ]
+
+    def s2s_prompt(
+        self, units: Sequence[int] | torch.Tensor, speech_mode: SpeechMode = "text_then_units"
+    ) -> list[int]:
+        ids = [
+            self.sp("<|user|>"),
+            *self.audio(units),
+            self.sp("<|speech_answer|>"),
+            self.sp("<|assistant|>"),
+        ]
+        return [*ids, self.sp(BEGIN_OF_AUDIO)] if speech_mode == "units" else ids
+
+    def instruct_prompt(self, prompt: str) -> list[int]:
+        return [
+            self.sp("<|user|>"),
+            *self.text(prompt),
+            self.sp("<|text_answer|>"),
+            self.sp("<|assistant|>"),
+        ]
+
+    def text_lm_prompt(self, text: str = "") -> list[int]:
+        return [self.eos_id, *self.text(text)]
+
+    # ---- full examples (training) -----------------------------------------------------------
+    def asr(self, units: Sequence[int] | torch.Tensor, text: str) -> Example:
+        answer = [*self.text(text), self.sp("<|end_of_turn|>")]
+        return _join(self.asr_prompt(units), answer, "asr")
+
+    def tts(self, text: str, units: Sequence[int] | torch.Tensor) -> Example:
+        return _join(self.tts_prompt(text), [*self.unit_ids(units), self.sp(END_OF_AUDIO)], "tts")
+
+    def text_lm(self, text: str) -> Example:
+        # Every token after the leading separator is a target: the whole document is the answer.
+        return _join([self.eos_id], [*self.text(text), self.eos_id], "text_lm")
+
+    def s2t(self, units: Sequence[int] | torch.Tensor, answer: str) -> Example:
+        return _join(
+            self.s2t_prompt(units), [*self.text(answer), self.sp("<|end_of_turn|>")], "s2t"
+        )
+
+    def s2s(
+        self,
+        units: Sequence[int] | torch.Tensor,
+        answer: str,
+        answer_units: Sequence[int] | torch.Tensor,
+        speech_mode: SpeechMode = "text_then_units",
+    ) -> Example:
+        speech = [*self.unit_ids(answer_units), self.sp(END_OF_AUDIO)]
+        if speech_mode == "text_then_units":
+            speech = [*self.text(answer), self.sp(BEGIN_OF_AUDIO), *speech]
+        return _join(self.s2s_prompt(units, speech_mode), speech, "s2s")
+
+    def instruct(self, prompt: str, response: str) -> Example:
+        answer = [*self.text(response), self.sp("<|end_of_turn|>")]
+        return _join(self.instruct_prompt(prompt), answer, "instruct")
+
+
+def _join(prompt: list[int], answer: list[int], task: str) -> Example:
+    return Example(prompt + answer, [IGNORE] * len(prompt) + answer, task)

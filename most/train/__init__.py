@@ -1,0 +1,1 @@
+"""Training stages on Lightning: base, stage1, stage2."""

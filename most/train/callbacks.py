@@ -1,0 +1,63 @@
+"""Small Lightning callbacks: throughput on the progress bar, RNG state in checkpoints."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+
+class TokensPerSecond(L.Callback):
+    """Logs ``tok_s`` (non-padding tokens per second of wall time, this process) every step.
+
+    The bar's value covers data wait + forward + backward + optimizer, the number a recipe's step
+    budget is planned with; ``total_tokens / total_time`` covers the training batches only.
+    """
+
+    def __init__(self) -> None:
+        self.t0: float | None = None
+        self.tokens = 0
+        self.total_tokens = 0
+        self.total_time = 0.0
+        self.batch_t0 = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batch_t0 = time.perf_counter()
+        if self.t0 is None:
+            self.t0 = self.batch_t0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        n = int((batch["task_ids"] >= 0).sum())
+        self.tokens += n
+        self.total_tokens += n
+        self.total_time += time.perf_counter() - self.batch_t0
+        elapsed = time.perf_counter() - self.t0
+        pl_module.log("tok_s", self.tokens / max(elapsed, 1e-9), prog_bar=True, on_step=True)
+        if elapsed > 30:  # a sliding window: the bar follows the current speed, not the average
+            self.t0, self.tokens = time.perf_counter(), 0
+
+
+class RngState(L.Callback):
+    """Saves and restores Python, NumPy and torch RNG states, so dropout and any sampling in the
+    model continue on a resumed run exactly as on an uninterrupted one."""
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        random.setstate(state_dict["python"])
+        np.random.set_state(state_dict["numpy"])
+        torch.set_rng_state(state_dict["torch"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])

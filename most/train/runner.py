@@ -1,0 +1,173 @@
+"""The one training path every stage goes through: Trainer + checkpoints + resume + HF export.
+
+``RUN/<stage>/`` after a run::
+
+    ckpt/      last.ckpt (resume point), step=N.ckpt (keep-last-k), best.ckpt (lowest val/loss)
+    logs/      metrics.csv (CSVLogger) and TensorBoard events
+    hf/        the exported ``transformers`` folder (written atomically, last): its presence marks
+               the stage finished, so a re-run is a no-op unless forced
+    metrics.json  wall time, tokens/s, final losses per task
+
+Checkpoint files are written by Lightning's ``TorchCheckpointIO`` (serialised to memory, then written
+through an fsspec transaction: a temporary file renamed into place), so a kill never leaves a torn
+``last.ckpt``. Resume restores model, optimizer, scheduler, loop counters, the data position
+(:class:`~most.train.datamodule.MixtureDataModule`) and RNG states (:class:`~most.train.callbacks.RngState`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from most.io import atomic_dir, atomic_write_json
+from most.layout import TokenLayout
+from most.train.callbacks import RngState, TokensPerSecond
+from most.train.config import TrainerConfig
+from most.train.datamodule import MixtureDataModule
+from most.train.module import CausalLMModule
+
+
+@dataclass
+class StagePaths:
+    root: Path
+
+    @property
+    def hf(self) -> Path:
+        return self.root / "hf"
+
+    @property
+    def ckpt(self) -> Path:
+        return self.root / "ckpt"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def finished(self) -> bool:
+        return (self.hf / "config.json").is_file()
+
+
+def prepare(root: Path, force: bool) -> StagePaths | None:
+    """The stage's paths, or None if it already finished (and ``force`` is off)."""
+    paths = StagePaths(Path(root))
+    if force and paths.root.exists():
+        shutil.rmtree(paths.root)
+    if paths.finished():
+        print(f"{paths.hf} exists: stage already finished (pass --force=true to redo it)")
+        return None
+    return paths
+
+
+def build_trainer(
+    cfg: TrainerConfig, paths: StagePaths, has_val: bool, extra_callbacks: Sequence[L.Callback] = ()
+) -> tuple[L.Trainer, TokensPerSecond]:
+    throughput = TokensPerSecond()
+    callbacks: list[L.Callback] = [
+        # keep-last-k: rank checkpoints by step, highest kept.
+        ModelCheckpoint(
+            dirpath=paths.ckpt,
+            filename="{step}",
+            every_n_train_steps=cfg.ckpt_every,
+            save_top_k=cfg.keep_last,
+            monitor="step",
+            mode="max",
+            save_last=True,
+        ),
+        RngState(),
+        throughput,
+        LearningRateMonitor(logging_interval="step"),
+        *extra_callbacks,
+    ]
+    if has_val and cfg.val_every:
+        callbacks.append(
+            ModelCheckpoint(dirpath=paths.ckpt, filename="best", monitor="val/loss", mode="min")
+        )
+    if cfg.progress:
+        callbacks.append(RichProgressBar())
+    trainer = L.Trainer(
+        max_steps=cfg.max_steps,
+        max_time={"minutes": cfg.max_time_min} if cfg.max_time_min else None,
+        accumulate_grad_batches=cfg.accumulate,
+        gradient_clip_val=cfg.grad_clip or None,
+        precision=cfg.resolved_precision(),
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        val_check_interval=cfg.val_every if has_val and cfg.val_every else None,
+        check_val_every_n_epoch=None,
+        limit_val_batches=None if has_val and cfg.val_every else 0,
+        num_sanity_val_steps=0,
+        log_every_n_steps=cfg.log_every,
+        logger=[
+            CSVLogger(paths.logs, name="", version=""),
+            TensorBoardLogger(paths.logs, name="", version="", default_hp_metric=False),
+        ],
+        callbacks=callbacks,
+        enable_progress_bar=cfg.progress,
+        enable_model_summary=False,
+        default_root_dir=paths.root,
+    )
+    return trainer, throughput
+
+
+def fit(
+    paths: StagePaths,
+    module: CausalLMModule,
+    datamodule: MixtureDataModule,
+    cfg: TrainerConfig,
+    extra_callbacks: Sequence[L.Callback] = (),
+) -> tuple[L.Trainer, dict[str, Any]]:
+    """Train (resuming from ``ckpt/last.ckpt`` if present); return the trainer and run metrics."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    has_val = bool(datamodule.val_sources) and datamodule.cfg.val_batches > 0
+    trainer, throughput = build_trainer(cfg, paths, has_val, extra_callbacks)
+    last = paths.ckpt / "last.ckpt"
+    resumed = last.is_file()
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resumed else None)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    wall = time.perf_counter() - t0
+    metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
+    return trainer, {
+        "resumed": resumed,
+        "steps": trainer.global_step,
+        "wall_s": round(wall, 1),
+        "tokens": throughput.total_tokens,
+        "tokens_per_s": round(throughput.total_tokens / max(throughput.total_time, 1e-9), 1),
+        "final": metrics,
+    }
+
+
+def export_hf(
+    model: torch.nn.Module, tokenizer: Any, layout: TokenLayout | None, dest: Path
+) -> Path:
+    """Write a ``from_pretrained``-loadable folder (safetensors, tokenizer, layout) atomically.
+
+    LoRA adapters are merged into the base weights first, so the folder needs no peft to load.
+    """
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    with atomic_dir(dest) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        if layout is not None:
+            layout.save(tmp)
+    return dest
+
+
+def write_metrics(paths: StagePaths, metrics: dict[str, Any]) -> None:
+    atomic_write_json(paths.root / "metrics.json", metrics)
+    print(json.dumps(metrics, indent=2))

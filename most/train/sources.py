@@ -1,0 +1,100 @@
+"""Where each stage's examples come from: ``RUN/data`` and ``RUN/units`` datasets -> mixture sources.
+
+Column contracts (see ``data_prep/schema.py`` and the ``units`` stage): unit datasets replace ``audio``
+by ``units`` (list[int]) and ``answer_audio`` by ``answer_units``; every other column is kept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+
+from most.data.prompts import Prompts, SpeechMode
+from most.io import read_json
+from most.layout import TokenLayout
+from most.train.mixing import Source
+
+UNIT_TOKENIZER_FILE = Path("units") / "tokenizer" / "unit_tokenizer.json"
+
+
+def unit_tokenizer_info(run: Path) -> dict:
+    """``{"vocab_size", "hash", "frame_rate"}`` of the unit tokenizer the ``units`` stage used."""
+    path = Path(run) / UNIT_TOKENIZER_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no unit tokenizer; run `most units --run {run}` first")
+    return read_json(path)
+
+
+def load_units(run: Path, dataset: str) -> datasets.DatasetDict:
+    """Unit-encoded ``dataset`` (``speech``, ``sqa``) of ``run``.
+
+    Stand-in for ``most.units.load_units`` until it lands; the folder layout is its contract.
+    """
+    directory = Path(run) / "units" / unit_tokenizer_info(run)["hash"] / dataset
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no unit dataset; run `most units --run {run}` first")
+    return datasets.load_from_disk(str(directory))
+
+
+def check_layout(run: Path, layout: TokenLayout) -> None:
+    """Refuse unit data encoded by another unit tokenizer than the model's layout expects."""
+    info = unit_tokenizer_info(run)
+    layout.check_units(info["hash"], where=str(Path(run) / "units"))
+    if int(info["vocab_size"]) != layout.n_units:
+        raise ValueError(f"unit vocab {info['vocab_size']} != layout n_units {layout.n_units}")
+
+
+def load_data(run: Path, name: str) -> datasets.DatasetDict:
+    directory = Path(run) / "data" / name
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: missing; run `most data --run {run}` first")
+    return datasets.load_from_disk(str(directory))
+
+
+def _cols(ds: datasets.Dataset, *names: str) -> datasets.Dataset:
+    # Reading a row decodes every column; keep only what the prompt needs.
+    return ds.select_columns(list(names))
+
+
+def text_lm(p: Prompts, ds: datasets.Dataset) -> Source:
+    return Source("text_lm", _cols(ds, "text"), lambda r: p.text_lm(r["text"]))
+
+
+def asr(p: Prompts, ds: datasets.Dataset) -> Source:
+    return Source("asr", _cols(ds, "units", "text"), lambda r: p.asr(r["units"], r["text"]))
+
+
+def tts(p: Prompts, ds: datasets.Dataset) -> Source:
+    return Source("tts", _cols(ds, "units", "text"), lambda r: p.tts(r["text"], r["units"]))
+
+
+def s2t(p: Prompts, ds: datasets.Dataset) -> Source:
+    return Source("s2t", _cols(ds, "units", "answer"), lambda r: p.s2t(r["units"], r["answer"]))
+
+
+def s2s(p: Prompts, ds: datasets.Dataset, mode: SpeechMode) -> Source:
+    return Source(
+        "s2s",
+        _cols(ds, "units", "answer", "answer_units"),
+        lambda r: p.s2s(r["units"], r["answer"], r["answer_units"], mode),
+    )
+
+
+def instruct(p: Prompts, ds: datasets.Dataset) -> Source:
+    return Source(
+        "instruct",
+        _cols(ds, "prompt", "response"),
+        lambda r: p.instruct(r["prompt"], r["response"]),
+    )
+
+
+def mixture(sources: list[Source], defaults: dict[str, float], overrides: dict[str, float]):
+    """``(sources, ratios)`` for the recipe's ``data.ratios``; unknown task names are refused and
+    tasks with ratio 0 are dropped."""
+    unknown = set(overrides) - set(defaults)
+    if unknown:
+        raise ValueError(f"data.ratios: unknown tasks {sorted(unknown)}; known: {sorted(defaults)}")
+    ratios = {**defaults, **overrides}
+    kept = [s for s in sources if ratios[s.task] > 0]
+    return kept, [ratios[s.task] for s in kept]

@@ -1,0 +1,59 @@
+"""Text question answering for the text-only base LM: does it know the world's facts?
+
+The base LM learns facts from statements ("The capital of Velmora is Tarsk.") and the question/answer
+*format* from a small share of ``qa_train`` pairs written as plain text (:func:`qa_text`). Asking it
+the ``qa_heldout`` questions then measures knowledge it can only have from the statements, the text
+twin of the spoken cross-modal transfer test.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import torch
+
+QUESTION = "Question: "
+ANSWER = " Answer:"
+
+
+def qa_text(question: str, answer: str = "") -> str:
+    """``"Question: <q> Answer: <a>"``; with no answer, the generation prompt."""
+    return f"{QUESTION}{question}{ANSWER}" + (f" {answer}" if answer else "")
+
+
+def normalize(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
+
+
+@torch.no_grad()
+def text_qa_accuracy(
+    model,
+    tokenizer,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    max_new_tokens: int = 12,
+    n_examples: int = 5,
+) -> dict:
+    """Greedy-decode an answer to each question; correct if it starts with the normalised answer."""
+    model.eval()
+    eos = tokenizer.eos_token_id
+    correct = 0
+    examples = []
+    for q, a in zip(questions, answers, strict=True):
+        ids = [eos, *tokenizer.encode(qa_text(q), add_special_tokens=False)]
+        x = torch.tensor([ids], device=model.device)
+        out = model.generate(
+            x,
+            attention_mask=torch.ones_like(x),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=eos,
+            pad_token_id=eos,
+        )
+        pred = tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
+        ok = normalize(pred).startswith(normalize(a))
+        correct += ok
+        if len(examples) < n_examples:
+            examples.append({"question": q, "answer": a, "predicted": pred.strip(), "correct": ok})
+    return {"accuracy": correct / max(len(questions), 1), "n": len(questions), "examples": examples}
