@@ -1,0 +1,132 @@
+"""`most adapt` on tiny configs of every supported architecture: the full life cycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ARCHS, TEXT_VOCAB, layout_args
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import most  # noqa: F401  (registers the adapted model with the Auto classes)
+from most.adapt import SourceSection, adapt
+from most.modeling import MostForCausalLM, load_layout
+from most.moe.config import ExpertsConfig
+
+
+def run_adapt(tmp: Path, base: Path, **experts) -> Path:
+    return adapt(
+        run=tmp,
+        source=SourceSection(model=base),
+        experts=ExpertsConfig(**experts),
+        layout=layout_args(),
+    )
+
+
+def mixed_batch(layout, batch: int = 2, n_text: int = 6, n_speech: int = 6, seed: int = 0):
+    """Text ids, then <|begin_of_audio|> and unit ids: ``(B, n_text + 1 + n_speech)``."""
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randint(4, TEXT_VOCAB, (batch, n_text), generator=g)
+    boa = torch.full((batch, 1), layout.special_id("<|begin_of_audio|>"))
+    units = layout.units_to_ids(torch.randint(0, layout.n_units, (batch, n_speech), generator=g))
+    return torch.cat([text, boa, units], dim=1)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_lifecycle(arch, base_dirs, tmp_path):
+    out = run_adapt(tmp_path, base_dirs[arch])
+    layout = load_layout(out)
+    assert layout == load_layout(AutoModelForCausalLM.from_pretrained(out).config)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert isinstance(model, MostForCausalLM)
+    assert model.get_input_embeddings().weight.shape[0] == layout.vocab_size
+
+    # forward with labels -> LM loss + aux loss; backward reaches experts, router, new rows
+    model.train()
+    ids = mixed_batch(layout)
+    outputs = model(ids, attention_mask=torch.ones_like(ids), labels=ids)
+    assert outputs.aux_loss is not None and outputs.aux_loss > 0
+    outputs.loss.backward()
+    block = next(m for m in model.modules() if type(m).__name__ == "ModalityMoE")
+    assert block.experts.gate_up_proj.grad.abs().sum() > 0
+    assert block.router.weight.grad.abs().sum() > 0
+    assert model.get_input_embeddings().weight.grad[layout.unit_offset :].abs().sum() > 0
+
+    # greedy generation with and without the KV cache agree
+    model.eval()
+    prompt = ids[:, :9]
+    kw = dict(max_new_tokens=6, do_sample=False, attention_mask=torch.ones_like(prompt))
+    cached = model.generate(prompt, use_cache=True, **kw)
+    uncached = model.generate(prompt, use_cache=False, **kw)
+    assert cached.shape[1] == prompt.shape[1] + 6
+    assert torch.equal(cached, uncached)
+
+    # save -> reload -> identical logits
+    with torch.no_grad():
+        before = model(ids).logits
+    model.save_pretrained(tmp_path / "again")
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "again").eval()
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, before)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_upcycle_text_logits_equal_base(arch, base_dirs, tmp_path):
+    out = run_adapt(tmp_path, base_dirs[arch], init="upcycle")
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    base = AutoModelForCausalLM.from_pretrained(base_dirs[arch]).eval()
+    ids = torch.randint(4, TEXT_VOCAB, (2, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        diff = (model(ids).logits[..., :TEXT_VOCAB] - base(ids).logits).abs().max()
+    assert diff <= 1e-5
+    layer_experts = [m.experts.num_experts for m in model.modules() if hasattr(m, "router")]
+    assert layer_experts and all(n == 16 for n in layer_experts)  # 2 groups x 8 copies
+
+
+def test_split_with_blind_topk_router_is_the_base_model(base_dirs, tmp_path):
+    """Split copies experts and router rows 1:1: only the group restriction can change outputs."""
+    out = run_adapt(tmp_path, base_dirs["qwen3_moe"], init="split", router="topk")
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    base = AutoModelForCausalLM.from_pretrained(base_dirs["qwen3_moe"]).eval()
+    ids = torch.randint(4, TEXT_VOCAB, (2, 12))
+    with torch.no_grad():
+        diff = (model(ids).logits[..., :TEXT_VOCAB] - base(ids).logits).abs().max()
+    assert diff <= 1e-5  # modality-blind top-k over the same 8 experts is the base model
+
+
+def test_tokenizer_gains_tokens(base_dirs, tmp_path):
+    out = run_adapt(tmp_path, base_dirs["qwen3_moe"])
+    layout = load_layout(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    ids = [
+        layout.special_id("<|begin_of_audio|>"),
+        *layout.units_to_ids(torch.tensor([0, 7])).tolist(),
+    ]
+    text = tok.decode(ids)
+    assert "<|begin_of_audio|>" in text and "<|u0|>" in text and "<|u7|>" in text
+    assert tok.convert_tokens_to_ids("<|u3|>") == layout.unit_offset + 3
+    assert len(tok) == layout.vocab_size
+
+
+def test_rerun_is_noop_unless_forced(base_dirs, tmp_path):
+    out = run_adapt(tmp_path, base_dirs["olmoe"])
+    stamp = (out / "config.json").stat().st_mtime_ns
+    run_adapt(tmp_path, base_dirs["olmoe"])
+    assert (out / "config.json").stat().st_mtime_ns == stamp
+    adapt(
+        run=tmp_path,
+        source=SourceSection(model=base_dirs["olmoe"]),
+        layout=layout_args(),
+        force=True,
+    )
+    assert (out / "config.json").stat().st_mtime_ns != stamp
+
+
+def test_units_read_from_units_stage(base_dirs, tmp_path):
+    info = tmp_path / "units" / "tokenizer" / "unit_tokenizer.json"
+    info.parent.mkdir(parents=True)
+    info.write_text('{"vocab_size": 11, "hash": "abc123"}')
+    out = adapt(run=tmp_path, source=SourceSection(model=base_dirs["mixtral"]))
+    layout = load_layout(out)
+    assert (layout.n_units, layout.unit_tokenizer_hash) == (11, "abc123")
