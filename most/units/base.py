@@ -75,9 +75,8 @@ def to_waveform(
     """
     if isinstance(wav, torch.Tensor):
         wav = wav.detach().cpu().numpy()
-    return torch.from_numpy(
-        np.ascontiguousarray(check_audio(np.asarray(wav), sr, target_sr=target_sr))
-    )
+    # torch.tensor copies: arrays from datasets/soundfile may be read-only views.
+    return torch.tensor(check_audio(np.asarray(wav), sr, target_sr=target_sr), dtype=torch.float32)
 
 
 def content_hash(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str:
@@ -117,12 +116,13 @@ def read_tokenizer(directory: str | Path) -> tuple[dict[str, Any], dict[str, tor
 def load_tokenizer(path: str | Path) -> UnitTokenizer:
     """Load any saved unit tokenizer; the JSON's ``kind`` picks the class.
 
-    ``path`` is the tokenizer folder, or a run folder (``RUN/units/tokenizer`` is used).
+    ``path`` is the tokenizer folder, ``RUN/units`` or ``RUN`` (``RUN/units/tokenizer`` is used).
     The stored hash is recomputed and must match, so an edited file is caught here.
     """
     path = Path(path)
-    if not (path / TOKENIZER_FILE).is_file() and (path / "units" / "tokenizer").is_dir():
-        path = path / "units" / "tokenizer"
+    for candidate in (path / "tokenizer", path / "units" / "tokenizer"):
+        if not (path / TOKENIZER_FILE).is_file() and (candidate / TOKENIZER_FILE).is_file():
+            path = candidate
     meta, _ = read_tokenizer(path)
     kind = meta.get("kind")
     # Two kinds, imported lazily so the mel path never imports transformers.

@@ -99,6 +99,7 @@ def units(
         part_rows: rows per resumable part; all shards of one job must use the same value.
     """
     cfg = tokenizer or TokenizerConfig()
+    datasets.disable_progress_bars()  # our own bar reports audio seconds and × real time
     data_dir, units_dir = Path(run) / "data", Path(run) / "units"
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: no data; run `most data --run {run}` first")

@@ -1,0 +1,138 @@
+"""``most units`` end to end on the espeak fixture: outputs, rejects, resume, shards, idempotency."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import most.units.stage as stage_mod
+from most.units import load_tokenizer, load_units
+from most.units.stage import TokenizerConfig, units
+
+CFG = TokenizerConfig(k=16, frame_rate=50, fit_seconds=60, gl_iters=4)
+
+
+def _run(run: Path, **kw) -> Path:
+    return units(run=run, tokenizer=CFG, part_rows=4, **kw)
+
+
+def _tables(run: Path, dataset: str) -> dict[str, list[dict]]:
+    return {s: ds.to_list() for s, ds in load_units(run, dataset).items()}
+
+
+def test_stage_outputs(run_dir):
+    out = _run(run_dir)
+    tok = load_tokenizer(out / "tokenizer")
+    meta = json.loads((out / "tokenizer" / "unit_tokenizer.json").read_text())
+    assert meta["vocab_size"] == 16 and meta["hash"] == tok.hash
+    speech = load_units(run_dir, "speech", expected_hash=tok.hash)
+    assert set(speech) == {"train", "dev", "test"}
+    row = speech["train"][0]
+    assert "audio" not in row and {"id", "text", "duration", "units"} <= row.keys()
+    assert row["units"] and all(0 <= u < 16 for u in row["units"])
+    sqa = load_units(run_dir, "sqa")["qa_train"][0]
+    assert sqa["units"] and sqa["answer_units"] and "answer_audio" not in sqa
+    assert not (out / tok.hash / "text").exists()  # no audio columns, nothing to encode
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["hash"] == tok.hash
+    assert manifest["datasets"]["speech"]["train"]["rows"] == 16
+    assert manifest["seconds"] > 0 and manifest["units_per_s"] > 0
+    # The two broken test rows are named, counted, and dropped.
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in rejects} == {"bad_nan", "bad_silent"}
+    assert manifest["rejects_by_reason"] == {"non_finite": 1, "empty_audio": 1}
+    assert [r["id"] for r in speech["test"]] == ["te0", "te1"]
+    with pytest.raises(ValueError, match="expected"):
+        load_units(run_dir, "speech", expected_hash="0" * 16)
+
+
+def test_units_match_direct_encoding(run_dir, data_dir):
+    import datasets
+
+    out = _run(run_dir)
+    tok = load_tokenizer(out)
+    raw = datasets.load_from_disk(str(data_dir / "speech"))["dev"].with_format("numpy")
+    for row, enc in zip(raw, load_units(run_dir, "speech")["dev"], strict=True):
+        assert enc["units"] == tok.encode(row["audio"]["array"], 16_000).tolist()
+
+
+def test_rerun_is_noop_and_settings_change_is_refused(run_dir, monkeypatch):
+    out = _run(run_dir)
+    stamp = (out / "manifest.json").stat().st_mtime_ns
+    monkeypatch.setattr(stage_mod, "encode_part", _fail)
+    _run(run_dir)
+    assert (out / "manifest.json").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="force"):
+        units(run=run_dir, tokenizer=TokenizerConfig(k=8, fit_seconds=60), part_rows=4)
+
+
+def _fail(*_a, **_k):
+    raise AssertionError("nothing should be re-encoded")
+
+
+def test_resume_after_interruption(run_dir, tmp_path, data_dir):
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    (reference / "data").symlink_to(data_dir)
+    _run(reference)
+
+    real, calls = stage_mod.encode_part, []
+
+    def dies_after_three(job, tok):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(job.out)
+        return real(job, tok)
+
+    stage_mod.encode_part = dies_after_three
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _run(run_dir)
+        assert not (run_dir / "units" / "manifest.json").exists()
+        done = list(calls)
+        calls.clear()
+        stage_mod.encode_part = lambda job, tok: (calls.append(job.out), real(job, tok))[1]
+        _run(run_dir)
+    finally:
+        stage_mod.encode_part = real
+    assert not set(done) & set(calls)  # finished parts were not encoded again
+    assert done and calls
+    for name in ("speech", "sqa"):
+        assert _tables(run_dir, name) == _tables(reference, name)
+
+
+def test_shards_merge_without_recomputation(run_dir, tmp_path, data_dir, monkeypatch):
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    (reference / "data").symlink_to(data_dir)
+    _run(reference)
+
+    _run(run_dir, fit_only=True)
+    _run(run_dir, shard="0/2")
+    assert not (run_dir / "units" / "manifest.json").exists()
+    _run(run_dir, shard="1/2")
+    monkeypatch.setattr(stage_mod, "encode_part", _fail)
+    _run(run_dir)
+    for name in ("speech", "sqa"):
+        assert _tables(run_dir, name) == _tables(reference, name)
+    with pytest.raises(ValueError, match="need 0 <= i < n"):
+        _run(run_dir, shard="2/2")
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="most data"):
+        units(run=tmp_path, tokenizer=CFG)
+
+
+@pytest.mark.slow
+def test_num_proc_matches_single_process(run_dir, tmp_path, data_dir):
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    (reference / "data").symlink_to(data_dir)
+    _run(reference)
+    _run(run_dir, num_proc=2)
+    for name in ("speech", "sqa"):
+        assert _tables(run_dir, name) == _tables(reference, name)
