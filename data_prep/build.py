@@ -341,7 +341,7 @@ def data(
     manifest["content_hash"] = _content_hash(all_files, text_sets)
     manifest["build_seconds"] = round(time.perf_counter() - start, 1)
     atomic_write_json(manifest_path, manifest)
-    shutil.rmtree(work / "cache", ignore_errors=True)
+    shutil.rmtree(out / ".work", ignore_errors=True)  # shards only serve an interrupted build
     _print_summary(out, manifest)
     return out
 

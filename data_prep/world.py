@@ -16,16 +16,67 @@ from dataclasses import dataclass
 
 from data_prep.numbers import number_words
 
-ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "kr", "tr", "st", "sh"]
+ONSETS = [
+    "b",
+    "d",
+    "f",
+    "g",
+    "k",
+    "l",
+    "m",
+    "n",
+    "p",
+    "r",
+    "s",
+    "t",
+    "v",
+    "z",
+    "br",
+    "dr",
+    "kr",
+    "tr",
+    "st",
+    "sh",
+]
 VOWELS = ["a", "e", "i", "o", "u", "a", "e", "o"]
 CODAS = ["", "", "", "n", "r", "l", "s", "k", "m"]
 
-PROFESSIONS = ["baker", "farmer", "sailor", "teacher", "painter", "doctor", "miner", "weaver", "potter", "singer", "builder", "hunter", "fisher", "tailor", "poet", "judge"]
+PROFESSIONS = [
+    "baker",
+    "farmer",
+    "sailor",
+    "teacher",
+    "painter",
+    "doctor",
+    "miner",
+    "weaver",
+    "potter",
+    "singer",
+    "builder",
+    "hunter",
+    "fisher",
+    "tailor",
+    "poet",
+    "judge",
+]
 COLORS = ["red", "blue", "green", "yellow", "white", "black", "orange", "purple", "grey", "brown"]
 MATERIALS = ["wood", "stone", "iron", "glass", "copper", "silver", "clay", "bone"]
 FOODS = ["grass", "fish", "berries", "seeds", "leaves", "insects", "roots", "honey"]
 HABITATS = ["forests", "mountains", "rivers", "deserts", "swamps", "caves", "islands", "meadows"]
-OBJECT_KINDS = ["lamp", "drum", "bell", "clock", "harp", "compass", "kettle", "mirror", "loom", "flute", "wheel", "cart"]
+OBJECT_KINDS = [
+    "lamp",
+    "drum",
+    "bell",
+    "clock",
+    "harp",
+    "compass",
+    "kettle",
+    "mirror",
+    "loom",
+    "flute",
+    "wheel",
+    "cart",
+]
 ANIMAL_KINDS = ["bird", "fox", "cat", "lizard", "horse", "beetle", "owl", "frog", "deer", "goat"]
 
 

@@ -8,11 +8,13 @@ are checked against real arguments::
     most units  --config recipes/tiny/units.yaml  --run runs/demo
 
 Only the module of the chosen command is imported, so ``most data`` does not pay for transformers.
+Errors the user can fix print as one line naming the key or file; ``MOST_DEBUG=1`` shows tracebacks.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -54,8 +56,28 @@ def usage() -> str:
     return f"usage: most <command> [--config RECIPE.yaml] [--run DIR] [--section.key=value ...]\ncommands: {names}"
 
 
+def build_parser(command: str, func: Callable):
+    """The command's parser: ``--config`` YAML plus one option per (nested) argument of ``func``."""
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    parser = ArgumentParser(prog=f"most {command}", exit_on_error=False, description=func.__doc__)
+    parser.add_argument("--config", action=ActionConfigFile, help="recipe YAML")
+    parser.add_function_arguments(func, as_group=False)
+    return parser
+
+
+def run_command(command: str, args: Sequence[str]) -> object:
+    """Parse ``args`` for ``command`` and call it; bad keys/values raise ``ArgumentError``."""
+    func = resolve(command)
+    parser = build_parser(command, func)
+    cfg = parser.parse_args(list(args))
+    kwargs = parser.instantiate(cfg).as_dict()
+    kwargs.pop("config", None)
+    return func(**kwargs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from jsonargparse import CLI
+    from argparse import ArgumentError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -66,11 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"most: unknown command {command!r}\n{usage()}", file=sys.stderr)
         return 2
     try:
-        func = resolve(command)
-        CLI(func, args=rest, prog=f"most {command}")
-    except (StageError, ValueError, FileNotFoundError) as e:
-        # __post_init__ validation and stage input checks: one line naming the problem.
-        print(f"most {command}: error: {e}", file=sys.stderr)
+        run_command(command, rest)
+    except (ArgumentError, StageError, ValueError, FileNotFoundError) as e:
+        # Recipe keys, __post_init__ validation and stage input checks: one line naming the problem.
+        if os.environ.get("MOST_DEBUG"):
+            raise
+        message = " ".join(str(e).split())
+        print(f"most {command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"most {command}: interrupted; re-run the same command to resume", file=sys.stderr)

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data_prep.build import SpeechConfig, data
+from data_prep.world import WorldConfig
+
+TINY_WORLD = WorldConfig(
+    seed=7, n_countries=4, n_cities=8, n_people=12, n_animals=4, n_objects=4, corpus_words=3000
+)
+TINY_SPEECH = SpeechConfig(
+    n_train=24, n_dev=4, n_test=6, n_instructions=16, text_heldout_words=1000
+)
+
+
+def build_tiny(run: Path, **overrides) -> Path:
+    kwargs = {"world": TINY_WORLD, "speech": TINY_SPEECH, "num_jobs": 2, **overrides}
+    return data(run=run, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("tiny")
+    build_tiny(run)
+    return run

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+
+from data_prep.build import SpeechConfig, data
+from data_prep.world import RELATIONS, build_world, split_facts
+from tests.data.conftest import TINY_SPEECH, TINY_WORLD, build_tiny
+
+
+def test_layout_and_schema(tiny_run):
+    out = tiny_run / "data"
+    speech = datasets.load_from_disk(str(out / "speech"))
+    assert set(speech) == {"train", "dev", "test", "test_voices"}
+    assert len(speech["train"]) == TINY_SPEECH.n_train
+    row = speech["train"][0]
+    assert {"id", "audio", "text", "voice", "task", "duration"} <= set(row)
+    assert row["audio"]["sampling_rate"] == 16000
+    wav = np.asarray(row["audio"]["array"], dtype=np.float32)
+    assert wav.ndim == 1 and np.isfinite(wav).all() and np.abs(wav).max() > 0.01
+    assert row["duration"] == pytest.approx(len(wav) / 16000, rel=1e-4)
+    sqa = datasets.load_from_disk(str(out / "sqa"))
+    assert set(sqa) == {"qa_train", "qa_heldout"}
+    assert {"answer", "answer_audio", "fact_id"} <= set(sqa["qa_train"].column_names)
+    text = datasets.load_from_disk(str(out / "text"))
+    assert sum(len(t.split()) for t in text["train"]["text"]) >= TINY_WORLD.corpus_words
+    instr = datasets.load_from_disk(str(out / "instructions"))
+    assert set(instr["train"]["task"]) == {"repeat", "answer", "continue", "spell"}
+
+
+def test_manifest_counts_and_voices(tiny_run):
+    m = json.loads((tiny_run / "data" / "manifest.json").read_text())
+    speech = m["datasets"]["speech"]
+    assert speech["train"]["items"] == TINY_SPEECH.n_train and speech["train"]["hours"] > 0
+    assert set(speech["test_voices"]["voices"]) <= set(TINY_SPEECH.test_voices)
+    assert set(speech["train"]["voices"]).isdisjoint(TINY_SPEECH.test_voices)
+    assert len(TINY_SPEECH.train_voices) + len(TINY_SPEECH.test_voices) >= 8
+    assert re.fullmatch(r"[0-9a-f]{16}", m["content_hash"])
+    assert m["seed"] == TINY_WORLD.seed and m["rejects"] == 0
+
+
+def test_test_sentences_unseen_and_heldout_facts_never_spoken(tiny_run):
+    speech = datasets.load_from_disk(str(tiny_run / "data" / "speech"))
+    train = set(speech["train"]["text"])
+    assert train.isdisjoint(speech["test"]["text"]) and train.isdisjoint(speech["dev"]["text"])
+    assert set(speech["test"]["text"]) == set(speech["test_voices"]["text"])
+    _, heldout = split_facts(build_world(TINY_WORLD))
+    spoken = " ".join(train | set(speech["test"]["text"]))
+    for fact in heldout:
+        for template in RELATIONS[fact.relation].statements:
+            sentence = template.format(s=fact.subject, o=fact.answer)
+            assert sentence[0].upper() + sentence[1:] not in spoken
+    sqa = datasets.load_from_disk(str(tiny_run / "data" / "sqa"))
+    assert {f.id for f in heldout} == set(sqa["qa_heldout"]["fact_id"])
+    assert set(sqa["qa_train"]["fact_id"]).isdisjoint(sqa["qa_heldout"]["fact_id"])
+
+
+def test_same_seed_same_hash_other_seed_differs(tiny_run, tmp_path):
+    first = json.loads((tiny_run / "data" / "manifest.json").read_text())["content_hash"]
+    build_tiny(tmp_path / "again")
+    again = json.loads((tmp_path / "again" / "data" / "manifest.json").read_text())["content_hash"]
+    assert again == first
+    other_world = type(TINY_WORLD)(**{**TINY_WORLD.__dict__, "seed": TINY_WORLD.seed + 1})
+    build_tiny(tmp_path / "other", world=other_world)
+    other = json.loads((tmp_path / "other" / "data" / "manifest.json").read_text())["content_hash"]
+    assert other != first
+
+
+def test_rerun_is_a_noop(tiny_run, capsys):
+    build_tiny(tiny_run)
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_resume_after_kill_reaches_the_same_content(tiny_run, tmp_path, monkeypatch):
+    import data_prep.build as build
+
+    real_save = build.save_dataset
+
+    def killed(ds, dest):
+        if Path(dest).name == "sqa":
+            raise KeyboardInterrupt  # the run dies after the speech shards are written
+        return real_save(ds, dest)
+
+    monkeypatch.setattr(build, "save_dataset", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_tiny(tmp_path)
+    assert not (tmp_path / "data" / "manifest.json").exists()
+    shards = sorted((tmp_path / "data" / ".work").rglob("speech/train/shard-*.parquet"))
+    assert shards
+    monkeypatch.setattr(build, "save_dataset", real_save)
+    import data_prep.ingest as ingest
+
+    real_load = ingest.load_item
+
+    def no_resynthesis(item, max_seconds):  # finished shards must be reused, not rebuilt
+        assert not item.id.startswith("train-"), f"{item.id} was synthesised again"
+        return real_load(item, max_seconds)
+
+    monkeypatch.setattr(ingest, "load_item", no_resynthesis)
+    build_tiny(tmp_path)
+    resumed = json.loads((tmp_path / "data" / "manifest.json").read_text())["content_hash"]
+    clean = json.loads((tiny_run / "data" / "manifest.json").read_text())["content_hash"]
+    assert resumed == clean
+    assert not (tmp_path / "data" / ".work").exists()
+
+
+def test_bad_config_values_are_refused():
+    with pytest.raises(ValueError, match=r"speech\.train_voices and speech\.test_voices"):
+        SpeechConfig(train_voices=("en-us:160:50",), test_voices=("en-us:160:50",))
+    with pytest.raises(ValueError, match="variant:rate:pitch"):
+        SpeechConfig(test_voices=("en-us",))
+    with pytest.raises(ValueError, match="num_jobs"):
+        data(run=__import__("pathlib").Path("/nonexistent-run"), num_jobs=0)

@@ -1,0 +1,50 @@
+"""The CLI convention: every recipe parses against its stage's signature; bad keys fail in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from most.cli import COMMANDS, build_parser, main, resolve
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted(REPO.glob("recipes/*/*.yaml"))
+
+
+def test_there_are_recipes():
+    assert (REPO / "recipes" / "tiny" / "data.yaml") in RECIPES
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_recipe_parses_against_its_stage(recipe):
+    command = recipe.stem
+    assert command in COMMANDS, f"{recipe}: no `most {command}` command"
+    func = resolve(command)
+    parser = build_parser(command, func)
+    cfg = parser.parse_args(["--config", str(recipe)])
+    parser.instantiate(cfg)  # runs every config dataclass's validation
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--world.bogus=1"], "--world.bogus"),
+        (["--world.n_people=abc"], "world.n_people"),
+        (["--world.n_people=1"], "world.n_people"),
+    ],
+)
+def test_bad_keys_and_values_fail_in_one_line(args, needle, capsys, tmp_path):
+    assert main(["data", "--run", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err
+    assert not (tmp_path / "data").exists()
+
+
+def test_unknown_command():
+    proc = subprocess.run(
+        [sys.executable, "-m", "most.cli", "nope"], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "unknown command 'nope'" in proc.stderr
