@@ -1,0 +1,185 @@
+"""Unit tokenizer benchmark: encode/decode speed, resynthesis intelligibility, units per second.
+
+Prints one JSON object (``make bench`` saves it to ``runs/bench/units.json``)::
+
+    encode_xrt_1core, encode_xrt_2core, decode_xrt        × real time (audio s / wall s)
+    resynth_wer_original, resynth_wer_resynth             pocketsphinx WER on the test split:
+                                                          original audio vs decode(encode(audio))
+    units_per_s, units_per_s_dedup                        ids per audio second without/with dedup
+
+Data: ``--data RUN/data`` (default ``runs/units-dev/data``, then ``runs/demo/data``; otherwise a
+small espeak-ng corpus is spoken into a temporary folder). ``--sweep`` adds a table over K, frame
+rate and dedup. Speeds exclude process start-up; the 2-core figure runs two 1-thread processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from most.audio import read_audio
+from most.units.mel_kmeans import MelKMeansTokenizer
+from most.units.stage import fit_audio
+
+FALLBACK = [
+    "the capital of velmora is tarsk",
+    "nine sailors crossed the silver river at dawn",
+    "she keeps the brass key in a wooden box",
+    "the market opens when the bells ring twice",
+    "tomorrow the council will vote on the bridge",
+    "green apples grow in the northern valley",
+]
+
+
+def espeak_corpus(root: Path) -> tuple[list[np.ndarray], list[tuple[np.ndarray, str]]]:
+    voices = ["en-us+f3", "en-us+m3", "en-us+f2", "en-us+m1"]
+    train, test = [], []
+    for i, (text, voice) in enumerate((t, v) for t in FALLBACK for v in voices):
+        path = root / f"{i}.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-w", str(path), text], check=True)
+        (test if voice == voices[-1] else train).append((read_audio(path), text))
+    return [w for w, _ in train] * 8, test
+
+
+def load_corpus(data: Path | None, fit_seconds: float, n_test: int, seed: int):
+    """-> (fit waveforms, [(test waveform, transcript)])."""
+    import datasets
+
+    if data is None:
+        return espeak_corpus(Path(tempfile.mkdtemp()))
+    train = fit_audio(data / "speech", fit_seconds, seed)
+    test = datasets.load_from_disk(str(data / "speech"))["test"]
+    pick = np.random.default_rng(seed).permutation(len(test))[:n_test]
+    rows = test.select(sorted(pick.tolist())).with_format("numpy")
+    return train, [(r["audio"]["array"], str(r["text"])) for r in rows]
+
+
+def _encode_time(args: tuple[Path, list[np.ndarray]]) -> float:
+    torch.set_num_threads(1)
+    tok = MelKMeansTokenizer.load(args[0])
+    tok.encode(args[1][0], 16_000)  # warm-up
+    t0 = time.perf_counter()
+    for w in args[1]:
+        tok.encode(w, 16_000)
+    return time.perf_counter() - t0
+
+
+def speeds(tok: MelKMeansTokenizer, wavs: list[np.ndarray]) -> dict[str, float]:
+    seconds = sum(len(w) for w in wavs) / 16_000
+    tmp = Path(tempfile.mkdtemp())
+    tok.save(tmp)
+    one = _encode_time((tmp, wavs))
+    with mp.get_context("spawn").Pool(2) as pool:
+        two = max(pool.map(_encode_time, [(tmp, wavs[0::2]), (tmp, wavs[1::2])]))
+    torch.set_num_threads(1)
+    ids = [tok.encode(w, 16_000) for w in wavs]
+    t0 = time.perf_counter()
+    out = sum(len(tok.decode(u)) for u in ids) / 16_000
+    dec = time.perf_counter() - t0
+    return {
+        "encode_xrt_1core": seconds / one,
+        "encode_xrt_2core": seconds / two,
+        "decode_xrt": out / dec,
+    }
+
+
+class Sphinx:
+    """pocketsphinx with its bundled US-English model: an independent recogniser."""
+
+    def __init__(self):
+        from pocketsphinx import Decoder
+        from whisper_normalizer.english import EnglishTextNormalizer
+
+        self.decoder = Decoder(samprate=16_000, loglevel="FATAL")
+        self.norm = EnglishTextNormalizer()
+
+    def transcribe(self, wav: np.ndarray) -> str:
+        pcm = (np.clip(wav, -1, 1) * 32767).astype(np.int16).tobytes()
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm, full_utt=True)
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        return hyp.hypstr if hyp else ""
+
+    def wer(self, wavs: list[np.ndarray], texts: list[str]) -> float:
+        import jiwer
+
+        refs = [self.norm(t) for t in texts]
+        hyps = [self.norm(self.transcribe(w)) for w in wavs]
+        return jiwer.wer(refs, hyps)
+
+
+def resynth(tok: MelKMeansTokenizer, wavs: list[np.ndarray]) -> list[np.ndarray]:
+    return [tok.decode(tok.encode(w, 16_000)).numpy() for w in wavs]
+
+
+def units_per_s(tok: MelKMeansTokenizer, wavs: list[np.ndarray]) -> float:
+    seconds = sum(len(w) for w in wavs) / 16_000
+    return sum(len(tok.encode(w, 16_000)) for w in wavs) / seconds
+
+
+def with_dedup(tok: MelKMeansTokenizer, dedup: bool) -> MelKMeansTokenizer:
+    return MelKMeansTokenizer(tok.spec, tok.centroids, tok.durations, dedup, tok.gl_iters)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=None)
+    p.add_argument("--k", type=int, default=512)
+    p.add_argument("--frame-rate", type=float, default=50.0)
+    p.add_argument("--fit-seconds", type=float, default=600.0)
+    p.add_argument("--n-test", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sweep", action="store_true")
+    a = p.parse_args()
+    data = a.data or next(
+        (d for d in (Path("runs/units-dev/data"), Path("runs/demo/data")) if d.is_dir()), None
+    )
+    train, test = load_corpus(data, a.fit_seconds, a.n_test, a.seed)
+    wavs, texts = [w for w, _ in test], [t for _, t in test]
+    torch.set_num_threads(1)
+    tok = MelKMeansTokenizer.fit(train, k=a.k, frame_rate=a.frame_rate, dedup=True, seed=a.seed)
+    sphinx = Sphinx()
+    result = {
+        "data": str(data) if data else "espeak-ng fallback",
+        "tokenizer": {"k": a.k, "frame_rate": a.frame_rate, "dedup": True, "hash": tok.hash},
+        "test_items": len(wavs),
+        "test_seconds": sum(len(w) for w in wavs) / 16_000,
+        **speeds(tok, wavs),
+        "resynth_wer_original": sphinx.wer(wavs, texts),
+        "resynth_wer_resynth": sphinx.wer(resynth(tok, wavs), texts),
+        "units_per_s": units_per_s(with_dedup(tok, False), wavs),
+        "units_per_s_dedup": units_per_s(tok, wavs),
+    }
+    if a.sweep:
+        rows = []
+        for fr in (50.0, 100.0):
+            for k in (256, 512, 1024):
+                fitted = MelKMeansTokenizer.fit(train, k=k, frame_rate=fr, dedup=True, seed=a.seed)
+                for dedup in (True, False):
+                    t = with_dedup(fitted, dedup)
+                    rows.append(
+                        {
+                            "k": k,
+                            "frame_rate": fr,
+                            "dedup": dedup,
+                            "units_per_s": units_per_s(t, wavs),
+                            "resynth_wer": sphinx.wer(resynth(t, wavs), texts),
+                        }
+                    )
+                    print(json.dumps(rows[-1]), file=sys.stderr)
+        result["sweep"] = rows
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
