@@ -10,9 +10,9 @@ RECIPE ?= recipes/tiny
 ARGS ?=
 STAMP := $(VENV)/.installed
 
-STAGES := data units base adapt stage1 stage2 eval release
+STAGES := data units judge base adapt stage1 stage2 eval release
 
-.PHONY: setup test test-slow lint format demo bench ablation clean $(STAGES) judge
+.PHONY: setup test test-slow lint format demo bench clean $(STAGES)
 
 setup: $(STAMP)
 
@@ -47,9 +47,6 @@ format: setup
 # is a no-op unless FORCE=1.
 $(STAGES): setup
 	$(MOST) $@ --config $(RECIPE)/$@.yaml --run $(RUN) $(if $(FORCE),--force=true) $(ARGS)
-
-judge: setup
-	$(MOST) judge --config $(RECIPE)/judge.yaml --run $(RUN) $(ARGS)
 
 # The whole pipeline on the embedded default, stage by stage (stages that exist so far).
 demo: setup
