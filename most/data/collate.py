@@ -11,7 +11,8 @@ Batch keys (``B`` rows, ``T`` = longest row, at most ``max_len``):
 
 Packing puts several examples in one row without an ``attention_mask``: ``transformers`` detects the
 restarting ``position_ids`` and builds a block-diagonal causal mask, so no token attends across an
-example boundary (tested against unpacked forwards). The first token of every example is a prompt
+example boundary (tested against unpacked forwards). It does so only without a KV cache: call the
+model with ``use_cache=False``. The first token of every example is a prompt
 token (``labels == -100``), so no loss term predicts one example from the tail of another.
 """
 
