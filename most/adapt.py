@@ -79,7 +79,13 @@ class LayoutSection:
 def build_layout(run: Path, section: LayoutSection, text_vocab_size: int) -> TokenLayout:
     n_units, unit_hash = section.n_units, section.unit_tokenizer_hash
     if n_units is None:
-        info = read_json(run / "units" / "tokenizer" / "unit_tokenizer.json")
+        path = run / "units" / "tokenizer" / "unit_tokenizer.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: no unit tokenizer; run `most units` or set layout.n_units and "
+                "layout.unit_tokenizer_hash"
+            )
+        info = read_json(path)
         n_units, unit_hash = int(info["vocab_size"]), str(info["hash"])
     return TokenLayout(
         text_vocab_size=text_vocab_size,

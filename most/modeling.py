@@ -152,7 +152,8 @@ class MostForCausalLM(PreTrainedModel, GenerationMixin):
         loss = out.loss
         if aux is not None and loss is not None:
             loss = loss + aux.to(loss.device)
-        self.routing.begin(None, None, collect=False)  # drop references to this batch
+        # The state keeps this batch's modality: activation checkpointing re-runs the blocks during
+        # backward and must route exactly as the forward did. The next forward replaces it.
         return MoeCausalLMOutputWithPast(
             loss=loss,
             aux_loss=aux,

@@ -106,3 +106,16 @@ def test_published_configs_plan_on_meta(name, recipe, experts_after, billions, r
         assert report["params_after"] - report["params_before"] == vocab
     else:
         assert report["params_after"] > 1.9 * report["params_before"] * 0.95
+
+
+def test_cli_runs_adapt(base_dirs, tmp_path, capsys):
+    from most.cli import main
+
+    args = ["adapt", "--config", str(REPO / "recipes/tiny/adapt.yaml"), "--run", str(tmp_path)]
+    args += [f"--source.model={base_dirs['olmoe']}", "--experts.router=top_p"]
+    assert main(args) == 2  # no units stage output and no explicit n_units
+    assert "most units" in capsys.readouterr().err
+    args += ["--layout.n_units=7", "--layout.unit_tokenizer_hash=h"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "adapt/hf/adapt_report.json").read_text())
+    assert report["model_type"] == "olmoe"

@@ -168,3 +168,16 @@ def test_telemetry_json(base_dirs, tmp_path):
     assert 0 < layer["speech"]["entropy"] <= torch.log(torch.tensor(4.0)).item() + 1e-6
     model.most_telemetry(enable=False)
     assert model.routing.telemetry is None
+
+
+def test_activation_checkpointing_routes_as_forward(base_dirs, tmp_path):
+    model, layout = load(tmp_path, base_dirs, "qwen3_moe")
+    model.train()
+    ids = mixed_batch(layout)
+    model(ids, labels=ids).loss.backward()
+    ref = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model(ids, labels=ids).loss.backward()
+    for a, p in zip(ref, model.parameters(), strict=True):
+        assert torch.allclose(a, p.grad, atol=1e-6)
