@@ -22,6 +22,7 @@ from most.units.base import content_hash, read_tokenizer, to_waveform, write_tok
 from most.units.dedup import collapse_repeats
 from most.units.kmeans import assign, fit_kmeans
 
+#: Part of the hash: bump it whenever a code change (features, assignment) can change an id.
 FORMAT_VERSION = 1
 
 

@@ -3,8 +3,7 @@
 One :class:`MelSpec` fixes every STFT/mel parameter, so the encoder (frames -> k-means) and the
 Griffin-Lim decoder (centroid mel -> audio) always agree on what a mel frame means.
 Frame ``i`` covers samples centred on ``i * hop_length`` (``center=True`` convention), so an
-utterance of ``n`` samples gives ``n // hop_length + 1`` frames whether it is encoded alone or
-inside a padded batch.
+utterance of ``n`` samples gives ``n // hop_length + 1`` frames.
 """
 
 from __future__ import annotations
@@ -80,16 +79,8 @@ def normalise_level(wav: torch.Tensor) -> torch.Tensor:
     return wav * gain
 
 
-def n_frames(n_samples: int, hop_length: int) -> int:
-    return n_samples // hop_length + 1
-
-
 class LogMel:
-    """Waveforms -> natural-log mel magnitude frames.
-
-    Single and batched calls give identical frames: every item is reflect-padded on its own and
-    only then zero-padded to the batch length, and frames past an item's end are cut off.
-    """
+    """Waveforms -> natural-log mel magnitude frames."""
 
     def __init__(self, spec: MelSpec):
         self.spec = spec
@@ -97,32 +88,31 @@ class LogMel:
         self.window = torch.hann_window(spec.win_length)
 
     def __call__(self, wav: torch.Tensor) -> torch.Tensor:
-        """``(n,)`` float audio at ``spec.sample_rate`` -> ``(T, n_mels)``."""
-        return self.batch([wav])[0]
-
-    def batch(self, wavs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """List of ``(n_i,)`` audio -> list of ``(T_i, n_mels)`` with ``T_i = n_i // hop + 1``."""
+        """``(n,)`` float audio at ``spec.sample_rate`` -> ``(n // hop + 1, n_mels)``."""
         pad = self.spec.n_fft // 2
-        padded = []
-        for w in wavs:
-            w = normalise_level(w.float())
-            # Reflection needs more samples than the pad; very short clips fall back to zeros.
-            mode = "reflect" if w.numel() > pad else "constant"
-            padded.append(torch.nn.functional.pad(w[None, None], (pad, pad), mode=mode)[0, 0])
-        longest = max(p.numel() for p in padded)
-        x = torch.stack([torch.nn.functional.pad(p, (0, longest - p.numel())) for p in padded])
+        w = normalise_level(wav.float())
+        # Reflection needs more samples than the pad; very short clips fall back to zeros.
+        mode = "reflect" if w.numel() > pad else "constant"
+        w = torch.nn.functional.pad(w[None, None], (pad, pad), mode=mode)[0, 0]
         stft = torch.stft(
-            x,
+            w,
             n_fft=self.spec.n_fft,
             hop_length=self.spec.hop_length,
             win_length=self.spec.win_length,
             window=self.window,
             center=False,
             return_complex=True,
-        )  # (B, F, T)
-        mel = stft.abs().transpose(1, 2) @ self.fb  # (B, T, n_mels)
-        logmel = torch.log(torch.clamp(mel, min=LOG_FLOOR))
-        return [logmel[i, : n_frames(w.numel(), self.spec.hop_length)] for i, w in enumerate(wavs)]
+        )  # (F, T)
+        mel = stft.abs().T @ self.fb  # (T, n_mels)
+        return torch.log(torch.clamp(mel, min=LOG_FLOOR))
+
+    def batch(self, wavs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """List of ``(n_i,)`` audio -> list of ``(T_i, n_mels)``.
+
+        Items are analysed one by one on purpose: on CPU a padded batched STFT measured slower
+        (padding waste, strided complex abs), and per-item analysis makes batch == single exact.
+        """
+        return [self(w) for w in wavs]
 
 
 def spec_for_frame_rate(frame_rate: float, sample_rate: int = 16_000, n_mels: int = 80) -> MelSpec:

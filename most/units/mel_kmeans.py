@@ -21,6 +21,7 @@ from most.units.kmeans import assign, fit_kmeans
 from most.units.mel import TARGET_RMS, LogMel, MelSpec, spec_for_frame_rate
 from most.units.vocoder import GriffinLim
 
+#: Part of the hash: bump it whenever a code change (features, assignment) can change an id.
 FORMAT_VERSION = 1
 
 
