@@ -1,0 +1,172 @@
+"""Audio language modelling by minimal pairs (sWUGGY-, sBLIMP-style): does the model prefer the
+real word / the grammatical sentence when both are given only as speech units?
+
+Each pair is spoken, encoded with the run's unit tokenizer, and scored with the summed
+log-probability the model gives to the unit sequence and its closing ``<|end_of_audio|>`` after
+``<|user|> <|asr|> <|begin_of_audio|>`` (the context in which the model reads untranscribed
+speech). The pair counts as correct when the good item scores higher; ties count as wrong.
+
+Generated pairs for the embedded default (:func:`wuggy_pairs`, :func:`blimp_pairs`) use the text
+world's vocabulary and sentences; :mod:`eval.loaders` reads the real sWUGGY/sBLIMP layouts.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Sequence
+
+import torch
+
+from eval.progress import progress
+from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO
+
+VOWELS = "aeiou"
+
+
+@torch.no_grad()
+def sequence_logprobs(
+    model, layout, unit_seqs: Sequence[Sequence[int]], batch_size: int = 16
+) -> list[float]:
+    """Summed log p(units, <|end_of_audio|> | <|user|> <|asr|> <|begin_of_audio|>) per sequence."""
+    head = [
+        layout.special_id("<|user|>"),
+        layout.special_id("<|asr|>"),
+        layout.special_id(BEGIN_OF_AUDIO),
+    ]
+    eoa = layout.special_id(END_OF_AUDIO)
+    seqs = [
+        [*head, *layout.units_to_ids(torch.as_tensor(list(u), dtype=torch.long)).tolist(), eoa]
+        for u in unit_seqs
+    ]
+    scores: list[float] = []
+    model.eval()
+    for s in range(0, len(seqs), batch_size):
+        batch = seqs[s : s + batch_size]
+        width = max(len(x) for x in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, x in enumerate(batch):
+            ids[i, : len(x)] = torch.tensor(x)
+            mask[i, : len(x)] = 1
+        logp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+        tok = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1): log p(ids[t+1])
+        keep = mask[:, 1:].clone()
+        keep[:, : len(head) - 1] = 0  # score only what follows <|begin_of_audio|>
+        scores += (tok * keep).sum(-1).tolist()
+    return scores
+
+
+def pair_accuracy(
+    model, layout, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], name: str = "pairs"
+) -> dict:
+    """``pairs``: (good units, bad units). Returns accuracy, n and the mean score margin."""
+    if not pairs:
+        raise ValueError(f"{name}: no minimal pairs to score")
+    with progress() as bar:
+        task = bar.add_task(f"audio-LM {name}", total=1)
+        good = sequence_logprobs(model, layout, [g for g, _ in pairs])
+        bad = sequence_logprobs(model, layout, [b for _, b in pairs])
+        bar.advance(task)
+    wins = [g > b for g, b in zip(good, bad, strict=True)]
+    margin = sum(g - b for g, b in zip(good, bad, strict=True)) / len(pairs)
+    return {"accuracy": sum(wins) / len(pairs), "n": len(pairs), "mean_margin": margin}
+
+
+def _split_onset(word: str) -> tuple[str, str]:
+    m = re.match(rf"^([^{VOWELS}]*)(.*)$", word)
+    assert m is not None
+    return m.group(1), m.group(2)
+
+
+def wuggy_pairs(
+    words: Sequence[str], n: int, seed: int = 0, known: Iterable[str] = ()
+) -> list[tuple[str, str]]:
+    """(real word, pseudo-word) pairs: the pseudo-word keeps the word's rhyme and takes another
+    word's onset ("stone" -> "brone"), as Wuggy swaps sub-syllabic segments; it is never one of
+    ``words`` or ``known`` (pass the corpus vocabulary). Words under 3 letters are skipped."""
+    rng = random.Random(seed)
+    vocab = sorted({w.lower() for w in words if w.isalpha() and len(w) >= 3})
+    known = set(vocab) | {k.lower() for k in known}
+    onsets = sorted({_split_onset(w)[0] for w in vocab} - {""})
+    pairs = []
+    for w in rng.sample(vocab, len(vocab)):
+        onset, rhyme = _split_onset(w)
+        if not rhyme:
+            continue
+        options = [o for o in onsets if o != onset and o + rhyme not in known]
+        if options:
+            pairs.append((w, rng.choice(options) + rhyme))
+        if len(pairs) == n:
+            break
+    return pairs
+
+
+AGREEMENT = ((" is ", " are "), (" lives ", " live "), (" was ", " were "), (" has ", " have "))
+
+
+def blimp_pairs(sentences: Sequence[str], n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(grammatical, ungrammatical) pairs: a subject-verb agreement error where the sentence has a
+    singular verb (``is`` -> ``are``), otherwise two adjacent words in the middle swapped."""
+    rng = random.Random(seed)
+    pairs = []
+    for s in rng.sample(list(sentences), len(sentences)):
+        s = " ".join(s.split())
+        words = s.split()
+        if len(words) < 4:
+            continue
+        bad = next((s.replace(a, b, 1) for a, b in AGREEMENT if a in s), None)
+        if bad is None:
+            i = rng.randrange(1, len(words) - 2)
+            words[i], words[i + 1] = words[i + 1], words[i]
+            bad = " ".join(words)
+        if bad != s:
+            pairs.append((s, bad))
+        if len(pairs) == n:
+            break
+    return pairs
+
+
+def speak_pairs(pairs: Sequence[tuple[str, str]], voice: str, tag: str) -> list[tuple]:
+    """Text pairs -> audio pairs spoken by espeak-ng (``voice`` = ``variant:rate:pitch``)."""
+    from data_prep.speech import Voice, require_espeak, synthesize
+
+    require_espeak()
+    v = Voice.parse(voice)
+    return [
+        (synthesize(good, v, f"{tag}{i}g"), synthesize(bad, v, f"{tag}{i}b"))
+        for i, (good, bad) in enumerate(pairs)
+    ]
+
+
+def evaluate_minimal_pairs(lm, run, cfg, n_wuggy: int, n_blimp: int) -> dict:
+    """``{"wuggy": {...}, "blimp": {...}}`` from real sets (``cfg.*_dir``) or generated pairs.
+
+    ``cfg`` is :class:`eval.run.AudioLM`. Generated word pairs take real words from the text
+    world's vocabulary lists; pseudo-words avoid every word of the held-out text. Sentence pairs
+    come from ``speech/test`` transcripts (the world's templates).
+    """
+    import datasets
+
+    from data_prep import world
+    from eval.loaders import load_minimal_pairs
+
+    out = {}
+    for name, n, real_dir in (("wuggy", n_wuggy, cfg.wuggy_dir), ("blimp", n_blimp, cfg.blimp_dir)):
+        if n == 0:
+            continue
+        if real_dir is not None:
+            audio = load_minimal_pairs(real_dir, n)
+        elif name == "wuggy":
+            words = [*world.COLORS, *world.MATERIALS, *world.FOODS, *world.HABITATS]
+            words += [*world.ANIMAL_KINDS, *world.OBJECT_KINDS, *world.PROFESSIONS]
+            text = datasets.load_from_disk(f"{run}/data/text")["heldout"]["text"]
+            known = {w.strip(".,?!").lower() for t in text for w in t.split()}
+            audio = speak_pairs(wuggy_pairs(words, n, cfg.seed, known), cfg.voice, "wuggy")
+        else:
+            sentences = datasets.load_from_disk(f"{run}/data/speech")["test"]["text"]
+            audio = speak_pairs(blimp_pairs(sentences, n, cfg.seed), cfg.voice, "blimp")
+        units = lm.encode([w for pair in audio for w in pair])
+        pairs = list(zip(units[0::2], units[1::2], strict=True))
+        out[name] = pair_accuracy(lm.model, lm.layout, pairs, name)
+    return out

@@ -1,0 +1,238 @@
+"""``most judge``: train the embedded default's CTC recogniser on the run's own speech.
+
+TTS output is scored by transcribing it; the transcriber must be independent of the model under
+test, so it reads log-mel frames (never units) and is trained from scratch on ``RUN/data/speech/
+train``. It is small and trained briefly (≈3 min on 2 CPU cores): training stops when either the
+epoch budget or ``train.max_minutes`` is used up, and the learning rate follows the larger of the
+two progress fractions, so a time-capped run still ends with a decayed rate. (A time cap makes the
+weights depend on machine speed; set ``max_minutes`` high for bit-reproducible runs.)
+
+Writes ``RUN/judge/`` atomically: ``model.safetensors``, ``judge.json`` (model config, characters,
+mel settings, training log and WER/CER on ``speech/test`` and ``speech/test_voices``). No pickle.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from eval.judges.ctc_model import (
+    CHARS,
+    MEL,
+    CTCModelConfig,
+    CTCRecognizer,
+    features,
+    greedy_decode,
+    pad,
+    text_to_ids,
+)
+from eval.metrics import cer, wer
+from eval.progress import progress
+from most.io import atomic_dir, atomic_write_json, read_json
+
+JUDGE_FILE = "judge.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class CTCTrainConfig:
+    """How the judge is trained (``--train.*``)."""
+
+    max_utterances: int = 6000
+    """Training utterances taken from ``speech/train`` (the first N)."""
+    batch_frames: int = 12_000
+    """Feature frames (10 ms) per batch, padding included."""
+    epochs: float = 4.0
+    max_minutes: float = 3.0
+    """Wall-clock cap on the training loop (feature extraction not counted)."""
+    lr: float = 2e-3
+    warmup: float = 0.05
+    """Share of the progress spent warming up the learning rate."""
+    seed: int = 0
+    eval_utterances: int = 300
+    """Utterances of ``test`` and of ``test_voices`` transcribed for the reported WER."""
+
+    def __post_init__(self) -> None:
+        if self.max_utterances <= 0 or self.batch_frames <= 0 or self.epochs <= 0:
+            raise ValueError(
+                "train.max_utterances, train.batch_frames and train.epochs must be > 0"
+            )
+        if self.max_minutes <= 0:
+            raise ValueError("train.max_minutes must be > 0")
+
+
+_DEFAULT_MODEL = CTCModelConfig()
+_DEFAULT_TRAIN = CTCTrainConfig()
+
+
+class CTCJudge:
+    """A trained :class:`CTCRecognizer` with greedy decoding; satisfies ``eval.judges.Judge``."""
+
+    name = "ctc"
+
+    def __init__(self, model: CTCRecognizer, batch_size: int = 16) -> None:
+        self.model = model.eval()
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, directory: str | Path) -> CTCJudge:
+        directory = Path(directory)
+        if not (directory / JUDGE_FILE).is_file():
+            raise FileNotFoundError(f"{directory}: no CTC judge ({JUDGE_FILE}); run `most judge`")
+        meta = read_json(directory / JUDGE_FILE)
+        if meta.get("chars") != CHARS or meta.get("mel") != MEL.to_dict():
+            raise ValueError(f"{directory}: judge was trained with other characters/mel settings")
+        model = CTCRecognizer(CTCModelConfig(**meta["model"]))
+        model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+        return cls(model)
+
+    @torch.no_grad()
+    def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:
+        order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))
+        out: dict[int, str] = {}
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            x, lengths = pad(features([wavs[i] for i in idx]))
+            logp, out_len = self.model(x, lengths)
+            out.update(zip(idx, greedy_decode(logp, out_len), strict=True))
+        return [out[i] for i in range(len(wavs))]
+
+
+def _load_speech(run: Path) -> datasets.DatasetDict:
+    path = Path(run) / "data" / "speech"
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no speech data; run `most data --run {run}` first")
+    return datasets.load_from_disk(str(path))
+
+
+def read_split(ds: datasets.Dataset, n: int) -> tuple[list[np.ndarray], list[str]]:
+    """The first ``n`` rows' audio ``(n_i,)`` float32 and text."""
+    rows = ds.select(range(min(n, len(ds)))).select_columns(["audio", "text"])
+    rows = rows.with_format("numpy")
+    wavs = [np.asarray(a["array"], dtype=np.float32) for a in rows["audio"]]
+    return wavs, [str(t) for t in rows["text"]]
+
+
+def _batches(lengths: Sequence[int], batch_frames: int, rng: random.Random) -> list[list[int]]:
+    """Length-sorted buckets of about ``batch_frames`` padded frames, in shuffled order."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches, cur = [], []
+    for i in order:
+        if cur and (len(cur) + 1) * lengths[i] > batch_frames:
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    batches.append(cur)
+    rng.shuffle(batches)
+    return batches
+
+
+def train_recognizer(
+    wavs: Sequence[np.ndarray], texts: Sequence[str], model_cfg: CTCModelConfig, cfg: CTCTrainConfig
+) -> tuple[CTCRecognizer, dict]:
+    """Fit a fresh recogniser; returns it and a small training log."""
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    feats: list[torch.Tensor] = []
+    with progress() as bar:
+        task = bar.add_task("judge: log-mel features", total=len(wavs))
+        for s in range(0, len(wavs), 64):
+            feats += [f.half() for f in features(wavs[s : s + 64])]
+            bar.advance(task, len(wavs[s : s + 64]))
+    targets = [torch.tensor(text_to_ids(t)) for t in texts]
+    model = CTCRecognizer(model_cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    n_batches = len(_batches([f.shape[0] for f in feats], cfg.batch_frames, rng))
+    total_steps = max(1, math.ceil(cfg.epochs * n_batches))
+    t0, step, losses = time.monotonic(), 0, []
+    model.train()
+    with progress() as bar:
+        task = bar.add_task("judge: CTC training", total=total_steps)
+        while True:
+            for batch in _batches([f.shape[0] for f in feats], cfg.batch_frames, rng):
+                done = max(step / total_steps, (time.monotonic() - t0) / (60 * cfg.max_minutes))
+                if done >= 1.0:
+                    break
+                warm = min(1.0, done / cfg.warmup) if cfg.warmup > 0 else 1.0
+                lr = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                x, lengths = pad([feats[i].float() for i in batch])
+                logp, out_len = model(x, lengths)
+                y = [targets[i] for i in batch]
+                loss = ctc(
+                    logp.transpose(0, 1),
+                    torch.cat(y),
+                    out_len,
+                    torch.tensor([len(t) for t in y]),
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                losses.append(loss.item())
+                step += 1
+                bar.update(task, completed=step, description=f"judge: CTC loss {loss:.2f}")
+            else:
+                continue
+            break
+    log = {
+        "steps": step,
+        "planned_steps": total_steps,
+        "train_seconds": round(time.monotonic() - t0, 1),
+        "utterances": len(wavs),
+        "final_loss": float(np.mean(losses[-20:])) if losses else None,
+    }
+    return model.eval(), log
+
+
+def judge(
+    run: Path = Path("runs/demo"),
+    model: CTCModelConfig = _DEFAULT_MODEL,
+    train: CTCTrainConfig = _DEFAULT_TRAIN,
+    force: bool = False,
+) -> dict:
+    """Train the embedded-default CTC judge on ``RUN/data/speech/train``; write ``RUN/judge/``.
+
+    Reports its WER/CER on original ``test`` (seen voices) and ``test_voices`` audio.
+    """
+    out_dir = Path(run) / "judge"
+    if (out_dir / JUDGE_FILE).is_file() and not force:
+        print(f"{out_dir} exists: judge already trained (pass --force=true to retrain)")
+        return read_json(out_dir / JUDGE_FILE)
+    speech = _load_speech(run)
+    wavs, texts = read_split(speech["train"], train.max_utterances)
+    recognizer, log = train_recognizer(wavs, texts, model, train)
+    scorer = CTCJudge(recognizer)
+    metrics = {}
+    for split in ("test", "test_voices"):
+        if split not in speech:
+            continue
+        w, refs = read_split(speech[split], train.eval_utterances)
+        hyps = scorer.transcribe(w)
+        metrics[split] = {"wer": wer(refs, hyps), "cer": cer(refs, hyps), "n": len(refs)}
+    meta = {
+        "kind": "ctc",
+        "model": model.to_dict(),
+        "chars": CHARS,
+        "mel": MEL.to_dict(),
+        "train": log,
+        "metrics": metrics,
+    }
+    with atomic_dir(out_dir) as tmp:
+        save_file(
+            {k: v.contiguous() for k, v in recognizer.state_dict().items()}, str(tmp / WEIGHTS_FILE)
+        )
+        atomic_write_json(tmp / JUDGE_FILE, meta)
+    print(f"judge: {metrics}")
+    return meta

@@ -1,0 +1,98 @@
+"""Spoken question answering: speech->text, speech->speech and the same questions as text.
+
+``qa_heldout`` facts appear in the text corpus but never as a QA training pair, so answering them
+from speech measures cross-modal transfer (knowledge learnt from text, asked in speech); ``qa_train``
+facts were trained on. The transfer ratio of the demo's quality bar is S->T (heldout) accuracy over
+text-QA (heldout) accuracy of the same model.
+
+Answers are matched by normalised containment (:func:`eval.metrics.contains_answer`). S->S is
+scored on what the model *says*: its answer units are vocoded and transcribed by a judge; the text
+the model writes before speaking (``text_then_units``) is scored separately as ``text_accuracy``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+
+from eval.judges import Judge
+from eval.metrics import accuracy, normalize
+from eval.progress import progress
+from most.generate import Sampling, SpeechLM
+
+SPLITS = {"heldout": "qa_heldout", "train": "qa_train"}
+
+
+def evaluate_sqa(
+    lm: SpeechLM, sqa_units: datasets.DatasetDict, n: int, sampling: Sampling, judge: Judge | None
+) -> dict:
+    """``{"s2t"|"s2s"|"text": {"heldout"|"train": {"accuracy", "n", ...}}}``."""
+    out: dict = {"s2t": {}, "s2s": {}, "text": {}}
+    with progress() as bar:
+        for name, split in SPLITS.items():
+            if split not in sqa_units:
+                continue
+            ds = sqa_units[split]
+            rows = ds.select(range(min(n, len(ds)))).select_columns(["units", "text", "answer"])
+            answers = rows["answer"]
+            task = bar.add_task(f"sqa {name}", total=3 * len(rows))
+
+            def tick(k: int, t=task) -> None:
+                bar.advance(t, k)
+
+            s2t = lm.s2t_units(rows["units"], sampling, on_batch=tick)
+            out["s2t"][name] = _score(s2t, answers, rows["text"])
+            spoken = lm.s2s_units(rows["units"], sampling, on_batch=tick)
+            said = [t for t, _ in spoken]
+            s2s = {"text_accuracy": accuracy(said, answers)}
+            if judge is not None and lm.units is not None and lm.units.has_decoder:
+                heard = judge.transcribe([_audible(lm, u) for _, u in spoken])
+                s2s |= _score(heard, answers, rows["text"]) | {"judge": judge.name}
+            else:
+                s2s |= _score(said, answers, rows["text"]) | {"judge": None}
+            out["s2s"][name] = s2s
+            prompts = [lm.prompts.instruct_prompt(q) for q in rows["text"]]
+            text = [lm.text_of(a) for a in lm.generate(prompts, lm.prompts.stop_ids(), sampling)]
+            tick(len(rows))
+            out["text"][name] = _score(text, answers, rows["text"])
+    return out
+
+
+def _audible(lm: SpeechLM, units: list[int]):
+    import numpy as np
+
+    wav = lm.vocode(units)
+    return wav if wav.size else np.zeros(1600, dtype=np.float32)
+
+
+def _score(predictions: list[str], answers: list[str], questions: list[str]) -> dict:
+    examples = [
+        {"question": q, "answer": a, "predicted": p}
+        for q, a, p in list(zip(questions, answers, predictions, strict=True))[:3]
+    ]
+    return {"accuracy": accuracy(predictions, answers), "n": len(answers), "examples": examples}
+
+
+def heldout_leaks(run: Path) -> dict:
+    """How much of ``qa_heldout`` is visible to training, from the data the stages read.
+
+    Counts held-out facts whose id is also in ``qa_train``, held-out questions (normalised) that
+    occur as ``qa_train`` questions, and held-out questions that occur inside a training
+    instruction prompt. All three must be 0 for the transfer test to mean anything.
+    """
+    root = Path(run) / "data"
+    sqa = datasets.load_from_disk(str(root / "sqa"))
+    held, train = sqa["qa_heldout"], sqa["qa_train"]
+    train_q = {normalize(q) for q in train["text"]}
+    held_q = {normalize(q) for q in held["text"]}
+    prompts = ""
+    if (root / "instructions").is_dir():
+        instr = datasets.load_from_disk(str(root / "instructions"))["train"]
+        prompts = "\n".join(normalize(p) for p in instr["prompt"])
+    return {
+        "fact_overlap": len(set(held["fact_id"]) & set(train["fact_id"])),
+        "question_in_qa_train": len(held_q & train_q),
+        "question_in_instructions": sum(q in prompts for q in held_q),
+        "heldout_facts": len(set(held["fact_id"])),
+    }

@@ -1,0 +1,100 @@
+"""The demo's quality bar as a table: what ``make demo`` prints at the end.
+
+Targets (the end-to-end issue): ASR WER seen voices <= 10 %, held-out voices <= 20 %; TTS WER by
+the embedded judge <= 2x the judge's WER on resynthesised true units; S->T held-out accuracy
+>= 70 % and S->S >= 50 % of text-QA accuracy; sWUGGY-style >= 70 %, sBLIMP-style >= 60 %; text
+perplexity after stage 2 <= 1.10x the base model's. A check whose inputs are missing is ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    value: float | None
+    target: str
+    passed: bool | None
+
+
+def _ratio(m: dict, num: str, den: str) -> float | None:
+    if num not in m or den not in m or not m[den]:
+        return None
+    return m[num] / m[den]
+
+
+CHECKS: list[tuple[str, Callable[[dict], float | None], str, Callable[[float], bool]]] = [
+    ("ASR WER, seen voices", lambda m: m.get("asr.test.wer"), "<= 0.10", lambda v: v <= 0.10),
+    (
+        "ASR WER, held-out voices",
+        lambda m: m.get("asr.test_voices.wer"),
+        "<= 0.20",
+        lambda v: v <= 0.20,
+    ),
+    (
+        "TTS WER / resynth WER (ctc judge)",
+        lambda m: _ratio(m, "tts.ctc.wer_model", "tts.ctc.wer_resynth"),
+        "<= 2.0",
+        lambda v: v <= 2.0,
+    ),
+    (
+        "S->T / text QA (heldout)",
+        lambda m: _ratio(m, "sqa.s2t.accuracy", "sqa.text.accuracy"),
+        ">= 0.70",
+        lambda v: v >= 0.70,
+    ),
+    (
+        "S->S / text QA (heldout)",
+        lambda m: _ratio(m, "sqa.s2s.accuracy", "sqa.text.accuracy"),
+        ">= 0.50",
+        lambda v: v >= 0.50,
+    ),
+    (
+        "sWUGGY-style accuracy",
+        lambda m: m.get("audio_lm.wuggy.accuracy"),
+        ">= 0.70",
+        lambda v: v >= 0.70,
+    ),
+    (
+        "sBLIMP-style accuracy",
+        lambda m: m.get("audio_lm.blimp.accuracy"),
+        ">= 0.60",
+        lambda v: v >= 0.60,
+    ),
+    (
+        "text ppl model / base",
+        lambda m: _ratio(m, "text.ppl_model", "text.ppl_base"),
+        "<= 1.10",
+        lambda v: v <= 1.10,
+    ),
+]
+
+
+def summarize(report: dict) -> list[Row]:
+    """``report``: the ``report.json`` object (or just its ``metrics``) -> one row per check."""
+    metrics = report.get("metrics", report)
+    rows = []
+    for name, get, target, ok in CHECKS:
+        value = get(metrics)
+        rows.append(Row(name, value, target, None if value is None else bool(ok(value))))
+    return rows
+
+
+def print_summary(report: dict) -> bool:
+    """Print the quality-bar table (rich); returns whether every available check passed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="MoST demo: quality bar")
+    for col in ("check", "value", "target", "pass"):
+        table.add_column(col)
+    rows = summarize(report)
+    for r in rows:
+        value = "-" if r.value is None else f"{r.value:.3f}"
+        mark = {True: "[green]yes", False: "[red]no", None: "[yellow]n/a"}[r.passed]
+        table.add_row(r.name, value, r.target, mark)
+    Console().print(table)
+    return all(r.passed is not False for r in rows)

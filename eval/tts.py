@@ -1,0 +1,86 @@
+"""TTS: speak test sentences with the model and let independent judges transcribe them.
+
+For each judge three WERs on the same sentences (``speech/test``, first ``n`` rows):
+
+- ``wer_original``: the original recordings (how good the judge is);
+- ``wer_resynth``: the true units of those recordings through the vocoder (the ceiling any TTS
+  with this unit tokenizer and vocoder can reach);
+- ``wer_model``: the model's own units for the text, through the same vocoder.
+
+A few model outputs are written as wavs to ``samples/`` beside the report for listening.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from eval.judges import Judge
+from eval.metrics import wer
+from eval.progress import progress
+from most.audio import write_wav
+from most.generate import Sampling, SpeechLM
+
+N_SAMPLES = 3
+
+
+def aligned_rows(
+    audio_split: datasets.Dataset, units_split: datasets.Dataset, n: int
+) -> tuple[list[str], list[np.ndarray], list[list[int]], list[str]]:
+    """The first ``n`` utterances present in both (the units stage may have rejected some):
+    ``ids``, original audio ``(n_i,)``, true units and texts."""
+    units = units_split.select_columns(["id", "units"])
+    by_id = dict(zip(units["id"], units["units"], strict=True))
+    picked = [i for i, id_ in enumerate(audio_split["id"]) if id_ in by_id][:n]
+    rows = audio_split.select(picked).select_columns(["id", "audio", "text"]).with_format("numpy")
+    ids = [str(i) for i in rows["id"]]
+    wavs = [np.asarray(a["array"], dtype=np.float32) for a in rows["audio"]]
+    return ids, wavs, [by_id[i] for i in ids], [str(t) for t in rows["text"]]
+
+
+def evaluate_tts(
+    lm: SpeechLM,
+    judges: Sequence[Judge],
+    audio_split: datasets.Dataset,
+    units_split: datasets.Dataset,
+    n: int,
+    sampling: Sampling,
+    samples_dir: Path | None = None,
+) -> dict:
+    """``{judge.name: {"wer_original", "wer_resynth", "wer_model"}, "_n": n}``."""
+    ids, original, true_units, texts = aligned_rows(audio_split, units_split, n)
+    with progress() as bar:
+        task = bar.add_task("tts: model speech", total=len(texts))
+        model_units = lm.tts_units(texts, sampling, on_batch=lambda k: bar.advance(task, k))
+        task = bar.add_task("tts: vocoder", total=2 * len(texts))
+        resynth, spoken = [], []
+        for true, mine in zip(true_units, model_units, strict=True):
+            resynth.append(lm.vocode(true))
+            spoken.append(_nonempty(lm.vocode(mine)))
+            bar.advance(task, 2)
+    if samples_dir is not None:
+        for i in range(min(N_SAMPLES, len(ids))):
+            write_wav(samples_dir / f"tts_{ids[i]}.wav", spoken[i])
+    out: dict = {}
+    with progress() as bar:
+        for judge in judges:
+            task = bar.add_task(f"tts: judge {judge.name}", total=3)
+            scores = {}
+            for key, wavs in (
+                ("wer_original", original),
+                ("wer_resynth", resynth),
+                ("wer_model", spoken),
+            ):
+                scores[key] = wer(texts, judge.transcribe(wavs))
+                bar.advance(task)
+            out[judge.name] = scores
+    out["_n"] = len(texts)
+    return out
+
+
+def _nonempty(wav: np.ndarray) -> np.ndarray:
+    """A model that speaks no units gets 0.1 s of silence (transcribed as nothing = all deleted)."""
+    return wav if wav.size else np.zeros(1600, dtype=np.float32)

@@ -1,0 +1,284 @@
+"""Inference: ASR, TTS and chat on an adapted model, batched, with the KV cache.
+
+Every prompt is built by :class:`most.data.prompts.Prompts` (the formats the model was trained on)
+and generation stops on :meth:`Prompts.stop_ids`. Batches are left-padded so that ``generate``
+appends to every row at the same position; ``transformers``' ``generate`` keeps the KV cache
+(``use_cache=True``), and ``max_new_tokens`` is the length guard: an answer that never emits a stop
+id is cut there.
+
+    lm = SpeechLM.load("runs/demo/stage2/hf", units="runs/demo/units")
+    lm.asr([wav])                     -> ["the capital of velmora is tarsk"]
+    lm.tts(["hello"])                 -> [float32 (n,) at 16 kHz]
+    lm.chat([{"text": "...", "audio": wav}], speak=True) -> Reply(text, units, audio)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from most.data.prompts import Prompts
+from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, LayoutError, TokenLayout
+from most.units import UnitTokenizer, load_tokenizer
+from most.units.base import TOKENIZER_FILE
+
+#: Folder name of the unit tokenizer inside a release (written by ``most release``).
+UNITS_DIR = "unit_tokenizer"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Decoding settings (``--sampling.*``). Greedy unless ``do_sample``."""
+
+    max_new_tokens: int = 256
+    """Length guard: answers are cut here if no stop id comes."""
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    """0 = no top-k filter."""
+    batch_size: int = 16
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens <= 0 or self.batch_size <= 0:
+            raise ValueError("sampling.max_new_tokens and sampling.batch_size must be > 0")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ValueError("sampling.temperature must be > 0 and sampling.top_p in (0, 1]")
+
+
+GREEDY = Sampling()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A chat answer: text, and for spoken answers the units and 16 kHz audio."""
+
+    text: str
+    units: list[int] | None = None
+    audio: np.ndarray | None = None
+
+
+def find_unit_tokenizer(model_dir: Path, units: str | Path | None) -> UnitTokenizer | None:
+    """``units`` (tokenizer folder, RUN/units or RUN), else the release's ``unit_tokenizer/``."""
+    if units is not None:
+        return load_tokenizer(units)
+    if (model_dir / UNITS_DIR / TOKENIZER_FILE).is_file():
+        return load_tokenizer(model_dir / UNITS_DIR)
+    return None
+
+
+class SpeechLM:
+    """An adapted model with its text tokenizer, token layout, prompts and unit tokenizer."""
+
+    def __init__(self, model, tokenizer, layout: TokenLayout, units: UnitTokenizer | None) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.layout = layout
+        self.units = units
+        self.prompts = Prompts(layout, tokenizer)
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else self.prompts.eos_id)
+
+    @classmethod
+    def load(
+        cls, model_dir: str | Path, units: str | Path | None = None, device: str = "cpu"
+    ) -> SpeechLM:
+        """Load and cross-check model, tokenizer, layout and unit tokenizer.
+
+        Raises ``FileNotFoundError`` for a missing folder and ``ValueError`` (``LayoutError``) when
+        the layout file, the model config and the unit tokenizer disagree.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        import most  # noqa: F401  (registers the adapted model class)
+
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise FileNotFoundError(f"{model_dir}: no model folder (config.json missing)")
+        layout = TokenLayout.load(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        stored = getattr(model.config, "layout", None)
+        if stored is None or TokenLayout.from_dict(stored).hash != layout.hash:
+            raise LayoutError(
+                f"{model_dir}: token_layout.json (hash {layout.hash}) does not match the model "
+                "config's layout; the folder mixes files from different models"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        unit_tok = find_unit_tokenizer(model_dir, units)
+        if unit_tok is not None:
+            layout.check_units(unit_tok.hash, where=str(units or model_dir / UNITS_DIR))
+        return cls(model.to(device), tokenizer, layout, unit_tok)
+
+    # ---- core decoding -----------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        stop_ids: Sequence[int],
+        sampling: Sampling = GREEDY,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[list[int]]:
+        """Continue every prompt; returns the new ids of each, up to (not including) a stop id.
+
+        Prompts are sorted by length and left-padded into batches of ``sampling.batch_size``;
+        ``on_batch(n)`` is called after each batch (progress bars).
+        """
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("empty prompt")
+        torch.manual_seed(sampling.seed)
+        device = self.model.device
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: dict[int, list[int]] = {}
+        kwargs = {
+            "max_new_tokens": sampling.max_new_tokens,
+            "do_sample": sampling.do_sample,
+            "eos_token_id": list(stop_ids),
+            "pad_token_id": self.pad_id,
+            "use_cache": True,
+        }
+        if sampling.do_sample:
+            kwargs |= {"temperature": sampling.temperature, "top_p": sampling.top_p}
+            kwargs |= {"top_k": sampling.top_k or None}
+        for s in range(0, len(order), sampling.batch_size):
+            idx = order[s : s + sampling.batch_size]
+            width = max(len(prompts[i]) for i in idx)
+            ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, i in enumerate(idx):
+                n = len(prompts[i])
+                ids[row, width - n :] = torch.as_tensor(list(prompts[i]))
+                mask[row, width - n :] = 1
+            seqs = self.model.generate(ids.to(device), attention_mask=mask.to(device), **kwargs)[
+                :, width:
+            ].tolist()
+            for row, i in enumerate(idx):
+                out[i] = _cut(seqs[row], set(stop_ids))
+            if on_batch is not None:
+                on_batch(len(idx))
+        return [out[i] for i in range(len(prompts))]
+
+    def text_of(self, ids: Sequence[int]) -> str:
+        """Answer ids -> text; specials and units dropped."""
+        keep = [i for i in ids if i < self.layout.text_vocab_size]
+        return self.tokenizer.decode(keep, skip_special_tokens=True).strip()
+
+    def units_of(self, ids: Sequence[int]) -> list[int]:
+        return self.layout.ids_to_units(torch.as_tensor(list(ids), dtype=torch.long)).tolist()
+
+    # ---- audio <-> units ---------------------------------------------------------------------
+    def _unit_tok(self) -> UnitTokenizer:
+        if self.units is None:
+            raise FileNotFoundError(
+                "no unit tokenizer: pass units=RUN/units or use a release folder"
+            )
+        return self.units
+
+    def encode(self, wavs: Sequence[np.ndarray], sr: int = 16_000) -> list[list[int]]:
+        """Float32 audio ``(n_i,)`` at ``sr`` -> unit indices per utterance."""
+        return [u.tolist() for u in self._unit_tok().encode_batch(list(wavs), sr)]
+
+    def vocode(self, units: Sequence[int]) -> np.ndarray:
+        """Unit indices -> float32 audio at 16 kHz (empty array for no units)."""
+        if len(units) == 0:
+            return np.zeros(0, dtype=np.float32)
+        tok = self._unit_tok()
+        return tok.decode(torch.as_tensor(list(units), dtype=torch.long)).numpy()
+
+    # ---- tasks -------------------------------------------------------------------------------
+    def asr_units(
+        self, units: Sequence[Sequence[int]], sampling: Sampling = GREEDY, **kw
+    ) -> list[str]:
+        prompts = [self.prompts.asr_prompt(u) for u in units]
+        return [self.text_of(a) for a in self.generate(prompts, self._text_stops(), sampling, **kw)]
+
+    def asr(self, wavs: Sequence[np.ndarray], sampling: Sampling = GREEDY, **kw) -> list[str]:
+        return self.asr_units(self.encode(wavs), sampling, **kw)
+
+    def tts_units(self, texts: Sequence[str], sampling: Sampling = GREEDY, **kw) -> list[list[int]]:
+        if any(not t.strip() for t in texts):
+            raise ValueError("empty text: nothing to speak")
+        prompts = [self.prompts.tts_prompt(t) for t in texts]
+        return [
+            self.units_of(a) for a in self.generate(prompts, self._audio_stops(), sampling, **kw)
+        ]
+
+    def tts(self, texts: Sequence[str], sampling: Sampling = GREEDY, **kw) -> list[np.ndarray]:
+        return [self.vocode(u) for u in self.tts_units(texts, sampling, **kw)]
+
+    def s2t_units(
+        self, units: Sequence[Sequence[int]], sampling: Sampling = GREEDY, **kw
+    ) -> list[str]:
+        prompts = [self.prompts.s2t_prompt(u) for u in units]
+        return [self.text_of(a) for a in self.generate(prompts, self._text_stops(), sampling, **kw)]
+
+    def s2s_units(
+        self, units: Sequence[Sequence[int]], sampling: Sampling = GREEDY, **kw
+    ) -> list[tuple[str, list[int]]]:
+        """Spoken question -> (answer text, answer units); text part empty in ``units`` mode."""
+        prompts = [self.prompts.s2s_prompt(u) for u in units]
+        answers = self.generate(prompts, self._audio_stops(), sampling, **kw)
+        return [self._split_spoken(a) for a in answers]
+
+    def chat_prompt(self, messages: Sequence[dict], speak: bool = False) -> list[int]:
+        """Turns ``{"role": "user"|"assistant", "text": str?, "units": list[int]?}`` -> prompt ids.
+
+        A user turn is ``<|user|> text <|boa|> units <|eoa|> <|text_answer|>|<|speech_answer|>
+        <|assistant|>``: with text only it is exactly the ``instruct`` prompt, with audio only
+        exactly ``s2t``/``s2s``. Earlier assistant turns are appended with their end marker.
+        """
+        p, ids = self.prompts, []
+        for i, m in enumerate(messages):
+            text, units = (m.get("text") or "").strip(), m.get("units")
+            if m.get("role", "user") == "assistant":
+                ids += [*p.text(text), p.sp("<|end_of_turn|>")]
+                continue
+            if not text and units is None:
+                raise ValueError(f"message {i}: needs text or audio")
+            last = i == len(messages) - 1
+            answer = "<|speech_answer|>" if speak and last else "<|text_answer|>"
+            ids += [p.sp("<|user|>"), *p.text(text)] if text else [p.sp("<|user|>")]
+            ids += p.audio(units) if units is not None else []
+            ids += [p.sp(answer), p.sp("<|assistant|>")]
+        return ids
+
+    def chat(
+        self, messages: Sequence[dict], speak: bool = False, sampling: Sampling = GREEDY
+    ) -> Reply:
+        """One answer to a conversation; ``messages[i]["audio"]`` (16 kHz float32) is encoded."""
+        msgs = [
+            {**m, "units": self.encode([m["audio"]])[0]} if m.get("audio") is not None else m
+            for m in messages
+        ]
+        prompt = self.chat_prompt(msgs, speak)
+        stops = self._audio_stops() if speak else self._text_stops()
+        (answer,) = self.generate([prompt], stops, sampling)
+        if not speak:
+            return Reply(self.text_of(answer))
+        text, units = self._split_spoken(answer)
+        return Reply(text, units, self.vocode(units) if self.units is not None else None)
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _text_stops(self) -> list[int]:
+        return self.prompts.stop_ids()
+
+    def _audio_stops(self) -> list[int]:
+        # A spoken answer may contain text first (text_then_units): <|end_of_turn|> is not a stop.
+        return [self.layout.special_id(END_OF_AUDIO), self.prompts.eos_id]
+
+    def _split_spoken(self, ids: Sequence[int]) -> tuple[str, list[int]]:
+        boa = self.layout.special_id(BEGIN_OF_AUDIO)
+        cut = list(ids).index(boa) if boa in ids else 0
+        return self.text_of(ids[:cut]), self.units_of(ids[cut:])
+
+
+def _cut(ids: list[int], stops: set[int]) -> list[int]:
+    """Ids up to the first stop id (padding after a finished row is a stop id or pad)."""
+    for k, t in enumerate(ids):
+        if t in stops:
+            return ids[:k]
+    return ids
