@@ -28,6 +28,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import MoeCausalLMOutputWithPast
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
+from most.io import atomic_write_json
 from most.layout import LAYOUT_FILE, TokenLayout
 from most.moe.arch import spec_for
 from most.moe.block import RoutingState
@@ -176,6 +177,10 @@ class MostForCausalLM(PreTrainedModel, GenerationMixin):
         if self.routing.telemetry is None:
             raise RuntimeError("telemetry is off: call model.most_telemetry(enable=True) first")
         return self.routing.telemetry.summary()
+
+    def most_telemetry_save(self, path: str | Path) -> Path:
+        """Write :meth:`most_telemetry_summary` as JSON (atomically)."""
+        return atomic_write_json(path, self.most_telemetry_summary())
 
 
 def load_layout(source: str | Path | PreTrainedModel | PreTrainedConfig) -> TokenLayout:

@@ -43,6 +43,8 @@ def _softmax_topk(cfg: PretrainedConfig) -> BaseRouting:
 
 
 def _mixtral(cfg: PretrainedConfig) -> BaseRouting:
+    # Mixtral's optional training-time input jitter (router_jitter_noise, 0 in released configs)
+    # is not reproduced.
     return BaseRouting(top_k=cfg.num_experts_per_tok, norm_topk=True)
 
 
