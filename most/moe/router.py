@@ -138,18 +138,18 @@ class ModalityRouter(nn.Module):
         routed = logits[:, : self.num_experts]
         e, eg = self.num_experts, self.group_size
         offset = (modality * eg).unsqueeze(-1)
-        no_null = torch.zeros_like(modality)
 
         if self.kind == "topk":
+            one_view = torch.zeros_like(modality)  # a single view holding every expert
             weight, index, probs = self.base.select(routed, self.bias)
-            return self._out(x, index, weight, index, probs, no_null, logits, no_null, 1, False)
+            return self._out(x, logits, index, weight, index, probs, view=one_view, n_views=1)
 
         if self.kind == "most_compat":
             # MoST: softmax over *all* experts, then only the token's group competes (reading the
             # group's slice is "zero outside the group"), greedy top-k, no renormalisation.
             probs = self._own_group(routed.float().softmax(-1), modality)
             weight, local = probs.topk(self.base.top_k, dim=-1)
-            return self._out(x, local + offset, weight, local, probs, modality, logits, no_null)
+            return self._out(x, logits, local + offset, weight, local, probs, view=modality)
 
         group_logits = self._own_group(routed, modality)
         if self.kind == "modality":
@@ -159,7 +159,7 @@ class ModalityRouter(nn.Module):
                 else self._own_group(self.bias.expand_as(routed), modality)
             )
             weight, local, probs = self.base.select(group_logits, bias)
-            return self._out(x, local + offset, weight, local, probs, modality, logits, no_null)
+            return self._out(x, logits, local + offset, weight, local, probs, view=modality)
 
         # Top-P (UniMoE-Audio): sort the group's experts and the null experts by probability and take
         # them until the cumulative probability reaches p (always at least one, at most max_k).
@@ -171,22 +171,25 @@ class ModalityRouter(nn.Module):
         use = taken & real
         local = torch.where(use, order, eg)
         index = torch.where(use, order + offset, e)
+        # Raw probabilities, not renormalised: the mass that went to null experts is compute the
+        # token skips, so a token mostly routed to nulls gets a small routed update.
         weight = p_sorted * use
-        null_picks = (taken & ~real).sum(-1)
         return self._out(
-            x, index, weight, local, full[:, :eg], modality, logits, null_picks, None, True
-        )
+            x, logits, index, weight, local, full[:, :eg], view=modality,
+            null_picks=(taken & ~real).sum(-1), can_skip=True,
+        )  # fmt: skip
 
     def _out(
         self,
         x: Tensor,
+        logits: Tensor,
         index: Tensor,
         weight: Tensor,
         local: Tensor,
         probs: Tensor,
+        *,
         view: Tensor,
-        logits: Tensor,
-        null_picks: Tensor,
+        null_picks: Tensor | None = None,
         n_views: int | None = None,
         can_skip: bool = False,
     ) -> Routing:
@@ -197,7 +200,7 @@ class ModalityRouter(nn.Module):
             probs=probs,
             view=view,
             logits=logits,
-            n_null_picks=null_picks,
+            n_null_picks=torch.zeros_like(view) if null_picks is None else null_picks,
             num_experts=self.num_experts,
             n_views=self.n_groups if n_views is None else n_views,
             can_skip=can_skip,
