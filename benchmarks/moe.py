@@ -3,7 +3,8 @@
 One DeepSeek-V2-Lite-like layer scaled down (hidden 512, 64 routed experts x 256, top-6, 2 shared
 experts), a mixed text/speech batch of 4096 tokens, fp32, forward + backward. Each implementation
 is timed in one process (interleaved rounds, fastest kept), and its peak memory is measured in a
-fresh process of its own (CPU: max RSS growth over the first step; CUDA: ``max_memory_allocated``).
+fresh process of its own (CPU: sampled resident-memory growth over one step, large allocations
+unpooled; CUDA: ``max_memory_allocated`` growth).
 Prints one JSON object::
 
     python benchmarks/moe.py [--tokens 4096] [--reps 3] [--device cpu|cuda]
@@ -14,7 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
+import os
+import threading
 import time
 
 HIDDEN, EXPERTS, INTER, TOP_K, SHARED = 512, 64, 256, 6, 2
@@ -123,8 +125,26 @@ def time_all(impls: tuple[str, ...]) -> dict[str, float]:
     return best
 
 
+class PeakRss(threading.Thread):
+    """Samples this process's resident memory every 0.5 ms; ``peak`` is the largest seen (MB)."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak, self.running = rss_mb(), True
+
+    def run(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, rss_mb())
+            time.sleep(0.0005)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _peak_child(impl: str, ns: argparse.Namespace, q) -> None:
-    """Peak memory of the first fwd+bwd step of ``impl`` in a fresh process, MB above the set-up."""
+    """Peak memory of one fwd+bwd step of ``impl`` in a fresh process, MB above the set-up."""
     import torch
 
     global args
@@ -137,14 +157,20 @@ def _peak_child(impl: str, ns: argparse.Namespace, q) -> None:
         base = torch.cuda.memory_allocated()
         timed_step(fn, x, args.device)
         q.put((torch.cuda.max_memory_allocated() - base) / 2**20)
-    else:
-        # ru_maxrss is a high-water mark that never falls: only the first step can raise it.
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        timed_step(fn, x, args.device)
-        q.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+        return
+    base = rss_mb()
+    sampler = PeakRss()
+    sampler.start()
+    timed_step(fn, x, args.device)
+    sampler.running = False
+    sampler.join()
+    q.put(sampler.peak - base)
 
 
 def peak_mb(impl: str) -> float:
+    # Large blocks straight from mmap go back to the OS when freed, so resident memory follows the
+    # live tensors instead of glibc's high-water mark.
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_peak_child, args=(impl, args, q))
