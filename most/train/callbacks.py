@@ -43,12 +43,16 @@ class TokensPerSecond(L.Callback):
 
 class RngState(L.Callback):
     """Saves and restores Python, NumPy and torch RNG states, so dropout and any sampling in the
-    model continue on a resumed run exactly as on an uninterrupted one."""
+    model continue on a resumed run exactly as on an uninterrupted one.
+
+    States are stored as tensors and plain tuples so checkpoints load with ``weights_only=True``.
+    """
 
     def state_dict(self) -> dict[str, Any]:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
         state = {
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
             "torch": torch.get_rng_state(),
         }
         if torch.cuda.is_available():
@@ -57,7 +61,8 @@ class RngState(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         random.setstate(state_dict["python"])
-        np.random.set_state(state_dict["numpy"])
+        kind, keys, pos, has_gauss, gauss = state_dict["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         torch.set_rng_state(state_dict["torch"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])

@@ -1,0 +1,107 @@
+"""Training-step throughput and MFU of the tiny base model on this CPU (JSON on stdout).
+
+MFU = achieved model FLOP/s / peak matmul FLOP/s, the peak measured in the same run (fp32 square
+matmuls), so a machine shared with other jobs is compared against itself at the same moment.
+Model FLOPs per token: 6 x (matmul parameters active per token) + 6 x layers x seq x heads x head_dim
+(causal attention scores and values, forward + backward); the embedding lookup is not a matmul.
+
+    python benchmarks/train.py [--steps 6] [--batch 16] [--seq 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from most.train.config import ModelConfig
+
+TINY = ModelConfig(
+    hidden_size=256,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=64,
+    moe_intermediate_size=256,
+    num_experts=8,
+    num_experts_per_tok=2,
+)
+VOCAB = 4096
+
+
+def peak_gflops(n: int = 2048, seconds: float = 2.0) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def flops_per_token(cfg: ModelConfig, seq: int) -> float:
+    h, hd = cfg.hidden_size, cfg.head_dim
+    attn = h * hd * (2 * cfg.num_attention_heads + 2 * cfg.num_key_value_heads)
+    router = h * cfg.num_experts
+    experts = cfg.num_experts_per_tok * 3 * h * cfg.moe_intermediate_size
+    matmul_params = cfg.num_hidden_layers * (attn + router + experts) + h * VOCAB  # + LM head
+    attention_scores = 6 * cfg.num_hidden_layers * seq * cfg.num_attention_heads * hd
+    return 6 * matmul_params + attention_scores
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=256)
+    args = ap.parse_args()
+    from transformers import Qwen3MoeForCausalLM
+
+    torch.manual_seed(0)
+    model = Qwen3MoeForCausalLM(TINY.hf_config(VOCAB, 0)).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randint(0, VOCAB, (args.batch, args.seq))
+    pos = torch.arange(args.seq).expand(args.batch, -1)
+
+    def step() -> None:
+        out = model(input_ids=x, position_ids=pos, labels=x, use_cache=False)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(2):  # warm-up: allocator, kernel selection
+        step()
+    peak_before = peak_gflops()
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    dt = (time.perf_counter() - t) / args.steps
+    peak = max(peak_before, peak_gflops())
+    tokens_per_s = args.batch * args.seq / dt
+    achieved = tokens_per_s * flops_per_token(TINY, args.seq) / 1e9
+    print(
+        json.dumps(
+            {
+                "model": "tiny Qwen3-MoE (recipes/tiny/base.yaml shape)",
+                "params": sum(p.numel() for p in model.parameters()),
+                "experts_implementation": model.config._experts_implementation,
+                "threads": torch.get_num_threads(),
+                "batch": args.batch,
+                "seq": args.seq,
+                "step_s": round(dt, 3),
+                "tokens_per_s": round(tokens_per_s, 1),
+                "achieved_gflops": round(achieved, 2),
+                "peak_gflops": round(peak, 2),
+                "mfu": round(achieved / peak, 4),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
