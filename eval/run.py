@@ -12,7 +12,7 @@ Every section is subsampled (``--sizes.*``) so the embedded default evaluates in
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import datasets
@@ -178,6 +178,7 @@ def evaluate(
             "layout_hash": lm.layout.hash,
             "unit_tokenizer_hash": h,
             "sizes": vars(sizes),
+            "sampling": asdict(sampling),
             "judges": [j.name for j in judge_list],
             "seconds": timings,
             "total_seconds": round(time.monotonic() - t_start, 1),

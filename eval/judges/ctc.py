@@ -47,14 +47,14 @@ WEIGHTS_FILE = "model.safetensors"
 class CTCTrainConfig:
     """How the judge is trained (``--train.*``)."""
 
-    max_utterances: int = 6000
+    max_utterances: int = 4000
     """Training utterances taken from ``speech/train`` (the first N)."""
     batch_frames: int = 12_000
     """Feature frames (10 ms) per batch, padding included."""
     epochs: float = 4.0
     max_minutes: float = 3.0
     """Wall-clock cap on the training loop (feature extraction not counted)."""
-    lr: float = 2e-3
+    lr: float = 3e-3
     warmup: float = 0.05
     """Share of the progress spent warming up the learning rate."""
     seed: int = 0

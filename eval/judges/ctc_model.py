@@ -1,6 +1,6 @@
 """The embedded-default judge's recogniser: log-mel -> frame stacking -> Transformer -> character CTC.
 
-Small on purpose (≈1.9 M parameters): it must train in about three minutes on two CPU cores and it
+Small on purpose (≈0.8 M parameters): it must train in about three minutes on two CPU cores and it
 must not share anything with the model under test (it reads 80-bin log-mel frames, never speech
 units). Shapes: features ``(B, T, 80)`` at 100 frames/s -> stack 4 frames -> ``(B, T/4, 320)``
 -> Transformer encoder ``(B, T/4, width)`` -> ``(B, T/4, vocab)`` log-probabilities, blank = id 0.
@@ -32,12 +32,12 @@ MEL = MelSpec(sample_rate=SAMPLE_RATE, n_mels=80, n_fft=400, win_length=400, hop
 class CTCModelConfig:
     """Size of the judge (``--model.*``)."""
 
-    width: int = 192
+    width: int = 144
     """Transformer width."""
-    layers: int = 4
+    layers: int = 3
     """Transformer encoder layers."""
     heads: int = 4
-    ff: int = 768
+    ff: int = 576
     """Feed-forward width."""
     dropout: float = 0.1
 

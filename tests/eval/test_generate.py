@@ -1,0 +1,75 @@
+"""Generation: prompts from most.data.prompts, stop ids, batching, length guard, bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from most.generate import Sampling, SpeechLM
+from most.layout import END_OF_AUDIO, LayoutError
+
+
+@pytest.fixture(scope="module")
+def lm(eval_run):
+    return SpeechLM.load(eval_run / "stage2" / "hf", units=eval_run / "units")
+
+
+def test_chat_prompt_reduces_to_trained_formats(lm):
+    p, units = lm.prompts, [1, 2, 3]
+    assert lm.chat_prompt([{"text": "repeat tarsk"}]) == p.instruct_prompt("repeat tarsk")
+    assert lm.chat_prompt([{"units": units}]) == p.s2t_prompt(units)
+    assert lm.chat_prompt([{"units": units}], speak=True) == p.s2s_prompt(units)
+    with pytest.raises(ValueError, match="needs text or audio"):
+        lm.chat_prompt([{"text": "  "}])
+
+
+def test_batched_greedy_equals_one_by_one(lm):
+    prompts = [lm.prompts.asr_prompt(u) for u in ([1, 2], [3, 4, 5, 6, 7, 8], [9])]
+    stops = lm.prompts.stop_ids()
+    s = Sampling(max_new_tokens=6, batch_size=3)
+    batched = lm.generate(prompts, stops, s)
+    single = [lm.generate([p], stops, Sampling(max_new_tokens=6, batch_size=1))[0] for p in prompts]
+    assert batched == single
+
+
+def test_length_guard_and_stop_ids(lm):
+    prompt = lm.prompts.tts_prompt("the old gate")
+    free = lm.generate([prompt], [-1], Sampling(max_new_tokens=5))[0]  # -1 never occurs
+    assert len(free) == 5
+    # Make the first generated token a stop id: the answer must come back empty.
+    stopped = lm.generate([prompt], [free[0]], Sampling(max_new_tokens=5))[0]
+    assert stopped == []
+
+
+def test_sampling_is_seeded(lm):
+    prompt = [lm.prompts.tts_prompt("the old gate")]
+    s = Sampling(max_new_tokens=8, do_sample=True, temperature=1.5, seed=3)
+    assert lm.generate(prompt, [-1], s) == lm.generate(prompt, [-1], s)
+
+
+def test_tts_returns_audio_and_asr_text(lm, eval_run):
+    eoa = lm.layout.special_id(END_OF_AUDIO)
+    assert eoa in lm._audio_stops() and lm.prompts.stop_ids()[0] not in lm._audio_stops()
+    (wav,) = lm.tts(["the old gate"], Sampling(max_new_tokens=12))
+    assert wav.dtype == np.float32 and wav.ndim == 1
+    (text,) = lm.asr([np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32)],
+                     Sampling(max_new_tokens=4))  # fmt: skip
+    assert isinstance(text, str)
+    with pytest.raises(ValueError, match="empty text"):
+        lm.tts(["  "])
+
+
+def test_load_errors(eval_run, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model folder"):
+        SpeechLM.load(tmp_path / "missing")
+    bad = tmp_path / "model"
+    shutil.copytree(eval_run / "stage2" / "hf", bad)
+    layout = json.loads((bad / "token_layout.json").read_text())
+    layout["unit_tokenizer_hash"] = "0000000000000000"
+    layout.pop("hash")
+    (bad / "token_layout.json").write_text(json.dumps(layout))
+    with pytest.raises(LayoutError, match="does not match"):
+        SpeechLM.load(bad)
+    with pytest.raises(FileNotFoundError, match="no unit tokenizer"):
+        SpeechLM.load(eval_run / "stage2" / "hf").asr([np.ones(1600, np.float32)])
