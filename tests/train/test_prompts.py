@@ -54,7 +54,9 @@ def test_answers_end_with_a_stop_token(prompts: Prompts) -> None:
 def test_specials_come_from_the_layout(prompts: Prompts) -> None:
     layout = prompts.layout
     ex = prompts.asr([0, 15], "Tarsk")
-    assert ex.input_ids[:3] == [layout.special_id(s) for s in ("<|user|>", "<|asr|>", BEGIN_OF_AUDIO)]
+    assert ex.input_ids[:3] == [
+        layout.special_id(s) for s in ("<|user|>", "<|asr|>", BEGIN_OF_AUDIO)
+    ]
     assert ex.input_ids[3:5] == layout.units_to_ids(torch.tensor([0, 15])).tolist()
     # text never produces layout ids: specials exist only where the builders put them
     text_ids = prompts.text("<|asr|> <|u3|>")
@@ -66,7 +68,9 @@ def test_s2s_modes(prompts: Prompts) -> None:
     both = prompts.s2s([1], "Tarsk", [2, 3])
     units = prompts.s2s([1], "Tarsk", [2, 3], "units")
     answer_both = [t for t, lab in zip(both.input_ids, both.labels, strict=True) if lab != IGNORE]
-    answer_units = [t for t, lab in zip(units.input_ids, units.labels, strict=True) if lab != IGNORE]
+    answer_units = [
+        t for t, lab in zip(units.input_ids, units.labels, strict=True) if lab != IGNORE
+    ]
     assert answer_both[: len(prompts.text("Tarsk"))] == prompts.text("Tarsk")
     assert boa in answer_both and boa not in answer_units
     assert all(prompts.layout.is_unit(torch.tensor(answer_units[:-1])))

@@ -28,7 +28,9 @@ ARGS = [
 def most(run: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
     cmd = [sys.executable, "-m", "most.cli", "stage1", "--run", str(run), *ARGS, *extra]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finish(proc: subprocess.Popen) -> None:

@@ -34,7 +34,13 @@ def test_stage1_and_stage2_train_and_export(speech_run: Path) -> None:
     curve = losses(speech_run / "stage1")
     assert sum(curve[-4:]) / 4 < sum(curve[:4]) / 4 - 0.5, curve
     header = (speech_run / "stage1" / "logs" / "metrics.csv").read_text().splitlines()[0]
-    for key in ("train/loss_asr", "train/loss_tts", "train/loss_text_lm", "train/aux_loss", "lr-AdamW"):
+    for key in (
+        "train/loss_asr",
+        "train/loss_tts",
+        "train/loss_text_lm",
+        "train/aux_loss",
+        "lr-AdamW",
+    ):
         assert key in header, key
     hf = speech_run / "stage1" / "hf"
     from transformers import AutoModelForCausalLM, AutoTokenizer

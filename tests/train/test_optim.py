@@ -1,0 +1,105 @@
+"""What trains: LoRA trains only adapters, freeze/train regexes, new-embedding rows, per-group LRs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from most.train.config import TrainerConfig
+from most.train.datamodule import DataConfig
+from most.train.optim import (
+    LoraConfig,
+    OptimConfig,
+    apply_lora,
+    param_groups,
+    select_trainable,
+    warmup_cosine,
+)
+from most.train.stages import stage1
+from most.train.testing import TINY_MODEL
+
+SHORT = TrainerConfig(max_steps=4, val_every=0, ckpt_every=4, progress=False)
+DATA = DataConfig(batch_size=4, max_len=48)
+
+
+def tiny():
+    from transformers import Qwen3MoeForCausalLM
+
+    torch.manual_seed(0)
+    return Qwen3MoeForCausalLM(TINY_MODEL.hf_config(64, 0))
+
+
+def trained_module(run: Path, **kw):
+    """Run stage1 and return (weights before, LightningModule state after) from the checkpoint."""
+    from transformers import AutoModelForCausalLM
+
+    # state_dict of the loaded model, not the file: transformers renames expert weights on load
+    before = AutoModelForCausalLM.from_pretrained(str(run / "adapt" / "hf")).state_dict()
+    stage1(run=run, data=DATA, trainer=SHORT, **kw)
+    ckpt = torch.load(run / "stage1" / "ckpt" / "last.ckpt", weights_only=True)
+    return before, ckpt["state_dict"]
+
+
+def test_lora_trains_only_adapters(speech_run: Path) -> None:
+    lora = LoraConfig(enabled=True, r=4, alpha=8)
+    before, after = trained_module(
+        speech_run, lora=lora, optim=OptimConfig(lr=1e-2, warmup_steps=1)
+    )
+    adapters = {k: v for k, v in after.items() if "lora_" in k}
+    assert adapters
+    assert any(not torch.all(v == 0) for k, v in adapters.items() if "lora_B" in k)  # B starts at 0
+    for k, v in after.items():
+        if "lora_" in k:
+            continue
+        name = k.removeprefix("model.base_model.model.").replace(".base_layer", "")
+        assert torch.equal(v, before[name]), f"{name} changed under LoRA"
+    # the exported folder has the adapters merged in: plain transformers loads it, weights moved
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(str(speech_run / "stage1" / "hf"))
+    q = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(merged.state_dict()[q], before[q])
+
+
+def test_train_regex_and_new_embedding_rows(speech_run: Path) -> None:
+    from most.layout import TokenLayout
+
+    layout = TokenLayout.load(speech_run / "adapt" / "hf")
+    optim = OptimConfig(
+        lr=1e-2,
+        warmup_steps=1,
+        train=["embed_tokens", r"\.experts\."],
+        new_embedding_rows_only=True,
+    )
+    before, after = trained_module(speech_run, optim=optim)
+    emb = after["model.model.embed_tokens.weight"]
+    old = layout.text_vocab_size
+    assert torch.equal(emb[:old], before["model.embed_tokens.weight"][:old])
+    assert not torch.equal(emb[old:], before["model.embed_tokens.weight"][old:])
+    for k, v in after.items():
+        name = k.removeprefix("model.")
+        moved = not torch.equal(v, before[name])
+        assert moved == any(s in name for s in (".experts.", "embed_tokens", "lm_head")), name
+
+
+def test_select_trainable_and_lr_groups() -> None:
+    model = tiny()
+    cfg = OptimConfig(lr=1.0, freeze=["layers\\.1\\."], lr_groups={r"mlp\.gate\.": 0.1})
+    names = select_trainable(model, cfg)
+    assert names and not any("layers.1." in n for n in names)
+    groups = param_groups(model, cfg)
+    router = [g for g in groups if g["lr_mult"] == 0.1]
+    assert router and all(p.shape[0] == TINY_MODEL.num_experts for g in router for p in g["params"])
+    assert sum(len(g["params"]) for g in groups) == len(names)
+    with pytest.raises(ValueError, match="no trainable"):
+        select_trainable(tiny(), OptimConfig(train=["nothing_matches"]))
+    assert len(apply_lora(tiny(), LoraConfig(enabled=True)).peft_config) == 1
+
+
+def test_warmup_cosine_schedule() -> None:
+    lr = [warmup_cosine(s, 10, 100, 0.1) for s in range(100)]
+    assert lr[0] == pytest.approx(0.1) and lr[9] == pytest.approx(1.0)
+    assert max(lr) == pytest.approx(1.0) and lr[-1] == pytest.approx(0.1, abs=1e-3)
+    assert all(a >= b for a, b in zip(lr[10:], lr[11:], strict=False))
