@@ -43,7 +43,6 @@ class Job:
     start: int
     stop: int
     out: Path
-    seconds: float  # audio seconds, for the progress bar
 
 
 @lru_cache(maxsize=8)

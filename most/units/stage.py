@@ -99,7 +99,7 @@ def units(
         part_rows: rows per resumable part; all shards of one job must use the same value.
     """
     cfg = tokenizer or TokenizerConfig()
-    datasets.disable_progress_bars()  # our own bar reports audio seconds and × real time
+    datasets.disable_progress_bars()  # our own bar reports rows and × real time
     data_dir, units_dir = Path(run) / "data", Path(run) / "units"
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: no data; run `most data --run {run}` first")
@@ -229,33 +229,28 @@ def plan_jobs(sets: dict[str, Path], out_root: Path, part_rows: int) -> list[Job
     jobs = []
     for name, path in sets.items():
         for split, ds in datasets.load_from_disk(str(path)).items():
-            dur = (
-                np.asarray(ds["duration"], dtype=np.float64)
-                if "duration" in ds.column_names
-                else None
-            )
             for p, start in enumerate(range(0, len(ds), part_rows)):
                 stop = min(start + part_rows, len(ds))
-                secs = float(dur[start:stop].sum()) if dur is not None else float(stop - start)
                 out = out_root / PARTS / name / split / f"rows{part_rows}-{p:05d}"
-                jobs.append(Job(path, name, split, start, stop, out, secs))
+                jobs.append(Job(path, name, split, start, stop, out))
     return jobs
 
 
 def run_jobs(todo: list[Job], tok: UnitTokenizer, tok_dir: Path, num_proc: int) -> None:
-    """Encode parts with a progress bar showing audio seconds and × real time."""
+    """Encode parts with a progress bar showing rows, × real time and rejects."""
     if not todo:
         return
-    total = sum(j.seconds for j in todo)
+    # Progress counts rows (known up front); × real time counts every audio column encoded.
+    total = sum(j.stop - j.start for j in todo)
     columns = (
         TextColumn("units"),
         BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total:.0f} s audio"),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} rows"),
         TextColumn("{task.fields[xrt]:.0f}× real time"),
         TextColumn("{task.fields[rejects]} rejected"),
         TimeElapsedColumn(),
     )
-    t0, rejected = time.perf_counter(), 0
+    t0, rejected, seconds = time.perf_counter(), 0, 0.0
     with Progress(*columns) as bar:
         task = bar.add_task("units", total=total, xrt=0.0, rejects=0)
         if num_proc > 1:
@@ -266,9 +261,11 @@ def run_jobs(todo: list[Job], tok: UnitTokenizer, tok_dir: Path, num_proc: int) 
         try:
             for stats in results:
                 rejected += stats["rejects"]
-                done = bar.tasks[0].completed + stats["seconds"]
-                xrt = done / max(time.perf_counter() - t0, 1e-9)
-                bar.update(task, completed=done, xrt=xrt, rejects=rejected)
+                seconds += stats["seconds"]
+                xrt = seconds / max(time.perf_counter() - t0, 1e-9)
+                bar.update(
+                    task, advance=stats["rows"] + stats["rejects"], xrt=xrt, rejects=rejected
+                )
         finally:
             if pool is not None:
                 pool.terminate()
@@ -314,6 +311,8 @@ def merge(
         "complete": True,
     }
     atomic_write_json(units_dir / "manifest.json", manifest)
+    # Parts are only a resume/merge aid; once the manifest is complete they duplicate the data.
+    shutil.rmtree(out_root / PARTS, ignore_errors=True)
     print(
         f"most units: {totals['rows']} rows, {totals['seconds'] / 3600:.2f} h, "
         f"{manifest['units_per_s']:.1f} units/s, {len(all_rejects)} rejected -> {out_root}"
