@@ -93,7 +93,7 @@ class SpeechLM:
         Raises ``FileNotFoundError`` for a missing folder and ``ValueError`` (``LayoutError``) when
         the layout file, the model config and the unit tokenizer disagree.
         """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
         import most  # noqa: F401  (registers the adapted model class)
 
@@ -101,13 +101,14 @@ class SpeechLM:
         if not (model_dir / "config.json").is_file():
             raise FileNotFoundError(f"{model_dir}: no model folder (config.json missing)")
         layout = TokenLayout.load(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-        stored = getattr(model.config, "layout", None)
+        # Checked on the config, before any weights are read.
+        stored = getattr(AutoConfig.from_pretrained(str(model_dir)), "layout", None)
         if stored is None or TokenLayout.from_dict(stored).hash != layout.hash:
             raise LayoutError(
                 f"{model_dir}: token_layout.json (hash {layout.hash}) does not match the model "
                 "config's layout; the folder mixes files from different models"
             )
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         unit_tok = find_unit_tokenizer(model_dir, units)
         if unit_tok is not None:

@@ -53,7 +53,7 @@ class HFJudge:
                 out += self._generate(inputs)
             else:
                 logits = self.model(**inputs).logits
-                out += self.processor.batch_decode(logits.argmax(-1))
+                out += self.processor.batch_decode(logits.argmax(-1), skip_special_tokens=True)
         return [" ".join(t.split()) for t in out]
 
     def _generate(self, inputs) -> list[str]:

@@ -1,0 +1,63 @@
+"""Minimal-pair scoring picks the item the model prefers; generated pairs are real minimal pairs."""
+
+import pytest
+import torch
+from torch import nn
+
+from eval.audio_lm import blimp_pairs, pair_accuracy, sequence_logprobs, wuggy_pairs
+from most.layout import TokenLayout
+
+LAYOUT = TokenLayout(text_vocab_size=10, n_units=6, unit_tokenizer_hash="h")
+
+
+class Rigged(nn.Module):
+    """Every position predicts ``favourite`` with probability ~1 (a model rigged to prefer it)."""
+
+    def __init__(self, favourite: int) -> None:
+        super().__init__()
+        self.favourite = favourite
+
+    def forward(self, input_ids, attention_mask=None):
+        logits = torch.zeros(*input_ids.shape, LAYOUT.vocab_size)
+        logits[..., self.favourite] = 20.0
+        return type("Out", (), {"logits": logits})()
+
+
+def test_scorer_picks_the_preferred_item():
+    fav = LAYOUT.unit_offset + 2  # unit 2
+    model = Rigged(fav)
+    pairs = [([2, 2, 2], [2, 4, 2]), ([2, 2], [5, 1])]
+    assert pair_accuracy(model, LAYOUT, pairs)["accuracy"] == 1.0
+    swapped = [(b, a) for a, b in pairs]
+    assert pair_accuracy(model, LAYOUT, swapped)["accuracy"] == 0.0
+
+
+def test_sequence_logprob_counts_only_units_and_end():
+    model = Rigged(LAYOUT.unit_offset)
+    (one,) = sequence_logprobs(model, LAYOUT, [[0]])
+    (two,) = sequence_logprobs(model, LAYOUT, [[0, 0]])
+    # unit 0 costs ~0 nats, <|end_of_audio|> ~20: the prefix is never scored
+    assert one == pytest.approx(two, abs=1e-3) and one < -15
+    batched = sequence_logprobs(model, LAYOUT, [[0], [0, 0, 3]], batch_size=2)
+    assert batched[0] == pytest.approx(one, abs=1e-4)
+
+
+def test_wuggy_pairs_are_pseudo_words():
+    words = ["stone", "green", "black", "river", "honey", "table"]
+    pairs = wuggy_pairs(words, 5, seed=1, known={"brone"})
+    assert len(pairs) == 5
+    for real, fake in pairs:
+        assert real in words and fake not in words and fake != "brone"
+        assert real[-2:] == fake[-2:]  # the rhyme is kept
+    assert wuggy_pairs(words, 5, seed=1, known={"brone"}) == pairs
+
+
+def test_blimp_pairs_differ_minimally():
+    sents = ["The capital of Velmora is Tarsk.", "Bror keeps a frog as a pet."]
+    pairs = dict(blimp_pairs(sents, 2))
+    assert pairs["The capital of Velmora is Tarsk."] == "The capital of Velmora are Tarsk."
+    bad = pairs["Bror keeps a frog as a pet."]
+    assert (
+        sorted(bad.split()) == sorted(["Bror", "keeps", "a", "frog", "as", "a", "pet."])
+        and bad != sents[1]
+    )

@@ -1,0 +1,97 @@
+"""Judges: the CTC recogniser's pieces, the trained tiny judge, pocketsphinx and a local HF model."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from eval.judges import load_judge
+from eval.judges.ctc import CTCJudge, judge
+from eval.judges.ctc_model import (
+    CTCModelConfig,
+    CTCRecognizer,
+    greedy_decode,
+    ids_to_text,
+    text_to_ids,
+)
+from eval.metrics import wer
+from most.audio import read_audio
+
+
+def test_text_ids_roundtrip_and_greedy_collapse():
+    assert ids_to_text(text_to_ids("Tarsk's  gate, 9!")) == "tarsk's gate"
+    a, b = text_to_ids("ab")
+    # frames: a a blank a b b -> "aab" (a blank separates the repeated a)
+    logp = torch.full((1, 6, 29), -10.0)
+    for t, k in enumerate([a, a, 0, a, b, b]):
+        logp[0, t, k] = 0.0
+    assert greedy_decode(logp, torch.tensor([6])) == ["aab"]
+    assert greedy_decode(logp, torch.tensor([2])) == ["a"]  # length respected
+
+
+def test_recognizer_shapes_and_padding_invariance():
+    torch.manual_seed(0)
+    model = CTCRecognizer(CTCModelConfig(width=16, layers=1, heads=2, ff=32)).eval()
+    x = torch.randn(2, 37, 80)
+    x[1, 21:] = 0  # padding, as eval.judges.ctc_model.pad writes it
+    logp, out_len = model(x, torch.tensor([37, 21]))
+    assert logp.shape == (2, 10, 29) and out_len.tolist() == [10, 6]
+    alone, _ = model(x[1:, :21], torch.tensor([21]))
+    assert torch.allclose(logp[1, :6], alone[0], atol=1e-5)
+
+
+def test_trained_judge_folder(eval_run):
+    meta = json.loads((eval_run / "judge" / "judge.json").read_text())
+    assert set(meta["metrics"]) == {"test", "test_voices"}
+    assert meta["train"]["steps"] > 0
+    assert judge(run=eval_run) == meta  # finished: not retrained
+    scorer = load_judge("ctc", eval_run)
+    out = scorer.transcribe([np.zeros(800, np.float32), np.ones(16000, np.float32) * 0.1])
+    assert len(out) == 2 and all(isinstance(t, str) for t in out)
+    bad = eval_run.parent / "bad-judge"
+    bad.mkdir(exist_ok=True)
+    (bad / "judge.json").write_text(json.dumps({**meta, "chars": "abc"}))
+    with pytest.raises(ValueError, match="other characters"):
+        CTCJudge.load(bad)
+
+
+def test_pocketsphinx_on_real_speech(realdata):
+    path = realdata / "librispeech/LibriSpeech/test-clean/1089/134691/1089-134691-0000.flac"
+    (hyp,) = load_judge("pocketsphinx", realdata).transcribe([read_audio(path)])
+    assert wer(["he could wait no longer"], [hyp]) <= 0.4
+
+
+def test_hf_ctc_judge_from_local_folder(tmp_path):
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
+
+    vocab = {"<pad>": 0, "<unk>": 1, "|": 2, **{c: i + 3 for i, c in enumerate("abcdefgh")}}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    tok = Wav2Vec2CTCTokenizer(str(tmp_path / "vocab.json"), word_delimiter_token="|")
+    fe = Wav2Vec2FeatureExtractor(sampling_rate=16_000, return_attention_mask=True)
+    cfg = Wav2Vec2Config(
+        vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8),
+        num_feat_extract_layers=2, num_conv_pos_embeddings=8, num_conv_pos_embedding_groups=2,
+        pad_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    Wav2Vec2ForCTC(cfg).save_pretrained(tmp_path / "asr")
+    Wav2Vec2Processor(feature_extractor=fe, tokenizer=tok).save_pretrained(tmp_path / "asr")
+    scorer = load_judge(str(tmp_path / "asr"), tmp_path)
+    wavs = [
+        np.random.default_rng(i).normal(0, 0.1, n).astype(np.float32)
+        for i, n in enumerate((8000, 12000))
+    ]
+    out = scorer.transcribe(wavs)
+    assert (
+        scorer.name == "hf:asr" and len(out) == 2 and all(set(t) <= set("abcdefgh ") for t in out)
+    )
+    with pytest.raises(FileNotFoundError, match="no HF ASR model"):
+        load_judge(str(tmp_path / "nothing"), tmp_path)
