@@ -110,7 +110,7 @@ def build_trainer(
         num_sanity_val_steps=0,
         log_every_n_steps=cfg.log_every,
         logger=[
-            CSVLogger(paths.logs, name="", version=""),
+            CSVLogger(paths.logs, name="", version="", flush_logs_every_n_steps=cfg.log_every),
             TensorBoardLogger(paths.logs, name="", version="", default_hp_metric=False),
         ],
         callbacks=callbacks,

@@ -26,15 +26,12 @@ def unit_tokenizer_info(run: Path) -> dict:
     return read_json(path)
 
 
-def load_units(run: Path, dataset: str) -> datasets.DatasetDict:
-    """Unit-encoded ``dataset`` (``speech``, ``sqa``) of ``run``.
+def load_units(run: Path, layout: TokenLayout, dataset: str) -> datasets.DatasetDict:
+    """Unit-encoded ``dataset`` (``speech``, ``sqa``) of ``run``, refused unless the units were made
+    by the tokenizer ``layout`` was built for."""
+    from most.units import load_units as load
 
-    Stand-in for ``most.units.load_units`` until it lands; the folder layout is its contract.
-    """
-    directory = Path(run) / "units" / unit_tokenizer_info(run)["hash"] / dataset
-    if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: no unit dataset; run `most units --run {run}` first")
-    return datasets.load_from_disk(str(directory))
+    return load(run, dataset, expected_hash=layout.unit_tokenizer_hash)
 
 
 def check_layout(run: Path, layout: TokenLayout) -> None:

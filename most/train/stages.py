@@ -141,7 +141,7 @@ def stage1(
     model, tok, layout = _load(init)
     S.check_layout(run, layout)
     p = Prompts(layout, tok)
-    speech = S.load_units(run, "speech")
+    speech = S.load_units(run, layout, "speech")
     text = S.load_data(run, "text")
     train = [S.asr(p, speech["train"]), S.tts(p, speech["train"]), S.text_lm(p, text["train"])]
     val = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
@@ -174,8 +174,8 @@ def stage2(
     model, tok, layout = _load(init)
     S.check_layout(run, layout)
     p = Prompts(layout, tok)
-    speech = S.load_units(run, "speech")
-    qa = S.load_units(run, "sqa")["qa_train"]
+    speech = S.load_units(run, layout, "speech")
+    qa = S.load_units(run, layout, "sqa")["qa_train"]
     instr = S.load_data(run, "instructions")
     train = [
         S.s2t(p, qa),

@@ -101,6 +101,7 @@ def write_speech_run(run: Path, unit_hash: str = UNIT_HASH) -> TokenLayout:
         run / "units" / "tokenizer" / "unit_tokenizer.json",
         {"vocab_size": N_UNITS, "hash": unit_hash, "frame_rate": 50},
     )
+    atomic_write_json(run / "units" / "manifest.json", {"hash": unit_hash, "complete": True})
     units = run / "units" / unit_hash
     datasets.DatasetDict(
         train=datasets.Dataset.from_dict(unit_rows(48, 0)),
