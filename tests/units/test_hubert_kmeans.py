@@ -62,7 +62,9 @@ def test_save_load_and_hash(tmp_path, hubert_tok, hubert_dir, train_wavs):
     assert meta["kind"] == "hubert_kmeans" and meta["vocab_size"] == 8
     loaded = load_tokenizer(tmp_path / "tok")
     assert loaded.hash == hubert_tok.hash
-    assert torch.equal(loaded.encode(train_wavs[1], 16_000), hubert_tok.encode(train_wavs[1], 16_000))
+    assert torch.equal(
+        loaded.encode(train_wavs[1], 16_000), hubert_tok.encode(train_wavs[1], 16_000)
+    )
     other_layer = HubertKMeansTokenizer(hubert_dir, 2, hubert_tok.centroids)
     assert other_layer.hash != hubert_tok.hash
     no_dedup = HubertKMeansTokenizer(hubert_dir, 1, hubert_tok.centroids, dedup=False)
