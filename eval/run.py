@@ -102,11 +102,19 @@ def evaluate(
     audio_lm: AudioLM = _DEFAULT_AUDIO_LM,
     qa_sets: SpokenQASets = _DEFAULT_QA_SETS,
     sampling: Sampling = _DEFAULT_SAMPLING,
+    threads: int = 0,
     force: bool = False,
 ) -> dict:
-    """Evaluate the adapted model; write ``RUN/eval/report.{json,md}`` and plots."""
+    """Evaluate the adapted model; write ``RUN/eval/report.{json,md}`` and plots.
+
+    ``threads``: torch intra-op threads (0 = torch's default; 1 is faster on a busy shared CPU).
+    """
+    import torch
+
     from eval.judges import load_judge
 
+    if threads:
+        torch.set_num_threads(threads)
     run = Path(run)
     out = run / "eval"
     if (out / "report.json").is_file() and not force:

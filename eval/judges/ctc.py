@@ -37,6 +37,7 @@ from eval.judges.ctc_model import (
 )
 from eval.metrics import cer, wer
 from eval.progress import progress
+from most.generate import single_thread
 from most.io import atomic_dir, atomic_write_json, read_json
 
 JUDGE_FILE = "judge.json"
@@ -60,6 +61,9 @@ class CTCTrainConfig:
     seed: int = 0
     eval_utterances: int = 300
     """Utterances of ``test`` and of ``test_voices`` transcribed for the reported WER."""
+    threads: int = 0
+    """Torch intra-op threads for training; 0 keeps torch's default. On a CPU shared with other
+    jobs 1 is several times faster (measured 0.5 s vs 2.6 s per step with 2 threads)."""
 
     def __post_init__(self) -> None:
         if self.max_utterances <= 0 or self.batch_frames <= 0 or self.epochs <= 0:
@@ -101,7 +105,9 @@ class CTCJudge:
         out: dict[int, str] = {}
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            x, lengths = pad(features([wavs[i] for i in idx]))
+            with single_thread():
+                feats = features([wavs[i] for i in idx])
+            x, lengths = pad(feats)
             logp, out_len = self.model(x, lengths)
             out.update(zip(idx, greedy_decode(logp, out_len), strict=True))
         return [out[i] for i in range(len(wavs))]
@@ -142,8 +148,10 @@ def train_recognizer(
     """Fit a fresh recogniser; returns it and a small training log."""
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     feats: list[torch.Tensor] = []
-    with progress() as bar:
+    with progress() as bar, single_thread():
         task = bar.add_task("judge: log-mel features", total=len(wavs))
         for s in range(0, len(wavs), 64):
             feats += [f.half() for f in features(wavs[s : s + 64])]
