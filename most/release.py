@@ -88,7 +88,7 @@ def release(
     lm = SpeechLM.load(source.model or run / "stage2" / "hf", units=source.units or run / "units")
     if lm.units is None:
         raise FileNotFoundError(f"{run / 'units'}: no unit tokenizer to ship")
-    model = _merge_lora(lm.model, source.lora) if source.lora else lm.model
+    model = merge_lora(lm.model, source.lora) if source.lora else lm.model
     gen = model.generation_config
     gen.eos_token_id, gen.pad_token_id = lm.prompts.stop_ids(), lm.pad_id
     gen.max_new_tokens, gen.do_sample = 256, False
@@ -109,7 +109,8 @@ def release(
     return out
 
 
-def _merge_lora(model, adapter: Path):
+def merge_lora(model, adapter: Path):
+    """``model`` with the peft LoRA adapter in ``adapter`` merged into its weights (no peft left)."""
     from peft import PeftModel
 
     if not (Path(adapter) / "adapter_config.json").is_file():
