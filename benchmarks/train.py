@@ -5,7 +5,7 @@ matmuls), so a machine shared with other jobs is compared against itself at the 
 Model FLOPs per token: 6 x (matmul parameters active per token) + 6 x layers x seq x heads x head_dim
 (causal attention scores and values, forward + backward); the embedding lookup is not a matmul.
 
-    python benchmarks/train.py [--steps 6] [--batch 16] [--seq 256]
+    python benchmarks/train.py [--steps 3] [--batch 16] [--seq 256]
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def flops_per_token(cfg: ModelConfig, seq: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
     args = ap.parse_args()

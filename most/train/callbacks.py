@@ -1,4 +1,4 @@
-"""Small Lightning callbacks: throughput on the progress bar, RNG state in checkpoints."""
+"""Small Lightning callbacks: throughput on the progress bar, router telemetry, RNG state in checkpoints."""
 
 from __future__ import annotations
 
@@ -66,3 +66,44 @@ class RngState(L.Callback):
         torch.set_rng_state(state_dict["torch"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class RouterTelemetry(L.Callback):
+    """Logs the adapted model's router telemetry every ``trainer.log_every_n_steps`` steps.
+
+    Per modality, averaged over MoE layers: routing entropy, experts per token, null-expert share and
+    load imbalance (busiest expert's load / mean load; 1 = perfectly balanced). Counters are reset
+    after each log, so every value describes the last window. Models without ``most_telemetry``
+    (a plain HF MoE such as the base LM) are left alone.
+    """
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if hasattr(pl_module.model, "most_telemetry"):
+            pl_module.model.most_telemetry(enable=True)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        model = pl_module.model
+        if not hasattr(model, "most_telemetry") or trainer.global_step % trainer.log_every_n_steps:
+            return
+        for key, value in telemetry_scalars(model.most_telemetry_summary()).items():
+            pl_module.log(f"router/{key}", value, on_step=True)
+        model.most_telemetry(enable=True, reset=True)
+
+
+def telemetry_scalars(summary: dict) -> dict[str, float]:
+    """``most_telemetry_summary()`` -> flat ``{"<modality>/<stat>": value}`` averaged over layers."""
+    stats: dict[str, list[float]] = {}
+    for per_modality in summary["layers"].values():
+        for modality, s in per_modality.items():
+            if s["tokens"] == 0:
+                continue
+            load = np.asarray(s["load"], dtype=np.float64)
+            values = {
+                "entropy": s["entropy"],
+                "experts_per_token": s["experts_per_token"],
+                "null_share": s["null_share"],
+                "load_imbalance": load.max() / max(load.mean(), 1e-9),
+            }
+            for stat, v in values.items():
+                stats.setdefault(f"{modality}/{stat}", []).append(float(v))
+    return {k: float(np.mean(v)) for k, v in stats.items()}

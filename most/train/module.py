@@ -2,8 +2,8 @@
 
 The model is treated as a generic HF causal LM. The optimised loss is the model's own ``.loss`` (for
 an adapted MoST model it already includes the router's aux loss); per-task losses are recomputed from
-the logits without gradient, for logging only. Router aux loss and router telemetry are logged when the
-model provides them (``outputs.aux_loss``; ``model.router_telemetry() -> dict[str, float]``).
+the logits without gradient, for logging only. The router aux loss is logged when the outputs carry
+``aux_loss``; router telemetry by :class:`~most.train.callbacks.RouterTelemetry`.
 
 Batch keys: see :mod:`most.data.collate` (``input_ids``, ``labels``, ``position_ids``, ``task_ids``
 ``(B, T)``; ``attention_mask`` ``(B, T)`` for padded batches).
@@ -79,12 +79,7 @@ class CausalLMModule(L.LightningModule):
         return out.loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
-        telemetry = getattr(self.model, "router_telemetry", None)
-        if callable(telemetry):
-            for key, value in telemetry().items():
-                self.log(f"router/{key}", float(value), on_step=True)
-        return loss
+        return self._step(batch, "train")
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")

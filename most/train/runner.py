@@ -31,7 +31,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from most.io import atomic_dir, atomic_write_json
 from most.layout import TokenLayout
-from most.train.callbacks import RngState, TokensPerSecond
+from most.train.callbacks import RngState, RouterTelemetry, TokensPerSecond
 from most.train.config import TrainerConfig
 from most.train.datamodule import MixtureDataModule
 from most.train.module import CausalLMModule
@@ -84,6 +84,7 @@ def build_trainer(
             save_last=True,
         ),
         RngState(),
+        RouterTelemetry(),
         throughput,
         LearningRateMonitor(logging_interval="step"),
         *extra_callbacks,

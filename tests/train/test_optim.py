@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -102,4 +103,29 @@ def test_warmup_cosine_schedule() -> None:
     lr = [warmup_cosine(s, 10, 100, 0.1) for s in range(100)]
     assert lr[0] == pytest.approx(0.1) and lr[9] == pytest.approx(1.0)
     assert max(lr) == pytest.approx(1.0) and lr[-1] == pytest.approx(0.1, abs=1e-3)
-    assert all(a >= b for a, b in zip(lr[10:], lr[11:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(lr[10:]))
+
+
+def test_router_telemetry_scalars() -> None:
+    from most.train.callbacks import telemetry_scalars
+
+    per = {
+        "text": {
+            "tokens": 10,
+            "load": [5, 5, 10],
+            "entropy": 1.0,
+            "experts_per_token": 2.0,
+            "null_share": 0.0,
+        },
+        "speech": {
+            "tokens": 0,
+            "load": [0, 0, 0],
+            "entropy": 0.0,
+            "experts_per_token": 0.0,
+            "null_share": 0.0,
+        },
+    }
+    out = telemetry_scalars({"modalities": ["text", "speech"], "layers": {"0": per, "1": per}})
+    assert out["text/load_imbalance"] == pytest.approx(1.5)
+    assert out["text/experts_per_token"] == 2.0
+    assert not any(k.startswith("speech/") for k in out)  # no speech tokens: nothing to report
