@@ -45,7 +45,7 @@ class MelKMeansTokenizer:
         centroids: torch.Tensor,
         durations: torch.Tensor | None = None,
         dedup: bool = True,
-        gl_iters: int = 32,
+        gl_iters: int = 24,
     ):
         if centroids.dim() != 2 or centroids.shape[1] != spec.n_mels:
             raise ValueError(f"centroids must be (K, {spec.n_mels}), got {tuple(centroids.shape)}")
@@ -87,7 +87,7 @@ class MelKMeansTokenizer:
         dedup: bool = True,
         n_mels: int = 80,
         seed: int = 0,
-        gl_iters: int = 32,
+        gl_iters: int = 24,
     ) -> MelKMeansTokenizer:
         """Fit centroids (and unit durations) on ``(n_i,)`` 16 kHz training utterances.
 

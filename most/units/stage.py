@@ -55,7 +55,7 @@ class TokenizerConfig:
     """Seeds the choice of fitting utterances and k-means."""
     fit_seconds: float = 1800.0
     """Seconds of ``speech/train`` audio the k-means is fitted on."""
-    gl_iters: int = 32
+    gl_iters: int = 24
     """Griffin-Lim iterations of the mel decoder (speed/quality; does not change ids)."""
     model_path: Path | None = None
     """hubert_kmeans: local HF folder of a HubertModel (e.g. mHuBERT)."""
