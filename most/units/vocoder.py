@@ -1,11 +1,11 @@
 """Training-free vocoder: log-mel frames -> waveform by mel inversion + fast Griffin-Lim.
 
 Why this shape: the embedded default must decode units without any trained network. The mel
-filterbank is inverted to a linear magnitude with a few non-negative least-squares steps, frames are
-upsampled in time so Griffin-Lim always runs at a 100 Hz hop with ~3x window overlap (fewer phase
-artefacts than at a 50 Hz analysis hop), and phase is recovered with the momentum variant of Griffin-Lim (Perraudin et al.
-2013): 24 iterations reach a spectral convergence of 0.127 (0.119 at 32) at 1.3x the speed
-of 32, about 50x real time on one core. Everything is batched and deterministic.
+filterbank is inverted to a linear magnitude with a few non-negative least-squares steps, frames
+are upsampled in time so Griffin-Lim always runs at a 100 Hz hop with ~3x window overlap (fewer
+phase artefacts than at a 50 Hz analysis hop), and phase is recovered with the momentum variant
+of Griffin-Lim (Perraudin et al. 2013): 24 iterations reach a spectral convergence of 0.127
+(0.119 at 32) at 1.3x the speed of 32, about 50x real time on one core. Everything is batched and deterministic.
 """
 
 from __future__ import annotations
