@@ -60,7 +60,8 @@ def sequence_logprobs(
 def pair_accuracy(
     model, layout, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], name: str = "pairs"
 ) -> dict:
-    """``pairs``: (good units, bad units). Returns accuracy, n and the mean score margin."""
+    """``pairs``: (good units, bad units) -> accuracy, n, mean score margin and the accuracy of
+    a length-only scorer (``length_baseline``): read accuracy against that, not against 0.5."""
     if not pairs:
         raise ValueError(f"{name}: no minimal pairs to score")
     with progress() as bar:
@@ -70,7 +71,15 @@ def pair_accuracy(
         bar.advance(task)
     wins = [g > b for g, b in zip(good, bad, strict=True)]
     margin = sum(g - b for g, b in zip(good, bad, strict=True)) / len(pairs)
-    return {"accuracy": sum(wins) / len(pairs), "n": len(pairs), "mean_margin": margin}
+    # A summed log-probability favours the shorter sequence; this is the accuracy a scorer that
+    # only prefers fewer units would get, the real chance level of the pair set.
+    shorter = sum(len(g) < len(b) for g, b in pairs) / len(pairs)
+    return {
+        "accuracy": sum(wins) / len(pairs),
+        "n": len(pairs),
+        "mean_margin": margin,
+        "length_baseline": shorter,
+    }
 
 
 def _split_onset(word: str) -> tuple[str, str]:

@@ -9,7 +9,7 @@ The flat keys (documented in ``eval/README.md``) never change meaning:
 - ``sqa.s2t|s2s|text.accuracy`` (``qa_heldout``), ``sqa.<task>.train.accuracy`` (``qa_train``),
   ``sqa.s2s.text_accuracy``, ``sqa.heldout_leaks.*``
 - ``qa_sets.<name>.accuracy`` (real spoken-QA sets, S->T)
-- ``audio_lm.wuggy|blimp.accuracy``
+- ``audio_lm.wuggy|blimp.accuracy``, ``audio_lm.<set>.length_baseline`` (a length-only scorer)
 - ``text.ppl_base``, ``text.ppl_model``
 - ``router.<layer>.<modality>.load`` (list of shares), ``router.<layer>.<modality>.entropy``
 
@@ -48,6 +48,7 @@ def flat_metrics(results: dict) -> dict:
         m[f"qa_sets.{name}.accuracy"] = r["accuracy"]
     for name, r in results.get("audio_lm", {}).items():
         m[f"audio_lm.{name}.accuracy"] = r["accuracy"]
+        m[f"audio_lm.{name}.length_baseline"] = r["length_baseline"]
     for key, value in results.get("text", {}).items():
         m[f"text.{key}"] = value
     for layer, per in results.get("router", {}).items():
@@ -58,6 +59,8 @@ def flat_metrics(results: dict) -> dict:
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

@@ -27,7 +27,9 @@ def test_scorer_picks_the_preferred_item():
     fav = LAYOUT.unit_offset + 2  # unit 2
     model = Rigged(fav)
     pairs = [([2, 2, 2], [2, 4, 2]), ([2, 2], [5, 1])]
-    assert pair_accuracy(model, LAYOUT, pairs)["accuracy"] == 1.0
+    result = pair_accuracy(model, LAYOUT, pairs)
+    assert result["accuracy"] == 1.0 and result["length_baseline"] == 0.0  # equal lengths
+    assert pair_accuracy(model, LAYOUT, [([2], [2, 2])])["length_baseline"] == 1.0
     swapped = [(b, a) for a, b in pairs]
     assert pair_accuracy(model, LAYOUT, swapped)["accuracy"] == 0.0
 

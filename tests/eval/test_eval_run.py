@@ -67,6 +67,10 @@ def test_summary_rows(evaluated):
     assert asr.value == report["metrics"]["asr.test.wer"] and asr.passed == (asr.value <= 0.10)
     assert summarize({"asr.test.wer": 0.05})[0].passed is True
     assert summarize({})[0].passed is None
+    tts = {"tts.ctc.wer_model": 0.3, "tts.ctc.wer_resynth": 0.2}
+    assert summarize(tts)[2].value == pytest.approx(1.5) and summarize(tts)[2].passed
+    # a judge that cannot read the resynthesised truth gives no ceiling: n/a, not a pass
+    assert summarize({"tts.ctc.wer_model": 1.0, "tts.ctc.wer_resynth": 1.0})[2].passed is None
     print_summary(report)
 
 
