@@ -3,7 +3,7 @@
 Each function's signature is its command line (jsonargparse); each dataclass parameter is a recipe
 section (``--optim.lr=3e-4``). All three go through :func:`_train`: build the mixture, wrap the model
 in :class:`~most.train.module.CausalLMModule`, fit with resume (:mod:`most.train.runner`), export an HF
-folder. ``--dry-run`` validates the recipe and prints parameter counts and a per-GPU memory estimate
+folder. ``--dry_run=true`` validates the recipe and prints parameter counts and a per-GPU memory estimate
 without reading data or loading weights.
 
 =========  ============================  ================================  =====================
