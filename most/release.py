@@ -162,11 +162,16 @@ def model_card(card: ModelCard, report: dict, provenance: dict, lm: SpeechLM) ->
         "model-index:",
         f"- name: {card.name}",
         "  results:",
+        "  - task: {type: automatic-speech-recognition}",
+        "    dataset: {name: RUN/data (see Data provenance), type: most-run}",
+        "    metrics:",
     ]
-    for key in sorted(
+    scalars = sorted(
         k for k, v in metrics.items() if isinstance(v, int | float) and not k.startswith("router.")
-    ):
-        yaml_meta += [f"  - metric: {key}", f"    value: {metrics[key]:.6g}"]
+    )
+    for key in scalars:
+        kind = key.rsplit(".", 1)[-1]
+        yaml_meta.append(f"    - {{name: {key}, type: {kind}, value: {metrics[key]:.6g}}}")
     lines = [*yaml_meta, "---", "", f"# {card.name}", "", "## Intended use", "", card.intended_use]
     lines += ["", "## Evaluation", "", "| check | value | target | pass |", "|---|---|---|---|"]
     for row in summarize(report):

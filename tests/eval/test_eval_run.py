@@ -6,6 +6,7 @@ import shutil
 
 import datasets
 import pytest
+import yaml
 
 from eval.report import flat_metrics
 from eval.run import AudioLM, Judges, Sizes, evaluate
@@ -111,6 +112,9 @@ def test_release_reload_identity(evaluated):
     assert check == {"examples": 3, "identical": True}
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlicense: apache-2.0") and "asr.test.wer" in card
+    meta = yaml.safe_load(card.split("---")[1])
+    names = {m["name"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+    assert {"asr.test.wer", "tts.ctc.wer_model", "sqa.s2t.accuracy"} <= names
     for line in (out / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split("  ")
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
