@@ -50,7 +50,7 @@ class CTCTrainConfig:
 
     max_utterances: int = 4000
     """Training utterances taken from ``speech/train`` (the first N)."""
-    batch_frames: int = 12_000
+    batch_frames: int = 4_000
     """Feature frames (10 ms) per batch, padding included."""
     epochs: float = 4.0
     max_minutes: float = 3.0

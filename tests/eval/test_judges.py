@@ -95,3 +95,48 @@ def test_hf_ctc_judge_from_local_folder(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="no HF ASR model"):
         load_judge(str(tmp_path / "nothing"), tmp_path)
+
+
+def test_hf_whisper_judge_from_local_folder(tmp_path):
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
+
+    vocab = {c: i for i, c in enumerate([*"abcdefgh", "Ġ"])}  # byte-level: Ġ is the space
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\n")
+    end = "<|endoftext|>"
+    tok = WhisperTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"),
+                           unk_token=end, bos_token=end, eos_token=end, pad_token=end)  # fmt: skip
+    tok.add_special_tokens(
+        {"additional_special_tokens": ["<|startoftranscript|>", "<|notimestamps|>"]}
+    )
+    ids = {
+        t: tok.convert_tokens_to_ids(t) for t in (end, "<|startoftranscript|>", "<|notimestamps|>")
+    }
+    special = dict(decoder_start_token_id=ids["<|startoftranscript|>"], eos_token_id=ids[end],
+                   pad_token_id=ids[end])  # fmt: skip
+    cfg = WhisperConfig(
+        vocab_size=len(tok), d_model=16, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+        decoder_ffn_dim=32, max_target_positions=64, bos_token_id=ids[end], **special,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(cfg)
+    model.generation_config = GenerationConfig(
+        **special, no_timestamps_token_id=ids["<|notimestamps|>"]
+    )
+    model.save_pretrained(tmp_path / "whisper")
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(), tokenizer=tok).save_pretrained(
+        tmp_path / "whisper"
+    )
+    scorer = load_judge(str(tmp_path / "whisper"), tmp_path)
+    scorer.max_new_tokens = 6
+    out = scorer.transcribe([np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32)] * 3)
+    assert scorer.name == "hf:whisper" and len(out) == 3
+    assert all(set(t) <= set("abcdefgh ") for t in out)
