@@ -140,3 +140,16 @@ def test_hf_whisper_judge_from_local_folder(tmp_path):
     out = scorer.transcribe([np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32)] * 3)
     assert scorer.name == "hf:whisper" and len(out) == 3
     assert all(set(t) <= set("abcdefgh ") for t in out)
+
+
+def test_resynthesis_share_replaces_a_seeded_subset(eval_run):
+    from eval.judges.ctc import CTCTrainConfig, resynthesize_share
+
+    wavs = [np.random.default_rng(i).normal(0, 0.1, 16000).astype(np.float32) for i in range(4)]
+    out = resynthesize_share(wavs, eval_run, 0.5, seed=0)
+    same = [o is w for o, w in zip(out, wavs, strict=True)]
+    assert sum(same) == 2 and all(o.dtype == np.float32 for o in out)
+    again = resynthesize_share(wavs, eval_run, 0.5, seed=0)
+    assert [o is w for o, w in zip(again, wavs, strict=True)] == same
+    with pytest.raises(ValueError, match="resynth_share"):
+        CTCTrainConfig(resynth_share=1.5)
