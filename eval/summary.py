@@ -105,3 +105,21 @@ def print_summary(report: dict) -> bool:
         table.add_row(r.name, value, r.target, mark)
     Console().print(table)
     return all(r.passed is not False for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m eval.summary RUN/eval/report.json``: print the table; exit 1 if a check fails."""
+    import json
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0] if args else "runs/demo/eval/report.json")
+    if not path.is_file():
+        print(f"{path}: no eval report; run `most eval` first", file=sys.stderr)
+        return 2
+    return 0 if print_summary(json.loads(path.read_text())) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

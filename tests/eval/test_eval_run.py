@@ -73,6 +73,10 @@ def test_summary_rows(evaluated):
     # a judge that cannot read the resynthesised truth gives no ceiling: n/a, not a pass
     assert summarize({"tts.ctc.wer_model": 1.0, "tts.ctc.wer_resynth": 1.0})[2].passed is None
     print_summary(report)
+    from eval.summary import main
+
+    assert main([str(evaluated[0] / "eval" / "report.json")]) in (0, 1)
+    assert main([str(evaluated[0] / "missing.json")]) == 2
 
 
 def test_flat_metrics_shape():
