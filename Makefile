@@ -56,6 +56,8 @@ demo: setup
 			$(MOST) $$s --config $(RECIPE)/$$s.yaml --run $(RUN) $(ARGS) || exit $$?; \
 		fi; \
 	done
+	@if [ -f $(RUN)/eval/report.json ]; then $(BIN)/python -m eval.summary $(RUN)/eval/report.json; fi
+	@echo "report: $(RUN)/eval/report.md   release: $(RUN)/release"
 
 bench: setup
 	@mkdir -p runs/bench

@@ -14,6 +14,7 @@ Errors the user can fix print as one line naming the key or file; ``MOST_DEBUG=1
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -56,13 +57,39 @@ def usage() -> str:
     return f"usage: most <command> [--config RECIPE.yaml] [--run DIR] [--section.key=value ...]\ncommands: {names}"
 
 
+#: Shell conveniences jsonargparse has no syntax for: several files as plain words
+#: (`most asr a.wav b.flac`) and short options (`most tts "hi" -o hi.wav`).
+VARIADIC: dict[str, str] = {"asr": "files"}  # command -> its list-typed positional
+SHORT: dict[str, str] = {"-o": "--output", "-m": "--model"}
+
+
+def expand_argv(command: str, args: Sequence[str]) -> list[str]:
+    """Rewrite shell-style arguments into the ``--key=value`` form the parser reads."""
+    args = [SHORT.get(a, a) for a in args]
+    key = VARIADIC.get(command)
+    if key is None:
+        return args
+    words: list[str] = []
+    rest: list[str] = []
+    it = iter(args)
+    for a in it:
+        if a.startswith("-"):
+            rest.append(a)
+            if "=" not in a:
+                rest.append(next(it, ""))
+        else:
+            words.append(a)
+    return [json.dumps(words), *rest] if words else rest  # the positional, as one JSON list
+
+
 def build_parser(command: str, func: Callable):
     """The command's parser: ``--config`` YAML plus one option per (nested) argument of ``func``."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
     parser = ArgumentParser(prog=f"most {command}", exit_on_error=False, description=func.__doc__)
     parser.add_argument("--config", action=ActionConfigFile, help="recipe YAML")
-    parser.add_function_arguments(func, as_group=False)
+    # Parameters without a default (e.g. `most asr FILE...`) are positional.
+    parser.add_function_arguments(func, as_group=False, as_positional=True)
     return parser
 
 
@@ -70,7 +97,7 @@ def run_command(command: str, args: Sequence[str]) -> object:
     """Parse ``args`` for ``command`` and call it; bad keys/values raise ``ArgumentError``."""
     func = resolve(command)
     parser = build_parser(command, func)
-    cfg = parser.parse_args(list(args))
+    cfg = parser.parse_args(expand_argv(command, args))
     kwargs = parser.instantiate(cfg).as_dict()
     kwargs.pop("config", None)
     return func(**kwargs)

@@ -48,3 +48,15 @@ def test_unknown_command():
         [sys.executable, "-m", "most.cli", "nope"], capture_output=True, text=True
     )
     assert proc.returncode == 2 and "unknown command 'nope'" in proc.stderr
+
+
+def test_shell_style_arguments_are_expanded():
+    from most.cli import expand_argv
+
+    assert expand_argv("asr", ["a.wav", "--model", "m", "b.flac"]) == [
+        '["a.wav", "b.flac"]',
+        "--model",
+        "m",
+    ]
+    assert expand_argv("tts", ["hello", "-o", "x.wav"]) == ["hello", "--output", "x.wav"]
+    assert expand_argv("data", ["--world.seed=3"]) == ["--world.seed=3"]
