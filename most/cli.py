@@ -14,6 +14,7 @@ Errors the user can fix print as one line naming the key or file; ``MOST_DEBUG=1
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -63,15 +64,34 @@ VARIADIC: dict[str, str] = {"asr": "files"}  # command -> its list-typed positio
 SHORT: dict[str, str] = {"-o": "--output", "-m": "--model"}
 
 
-def expand_argv(command: str, args: Sequence[str]) -> list[str]:
-    """Rewrite shell-style arguments into the ``--key=value`` form the parser reads."""
-    args = [SHORT.get(a, a) for a in args]
+def expand_argv(
+    command: str, args: Sequence[str], bool_flags: frozenset[str] = frozenset()
+) -> list[str]:
+    """Rewrite shell-style arguments into the ``--key=value`` form the parser reads.
+
+    ``--dry-run`` -> ``--dry_run`` (keys are Python names); a bare boolean flag such as ``--force``
+    means ``--force=true``; ``most asr a.wav b.flac`` passes the files as one JSON list.
+    """
+    out: list[str] = []
+    for i, a in enumerate(args):
+        a = SHORT.get(a, a)
+        if a.startswith("--"):
+            key, eq, value = a[2:].partition("=")
+            a = "--" + key.replace("-", "_") + eq + value
+            following = args[i + 1] if i + 1 < len(args) else ""
+            if (
+                not eq
+                and key.replace("-", "_") in bool_flags
+                and following not in ("true", "false")
+            ):
+                a += "=true"
+        out.append(a)
     key = VARIADIC.get(command)
     if key is None:
-        return args
+        return out
     words: list[str] = []
     rest: list[str] = []
-    it = iter(args)
+    it = iter(out)
     for a in it:
         if a.startswith("-"):
             rest.append(a)
@@ -97,7 +117,10 @@ def run_command(command: str, args: Sequence[str]) -> object:
     """Parse ``args`` for ``command`` and call it; bad keys/values raise ``ArgumentError``."""
     func = resolve(command)
     parser = build_parser(command, func)
-    cfg = parser.parse_args(expand_argv(command, args))
+    bools = frozenset(
+        n for n, p in inspect.signature(func).parameters.items() if p.annotation in (bool, "bool")
+    )
+    cfg = parser.parse_args(expand_argv(command, args, bools))
     kwargs = parser.instantiate(cfg).as_dict()
     kwargs.pop("config", None)
     return func(**kwargs)

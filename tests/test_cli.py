@@ -60,3 +60,10 @@ def test_shell_style_arguments_are_expanded():
     ]
     assert expand_argv("tts", ["hello", "-o", "x.wav"]) == ["hello", "--output", "x.wav"]
     assert expand_argv("data", ["--world.seed=3"]) == ["--world.seed=3"]
+    flags = frozenset({"force", "dry_run"})
+    assert expand_argv("stage1", ["--dry-run", "--num-proc", "2"], flags) == [
+        "--dry_run=true",
+        "--num_proc",
+        "2",
+    ]
+    assert expand_argv("stage1", ["--force", "false"], flags) == ["--force", "false"]
