@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ARCHS, TEXT_VOCAB, layout_args
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import most  # noqa: F401  (registers the adapted model with the Auto classes)
 from most.adapt import SourceSection, adapt
 from most.modeling import MostForCausalLM, load_layout
 from most.moe.config import ExpertsConfig
+from tests.moe.conftest import ARCHS, TEXT_VOCAB, layout_args
 
 
 def run_adapt(tmp: Path, base: Path, **experts) -> Path:

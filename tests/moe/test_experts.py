@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 from peft import LoraConfig, get_peft_model
-from test_adapt import mixed_batch
-from test_routing import load
 
 from most.moe.experts import GroupedExperts
+from tests.moe.test_adapt import mixed_batch
+from tests.moe.test_routing import load
 
 
 def loop_experts(m: GroupedExperts, x, index, weight):

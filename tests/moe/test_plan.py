@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import layout_args, tiny_tokenizer
 from jsonargparse import ArgumentParser
 from transformers import GraniteMoeConfig, Qwen3Config
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
@@ -16,6 +15,7 @@ from most.adapt import SourceSection, adapt, plan
 from most.layout import LayoutError
 from most.moe.arch import ArchError
 from most.moe.config import ExpertsConfig
+from tests.moe.conftest import layout_args, tiny_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted(REPO.glob("recipes/*/adapt.yaml"))

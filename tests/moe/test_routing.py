@@ -6,12 +6,12 @@ import json
 
 import pytest
 import torch
-from conftest import TEXT_VOCAB
-from test_adapt import mixed_batch, run_adapt
 from transformers import AutoModelForCausalLM
 
 from most.modeling import load_layout
 from most.moe.block import ModalityMoE
+from tests.moe.conftest import TEXT_VOCAB
+from tests.moe.test_adapt import mixed_batch, run_adapt
 
 
 def load(tmp_path, base_dirs, arch="qwen3_moe", **experts):
