@@ -65,41 +65,44 @@ SHORT: dict[str, str] = {"-o": "--output", "-m": "--model"}
 
 
 def expand_argv(
-    command: str, args: Sequence[str], bool_flags: frozenset[str] = frozenset()
+    command: str,
+    args: Sequence[str],
+    bool_flags: frozenset[str] = frozenset(),
+    positional: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """Rewrite shell-style arguments into the ``--key=value`` form the parser reads.
+    """Rewrite shell-style arguments into the form the parser reads.
 
     ``--dry-run`` -> ``--dry_run`` (keys are Python names); a bare boolean flag such as ``--force``
-    means ``--force=true``; ``most asr a.wav b.flac`` passes the files as one JSON list.
+    means ``--force=true``; a positional parameter may also be given by name (``--text hi``);
+    ``most asr a.wav b.flac`` passes the files as one JSON list.
     """
     out: list[str] = []
-    for i, a in enumerate(args):
-        a = SHORT.get(a, a)
-        if a.startswith("--"):
-            key, eq, value = a[2:].partition("=")
-            a = "--" + key.replace("-", "_") + eq + value
-            following = args[i + 1] if i + 1 < len(args) else ""
-            if (
-                not eq
-                and key.replace("-", "_") in bool_flags
-                and following not in ("true", "false")
-            ):
-                a += "=true"
-        out.append(a)
-    key = VARIADIC.get(command)
-    if key is None:
-        return out
-    words: list[str] = []
-    rest: list[str] = []
-    it = iter(out)
-    for a in it:
-        if a.startswith("-"):
-            rest.append(a)
-            if "=" not in a:
-                rest.append(next(it, ""))
-        else:
-            words.append(a)
-    return [json.dumps(words), *rest] if words else rest  # the positional, as one JSON list
+    words: list[str] = []  # plain words gathered for a VARIADIC command
+    variadic = VARIADIC.get(command)
+    i = 0
+    while i < len(args):
+        a = SHORT.get(args[i], args[i])
+        following = args[i + 1] if i + 1 < len(args) else None
+        i += 1
+        if not a.startswith("--"):
+            (words if variadic else out).append(a)
+            continue
+        key, eq, value = a[2:].partition("=")
+        key = key.replace("-", "_")
+        if key in positional:  # `--text hi` / `--files=[...]` -> the positional itself
+            if not eq:
+                value, i = following or "", i + 1
+            out.insert(0, value)
+            continue
+        if not eq and key in bool_flags and following not in ("true", "false"):
+            eq, value = "=", "true"
+        out.append(f"--{key}{eq}{value}")
+        if not eq and following is not None:  # the option's value: never a variadic word
+            out.append(following)
+            i += 1
+    if words:
+        out.insert(0, json.dumps(words))  # the positional, as one JSON list
+    return out
 
 
 def build_parser(command: str, func: Callable):
@@ -117,10 +120,10 @@ def run_command(command: str, args: Sequence[str]) -> object:
     """Parse ``args`` for ``command`` and call it; bad keys/values raise ``ArgumentError``."""
     func = resolve(command)
     parser = build_parser(command, func)
-    bools = frozenset(
-        n for n, p in inspect.signature(func).parameters.items() if p.annotation in (bool, "bool")
-    )
-    cfg = parser.parse_args(expand_argv(command, args, bools))
+    params = inspect.signature(func).parameters.values()
+    bools = frozenset(p.name for p in params if p.annotation in (bool, "bool"))
+    required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
+    cfg = parser.parse_args(expand_argv(command, args, bools, required))
     kwargs = parser.instantiate(cfg).as_dict()
     kwargs.pop("config", None)
     return func(**kwargs)

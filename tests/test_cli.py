@@ -67,3 +67,14 @@ def test_shell_style_arguments_are_expanded():
         "2",
     ]
     assert expand_argv("stage1", ["--force", "false"], flags) == ["--force", "false"]
+    named = frozenset({"files", "text"})
+    assert expand_argv("asr", ['--files=["a.wav"]', "-m", "m"], positional=named) == [
+        '["a.wav"]',
+        "--model",
+        "m",
+    ]
+    assert expand_argv("tts", ["--text", "hi", "-o", "x.wav"], positional=named) == [
+        "hi",
+        "--output",
+        "x.wav",
+    ]
