@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,6 @@ from most.units import decode, load_tokenizer
 from most.units.base import TOKENIZER_FILE, UnitTokenizer
 from most.units.dedup import collapse_repeats, expand
 from most.units.mel_kmeans import MelKMeansTokenizer
-
-REAL = Path("/work/shared/realdata")
 
 
 def test_round_trip_shapes(mel_tok, train_wavs):
@@ -140,7 +137,6 @@ def test_expand_restores_lengths():
     assert expand(torch.tensor([2, 2, 2]), durations).tolist() == [2, 2, 2]
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="no real recordings on this machine")
 @pytest.mark.parametrize(
     "name",
     [
@@ -149,19 +145,17 @@ def test_expand_restores_lengths():
         "librispeech/LibriSpeech/test-clean/1089/134686/1089-134686-0000.flac",
     ],
 )
-def test_real_recordings_encode(mel_tok, name):
-    wav, sr = sf.read(str(REAL / name), dtype="float32")
+def test_real_recordings_encode(mel_tok, realdata, name):
+    wav, sr = sf.read(str(realdata / name), dtype="float32")
     ids = mel_tok.encode(wav, sr)
     seconds = len(wav) / sr
     assert 5 < len(ids) / seconds <= 50
     assert len(mel_tok.decode(ids)) > 0
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason="no real recordings on this machine")
-def test_stereo_44k_encodes(mel_tok):
-    stereo = [p for p in REAL.rglob("*.flac") if sf.info(str(p)).channels == 2]
-    if not stereo:
-        pytest.skip("no stereo flac in realdata")
+def test_stereo_44k_encodes(mel_tok, realdata):
+    stereo = [p for p in realdata.rglob("*.flac") if sf.info(str(p)).channels == 2]
+    assert stereo, "realdata should hold the 44.1 kHz stereo jfk.flac"
     wav, sr = sf.read(str(stereo[0]), dtype="float32")
     ids = mel_tok.encode(wav, sr)
     assert len(ids) > 0 and int(ids.max()) < mel_tok.vocab_size
