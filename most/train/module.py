@@ -1,8 +1,10 @@
 """The LightningModule every stage trains: a ``transformers`` causal LM plus loss bookkeeping.
 
-The model is treated as a generic HF causal LM. The optimised loss is the model's own ``.loss`` (for
-an adapted MoST model it already includes the router's aux loss); per-task losses are recomputed from
-the logits without gradient, for logging only. The router aux loss is logged when the outputs carry
+The model is treated as a generic HF causal LM. With ``optim.loss_weighting="token"`` the optimised
+loss is the model's own ``.loss`` (for an adapted MoST model it already includes the router's aux
+loss); with ``"example"`` it is :func:`example_mean_loss` plus the model's router aux term, so every
+example weighs the same whatever its answer length. Per-task losses are recomputed from the logits
+without gradient, for logging only. The router aux loss is logged when the outputs carry
 ``aux_loss``; router telemetry by :class:`~most.train.callbacks.RouterTelemetry`.
 
 Batch keys: see :mod:`most.data.collate` (``input_ids``, ``labels``, ``position_ids``, ``task_ids``
@@ -43,29 +45,49 @@ class CausalLMModule(L.LightningModule):
             mask_old_embedding_rows(model, n_old_embedding_rows)
 
     def forward(self, batch: dict[str, torch.Tensor]):
+        by_token = self.optim_cfg.loss_weighting == "token"
         return self.model(
             input_ids=batch["input_ids"],
             attention_mask=batch.get("attention_mask"),
             position_ids=batch["position_ids"],
-            labels=batch["labels"],
+            labels=batch["labels"] if by_token else None,
             use_cache=False,
         )
 
+    def loss(self, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The optimised loss of a forward ``out`` on ``batch`` (see the module doc)."""
+        if self.optim_cfg.loss_weighting == "token":
+            return out.loss
+        loss = example_mean_loss(out.logits, batch)
+        aux = getattr(out, "aux_loss", None)
+        if aux is not None:
+            # An adapted model returns its aux term already weighted; a plain HF MoE returns the raw
+            # load-balancing loss and weighs it by its config inside ``.loss``.
+            config = self.model.config
+            coef = 1.0 if config.model_type == "most" else config.router_aux_loss_coef
+            loss = loss + coef * aux.to(loss.dtype)
+        return loss
+
     def _step(self, batch: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
         out = self(batch)
+        loss = self.loss(out, batch)
         bs = batch["input_ids"].shape[0]
         on_step = prefix == "train"
         self.log(
             f"{prefix}/loss",
-            out.loss,
+            loss,
             prog_bar=True,
             batch_size=bs,
             on_step=on_step,
             on_epoch=not on_step,
         )
-        for task, loss in task_losses(out.logits.detach(), batch).items():
+        for task, task_loss in task_losses(out.logits.detach(), batch).items():
             self.log(
-                f"{prefix}/loss_{task}", loss, batch_size=bs, on_step=on_step, on_epoch=not on_step
+                f"{prefix}/loss_{task}",
+                task_loss,
+                batch_size=bs,
+                on_step=on_step,
+                on_epoch=not on_step,
             )
         aux = getattr(out, "aux_loss", None)
         if aux is not None:
@@ -76,7 +98,7 @@ class CausalLMModule(L.LightningModule):
                 on_step=on_step,
                 on_epoch=not on_step,
             )
-        return out.loss
+        return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -86,6 +108,29 @@ class CausalLMModule(L.LightningModule):
 
     def configure_optimizers(self):
         return build_optimizer(self.model, self.optim_cfg, self.total_steps)
+
+
+def example_mean_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Next-token loss averaged over each example's answer tokens, then over examples.
+
+    ``logits (B, T, V)``; examples are the segments of a row whose ``position_ids`` restart at 0
+    (packed rows hold several, padded rows one plus padding, which has no targets).
+    """
+    labels = batch["labels"][:, 1:]
+    starts = batch["position_ids"] == 0
+    # Example index per target token: unique across rows (row r's segments are offset by r * T).
+    seg = starts.long().cumsum(1)[:, 1:]
+    seg = seg + torch.arange(seg.shape[0], device=seg.device)[:, None] * starts.shape[1]
+    valid = labels != IGNORE
+    if not valid.any():
+        return logits.sum() * 0.0
+    nll = F.cross_entropy(logits[:, :-1][valid].float(), labels[valid], reduction="none")
+    ids, seg_index = torch.unique(seg[valid], return_inverse=True)
+    per_example = torch.zeros(len(ids), device=nll.device, dtype=nll.dtype)
+    counts = torch.zeros_like(per_example)
+    per_example = per_example.index_add(0, seg_index, nll)
+    counts = counts.index_add(0, seg_index, torch.ones_like(nll))
+    return (per_example / counts).mean()
 
 
 @torch.no_grad()

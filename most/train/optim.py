@@ -36,8 +36,16 @@ class OptimConfig:
     """Parameters whose name matches one of these regexes are frozen (applied after ``train``)."""
     new_embedding_rows_only: bool = False
     """In embedding / LM-head matrices, update only rows of tokens added after the text vocabulary."""
+    loss_weighting: str = "token"
+    """``token``: mean over all answer tokens of the batch (``transformers``' own loss). ``example``:
+    mean per example, then over examples, so a task's share of the gradient is its mixture ratio
+    rather than ratio x answer length (an ASR transcript is ~15 tokens, a TTS answer ~115 units)."""
 
     def __post_init__(self) -> None:
+        if self.loss_weighting not in ("token", "example"):
+            raise ValueError(
+                f"optim.loss_weighting must be 'token' or 'example', got {self.loss_weighting!r}"
+            )
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0:
             raise ValueError(
                 f"optim: need lr > 0, 0 <= min_lr_ratio <= 1, warmup_steps >= 0 ({self})"

@@ -87,3 +87,42 @@ def test_truncation_and_task_ids() -> None:
     batch = pad_batch(exs, pad_id=0, max_len=8)
     assert batch["input_ids"].shape == (4, 8)
     assert (batch["task_ids"][0, len(exs[0]) :] == -1).all()
+
+
+@torch.no_grad()
+def test_example_weighting_averages_each_example_once(model) -> None:
+    from most.train.module import example_mean_loss
+
+    exs = examples(4)  # answers of 3, 5, 7, 9 tokens
+    per_example = []
+    for ex in exs:
+        logits = alone(model, ex)
+        targets = [
+            F.cross_entropy(logits[t - 1], torch.tensor(ex.input_ids[t]))
+            for t in range(1, len(ex))
+            if ex.labels[t] != IGNORE
+        ]
+        per_example.append(torch.stack(targets).mean())
+    expected = torch.stack(per_example).mean()
+    padded = pad_batch(exs, pad_id=0, max_len=64)
+    logits = model(
+        input_ids=padded["input_ids"],
+        attention_mask=padded["attention_mask"],
+        position_ids=padded["position_ids"],
+    ).logits
+    torch.testing.assert_close(example_mean_loss(logits, padded), expected, atol=1e-5, rtol=1e-5)
+    packed = pack_batch(pack_rows(exs, max_len=20), pad_id=0)
+    logits = model(
+        input_ids=packed["input_ids"], position_ids=packed["position_ids"], use_cache=False
+    ).logits
+    torch.testing.assert_close(example_mean_loss(logits, packed), expected, atol=1e-4, rtol=1e-4)
+    # Token weighting favours the long answers: the two must differ on unequal lengths.
+    labels = padded["labels"][:, 1:]
+    token_mean = F.cross_entropy(
+        model(**{k: padded[k] for k in ("input_ids", "attention_mask", "position_ids")})
+        .logits[:, :-1]
+        .flatten(0, 1),
+        labels.flatten(),
+        ignore_index=IGNORE,
+    )
+    assert not torch.allclose(token_mean, expected, atol=1e-3)
