@@ -107,3 +107,57 @@ def telemetry_scalars(summary: dict) -> dict[str, float]:
             for stat, v in values.items():
                 stats.setdefault(f"{modality}/{stat}", []).append(float(v))
     return {k: float(np.mean(v)) for k, v in stats.items()}
+
+
+class StageProgress(L.Callback):
+    """Prints one line per ``every_s`` seconds of training: step, losses, tokens/s and the ETA.
+
+    The training stream is infinite (a stage is a number of steps), so Lightning's bar has no total
+    and no ETA; this line has both, and it reads the same in a terminal and in a log file. The ETA is
+    the sooner of "remaining steps at the current pace" and the ``max_time_min`` safety stop.
+    """
+
+    def __init__(
+        self, name: str, max_steps: int, max_time_min: float | None, every_s: float = 30.0
+    ) -> None:
+        self.name, self.max_steps, self.max_time_min = name, max_steps, max_time_min
+        self.every_s = every_s
+        self.t0 = self.last = 0.0
+        self.step0 = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.t0 = self.last = time.monotonic()
+        self.step0 = trainer.global_step  # a resumed run paces from where it restarted
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.monotonic()
+        step = trainer.global_step
+        if now - self.last < self.every_s and step < self.max_steps:
+            return
+        self.last = now
+        if trainer.is_global_zero:
+            print(self.line(step, now - self.t0, trainer.callback_metrics), flush=True)
+
+    def line(self, step: int, elapsed: float, metrics: dict) -> str:
+        done = step - self.step0
+        eta = (self.max_steps - step) * elapsed / done if done > 0 else float("nan")
+        if self.max_time_min is not None:
+            eta = min(eta, max(0.0, 60 * self.max_time_min - elapsed))
+        losses = " ".join(
+            f"{k.removeprefix('train/loss_')} {float(v):.3f}"
+            for k, v in sorted(metrics.items())
+            if k.startswith("train/loss_")
+        )
+        tok_s = metrics.get("tok_s")
+        speed = f" | {float(tok_s):,.0f} tok/s" if tok_s is not None else ""
+        return (
+            f"{self.name}: step {step}/{self.max_steps} ({100 * step / self.max_steps:.0f}%) | "
+            f"loss {losses or '-'}{speed} | elapsed {_clock(elapsed)} | ETA {_clock(eta)}"
+        )
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds:  # NaN: no pace yet
+        return "?"
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"

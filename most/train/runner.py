@@ -31,7 +31,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from most.io import atomic_dir, atomic_write_json
 from most.layout import TokenLayout
-from most.train.callbacks import RngState, RouterTelemetry, TokensPerSecond
+from most.train.callbacks import RngState, RouterTelemetry, StageProgress, TokensPerSecond
 from most.train.config import TrainerConfig
 from most.train.datamodule import MixtureDataModule
 from most.train.module import CausalLMModule
@@ -87,6 +87,7 @@ def build_trainer(
         RouterTelemetry(),
         throughput,
         LearningRateMonitor(logging_interval="step"),
+        StageProgress(paths.root.name, cfg.max_steps, cfg.max_time_min),
         *extra_callbacks,
     ]
     if has_val and cfg.val_every:

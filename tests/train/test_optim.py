@@ -129,3 +129,17 @@ def test_router_telemetry_scalars() -> None:
     assert out["text/load_imbalance"] == pytest.approx(1.5)
     assert out["text/experts_per_token"] == 2.0
     assert not any(k.startswith("speech/") for k in out)  # no speech tokens: nothing to report
+
+
+def test_stage_progress_line_has_pace_and_eta() -> None:
+    from most.train.callbacks import StageProgress
+
+    bar = StageProgress("stage1", max_steps=100, max_time_min=None)
+    metrics = {"train/loss_asr": 1.5, "train/loss_tts": 3.25, "tok_s": 2900.0}
+    line = bar.line(step=25, elapsed=60.0, metrics=metrics)
+    # 25 steps in 60 s -> 75 more steps take 180 s
+    assert "step 25/100 (25%)" in line and "ETA 3:00" in line and "elapsed 1:00" in line
+    assert "asr 1.500" in line and "tts 3.250" in line and "2,900 tok/s" in line
+    capped = StageProgress("base", max_steps=100, max_time_min=2.0)
+    assert "ETA 1:00" in capped.line(step=25, elapsed=60.0, metrics={})  # the time cap is sooner
+    assert "ETA ?" in bar.line(step=0, elapsed=0.0, metrics={})
