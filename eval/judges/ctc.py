@@ -7,13 +7,22 @@ epoch budget or ``train.max_minutes`` is used up, and the learning rate follows 
 two progress fractions, so a time-capped run still ends with a decayed rate. (A time cap makes the
 weights depend on machine speed; set ``max_minutes`` high for bit-reproducible runs.)
 
+Decoding is greedy CTC followed by lexicon snapping: every output word missing from the judge's
+lexicon (the words of the run's text corpus, a closed world for the embedded default) is replaced by
+the nearest lexicon word by edit distance, the more frequent word on ties. It repairs single-letter
+slips ("tharsk" -> "tarsk") that would otherwise count as word errors, and it treats original,
+resynthesised and model-generated audio alike. ``decode.lexicon=false`` turns it off.
+
 Writes ``RUN/judge/`` atomically: ``model.safetensors``, ``judge.json`` (model config, characters,
-mel settings, training log and WER/CER on ``speech/test`` and ``speech/test_voices``). No pickle.
+mel settings, lexicon, training log and WER/CER on ``speech/test`` and ``speech/test_voices``). No
+pickle.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
+import os
 import random
 import time
 from collections.abc import Sequence
@@ -32,6 +41,7 @@ from eval.judges.ctc_model import (
     CTCRecognizer,
     features,
     greedy_decode,
+    ids_to_text,
     pad,
     text_to_ids,
 )
@@ -84,13 +94,52 @@ _DEFAULT_MODEL = CTCModelConfig()
 _DEFAULT_TRAIN = CTCTrainConfig()
 
 
+class Lexicon:
+    """Closed vocabulary with frequencies; :meth:`snap` maps a word to its nearest entry."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        # Most frequent first, so that among equally distant candidates the first found wins.
+        self.words = sorted(counts, key=lambda w: (-counts[w], w))
+        self.known = set(self.words)
+        self._cache: dict[str, str] = {}
+
+    @classmethod
+    def from_texts(cls, texts: Sequence[str]) -> Lexicon:
+        counts: dict[str, int] = {}
+        for text in texts:
+            for word in ids_to_text(text_to_ids(text)).split():
+                counts[word] = counts.get(word, 0) + 1
+        return cls(counts)
+
+    def snap(self, word: str) -> str:
+        if word in self.known or not self.words:
+            return word
+        if word not in self._cache:
+            from rapidfuzz import process
+            from rapidfuzz.distance import Levenshtein
+
+            best = process.extractOne(word, self.words, scorer=Levenshtein.distance)
+            self._cache[word] = best[0]
+        return self._cache[word]
+
+    def snap_text(self, text: str) -> str:
+        return " ".join(self.snap(w) for w in text.split())
+
+    def to_counts(self) -> dict[str, int]:
+        return {w: len(self.words) - i for i, w in enumerate(self.words)}  # order is what matters
+
+
 class CTCJudge:
-    """A trained :class:`CTCRecognizer` with greedy decoding; satisfies ``eval.judges.Judge``."""
+    """A trained :class:`CTCRecognizer` with greedy decoding and optional lexicon snapping;
+    satisfies ``eval.judges.Judge``."""
 
     name = "ctc"
 
-    def __init__(self, model: CTCRecognizer, batch_size: int = 16) -> None:
+    def __init__(
+        self, model: CTCRecognizer, lexicon: Lexicon | None = None, batch_size: int = 16
+    ) -> None:
         self.model = model.eval()
+        self.lexicon = lexicon
         self.batch_size = batch_size
 
     @classmethod
@@ -103,7 +152,8 @@ class CTCJudge:
             raise ValueError(f"{directory}: judge was trained with other characters/mel settings")
         model = CTCRecognizer(CTCModelConfig(**meta["model"]))
         model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-        return cls(model)
+        lexicon = Lexicon(meta["lexicon"]) if meta.get("lexicon") else None
+        return cls(model, lexicon)
 
     @torch.no_grad()
     def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:
@@ -116,7 +166,10 @@ class CTCJudge:
             x, lengths = pad(feats)
             logp, out_len = self.model(x, lengths)
             out.update(zip(idx, greedy_decode(logp, out_len), strict=True))
-        return [out[i] for i in range(len(wavs))]
+        texts = [out[i] for i in range(len(wavs))]
+        if self.lexicon is not None:
+            texts = [self.lexicon.snap_text(t) for t in texts]
+        return texts
 
 
 def _load_speech(run: Path) -> datasets.DatasetDict:
@@ -134,20 +187,45 @@ def read_split(ds: datasets.Dataset, n: int) -> tuple[list[np.ndarray], list[str
     return wavs, [str(t) for t in rows["text"]]
 
 
+_RESYNTH_TOKENIZER = None  # the unit tokenizer, inherited by forked resynthesis workers
+
+
+def _resynth_init() -> None:
+    torch.set_num_threads(1)
+
+
+def _resynth_one(wav: np.ndarray) -> np.ndarray:
+    tok = _RESYNTH_TOKENIZER
+    return tok.decode(tok.encode(wav, 16_000)).numpy()
+
+
 def resynthesize_share(
-    wavs: list[np.ndarray], run: Path, share: float, seed: int
+    wavs: list[np.ndarray], run: Path, share: float, seed: int, num_proc: int = 0
 ) -> list[np.ndarray]:
-    """A seeded ``share`` of ``wavs`` replaced by ``decode(encode(wav))`` of the run's unit tokenizer."""
+    """A seeded ``share`` of ``wavs`` replaced by ``decode(encode(wav))`` of the run's unit tokenizer.
+
+    ``num_proc`` worker processes (0 = one per CPU core) each run one utterance at a time on one
+    thread; the vocoder is sequential per utterance, so processes are what use the cores.
+    """
+    global _RESYNTH_TOKENIZER
     from most.units import load_tokenizer
 
-    tok = load_tokenizer(run)
+    _RESYNTH_TOKENIZER = load_tokenizer(run)
     picked = random.Random(seed + 1).sample(range(len(wavs)), round(share * len(wavs)))
     out = list(wavs)
+    num_proc = num_proc or os.cpu_count() or 1
     with progress() as bar, single_thread():
         task = bar.add_task("judge: vocoder resynthesis", total=len(picked))
-        for i in picked:
-            out[i] = tok.decode(tok.encode(wavs[i], 16_000)).numpy()
-            bar.advance(task)
+        if num_proc > 1 and len(picked) > 1:
+            with mp.get_context("fork").Pool(num_proc, _resynth_init) as pool:
+                todo = [wavs[i] for i in picked]
+                for i, wav in zip(picked, pool.imap(_resynth_one, todo, chunksize=4), strict=True):
+                    out[i] = wav
+                    bar.advance(task)
+        else:
+            for i in picked:
+                out[i] = _resynth_one(wavs[i])
+                bar.advance(task)
     return out
 
 
@@ -227,15 +305,38 @@ def train_recognizer(
     return model.eval(), log
 
 
+@dataclass(frozen=True)
+class CTCDecodeConfig:
+    """How the judge turns CTC outputs into words (``--decode.*``)."""
+
+    lexicon: bool = True
+    """Snap out-of-lexicon words to the nearest word of ``RUN/data/text`` (train) and the speech
+    training transcripts (see the module doc)."""
+
+
+_DEFAULT_DECODE = CTCDecodeConfig()
+
+
+def build_lexicon(run: Path, speech_texts: Sequence[str]) -> Lexicon:
+    """Words of the text corpus (if the run has one) and of the speech training transcripts."""
+    texts = list(speech_texts)
+    text_dir = Path(run) / "data" / "text"
+    if text_dir.is_dir():
+        texts += datasets.load_from_disk(str(text_dir))["train"]["text"]
+    return Lexicon.from_texts(texts)
+
+
 def judge(
     run: Path = Path("runs/demo"),
     model: CTCModelConfig = _DEFAULT_MODEL,
     train: CTCTrainConfig = _DEFAULT_TRAIN,
+    decode: CTCDecodeConfig = _DEFAULT_DECODE,
     force: bool = False,
 ) -> dict:
     """Train the embedded-default CTC judge on ``RUN/data/speech/train``; write ``RUN/judge/``.
 
-    Reports its WER/CER on original ``test`` (seen voices) and ``test_voices`` audio.
+    Reports its WER/CER on original ``test`` (seen voices) and ``test_voices`` audio, with and
+    without lexicon snapping.
     """
     out_dir = Path(run) / "judge"
     if (out_dir / JUDGE_FILE).is_file() and not force:
@@ -246,19 +347,27 @@ def judge(
     if train.resynth_share > 0:
         wavs = resynthesize_share(wavs, Path(run), train.resynth_share, train.seed)
     recognizer, log = train_recognizer(wavs, texts, model, train)
-    scorer = CTCJudge(recognizer)
+    lexicon = build_lexicon(Path(run), texts) if decode.lexicon else None
+    raw = CTCJudge(recognizer)
     metrics = {}
     for split in ("test", "test_voices"):
         if split not in speech:
             continue
         w, refs = read_split(speech[split], train.eval_utterances)
-        hyps = scorer.transcribe(w)
-        metrics[split] = {"wer": wer(refs, hyps), "cer": cer(refs, hyps), "n": len(refs)}
+        greedy = raw.transcribe(w)
+        hyps = [lexicon.snap_text(h) for h in greedy] if lexicon else greedy
+        metrics[split] = {
+            "wer": wer(refs, hyps),
+            "cer": cer(refs, hyps),
+            "wer_greedy": wer(refs, greedy),
+            "n": len(refs),
+        }
     meta = {
         "kind": "ctc",
         "model": model.to_dict(),
         "chars": CHARS,
         "mel": MEL.to_dict(),
+        "lexicon": lexicon.to_counts() if lexicon else None,
         "train": log,
         "metrics": metrics,
     }

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from eval.judges import load_judge
-from eval.judges.ctc import CTCJudge, judge
+from eval.judges.ctc import CTCJudge, Lexicon, judge
 from eval.judges.ctc_model import (
     CTCModelConfig,
     CTCRecognizer,
@@ -41,10 +41,23 @@ def test_recognizer_shapes_and_padding_invariance():
     assert torch.allclose(logp[1, :6], alone[0], atol=1e-5)
 
 
+def test_lexicon_snaps_unknown_words_to_the_nearest_frequent_one():
+    lex = Lexicon.from_texts(
+        ["The capital of Velmora is Tarsk.", "Tarsk lies on the river.", "Tark"]
+    )
+    assert lex.snap("tharsk") == "tarsk"  # one insertion away
+    assert lex.snap("the") == "the"  # known words are kept
+    # "tars" is one edit from both "tarsk" (2 occurrences) and "tark" (1): the frequent one wins.
+    assert lex.snap("tars") == "tarsk"
+    assert lex.snap_text("the capitel of velmura") == "the capital of velmora"
+    assert Lexicon(lex.to_counts()).words == lex.words  # judge.json round trip keeps the order
+
+
 def test_trained_judge_folder(eval_run):
     meta = json.loads((eval_run / "judge" / "judge.json").read_text())
     assert set(meta["metrics"]) == {"test", "test_voices"}
     assert meta["train"]["steps"] > 0
+    assert meta["lexicon"] and "wer_greedy" in meta["metrics"]["test"]
     assert judge(run=eval_run) == meta  # finished: not retrained
     scorer = load_judge("ctc", eval_run)
     out = scorer.transcribe([np.zeros(800, np.float32), np.ones(16000, np.float32) * 0.1])
@@ -146,10 +159,12 @@ def test_resynthesis_share_replaces_a_seeded_subset(eval_run):
     from eval.judges.ctc import CTCTrainConfig, resynthesize_share
 
     wavs = [np.random.default_rng(i).normal(0, 0.1, 16000).astype(np.float32) for i in range(4)]
-    out = resynthesize_share(wavs, eval_run, 0.5, seed=0)
+    out = resynthesize_share(wavs, eval_run, 0.5, seed=0, num_proc=2)
     same = [o is w for o, w in zip(out, wavs, strict=True)]
     assert sum(same) == 2 and all(o.dtype == np.float32 for o in out)
-    again = resynthesize_share(wavs, eval_run, 0.5, seed=0)
+    again = resynthesize_share(wavs, eval_run, 0.5, seed=0, num_proc=1)
     assert [o is w for o, w in zip(again, wavs, strict=True)] == same
+    for a, b in zip(out, again, strict=True):  # worker processes give the serial result
+        np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(ValueError, match="resynth_share"):
         CTCTrainConfig(resynth_share=1.5)
