@@ -79,6 +79,22 @@ def test_summary_rows(evaluated):
     assert main([str(evaluated[0] / "missing.json")]) == 2
 
 
+def test_summary_wall_time_row(tmp_path):
+    from eval.summary import read_timings
+
+    tsv = tmp_path / "timings.tsv"
+    tsv.write_text("data\t120\nbase\t400\nbase\t420\nstage1\t1500\n")
+    times = read_timings(tsv)
+    assert times == {"data": 120.0, "base": 420.0, "stage1": 1500.0}  # the last run of a stage
+    row = summarize({}, times)[0]
+    assert row.name.startswith("demo wall time") and row.value == pytest.approx(34.0)
+    assert row.passed is True
+    assert summarize({}, {"stage1": 50 * 60})[0].passed is False
+    tsv.write_text("data 120\n")
+    with pytest.raises(ValueError, match=r"timings\.tsv:1"):
+        read_timings(tsv)
+
+
 def test_flat_metrics_shape():
     results = {"asr": {"test": {"wer": 0.1, "cer": 0.05}}, "text": {"ppl_model": 3.0}}
     assert flat_metrics(results) == {
