@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "stage2": "most.train.stages:stage2",
     "eval": "eval.run:evaluate",
     "release": "most.release:release",
+    "ablation": "most.ablation:ablation",
     "judge": "eval.judges.ctc:judge",
     "asr": "most.generate_cli:asr",
     "tts": "most.generate_cli:tts",

@@ -35,7 +35,13 @@ class ExpertsConfig:
     """``top_p`` router: most experts (real or null) per token; 0 means twice the base top-k. Fixed so
     that shapes stay static (no host sync)."""
     shared_experts: bool = True
-    """Keep the base model's shared experts (they see every token). False drops them."""
+    """Keep the base model's shared experts (they see every token). False drops them, and any
+    ``add_shared`` one."""
+    add_shared: bool = False
+    """Bases without shared experts (Qwen3-MoE, OLMoE, Mixtral): add one per MoE layer, as wide as a
+    routed expert. Gate/up start as the mean of the layer's pretrained experts and the down
+    projection at zero, so the model's outputs at step 0 are unchanged. Refused for bases that have
+    their own."""
     aux_alpha: float = 0.001
     """Weight of the per-modality sequence-level load-balance loss (MoST: 0.001). 0 disables it."""
     z_loss: float = 0.0

@@ -79,3 +79,23 @@ class GroupedExperts(nn.Module):
         out = h.index_select(0, inverse)  # back to (token, slot) order
         # Sum over slots in the activation dtype: deterministic, unlike index_add_ on CUDA.
         return out.view(n, k, -1).sum(1).to(x.dtype)
+
+
+class SharedExpert(nn.Module):
+    """One gated MLP that sees every token, stored like one routed expert:
+    ``gate_up_proj (2*I, H)`` and ``down_proj (H, I)``.
+
+    Only built for ``experts.add_shared`` (bases without shared experts of their own); the shared
+    experts of Qwen2-MoE / DeepSeek are the base's own modules, moved over unchanged.
+    """
+
+    def __init__(self, hidden_size: int, intermediate_size: int, act: str = "silu") -> None:
+        super().__init__()
+        self.gate_up_proj = nn.Parameter(torch.empty(2 * intermediate_size, hidden_size))
+        self.down_proj = nn.Parameter(torch.empty(hidden_size, intermediate_size))
+        self.act_fn = ACT2FN[act]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x (N, H)`` -> ``(N, H)``."""
+        gate, up = nn.functional.linear(x, self.gate_up_proj).chunk(2, dim=-1)
+        return nn.functional.linear(self.act_fn(gate) * up, self.down_proj)

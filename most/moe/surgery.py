@@ -3,7 +3,8 @@
 ``split`` keeps the E pretrained experts and router rows where they are and assigns contiguous
 ranges to groups (MoST: text ``[0, E/2)``, speech ``[E/2, E)``). ``upcycle`` gives every group a
 copy of all E experts and router rows (G*E experts in total), so each group starts as the base
-layer. Shared experts are moved over unchanged (same module, same weights).
+layer. Shared experts are moved over unchanged (same module, same weights); ``add_shared`` gives a
+base without any one new :class:`SharedExpert` per layer (zero down projection: a no-op at step 0).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from transformers import PretrainedConfig
 from most.moe.arch import ArchError, ArchSpec, get_path, moe_layers
 from most.moe.block import ModalityMoE, RoutingState
 from most.moe.config import ExpertsConfig
-from most.moe.experts import GroupedExperts
+from most.moe.experts import GroupedExperts, SharedExpert
 from most.moe.router import BaseRouting, ModalityRouter
 
 
@@ -101,5 +102,36 @@ def convert(
         shared_gate = (
             get_path(old, spec.shared_gate) if spec.shared_gate and experts.shared_experts else None
         )
+        if experts.add_shared and experts.shared_experts:
+            if spec.shared:
+                raise ArchError(
+                    f"experts.add_shared: {cfg.model_type} has shared experts of its own "
+                    "(shared_experts=true keeps them)"
+                )
+            shared = _new_shared(old_experts, h, inter, cfg, copy_weights)
         block = ModalityMoE(router, new_experts, state, idx, shared, shared_gate)
         setattr(layer, spec.block, block)
+
+
+def _new_shared(
+    old_experts: nn.Module, h: int, inter: int, cfg: PretrainedConfig, copy_weights: bool
+) -> SharedExpert:
+    """A shared expert for a base without one; see :attr:`ExpertsConfig.add_shared`.
+
+    The mean of the pretrained experts gives the gate/up projections features the layer already
+    computes; the zero down projection keeps step 0 identical to the base, and it is the first
+    weight to receive gradient (its gradient is the gate/up activations), after which the rest learn.
+    """
+    param = old_experts.down_proj
+    with torch.device(param.device):
+        shared = SharedExpert(h, inter, cfg.hidden_act)
+    shared.to(param.dtype)
+    with torch.no_grad():
+        if copy_weights:
+            shared.gate_up_proj.copy_(old_experts.gate_up_proj.mean(0))
+            shared.down_proj.zero_()
+        else:
+            std = getattr(cfg, "initializer_range", 0.02)
+            shared.gate_up_proj.normal_(0.0, std)
+            shared.down_proj.normal_(0.0, std)
+    return shared

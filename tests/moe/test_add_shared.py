@@ -1,0 +1,61 @@
+"""``experts.add_shared``: a shared expert for bases without one, a no-op at step 0 that learns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from most.moe.arch import ArchError
+from most.moe.experts import SharedExpert
+from tests.moe.test_adapt import mixed_batch, run_adapt
+
+
+def blocks(model) -> list:
+    return [m for m in model.modules() if type(m).__name__ == "ModalityMoE"]
+
+
+def test_added_shared_expert_is_a_noop_at_step_0_and_trains(base_dirs, tmp_path):
+    plain = AutoModelForCausalLM.from_pretrained(run_adapt(tmp_path / "a", base_dirs["qwen3_moe"]))
+    out = run_adapt(tmp_path / "b", base_dirs["qwen3_moe"], add_shared=True)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.experts["add_shared"] is True
+    assert all(isinstance(b.shared_experts, SharedExpert) for b in blocks(model))
+    assert all(b.shared_experts is None for b in blocks(plain))
+    ids = mixed_batch(model.layout)
+    plain.eval()
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, plain(ids).logits)
+
+    # gate/up = mean of the pretrained experts, down = 0; the down projection gets gradient first
+    shared = blocks(model)[0].shared_experts
+    routed = blocks(plain)[0].experts.gate_up_proj
+    assert torch.allclose(shared.gate_up_proj, routed.mean(0))
+    assert shared.down_proj.abs().sum() == 0
+    model.train()
+    model(ids, labels=ids).loss.backward()
+    assert shared.down_proj.grad.abs().sum() > 0
+
+    # extra params: one expert's worth per MoE layer; a reload rebuilds the module and its weights
+    n = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert n == len(blocks(model)) * shared.gate_up_proj.numel() * 3 // 2
+    with torch.no_grad():
+        shared.down_proj.normal_()
+        before = model.eval()(ids).logits
+    model.save_pretrained(tmp_path / "again")
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "again").eval()
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, before)
+
+
+def test_add_shared_refused_for_bases_with_their_own(base_dirs, tmp_path):
+    with pytest.raises(ArchError, match="shared experts of its own"):
+        run_adapt(tmp_path, base_dirs["deepseek_v2"], add_shared=True)
+    assert not (tmp_path / "adapt").exists()
+
+
+def test_shared_experts_false_drops_the_added_one(base_dirs, tmp_path):
+    out = run_adapt(tmp_path, base_dirs["qwen3_moe"], add_shared=True, shared_experts=False)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert all(b.shared_experts is None for b in blocks(model))
