@@ -292,10 +292,12 @@ def compare(rows: dict[str, dict], with_: str, without: str) -> dict:
 
 
 def verdict(c: dict) -> str:
-    better, worse = len(c["better"]), len(c["worse"])
-    if better > worse:
+    """``helps`` / ``hurts`` only when one side wins at least two metrics more than the other: with
+    one seed and small eval sets, a 3-to-2 split is noise, not a finding."""
+    margin = len(c["better"]) - len(c["worse"])
+    if margin >= 2:
         return "helps"
-    return "hurts" if worse > better else "no clear difference"
+    return "hurts" if margin <= -2 else "no clear difference"
 
 
 def write_report(run: Path, rows: dict[str, dict], meta: dict) -> dict:

@@ -222,6 +222,10 @@ def test_report_table_and_verdicts(tmp_path):
     assert "**shared experts** (`modality` vs `no_shared`): hurts" in md
     assert "MoST's claim is refuted here" in md
     assert "one added shared expert" in md and "Step counts differ" not in md
+    # a one-metric majority is not a finding
+    assert A.verdict({"better": ["a", "b"], "worse": ["c", "d", "e"], "tie": []}) == (
+        "no clear difference"
+    )
 
 
 def test_collect_reads_a_finished_variant(tmp_path):
