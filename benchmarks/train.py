@@ -13,22 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import torch
+import yaml
 
 from most.train.config import ModelConfig
 
-TINY = ModelConfig(
-    hidden_size=256,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=64,
-    moe_intermediate_size=256,
-    num_experts=8,
-    num_experts_per_tok=2,
-)
-VOCAB = 4096
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "base.yaml"
+_recipe = yaml.safe_load(RECIPE.read_text())
+TINY = ModelConfig(**_recipe["model"])  # the shape `make demo` trains, so the two cannot drift
+VOCAB = int(_recipe["tokenizer"]["vocab_size"])
 
 
 def peak_gflops(n: int = 2048, seconds: float = 2.0) -> float:
