@@ -95,11 +95,11 @@ _DEFAULT_TRAIN = CTCTrainConfig()
 
 
 class Lexicon:
-    """Closed vocabulary with frequencies; :meth:`snap` maps a word to its nearest entry."""
+    """Closed vocabulary, most frequent word first; :meth:`snap` maps a word to its nearest entry
+    (among equally distant entries the first, i.e. the most frequent, wins)."""
 
-    def __init__(self, counts: dict[str, int]) -> None:
-        # Most frequent first, so that among equally distant candidates the first found wins.
-        self.words = sorted(counts, key=lambda w: (-counts[w], w))
+    def __init__(self, words: Sequence[str]) -> None:
+        self.words = list(words)
         self.known = set(self.words)
         self._cache: dict[str, str] = {}
 
@@ -109,7 +109,7 @@ class Lexicon:
         for text in texts:
             for word in ids_to_text(text_to_ids(text)).split():
                 counts[word] = counts.get(word, 0) + 1
-        return cls(counts)
+        return cls(sorted(counts, key=lambda w: (-counts[w], w)))
 
     def snap(self, word: str) -> str:
         if word in self.known or not self.words:
@@ -124,9 +124,6 @@ class Lexicon:
 
     def snap_text(self, text: str) -> str:
         return " ".join(self.snap(w) for w in text.split())
-
-    def to_counts(self) -> dict[str, int]:
-        return {w: len(self.words) - i for i, w in enumerate(self.words)}  # order is what matters
 
 
 class CTCJudge:
@@ -367,7 +364,7 @@ def judge(
         "model": model.to_dict(),
         "chars": CHARS,
         "mel": MEL.to_dict(),
-        "lexicon": lexicon.to_counts() if lexicon else None,
+        "lexicon": lexicon.words if lexicon else None,
         "train": log,
         "metrics": metrics,
     }
