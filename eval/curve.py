@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from most.io import atomic_write_json
+
 INIT = {"stage1": "adapt", "stage2": "stage1"}
 
 
@@ -52,19 +54,19 @@ def curve(run: Path, stage: str = "stage1", n: int = 60) -> list[dict]:
     found = checkpoints(stage_dir)
     if not found:
         raise FileNotFoundError(f"{stage_dir}/ckpt: no step=N.ckpt checkpoints")
-    arch = stage_dir / "hf" if (stage_dir / "hf" / "config.json").is_file() else None
-    arch = arch or run / INIT[stage] / "hf"
+    arch = stage_dir / "hf"
+    if not (arch / "config.json").is_file():  # the stage is still running: its init has the shape
+        arch = run / INIT[stage] / "hf"
     lm = SpeechLM.load(arch, units=run / "units")
     speech = load_units(run, lm.layout, "speech")
     points = []
     for step, path in found:
-        load_weights(lm.model, path)
-        lm.model.eval()
+        load_weights(lm.model, path)  # load_state_dict keeps the eval mode SpeechLM set
         scores = evaluate_asr(lm, speech, ("test", "test_voices"), n, Sampling(max_new_tokens=60))
         point = {"step": step, **{f"wer_{s}": round(v["wer"], 4) for s, v in scores.items()}}
         print(json.dumps(point), flush=True)
         points.append(point)
-    (stage_dir / "asr_curve.json").write_text(json.dumps(points, indent=1))
+    atomic_write_json(stage_dir / "asr_curve.json", points)
     return points
 
 
