@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import datasets
 
 from eval.metrics import cer, wer
-from eval.progress import progress
 from most.generate import Sampling, SpeechLM
+from most.progress import progress
 
 N_EXAMPLES = 3
 

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from eval.progress import progress
 from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO
+from most.progress import progress
 
 VOWELS = "aeiou"
 

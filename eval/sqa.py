@@ -18,8 +18,8 @@ import datasets
 
 from eval.judges import Judge
 from eval.metrics import accuracy, normalize
-from eval.progress import progress
 from most.generate import Sampling, SpeechLM
+from most.progress import progress
 
 SPLITS = {"heldout": "qa_heldout", "train": "qa_train"}
 

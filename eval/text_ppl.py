@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
-from eval.progress import progress
 from most.data.prompts import IGNORE, Prompts
+from most.progress import progress
 
 
 @torch.no_grad()

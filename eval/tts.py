@@ -20,9 +20,9 @@ import numpy as np
 
 from eval.judges import Judge
 from eval.metrics import wer
-from eval.progress import progress
 from most.audio import write_wav
 from most.generate import Sampling, SpeechLM
+from most.progress import progress
 
 N_SAMPLES = 3
 

@@ -2,10 +2,10 @@
 
 TTS output is scored by transcribing it; the transcriber must be independent of the model under
 test, so it reads log-mel frames (never units) and is trained from scratch on ``RUN/data/speech/
-train``. It is small and trained briefly (≈3 min on 2 CPU cores): training stops when either the
-epoch budget or ``train.max_minutes`` is used up, and the learning rate follows the larger of the
-two progress fractions, so a time-capped run still ends with a decayed rate. (A time cap makes the
-weights depend on machine speed; set ``max_minutes`` high for bit-reproducible runs.)
+train`` (:mod:`most.ctc.train`: about 4 min on 2 CPU cores, capped by epochs or minutes). The
+``ctc_kmeans`` unit tokenizer's encoder has the same architecture but is a separate model: trained
+before the judge, on a seeded random sample of the split (the judge reads its first rows), and
+never loaded here.
 
 Decoding is greedy CTC followed by lexicon snapping: every output word missing from the judge's
 lexicon (the words of the run's text corpus, a closed world for the embedded default) is replaced by
@@ -20,11 +20,9 @@ pickle.
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import os
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from eval.judges.ctc_model import (
+from eval.metrics import cer, wer
+from most.ctc.model import (
     CHARS,
     MEL,
     CTCModelConfig,
@@ -45,10 +44,10 @@ from eval.judges.ctc_model import (
     pad,
     text_to_ids,
 )
-from eval.metrics import cer, wer
-from eval.progress import progress
-from most.generate import single_thread
+from most.ctc.train import CTCSchedule, read_rows, train_recognizer
 from most.io import atomic_dir, atomic_write_json, read_json
+from most.progress import progress
+from most.threads import single_thread
 
 JUDGE_FILE = "judge.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -78,6 +77,17 @@ class CTCTrainConfig:
     threads: int = 0
     """Torch intra-op threads for training; 0 keeps torch's default. On a CPU shared with other
     jobs 1 is several times faster (measured 0.5 s vs 2.6 s per step with 2 threads)."""
+
+    def schedule(self) -> CTCSchedule:
+        return CTCSchedule(
+            batch_frames=self.batch_frames,
+            epochs=self.epochs,
+            max_minutes=self.max_minutes,
+            lr=self.lr,
+            warmup=self.warmup,
+            seed=self.seed,
+            threads=self.threads,
+        )
 
     def __post_init__(self) -> None:
         if self.max_utterances <= 0 or self.batch_frames <= 0 or self.epochs <= 0:
@@ -178,10 +188,7 @@ def _load_speech(run: Path) -> datasets.DatasetDict:
 
 def read_split(ds: datasets.Dataset, n: int) -> tuple[list[np.ndarray], list[str]]:
     """The first ``n`` rows' audio ``(n_i,)`` float32 and text."""
-    rows = ds.select(range(min(n, len(ds)))).select_columns(["audio", "text"])
-    rows = rows.with_format("numpy")
-    wavs = [np.asarray(a["array"], dtype=np.float32) for a in rows["audio"]]
-    return wavs, [str(t) for t in rows["text"]]
+    return read_rows(ds, range(min(n, len(ds))))
 
 
 _RESYNTH_TOKENIZER = None  # the unit tokenizer, inherited by forked resynthesis workers
@@ -226,82 +233,6 @@ def resynthesize_share(
     return out
 
 
-def _batches(lengths: Sequence[int], batch_frames: int, rng: random.Random) -> list[list[int]]:
-    """Length-sorted buckets of about ``batch_frames`` padded frames, in shuffled order."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches, cur = [], []
-    for i in order:
-        if cur and (len(cur) + 1) * lengths[i] > batch_frames:
-            batches.append(cur)
-            cur = []
-        cur.append(i)
-    batches.append(cur)
-    rng.shuffle(batches)
-    return batches
-
-
-def train_recognizer(
-    wavs: Sequence[np.ndarray], texts: Sequence[str], model_cfg: CTCModelConfig, cfg: CTCTrainConfig
-) -> tuple[CTCRecognizer, dict]:
-    """Fit a fresh recogniser; returns it and a small training log."""
-    torch.manual_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    feats: list[torch.Tensor] = []
-    with progress() as bar, single_thread():
-        task = bar.add_task("judge: log-mel features", total=len(wavs))
-        for s in range(0, len(wavs), 64):
-            feats += [f.half() for f in features(wavs[s : s + 64])]
-            bar.advance(task, len(wavs[s : s + 64]))
-    targets = [torch.tensor(text_to_ids(t)) for t in texts]
-    model = CTCRecognizer(model_cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
-    n_batches = len(_batches([f.shape[0] for f in feats], cfg.batch_frames, rng))
-    total_steps = max(1, math.ceil(cfg.epochs * n_batches))
-    t0, step, losses = time.monotonic(), 0, []
-    model.train()
-    with progress() as bar:
-        task = bar.add_task("judge: CTC training", total=total_steps)
-        while True:
-            for batch in _batches([f.shape[0] for f in feats], cfg.batch_frames, rng):
-                done = max(step / total_steps, (time.monotonic() - t0) / (60 * cfg.max_minutes))
-                if done >= 1.0:
-                    break
-                warm = min(1.0, done / cfg.warmup) if cfg.warmup > 0 else 1.0
-                lr = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                x, lengths = pad([feats[i].float() for i in batch])
-                logp, out_len = model(x, lengths)
-                y = [targets[i] for i in batch]
-                loss = ctc(
-                    logp.transpose(0, 1),
-                    torch.cat(y),
-                    out_len,
-                    torch.tensor([len(t) for t in y]),
-                )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                losses.append(loss.item())
-                step += 1
-                bar.update(task, completed=step, description=f"judge: CTC loss {loss:.2f}")
-            else:
-                continue
-            break
-    log = {
-        "steps": step,
-        "planned_steps": total_steps,
-        "train_seconds": round(time.monotonic() - t0, 1),
-        "utterances": len(wavs),
-        "final_loss": float(np.mean(losses[-20:])) if losses else None,
-    }
-    return model.eval(), log
-
-
 @dataclass(frozen=True)
 class CTCDecodeConfig:
     """How the judge turns CTC outputs into words (``--decode.*``)."""
@@ -343,7 +274,7 @@ def judge(
     wavs, texts = read_split(speech["train"], train.max_utterances)
     if train.resynth_share > 0:
         wavs = resynthesize_share(wavs, Path(run), train.resynth_share, train.seed)
-    recognizer, log = train_recognizer(wavs, texts, model, train)
+    recognizer, log = train_recognizer(wavs, texts, model, train.schedule(), label="judge")
     lexicon = build_lexicon(Path(run), texts) if decode.lexicon else None
     raw = CTCJudge(recognizer)
     metrics = {}

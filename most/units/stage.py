@@ -31,6 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from data_prep.schema import is_audio_column
 from most.audio import AudioError
+from most.ctc.model import CTCModelConfig
 from most.io import atomic_dir, atomic_write_json, atomic_write_text, read_json, save_dataset
 from most.units.base import TOKENIZER_FILE, UnitTokenizer, load_tokenizer, to_waveform
 from most.units.shards import PARTS, Job, encode_part, init_worker, merge_split, run_in_worker
@@ -40,8 +41,10 @@ from most.units.shards import PARTS, Job, encode_part, init_worker, merge_split,
 class TokenizerConfig:
     """Which unit tokenizer to fit or load (``--tokenizer.*``)."""
 
-    kind: Literal["mel_kmeans", "hubert_kmeans"] = "mel_kmeans"
-    """``mel_kmeans``: embedded default, has a decoder. ``hubert_kmeans``: HuBERT features."""
+    kind: Literal["mel_kmeans", "ctc_kmeans", "hubert_kmeans"] = "mel_kmeans"
+    """``ctc_kmeans``: embedded default, a CTC encoder trained on the run's transcribed speech,
+    clustered (phonetic, voice-independent); has a decoder. ``mel_kmeans``: log-mel k-means, no
+    training, has a decoder. ``hubert_kmeans``: HuBERT features from a local model, no decoder."""
     path: Path | None = None
     """Load this saved tokenizer folder instead of fitting one."""
     k: int = 512
@@ -60,7 +63,15 @@ class TokenizerConfig:
     model_path: Path | None = None
     """hubert_kmeans: local HF folder of a HubertModel (e.g. mHuBERT)."""
     layer: int = 11
-    """hubert_kmeans: hidden-state layer whose features are clustered (MoST: 11)."""
+    """Hidden-state layer whose features are clustered: hubert_kmeans (MoST: 11) and ctc_kmeans
+    (1-3; 2 in the tiny recipe)."""
+    encoder_utterances: int = 4000
+    """ctc_kmeans: transcribed ``speech/train`` utterances (a seeded sample) the encoder learns
+    from; the k-means uses the first ``fit_seconds`` of them."""
+    encoder_minutes: float = 3.0
+    """ctc_kmeans: wall-clock cap on the encoder's CTC training."""
+    encoder_epochs: float = 8.0
+    """ctc_kmeans: epoch budget of the encoder (whichever of the two ends first)."""
 
     def __post_init__(self) -> None:
         if not 2 <= self.k <= 65_536:
@@ -69,12 +80,20 @@ class TokenizerConfig:
             raise ValueError("tokenizer.fit_seconds must be > 0")
         if self.kind == "hubert_kmeans" and self.path is None and self.model_path is None:
             raise ValueError("tokenizer.kind=hubert_kmeans needs tokenizer.model_path")
+        if self.kind == "ctc_kmeans":
+            n_layers = CTCModelConfig().layers
+            if not 1 <= self.layer <= n_layers:
+                raise ValueError(f"tokenizer.layer must be in [1, {n_layers}] for ctc_kmeans")
+            if self.encoder_utterances <= 0 or self.encoder_minutes <= 0:
+                raise ValueError("tokenizer.encoder_utterances and encoder_minutes must be > 0")
 
     def matches(self, tok: UnitTokenizer) -> bool:
         """Whether a saved tokenizer was made with these settings."""
         same = tok.kind == self.kind and tok.vocab_size == self.k and tok.dedup == self.dedup
         if self.kind == "mel_kmeans":
             return same and tok.frame_rate == self.frame_rate
+        if self.kind == "ctc_kmeans":
+            return same and getattr(tok, "layer", None) == self.layer
         return same and getattr(tok, "layer", None) == self.layer
 
 
@@ -159,9 +178,27 @@ def prepare_tokenizer(
     if cfg.path is not None:
         tok = load_tokenizer(cfg.path)
     else:
-        wavs = fit_audio(data_dir / "speech", cfg.fit_seconds, cfg.seed)
         t0 = time.perf_counter()
-        if cfg.kind == "mel_kmeans":
+        if cfg.kind == "ctc_kmeans":
+            from most.ctc.train import CTCSchedule
+            from most.units.ctc_kmeans import CTCKMeansTokenizer
+
+            wavs, texts = transcribed_audio(data_dir / "speech", cfg.encoder_utterances, cfg.seed)
+            tok = CTCKMeansTokenizer.fit(
+                wavs,
+                texts,
+                k=cfg.k,
+                layer=cfg.layer,
+                fit_seconds=cfg.fit_seconds,
+                schedule=CTCSchedule(
+                    epochs=cfg.encoder_epochs, max_minutes=cfg.encoder_minutes, seed=cfg.seed
+                ),
+                dedup=cfg.dedup,
+                seed=cfg.seed,
+                gl_iters=cfg.gl_iters,
+            )
+        elif cfg.kind == "mel_kmeans":
+            wavs = fit_audio(data_dir / "speech", cfg.fit_seconds, cfg.seed)
             from most.units.mel_kmeans import MelKMeansTokenizer
 
             tok = MelKMeansTokenizer.fit(
@@ -176,6 +213,7 @@ def prepare_tokenizer(
         else:
             from most.units.hubert_kmeans import HubertKMeansTokenizer
 
+            wavs = fit_audio(data_dir / "speech", cfg.fit_seconds, cfg.seed)
             assert cfg.model_path is not None  # checked in __post_init__
             tok = HubertKMeansTokenizer.fit(
                 wavs,
@@ -187,7 +225,7 @@ def prepare_tokenizer(
             )
         secs = sum(len(w) for w in wavs) / 16_000
         print(
-            f"most units: fitted {tok.kind} K={tok.vocab_size} on {secs:.0f}s of audio "
+            f"most units: fitted {tok.kind} K={tok.vocab_size} from {secs:.0f}s of audio "
             f"in {time.perf_counter() - t0:.1f}s -> {tok.hash}"
         )
     with atomic_dir(tok_dir) as tmp:
@@ -212,6 +250,30 @@ def fit_audio(speech_dir: Path, seconds: float, seed: int) -> list[np.ndarray]:
         except AudioError:
             continue  # bad training audio is reported when it is encoded, not here
     return out
+
+
+def transcribed_audio(speech_dir: Path, n: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
+    """A seeded random sample of ``n`` ``speech/train`` utterances (16 kHz) and their texts.
+
+    The judge reads the *first* rows of the split, so the tokenizer's encoder and the judge learn
+    from different (overlapping) samples.
+    """
+    if not speech_dir.is_dir():
+        raise FileNotFoundError(f"{speech_dir}: the tokenizer is fitted on speech/train; not found")
+    train = datasets.load_from_disk(str(speech_dir))["train"]
+    if "text" not in train.column_names:
+        raise ValueError(f"{speech_dir}: ctc_kmeans needs transcripts (a 'text' column) in train")
+    rows = sorted(np.random.default_rng(seed).permutation(len(train))[:n].tolist())
+    wavs, texts = [], []
+    for row in train.select(rows).select_columns(["audio", "text"]).with_format("numpy"):
+        try:
+            wavs.append(
+                to_waveform(row["audio"]["array"], int(row["audio"]["sampling_rate"])).numpy()
+            )
+        except AudioError:
+            continue  # bad training audio is reported when it is encoded, not here
+        texts.append(str(row["text"]))
+    return wavs, texts
 
 
 def audio_datasets(data_dir: Path) -> dict[str, Path]:

@@ -110,7 +110,7 @@ def write_models(run: Path) -> None:
 def eval_run(tmp_path_factory) -> Path:
     """The shared tiny run (read-only for tests: copy before writing into it)."""
     from eval.judges.ctc import CTCTrainConfig, judge
-    from eval.judges.ctc_model import CTCModelConfig
+    from most.ctc.model import CTCModelConfig
     from most.units.stage import TokenizerConfig, units
 
     run = tmp_path_factory.mktemp("eval-run")

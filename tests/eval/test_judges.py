@@ -8,15 +8,15 @@ import torch
 
 from eval.judges import load_judge
 from eval.judges.ctc import CTCJudge, Lexicon, judge
-from eval.judges.ctc_model import (
+from eval.metrics import wer
+from most.audio import read_audio
+from most.ctc.model import (
     CTCModelConfig,
     CTCRecognizer,
     greedy_decode,
     ids_to_text,
     text_to_ids,
 )
-from eval.metrics import wer
-from most.audio import read_audio
 
 
 def test_text_ids_roundtrip_and_greedy_collapse():
@@ -34,7 +34,7 @@ def test_recognizer_shapes_and_padding_invariance():
     torch.manual_seed(0)
     model = CTCRecognizer(CTCModelConfig(width=16, layers=1, heads=2, ff=32)).eval()
     x = torch.randn(2, 37, 80)
-    x[1, 21:] = 0  # padding, as eval.judges.ctc_model.pad writes it
+    x[1, 21:] = 0  # padding, as most.ctc.model.pad writes it
     logp, out_len = model(x, torch.tensor([37, 21]))
     assert logp.shape == (2, 10, 29) and out_len.tolist() == [10, 6]
     alone, _ = model(x[1:, :21], torch.tensor([21]))

@@ -1,8 +1,10 @@
-"""The embedded-default judge's recogniser: log-mel -> frame stacking -> Transformer -> character CTC.
+"""A small character-CTC recogniser: log-mel -> frame stacking -> Transformer -> character CTC.
 
-Small on purpose (≈0.8 M parameters): it must train in about three minutes on two CPU cores and it
-must not share anything with the model under test (it reads 80-bin log-mel frames, never speech
-units). Shapes: features ``(B, T, 80)`` at 100 frames/s -> stack 4 frames -> ``(B, T/4, 320)``
+Two independent copies are trained from scratch on a run's own speech: the embedded-default judge
+(:mod:`eval.judges.ctc`, transcribes the model's TTS output) and the encoder of the ``ctc_kmeans``
+unit tokenizer (:mod:`most.units.ctc_kmeans`, whose hidden states are clustered into units).
+Small on purpose (≈0.8 M parameters): it must train in about three minutes on two CPU cores.
+Shapes: features ``(B, T, 80)`` at 100 frames/s -> stack 4 frames -> ``(B, T/4, 320)``
 -> Transformer encoder ``(B, T/4, width)`` -> ``(B, T/4, vocab)`` log-probabilities, blank = id 0.
 """
 
@@ -94,15 +96,28 @@ class CTCRecognizer(nn.Module):
         """Frames after stacking: ``ceil(T / 4)``."""
         return (lengths + STACK - 1) // STACK
 
-    def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """``feats (B, T, 80)``, ``lengths (B,)`` -> log-probs ``(B, T', V)``, ``lengths' (B,)``."""
+    def hidden(
+        self, feats: Tensor, lengths: Tensor, layer: int | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Output of encoder layer ``layer`` (1-based; ``None``: the last) ``(B, T', width)``,
+        and ``lengths' (B,)``."""
+        n_layers = len(self.encoder.layers)
+        layer = n_layers if layer is None else layer
+        if not 1 <= layer <= n_layers:
+            raise ValueError(f"layer must be in [1, {n_layers}], got {layer}")
         b, t, f = feats.shape
         t4 = -(-t // STACK)
         x = nn.functional.pad(feats, (0, 0, 0, t4 * STACK - t)).reshape(b, t4, STACK * f)
         x = self.inp(x) + _sinusoids(t4, self.cfg.width).to(x)
         out_len = self.out_lengths(lengths)
         pad_mask = torch.arange(t4, device=x.device)[None] >= out_len[:, None].to(x.device)
-        x = self.encoder(x, src_key_padding_mask=pad_mask)
+        for block in self.encoder.layers[:layer]:
+            x = block(x, src_key_padding_mask=pad_mask)
+        return x, out_len
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """``feats (B, T, 80)``, ``lengths (B,)`` -> log-probs ``(B, T', V)``, ``lengths' (B,)``."""
+        x, out_len = self.hidden(feats, lengths)
         return self.head(self.norm(x)).log_softmax(-1), out_len
 
 

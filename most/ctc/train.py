@@ -1,0 +1,130 @@
+"""Training the small CTC recogniser of :mod:`most.ctc.model` from scratch on (audio, text) pairs.
+
+Training stops when either the epoch budget or ``max_minutes`` is used up, and the learning rate
+follows the larger of the two progress fractions, so a time-capped run still ends with a decayed
+rate. (A time cap makes the weights depend on machine speed; set ``max_minutes`` high for
+bit-reproducible runs.)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import torch
+
+from most.ctc.model import CTCModelConfig, CTCRecognizer, features, pad, text_to_ids
+from most.progress import progress
+from most.threads import single_thread
+
+
+@dataclass(frozen=True)
+class CTCSchedule:
+    """How long and how fast one recogniser trains."""
+
+    batch_frames: int = 4_000
+    """Feature frames (10 ms) per batch, padding included."""
+    epochs: float = 4.0
+    max_minutes: float = 3.0
+    """Wall-clock cap on the training loop (feature extraction not counted)."""
+    lr: float = 3e-3
+    warmup: float = 0.05
+    """Share of the progress spent warming up the learning rate."""
+    seed: int = 0
+    threads: int = 0
+    """Torch intra-op threads; 0 keeps torch's default."""
+
+    def __post_init__(self) -> None:
+        if self.batch_frames <= 0 or self.epochs <= 0 or self.max_minutes <= 0:
+            raise ValueError("batch_frames, epochs and max_minutes must be > 0")
+
+
+def read_rows(ds: datasets.Dataset, rows: Sequence[int]) -> tuple[list[np.ndarray], list[str]]:
+    """Audio ``(n_i,)`` float32 and text of the given rows, in that order."""
+    picked = ds.select(list(rows)).select_columns(["audio", "text"]).with_format("numpy")
+    wavs = [np.asarray(a["array"], dtype=np.float32) for a in picked["audio"]]
+    return wavs, [str(t) for t in picked["text"]]
+
+
+def batches(lengths: Sequence[int], batch_frames: int, rng: random.Random) -> list[list[int]]:
+    """Length-sorted buckets of about ``batch_frames`` padded frames, in shuffled order."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    out, cur = [], []
+    for i in order:
+        if cur and (len(cur) + 1) * lengths[i] > batch_frames:
+            out.append(cur)
+            cur = []
+        cur.append(i)
+    out.append(cur)
+    rng.shuffle(out)
+    return out
+
+
+def train_recognizer(
+    wavs: Sequence[np.ndarray],
+    texts: Sequence[str],
+    model_cfg: CTCModelConfig,
+    schedule: CTCSchedule,
+    label: str = "ctc",
+) -> tuple[CTCRecognizer, dict]:
+    """Fit a fresh recogniser on 16 kHz ``wavs`` and their ``texts``; returns it (in eval mode)
+    and a small training log. ``label`` prefixes the progress bars."""
+    cfg = schedule
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    feats: list[torch.Tensor] = []
+    with progress() as bar, single_thread():
+        task = bar.add_task(f"{label}: log-mel features", total=len(wavs))
+        for s in range(0, len(wavs), 64):
+            feats += [f.half() for f in features(wavs[s : s + 64])]
+            bar.advance(task, len(wavs[s : s + 64]))
+    targets = [torch.tensor(text_to_ids(t)) for t in texts]
+    model = CTCRecognizer(model_cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    lengths = [f.shape[0] for f in feats]
+    total_steps = max(1, math.ceil(cfg.epochs * len(batches(lengths, cfg.batch_frames, rng))))
+    t0, step, losses = time.monotonic(), 0, []
+    model.train()
+    with progress() as bar:
+        task = bar.add_task(f"{label}: CTC training", total=total_steps)
+        while True:
+            for batch in batches(lengths, cfg.batch_frames, rng):
+                done = max(step / total_steps, (time.monotonic() - t0) / (60 * cfg.max_minutes))
+                if done >= 1.0:
+                    break
+                warm = min(1.0, done / cfg.warmup) if cfg.warmup > 0 else 1.0
+                lr = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                x, x_len = pad([feats[i].float() for i in batch])
+                logp, out_len = model(x, x_len)
+                y = [targets[i] for i in batch]
+                loss = ctc(
+                    logp.transpose(0, 1), torch.cat(y), out_len, torch.tensor([len(t) for t in y])
+                )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                losses.append(loss.item())
+                step += 1
+                bar.update(task, completed=step, description=f"{label}: CTC loss {loss:.2f}")
+            else:
+                continue
+            break
+    log = {
+        "steps": step,
+        "planned_steps": total_steps,
+        "train_seconds": round(time.monotonic() - t0, 1),
+        "utterances": len(wavs),
+        "final_loss": float(np.mean(losses[-20:])) if losses else None,
+    }
+    return model.eval(), log

@@ -1,0 +1,145 @@
+"""CTC-encoder k-means units on the fixture corpus (8 sentences x 2 espeak-ng voices)."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from rapidfuzz.distance import Levenshtein
+
+from most.ctc.model import CTCModelConfig
+from most.ctc.train import CTCSchedule
+from most.io import read_json
+from most.units import load_tokenizer, load_units
+from most.units.ctc_kmeans import CTCKMeansTokenizer
+from most.units.mel_kmeans import MelKMeansTokenizer
+from most.units.stage import TokenizerConfig, units
+
+# Small and time-capped by epochs only, so the fitted tokenizer is the same on every machine.
+SCHEDULE = CTCSchedule(epochs=60, max_minutes=30, lr=3e-3, batch_frames=2_000)
+ENCODER = CTCModelConfig(width=64, layers=2, heads=2, ff=128, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def texts(data_dir) -> list[str]:
+    return list(datasets.load_from_disk(str(data_dir / "speech"))["train"]["text"])
+
+
+@pytest.fixture(scope="module")
+def ctc_tok(train_wavs, texts) -> CTCKMeansTokenizer:
+    return CTCKMeansTokenizer.fit(
+        train_wavs, texts, k=16, layer=2, encoder=ENCODER, schedule=SCHEDULE, gl_iters=4
+    )
+
+
+def test_encode_shapes_rate_and_decode_length(ctc_tok, train_wavs):
+    assert ctc_tok.kind == "ctc_kmeans" and ctc_tok.frame_rate == 25.0
+    assert ctc_tok.vocab_size == 16 and ctc_tok.has_decoder
+    wav = train_wavs[0]
+    ids = ctc_tok.encode(wav, 16_000)
+    assert ids.dtype == torch.long and ids.dim() == 1 and 0 < len(ids) <= len(wav) / 640 + 1
+    assert int(ids.min()) >= 0 and int(ids.max()) < 16
+    assert bool((ids[1:] != ids[:-1]).all())  # de-duplicated
+    audio = ctc_tok.decode(ids)
+    assert audio.dtype == torch.float32 and torch.isfinite(audio).all()
+    # Mean run lengths restore the duration of the utterance to within a third.
+    assert 0.67 < len(audio) / len(wav) < 1.5
+    with pytest.raises(ValueError, match="unit ids"):
+        ctc_tok.decode(torch.tensor([16]))
+
+
+def test_training_learned_the_transcripts(ctc_tok, train_wavs, texts):
+    """The encoder is a working recogniser of what it was trained on (greedy CTC)."""
+    from most.ctc.model import features, greedy_decode, pad
+
+    x, lengths = pad(features(train_wavs[:4]))
+    with torch.no_grad():
+        logp, out_len = ctc_tok.encoder(x, lengths)
+    hyps = greedy_decode(logp, out_len)
+    errors = [Levenshtein.normalized_distance(h, r) for h, r in zip(hyps, texts[:4], strict=True)]
+    assert np.mean(errors) < 0.5, hyps
+
+
+def test_units_are_less_voice_dependent_than_mel_kmeans(ctc_tok, train_wavs):
+    """The point of this tokenizer: one sentence read by two voices gives closer unit sequences
+    (relative to two different sentences) than log-mel k-means with the same K does."""
+    mel_tok = MelKMeansTokenizer.fit(train_wavs, k=16, frame_rate=25, seed=0, gl_iters=4)
+
+    def voice_ratio(tok) -> float:
+        seqs = [tok.encode(w, 16_000).tolist() for w in train_wavs]  # sentence i: rows 2i, 2i+1
+        same = np.mean([Levenshtein.normalized_distance(*seqs[i : i + 2]) for i in range(0, 16, 2)])
+        diff = np.mean(
+            [Levenshtein.normalized_distance(seqs[i], seqs[(i + 3) % 16]) for i in range(0, 16, 2)]
+        )
+        return same / diff
+
+    assert voice_ratio(ctc_tok) < voice_ratio(mel_tok) - 0.1
+
+
+def test_batch_equals_single(ctc_tok, train_wavs):
+    wavs = train_wavs[:3]
+    for ids, wav in zip(ctc_tok.encode_batch(wavs, 16_000), wavs, strict=True):
+        assert torch.equal(ids, ctc_tok.encode(wav, 16_000))
+
+
+def test_save_load_identity_and_tampering(tmp_path, ctc_tok, train_wavs):
+    ctc_tok.save(tmp_path / "tok")
+    loaded = load_tokenizer(tmp_path / "tok")
+    assert isinstance(loaded, CTCKMeansTokenizer) and loaded.hash == ctc_tok.hash
+    ids = ctc_tok.encode(train_wavs[1], 16_000)
+    assert torch.equal(loaded.encode(train_wavs[1], 16_000), ids)
+    assert torch.allclose(loaded.decode(ids), ctc_tok.decode(ids))
+    # The encoder weights are part of the id mapping: editing one is caught on load.
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "tok" / "unit_tokenizer.safetensors"
+    tensors = load_file(str(path))
+    tensors["encoder.inp.bias"] = tensors["encoder.inp.bias"] + 0.1
+    save_file(tensors, str(path))
+    with pytest.raises(ValueError, match="hash"):
+        load_tokenizer(tmp_path / "tok")
+
+
+def test_hash_ignores_decoder_only_settings(ctc_tok):
+    other = CTCKMeansTokenizer(
+        ctc_tok.encoder,
+        ctc_tok.layer,
+        ctc_tok.centroids,
+        ctc_tok.templates * 0.5,
+        ctc_tok.durations + 1,
+        gl_iters=2,
+    )
+    assert other.hash == ctc_tok.hash
+    layer1 = CTCKMeansTokenizer(
+        ctc_tok.encoder, 1, ctc_tok.centroids, ctc_tok.templates, ctc_tok.durations
+    )
+    assert layer1.hash != ctc_tok.hash
+
+
+def test_bad_layer_is_refused(ctc_tok):
+    with pytest.raises(ValueError, match="layer"):
+        CTCKMeansTokenizer(
+            ctc_tok.encoder, 3, ctc_tok.centroids, ctc_tok.templates, ctc_tok.durations
+        )
+    with pytest.raises(ValueError, match=r"tokenizer\.layer"):
+        TokenizerConfig(kind="ctc_kmeans", layer=11)
+
+
+def test_stage_with_ctc_kmeans(run_dir, monkeypatch):
+    # The stage trains the default encoder; keep it to a few steps here.
+    cfg = TokenizerConfig(
+        kind="ctc_kmeans", k=8, layer=2, encoder_utterances=16, encoder_minutes=0.05, fit_seconds=20
+    )
+    units(run_dir, tokenizer=cfg)
+    manifest = read_json(run_dir / "units" / "manifest.json")
+    assert manifest["complete"] and manifest["tokenizer"]["kind"] == "ctc_kmeans"
+    assert manifest["tokenizer"]["frame_rate"] == 25.0
+    tok = load_tokenizer(run_dir)
+    speech = load_units(run_dir, "speech", expected_hash=tok.hash)
+    assert len(speech["train"]) == 16
+    assert max(max(u) for u in speech["train"]["units"]) < 8
+    # Re-running is a no-op; asking for another layer is refused rather than mixing ids.
+    units(run_dir, tokenizer=cfg)
+    with pytest.raises(ValueError, match="other settings"):
+        units(run_dir, tokenizer=TokenizerConfig(kind="ctc_kmeans", k=8, layer=1))
