@@ -54,48 +54,22 @@ WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass(frozen=True)
-class CTCTrainConfig:
-    """How the judge is trained (``--train.*``)."""
+class CTCTrainConfig(CTCSchedule):
+    """How the judge is trained (``--train.*``): the recogniser's schedule plus the judge's data."""
 
     max_utterances: int = 4000
     """Training utterances taken from ``speech/train`` (the first N)."""
-    batch_frames: int = 4_000
-    """Feature frames (10 ms) per batch, padding included."""
-    epochs: float = 4.0
-    max_minutes: float = 3.0
-    """Wall-clock cap on the training loop (feature extraction not counted)."""
-    lr: float = 3e-3
-    warmup: float = 0.05
-    """Share of the progress spent warming up the learning rate."""
-    seed: int = 0
     eval_utterances: int = 300
     """Utterances of ``test`` and of ``test_voices`` transcribed for the reported WER."""
     resynth_share: float = 0.0
     """Share of training utterances replaced by their unit-tokenizer resynthesis (encode ->
     vocoder), so the judge can read vocoded speech: without it, the ceiling ``wer_resynth`` and
     the model's TTS are judged by a recogniser that never heard a vocoder. Needs ``RUN/units``."""
-    threads: int = 0
-    """Torch intra-op threads for training; 0 keeps torch's default. On a CPU shared with other
-    jobs 1 is several times faster (measured 0.5 s vs 2.6 s per step with 2 threads)."""
-
-    def schedule(self) -> CTCSchedule:
-        return CTCSchedule(
-            batch_frames=self.batch_frames,
-            epochs=self.epochs,
-            max_minutes=self.max_minutes,
-            lr=self.lr,
-            warmup=self.warmup,
-            seed=self.seed,
-            threads=self.threads,
-        )
 
     def __post_init__(self) -> None:
-        if self.max_utterances <= 0 or self.batch_frames <= 0 or self.epochs <= 0:
-            raise ValueError(
-                "train.max_utterances, train.batch_frames and train.epochs must be > 0"
-            )
-        if self.max_minutes <= 0:
-            raise ValueError("train.max_minutes must be > 0")
+        super().__post_init__()
+        if self.max_utterances <= 0:
+            raise ValueError("train.max_utterances must be > 0")
         if not 0.0 <= self.resynth_share <= 1.0:
             raise ValueError("train.resynth_share must be in [0, 1]")
 
@@ -274,7 +248,7 @@ def judge(
     wavs, texts = read_split(speech["train"], train.max_utterances)
     if train.resynth_share > 0:
         wavs = resynthesize_share(wavs, Path(run), train.resynth_share, train.seed)
-    recognizer, log = train_recognizer(wavs, texts, model, train.schedule(), label="judge")
+    recognizer, log = train_recognizer(wavs, texts, model, train, label="judge")
     lexicon = build_lexicon(Path(run), texts) if decode.lexicon else None
     raw = CTCJudge(recognizer)
     metrics = {}

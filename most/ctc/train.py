@@ -37,11 +37,12 @@ class CTCSchedule:
     """Share of the progress spent warming up the learning rate."""
     seed: int = 0
     threads: int = 0
-    """Torch intra-op threads; 0 keeps torch's default."""
+    """Torch intra-op threads for training; 0 keeps torch's default. On a CPU shared with other
+    jobs 1 is several times faster (measured 0.5 s vs 2.6 s per step with 2 threads)."""
 
     def __post_init__(self) -> None:
         if self.batch_frames <= 0 or self.epochs <= 0 or self.max_minutes <= 0:
-            raise ValueError("batch_frames, epochs and max_minutes must be > 0")
+            raise ValueError("train.batch_frames, train.epochs and train.max_minutes must be > 0")
 
 
 def read_rows(ds: datasets.Dataset, rows: Sequence[int]) -> tuple[list[np.ndarray], list[str]]:
