@@ -91,6 +91,18 @@ def content_hash(meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:16]
 
 
+def base_meta(tok: UnitTokenizer) -> dict[str, Any]:
+    """The JSON fields every tokenizer saves (each kind adds its own settings)."""
+    return {
+        "kind": tok.kind,
+        "vocab_size": tok.vocab_size,
+        "frame_rate": tok.frame_rate,
+        "sample_rate": tok.sample_rate,
+        "hash": tok.hash,
+        "dedup": tok.dedup,
+    }
+
+
 def write_tokenizer(
     directory: str | Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]
 ) -> Path:

@@ -31,8 +31,8 @@ from torch import nn
 from most.audio import SAMPLE_RATE
 from most.ctc.model import MEL, STACK, CTCModelConfig, CTCRecognizer, features
 from most.ctc.train import CTCSchedule, train_recognizer
-from most.units.base import content_hash, read_tokenizer, to_waveform, write_tokenizer
-from most.units.dedup import collapse_repeats, expand, fit_durations
+from most.units.base import base_meta, content_hash, read_tokenizer, to_waveform, write_tokenizer
+from most.units.dedup import collapse_repeats, fit_durations, frame_ids
 from most.units.kmeans import assign, fit_kmeans
 from most.units.mel import TARGET_RMS, LogMel
 from most.units.vocoder import GriffinLim
@@ -131,7 +131,7 @@ class CTCKMeansTokenizer:
             wavs, texts, encoder or CTCModelConfig(), schedule or CTCSchedule(seed=seed), "units"
         )
         n_fit = int(np.searchsorted(np.cumsum([len(w) for w in wavs]), fit_seconds * SAMPLE_RATE))
-        fit_wavs = [to_waveform(w, SAMPLE_RATE) for w in wavs[: n_fit + 1]]
+        fit_wavs = [torch.as_tensor(w, dtype=torch.float32) for w in wavs[: n_fit + 1]]
         states = [_states(model, layer, w) for w in fit_wavs]
         centroids = torch.as_tensor(fit_kmeans(torch.cat(states).numpy(), k, seed))
         centroids = nn.functional.normalize(centroids.float(), dim=-1)
@@ -157,24 +157,15 @@ class CTCKMeansTokenizer:
     @torch.no_grad()
     def decode(self, units: torch.Tensor) -> torch.Tensor:
         """``(U,)`` ids -> ``(n,)`` float32 audio at 16 kHz."""
-        units = torch.as_tensor(units).long().flatten()
+        units = frame_ids(units, self.vocab_size, self.durations if self.dedup else None)
         if units.numel() == 0:
             return torch.zeros(0)
-        if units.min() < 0 or units.max() >= self.vocab_size:
-            raise ValueError(f"unit ids must be in [0, {self.vocab_size})")
-        if self.dedup:
-            units = expand(units, self.durations)
         return self._vocoder(self.templates[units].reshape(-1, MEL.n_mels))
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         meta = {
-            "kind": self.kind,
-            "vocab_size": self.vocab_size,
-            "frame_rate": self.frame_rate,
-            "sample_rate": self.sample_rate,
-            "hash": self.hash,
-            "dedup": self.dedup,
+            **base_meta(self),
             "gl_iters": self.gl_iters,
             "layer": self.layer,
             "encoder": self.encoder.cfg.to_dict(),
@@ -196,7 +187,9 @@ class CTCKMeansTokenizer:
             raise ValueError(f"{directory}: unsupported ctc_kmeans version or mel settings")
         encoder = CTCRecognizer(CTCModelConfig(**meta["encoder"]))
         n = len(ENCODER_PREFIX)
-        encoder.load_state_dict({k[n:]: v for k, v in tensors.items() if k.startswith("encoder.")})
+        encoder.load_state_dict(
+            {k[n:]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
+        )
         return cls(
             encoder,
             meta["layer"],

@@ -50,3 +50,12 @@ def expand(units: torch.Tensor, durations: torch.Tensor) -> torch.Tensor:
     # Every unit is heard for at least one frame, or its sound would vanish.
     reps = torch.clamp(ends - starts, min=1)
     return torch.repeat_interleave(units, reps)
+
+
+def frame_ids(units: torch.Tensor, vocab_size: int, durations: torch.Tensor | None) -> torch.Tensor:
+    """Decoder input: ``(U,)`` ids checked against ``vocab_size`` and, when ``durations`` is given
+    (de-duplicated units), expanded back to frame rate with :func:`expand`."""
+    units = torch.as_tensor(units).long().flatten()
+    if units.numel() and (units.min() < 0 or units.max() >= vocab_size):
+        raise ValueError(f"unit ids must be in [0, {vocab_size})")
+    return expand(units, durations) if durations is not None and units.numel() else units

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from most.audio import SAMPLE_RATE
-from most.units.base import content_hash, read_tokenizer, to_waveform, write_tokenizer
+from most.units.base import base_meta, content_hash, read_tokenizer, to_waveform, write_tokenizer
 from most.units.dedup import collapse_repeats
 from most.units.kmeans import assign, fit_kmeans
 
@@ -129,12 +129,7 @@ class HubertKMeansTokenizer:
 
     def save(self, directory: str | Path) -> Path:
         meta = {
-            "kind": self.kind,
-            "vocab_size": self.vocab_size,
-            "frame_rate": self.frame_rate,
-            "sample_rate": self.sample_rate,
-            "hash": self.hash,
-            "dedup": self.dedup,
+            **base_meta(self),
             "layer": self.layer,
             "model_path": str(self.model_path.resolve()),
             "model_fingerprint": self.fingerprint,

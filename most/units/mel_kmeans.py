@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from most.audio import SAMPLE_RATE
-from most.units.base import content_hash, read_tokenizer, to_waveform, write_tokenizer
-from most.units.dedup import collapse_repeats, expand, fit_durations
+from most.units.base import base_meta, content_hash, read_tokenizer, to_waveform, write_tokenizer
+from most.units.dedup import collapse_repeats, fit_durations, frame_ids
 from most.units.kmeans import assign, fit_kmeans
 from most.units.mel import TARGET_RMS, LogMel, MelSpec, spec_for_frame_rate
 from most.units.vocoder import GriffinLim
@@ -121,24 +121,15 @@ class MelKMeansTokenizer:
     @torch.no_grad()
     def decode(self, units: torch.Tensor) -> torch.Tensor:
         """``(U,)`` ids -> ``(n,)`` float32 audio at 16 kHz."""
-        units = torch.as_tensor(units).long().flatten()
+        units = frame_ids(units, self.vocab_size, self.durations if self.dedup else None)
         if units.numel() == 0:
             return torch.zeros(0)
-        if units.min() < 0 or units.max() >= self.vocab_size:
-            raise ValueError(f"unit ids must be in [0, {self.vocab_size})")
-        if self.dedup:
-            units = expand(units, self.durations)
         return self._vocoder(self.centroids[units])
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         meta = {
-            "kind": self.kind,
-            "vocab_size": self.vocab_size,
-            "frame_rate": self.frame_rate,
-            "sample_rate": self.sample_rate,
-            "hash": self.hash,
-            "dedup": self.dedup,
+            **base_meta(self),
             "gl_iters": self.gl_iters,
             "spec": self.spec.to_dict(),
             "version": FORMAT_VERSION,

@@ -198,8 +198,9 @@ def prepare_tokenizer(
                 gl_iters=cfg.gl_iters,
             )
         elif cfg.kind == "mel_kmeans":
-            wavs = fit_audio(data_dir / "speech", cfg.fit_seconds, cfg.seed)
             from most.units.mel_kmeans import MelKMeansTokenizer
+
+            wavs = fit_audio(data_dir / "speech", cfg.fit_seconds, cfg.seed)
 
             tok = MelKMeansTokenizer.fit(
                 wavs,
@@ -233,23 +234,36 @@ def prepare_tokenizer(
     return tok
 
 
-def fit_audio(speech_dir: Path, seconds: float, seed: int) -> list[np.ndarray]:
-    """A seeded random sample of ``speech/train`` utterances totalling about ``seconds``."""
+def _train_split(speech_dir: Path) -> datasets.Dataset:
     if not speech_dir.is_dir():
         raise FileNotFoundError(f"{speech_dir}: the tokenizer is fitted on speech/train; not found")
-    train = datasets.load_from_disk(str(speech_dir))["train"]
+    return datasets.load_from_disk(str(speech_dir))["train"]
+
+
+def _read_train(
+    train: datasets.Dataset, rows: list[int]
+) -> tuple[list[np.ndarray], list[str | None]]:
+    """16 kHz audio and text (``None`` without a text column) of ``rows``; unreadable audio is
+    skipped here (the encoding pass reports it)."""
+    columns = [c for c in ("audio", "text") if c in train.column_names]
+    wavs, texts = [], []
+    for row in train.select(rows).select_columns(columns).with_format("numpy"):
+        try:
+            wav = to_waveform(row["audio"]["array"], int(row["audio"]["sampling_rate"]))
+        except AudioError:
+            continue
+        wavs.append(wav.numpy())
+        texts.append(str(row["text"]) if "text" in row else None)
+    return wavs, texts
+
+
+def fit_audio(speech_dir: Path, seconds: float, seed: int) -> list[np.ndarray]:
+    """A seeded random sample of ``speech/train`` utterances totalling about ``seconds``."""
+    train = _train_split(speech_dir)
     order = np.random.default_rng(seed).permutation(len(train))
     durations = np.asarray(train["duration"], dtype=np.float64)
     take = order[: int(np.searchsorted(np.cumsum(durations[order]), seconds)) + 1]
-    out = []
-    for row in train.select(sorted(take.tolist())).select_columns(["audio"]).with_format("numpy"):
-        try:
-            out.append(
-                to_waveform(row["audio"]["array"], int(row["audio"]["sampling_rate"])).numpy()
-            )
-        except AudioError:
-            continue  # bad training audio is reported when it is encoded, not here
-    return out
+    return _read_train(train, sorted(take.tolist()))[0]
 
 
 def transcribed_audio(speech_dir: Path, n: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
@@ -258,22 +272,13 @@ def transcribed_audio(speech_dir: Path, n: int, seed: int) -> tuple[list[np.ndar
     The judge reads the *first* rows of the split, so the tokenizer's encoder and the judge learn
     from different (overlapping) samples.
     """
-    if not speech_dir.is_dir():
-        raise FileNotFoundError(f"{speech_dir}: the tokenizer is fitted on speech/train; not found")
-    train = datasets.load_from_disk(str(speech_dir))["train"]
+    train = _train_split(speech_dir)
     if "text" not in train.column_names:
         raise ValueError(f"{speech_dir}: ctc_kmeans needs transcripts (a 'text' column) in train")
-    rows = sorted(np.random.default_rng(seed).permutation(len(train))[:n].tolist())
-    wavs, texts = [], []
-    for row in train.select(rows).select_columns(["audio", "text"]).with_format("numpy"):
-        try:
-            wavs.append(
-                to_waveform(row["audio"]["array"], int(row["audio"]["sampling_rate"])).numpy()
-            )
-        except AudioError:
-            continue  # bad training audio is reported when it is encoded, not here
-        texts.append(str(row["text"]))
-    return wavs, texts
+    wavs, texts = _read_train(
+        train, sorted(np.random.default_rng(seed).permutation(len(train))[:n].tolist())
+    )
+    return wavs, [str(t) for t in texts]
 
 
 def audio_datasets(data_dir: Path) -> dict[str, Path]:
