@@ -58,6 +58,16 @@ def text_lm(p: Prompts, ds: datasets.Dataset) -> Source:
     return Source("text_lm", _cols(ds, "text"), lambda r: p.text_lm(r["text"]))
 
 
+def text_qa(p: Prompts, ds: datasets.Dataset) -> Source:
+    """``qa_train`` questions asked and answered in text, in the instruct format: replayed during the
+    speech stages so the model keeps retrieving the facts it learnt from text. (Tiny demo without it:
+    text QA on held-out facts 57 % for the base, 0 after stage 1, while completing the statements of
+    the same facts still worked 78 % of the time: the skill was lost, not the facts.)"""
+    return Source(
+        "text_qa", _cols(ds, "text", "answer"), lambda r: p.instruct(r["text"], r["answer"])
+    )
+
+
 def asr(p: Prompts, ds: datasets.Dataset) -> Source:
     return Source("asr", _cols(ds, "units", "text"), lambda r: p.asr(r["units"], r["text"]))
 

@@ -10,10 +10,11 @@ without reading data or loading weights.
 stage      reads                         tasks (default ratios)            writes
 =========  ============================  ================================  =====================
 base       data/text, data/sqa           text_lm .9, text_qa .1            base/hf (+ tokenizer)
-stage1     adapt/hf, units/, data/text   asr .4, tts .4, text_lm .2        stage1/hf
+stage1     adapt/hf, units/, data/text   asr .4, tts .4, text_lm .2,       stage1/hf
+                                         text_qa 0 (optional replay)
 stage2     stage1/hf, units/, data/      s2t .4, s2s .4, instruct .1,      stage2/hf
                                          asr .05, tts .05 (replay),
-                                         text_lm 0 (optional replay)
+                                         text_lm 0, text_qa 0 (optional)
 =========  ============================  ================================  =====================
 
 Multi-node (N nodes x 8 GPUs), Lightning's launcher: on every node run ::
@@ -47,8 +48,16 @@ from most.train.runner import StagePaths, export_hf, fit, prepare, write_metrics
 from most.train.textqa import qa_text, text_qa_accuracy
 
 BASE_RATIOS = {"text_lm": 0.9, "text_qa": 0.1}
-STAGE1_RATIOS = {"asr": 0.4, "tts": 0.4, "text_lm": 0.2}
-STAGE2_RATIOS = {"s2t": 0.4, "s2s": 0.4, "instruct": 0.1, "asr": 0.05, "tts": 0.05, "text_lm": 0.0}
+STAGE1_RATIOS = {"asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.0}
+STAGE2_RATIOS = {
+    "s2t": 0.4,
+    "s2s": 0.4,
+    "instruct": 0.1,
+    "asr": 0.05,
+    "tts": 0.05,
+    "text_lm": 0.0,
+    "text_qa": 0.0,
+}
 
 
 @dataclass
@@ -149,6 +158,7 @@ def stage1(
     speech = S.load_units(run, layout, "speech")
     text = S.load_data(run, "text")
     train = [S.asr(p, speech["train"]), S.tts(p, speech["train"]), S.text_lm(p, text["train"])]
+    train += _text_qa_replay(run, p, layout, STAGE1_RATIOS, data)
     val = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
     _train(paths, model, tok, layout, train, STAGE1_RATIOS, val, data, optim, trainer, lora)
 
@@ -190,6 +200,7 @@ def stage2(
         S.asr(p, speech["train"]),
         S.tts(p, speech["train"]),
         S.text_lm(p, text["train"]),
+        *_text_qa_replay(run, p, layout, STAGE2_RATIOS, data),
     ]
     val = [S.instruct(p, instr["test"]), S.asr(p, speech["dev"]), S.tts(p, speech["dev"])]
     _train(paths, model, tok, layout, train, STAGE2_RATIOS, val, data, optim, trainer, lora)
@@ -228,6 +239,15 @@ def _train(
     metrics["ratios"] = dict(zip([s.task for s in train_sources], train_ratios, strict=True))
     write_metrics(paths, metrics)
     return metrics
+
+
+def _text_qa_replay(
+    run: Path, p: Prompts, layout: TokenLayout, defaults: dict, data: DataConfig
+) -> list[Source]:
+    """The ``text_qa`` source of a speech stage (``qa_train`` only), read only when its ratio > 0."""
+    if {**defaults, **data.ratios}.get("text_qa", 0.0) <= 0:
+        return []
+    return [S.text_qa(p, S.load_units(run, layout, "sqa")["qa_train"])]
 
 
 def _text_qa(p: Prompts, ds) -> Source:

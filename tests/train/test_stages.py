@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -124,3 +125,18 @@ def test_force_redoes_a_finished_stage(speech_run: Path) -> None:
     again = torch.load(speech_run / "stage1" / "ckpt" / "last.ckpt", weights_only=False)
     assert first["global_step"] == again["global_step"] == 2
     assert (speech_run / "stage1" / "logs").is_dir()
+
+
+def test_text_qa_replay_trains_qa_train_in_the_instruct_format(speech_run: Path) -> None:
+    """``text_qa`` in a speech stage: qa_train questions in the instruct format join the mixture."""
+    data = DataConfig(batch_size=4, max_len=64, val_batches=1, ratios={"text_qa": 0.5})
+    short = TrainerConfig(max_steps=4, val_every=0, ckpt_every=4, log_every=1, progress=False)
+    stage1(run=speech_run, data=data, optim=OPTIM, trainer=short)
+    metrics = json.loads((speech_run / "stage1" / "metrics.json").read_text())
+    assert metrics["ratios"] == {"asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.5}
+    header = (speech_run / "stage1" / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/loss_instruct" in header  # the replay's examples were trained on
+
+    shutil.rmtree(speech_run / "units" / UNIT_HASH / "sqa")
+    with pytest.raises(FileNotFoundError, match="sqa"):
+        stage1(run=speech_run, data=data, trainer=short, force=True)
