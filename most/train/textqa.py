@@ -26,7 +26,6 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
 
 
-@torch.no_grad()
 def text_qa_accuracy(
     model,
     tokenizer,
@@ -36,12 +35,32 @@ def text_qa_accuracy(
     n_examples: int = 5,
 ) -> dict:
     """Greedy-decode an answer to each question; correct if it starts with the normalised answer."""
+    prompts = [qa_text(q) for q in questions]
+    out = completion_accuracy(model, tokenizer, prompts, answers, max_new_tokens, n_examples)
+    out["examples"] = [
+        {"question": q, **{k: v for k, v in e.items() if k != "prompt"}}
+        for q, e in zip(questions, out["examples"], strict=False)
+    ]
+    return out
+
+
+@torch.no_grad()
+def completion_accuracy(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    answers: Sequence[str],
+    max_new_tokens: int = 12,
+    n_examples: int = 5,
+) -> dict:
+    """Greedy-continue each text prompt (a document start, as the text LM was trained); correct if
+    the continuation starts with the normalised answer."""
     model.eval()
     eos = tokenizer.eos_token_id
     correct = 0
     examples = []
-    for q, a in zip(questions, answers, strict=True):
-        ids = [eos, *tokenizer.encode(qa_text(q), add_special_tokens=False)]
+    for prompt, a in zip(prompts, answers, strict=True):
+        ids = [eos, *tokenizer.encode(prompt, add_special_tokens=False)]
         x = torch.tensor([ids], device=model.device)
         out = model.generate(
             x,
@@ -55,5 +74,7 @@ def text_qa_accuracy(
         ok = normalize(pred).startswith(normalize(a))
         correct += ok
         if len(examples) < n_examples:
-            examples.append({"question": q, "answer": a, "predicted": pred.strip(), "correct": ok})
-    return {"accuracy": correct / max(len(questions), 1), "n": len(questions), "examples": examples}
+            examples.append(
+                {"prompt": prompt, "answer": a, "predicted": pred.strip(), "correct": ok}
+            )
+    return {"accuracy": correct / max(len(prompts), 1), "n": len(prompts), "examples": examples}

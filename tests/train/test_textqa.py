@@ -1,0 +1,38 @@
+"""Greedy text completion scoring (base text QA and the eval.facts probe) on a tiny Qwen3-MoE."""
+
+from __future__ import annotations
+
+import torch
+from transformers import Qwen3MoeForCausalLM
+
+from most.text_tokenizer import TokenizerConfig, train_text_tokenizer
+from most.train.config import ModelConfig
+from most.train.testing import sentences
+from most.train.textqa import completion_accuracy, text_qa_accuracy
+
+
+def test_completion_accuracy_scores_the_greedy_continuation() -> None:
+    tok = train_text_tokenizer(sentences(200), TokenizerConfig(vocab_size=320, min_frequency=1))
+    torch.manual_seed(0)
+    tiny = ModelConfig(
+        hidden_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        head_dim=32,
+        num_key_value_heads=1,
+        moe_intermediate_size=32,
+        num_experts=4,
+    )
+    model = Qwen3MoeForCausalLM(tiny.hf_config(len(tok), tok.eos_token_id))
+    prompts = ["The capital of", "The capital of Velmora is"]
+    first = completion_accuracy(model, tok, prompts, ["zzqx", "zzqx"], max_new_tokens=4)
+    assert first["accuracy"] == 0.0 and first["n"] == 2
+    said = [e["predicted"] for e in first["examples"]]
+    assert any(said), "the random model should say something"
+    again = completion_accuracy(model, tok, prompts, said, max_new_tokens=4)
+    assert again["accuracy"] == 1.0  # its own greedy continuation, re-decoded, matches
+
+    qa = text_qa_accuracy(model, tok, ["What is the capital of Velmora?"], ["zzqx"], 4)
+    assert qa["accuracy"] == 0.0
+    assert set(qa["examples"][0]) == {"question", "answer", "predicted", "correct"}
+    assert qa["examples"][0]["question"] == "What is the capital of Velmora?"
