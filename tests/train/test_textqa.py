@@ -6,24 +6,14 @@ import torch
 from transformers import Qwen3MoeForCausalLM
 
 from most.text_tokenizer import TokenizerConfig, train_text_tokenizer
-from most.train.config import ModelConfig
-from most.train.testing import sentences
+from most.train.testing import TINY_MODEL, sentences
 from most.train.textqa import completion_accuracy, text_qa_accuracy
 
 
 def test_completion_accuracy_scores_the_greedy_continuation() -> None:
     tok = train_text_tokenizer(sentences(200), TokenizerConfig(vocab_size=320, min_frequency=1))
     torch.manual_seed(0)
-    tiny = ModelConfig(
-        hidden_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        head_dim=32,
-        num_key_value_heads=1,
-        moe_intermediate_size=32,
-        num_experts=4,
-    )
-    model = Qwen3MoeForCausalLM(tiny.hf_config(len(tok), tok.eos_token_id))
+    model = Qwen3MoeForCausalLM(TINY_MODEL.hf_config(len(tok), tok.eos_token_id))
     prompts = ["The capital of", "The capital of Velmora is"]
     first = completion_accuracy(model, tok, prompts, ["zzqx", "zzqx"], max_new_tokens=4)
     assert first["accuracy"] == 0.0 and first["n"] == 2
