@@ -16,8 +16,8 @@ from most.units.ctc_kmeans import CTCKMeansTokenizer
 from most.units.mel_kmeans import MelKMeansTokenizer
 from most.units.stage import TokenizerConfig, units
 
-# Small and time-capped by epochs only, so the fitted tokenizer is the same on every machine.
-SCHEDULE = CTCSchedule(epochs=60, max_minutes=30, lr=3e-3, batch_frames=2_000)
+# Small and bounded by epochs only (no time cap), so the fitted tokenizer is the same everywhere.
+SCHEDULE = CTCSchedule(epochs=60, lr=3e-3, batch_frames=2_000)
 ENCODER = CTCModelConfig(width=64, layers=2, heads=2, ff=128, dropout=0.0)
 
 
@@ -124,12 +124,34 @@ def test_bad_layer_is_refused(ctc_tok):
         )
     with pytest.raises(ValueError, match=r"tokenizer\.layer"):
         TokenizerConfig(kind="ctc_kmeans", layer=11)
+    with pytest.raises(ValueError, match=r"encoder_minutes"):
+        TokenizerConfig(kind="ctc_kmeans", layer=2, encoder_minutes=0)
+
+
+def test_schedule_is_epochs_unless_capped(train_wavs, texts):
+    """Without a time cap the recogniser trains exactly its epoch budget, and two runs with one
+    seed give identical weights (so the units do not depend on the machine's speed); a cap ends
+    training early and says so in the log."""
+    from most.ctc.train import train_recognizer
+
+    tiny = CTCModelConfig(width=32, layers=1, heads=2, ff=64, dropout=0.0)
+    schedule = CTCSchedule(epochs=2, batch_frames=2_000)
+    a, log_a = train_recognizer(train_wavs[:8], texts[:8], tiny, schedule)
+    b, _ = train_recognizer(train_wavs[:8], texts[:8], tiny, schedule)
+    assert log_a["steps"] == log_a["planned_steps"] > 1 and not log_a["capped"]
+    for (name, wa), wb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(wa, wb), name
+    capped = CTCSchedule(epochs=50, batch_frames=2_000, max_minutes=1e-6)
+    _, log_c = train_recognizer(train_wavs[:8], texts[:8], tiny, capped)
+    assert log_c["capped"] and log_c["steps"] < log_c["planned_steps"]
+    with pytest.raises(ValueError, match="max_minutes"):
+        CTCSchedule(max_minutes=0)
 
 
 def test_stage_with_ctc_kmeans(run_dir, monkeypatch):
     # The stage trains the default encoder; keep it to a few steps here.
     cfg = TokenizerConfig(
-        kind="ctc_kmeans", k=8, layer=2, encoder_utterances=16, encoder_minutes=0.05, fit_seconds=20
+        kind="ctc_kmeans", k=8, layer=2, encoder_utterances=16, encoder_epochs=0.5, fit_seconds=20
     )
     units(run_dir, tokenizer=cfg)
     manifest = read_json(run_dir / "units" / "manifest.json")
