@@ -34,6 +34,11 @@ def grouped_mm(x: Tensor, w: Tensor, offs: Tensor) -> Tensor:
     return out
 
 
+def _zero(t: Tensor, rows: Tensor | None) -> Tensor:
+    """``t`` with the masked ``rows (S, 1)`` set to zero, in the forward and in the gradient."""
+    return t if rows is None else t.masked_fill(rows, 0.0)
+
+
 class GroupedExperts(nn.Module):
     """``num_experts`` gated MLPs (SwiGLU-style) evaluated with grouped matmuls."""
 
@@ -63,17 +68,16 @@ class GroupedExperts(nn.Module):
         counts = torch.histc(hist_in, bins=self.num_experts, min=0, max=self.num_experts - 1)
         offs = counts.cumsum(0).to(torch.int32)
         skip = (ids >= self.num_experts).unsqueeze(-1) if can_skip else None
-        if skip is not None:
-            # The kernel leaves skipped rows' input-gradient uninitialised; this mask zeroes it.
-            xs = xs.masked_fill(skip, 0.0)
-        h = grouped_mm(xs, self.gate_up_proj.transpose(1, 2), offs)  # (N*K, 2I)
-        gate, up = h.chunk(2, dim=-1)
+        # The kernel leaves skipped rows uninitialised, in its output and in its input-gradient.
+        # Every tensor that crosses a grouped_mm is masked on those rows, so garbage (possibly
+        # NaN) reaches neither the output nor any gradient, the routing weights' included (a NaN
+        # there times the zero weight of an unused Top-P slot is still NaN).
+        h = grouped_mm(_zero(xs, skip), self.gate_up_proj.transpose(1, 2), offs)  # (N*K, 2I)
+        gate, up = _zero(h, skip).chunk(2, dim=-1)
         # Routing weights scale the (N*K, I) activations rather than the (N*K, H) outputs: the same
         # result (the down projection is linear) for a cheaper multiply, as I < H in MoE layers.
         h = self.act_fn(gate) * up * weight.reshape(-1)[perm].unsqueeze(-1).to(h.dtype)
-        h = grouped_mm(h, self.down_proj.transpose(1, 2), offs)  # (N*K, H)
-        if skip is not None:
-            h = h.masked_fill(skip, 0.0)
+        h = _zero(grouped_mm(_zero(h, skip), self.down_proj.transpose(1, 2), offs), skip)
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(perm.numel(), device=perm.device)
         out = h.index_select(0, inverse)  # back to (token, slot) order

@@ -101,7 +101,18 @@ class CausalLMModule(L.LightningModule):
         return loss
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss.detach()):
+            # Stop before the optimizer writes NaN into every weight: a diverged run that carries
+            # on trains hundreds of steps of nothing (and its checkpoints overwrite good ones).
+            tasks = sorted({TASKS[t] for t in batch["task_ids"].unique().tolist() if t >= 0})
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {self.global_step} (batch tasks: "
+                f"{', '.join(tasks)}); stopped before the update. The checkpoints in the stage's "
+                "ckpt/ folder are from before it: resume from them with a lower optim.lr or "
+                "trainer.grad_clip, or report the bug if the loss was finite just before."
+            )
+        return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from peft import LoraConfig, get_peft_model
 
+from most.moe import experts as experts_mod
 from most.moe.experts import GroupedExperts
 from tests.moe.test_adapt import mixed_batch
 from tests.moe.test_routing import load
@@ -40,6 +41,55 @@ def test_grouped_matches_loop_with_skips():
     assert torch.equal(ours[0], torch.zeros(16))
     for a, b in zip(grads, ref_grads, strict=True):
         assert torch.isfinite(a).all() and torch.allclose(a, b, atol=1e-4)
+
+
+class PoisonedGroupedMM(torch.autograd.Function):
+    """``grouped_mm`` at its documented worst: rows past ``offs[-1]`` are NaN in the output and in
+    the input-gradient (the real kernel leaves them uninitialised, which is NaN now and then)."""
+
+    @staticmethod
+    def forward(ctx, x, w, offs):
+        ctx.save_for_backward(x, w, offs)
+        out = REAL_GROUPED_MM(x, w, offs).clone()
+        out[int(offs[-1]) :] = float("nan")
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w, offs = ctx.saved_tensors
+        with torch.enable_grad():
+            x_, w_ = x.detach().requires_grad_(), w.detach().requires_grad_()
+            gx, gw = torch.autograd.grad(REAL_GROUPED_MM(x_, w_, offs), [x_, w_], grad)
+        gx = gx.clone()
+        gx[int(offs[-1]) :] = float("nan")
+        return gx, gw, None
+
+
+REAL_GROUPED_MM = experts_mod.grouped_mm
+
+
+def test_skipped_slots_never_leak_garbage(monkeypatch):
+    """Top-P's unused slots and null experts (skip ids) get exactly zero output and zero gradient,
+    the routing weights' included, even where the kernel leaves those rows as NaN. (Before this was
+    masked, a Top-P ablation run went NaN at step 3: NaN gradient x zero weight = NaN.)"""
+    monkeypatch.setattr(experts_mod, "grouped_mm", PoisonedGroupedMM.apply)
+    torch.manual_seed(0)
+    m = GroupedExperts(6, 16, 8)
+    torch.nn.init.normal_(m.gate_up_proj, std=0.3)
+    torch.nn.init.normal_(m.down_proj, std=0.3)
+    x = torch.randn(20, 16, requires_grad=True)
+    index = torch.randint(0, 7, (20, 3))  # id 6 = skip
+    index[0] = 6
+    weight = (torch.rand(20, 3) * (index < 6)).requires_grad_()  # skipped slots weigh 0, as Top-P
+    out = m(x, index, weight, can_skip=True)
+    grads = torch.autograd.grad(out.square().sum(), [x, weight, m.gate_up_proj, m.down_proj])
+    ref = loop_experts(m, x, index, weight)
+    ref_grads = torch.autograd.grad(ref.square().sum(), [x, weight, m.gate_up_proj, m.down_proj])
+    assert torch.allclose(out, ref, atol=1e-5)
+    for name, a, b in zip(["x", "weight", "gate_up", "down"], grads, ref_grads, strict=True):
+        assert torch.isfinite(a).all(), name
+        assert torch.allclose(a, b, atol=1e-4), name
+    assert torch.equal(grads[1][index == 6], torch.zeros(int((index == 6).sum())))
 
 
 def test_lora_attaches_to_attention_and_experts(base_dirs, tmp_path):

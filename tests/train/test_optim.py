@@ -143,3 +143,20 @@ def test_stage_progress_line_has_pace_and_eta() -> None:
     capped = StageProgress("base", max_steps=100, max_time_min=2.0)
     assert "ETA 1:00" in capped.line(step=25, elapsed=60.0, metrics={})  # the time cap is sooner
     assert "ETA ?" in bar.line(step=0, elapsed=0.0, metrics={})
+
+
+def test_non_finite_loss_stops_before_the_update() -> None:
+    """A diverged step raises (naming the step and the batch's tasks) instead of letting the
+    optimizer write NaN into every weight and training on for hundreds of steps."""
+    from most.data.collate import pad_batch
+    from most.data.prompts import IGNORE, Example
+    from most.train.module import CausalLMModule
+
+    module = CausalLMModule(tiny(), OptimConfig(), total_steps=4)
+    exs = [Example(list(range(1, 9)), [IGNORE] * 3 + list(range(4, 9)), "asr")] * 2
+    batch = pad_batch(exs, pad_id=0, max_len=16)
+    assert torch.isfinite(module.training_step(batch, 0))
+    with torch.no_grad():
+        module.model.lm_head.weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"step 0 \(batch tasks: asr\)"):
+        module.training_step(batch, 0)
