@@ -65,7 +65,7 @@ demo: setup
 	@echo "report: $(RUN)/eval/report.md   release: $(RUN)/release"
 
 # Issue 8: adapt -> stage1 -> eval once per experts variant, from the finished $(RUN) (run
-# `make demo` first); the table lands in $(ABLATION)/report.md. Takes ~1.5-2 h; not in CI.
+# `make demo` first); the table lands in $(ABLATION)/report.md. Takes ~40-75 min; not in CI.
 ablation: setup
 	$(MOST) ablation --config $(RECIPE)/ablation.yaml --source $(RUN) --run $(ABLATION) \
 		--recipes $(RECIPE) $(if $(FORCE),--force=true) $(ARGS)
