@@ -50,15 +50,19 @@ $(STAGES): setup
 	$(MOST) $@ --config $(RECIPE)/$@.yaml --run $(RUN) $(if $(FORCE),--force=true) $(ARGS)
 
 # The whole pipeline on the embedded default, stage by stage. Finished stages are skipped, so an
-# interrupted demo resumes; each stage's wall time goes to $(RUN)/timings.tsv. The summary marks
-# the quality bar pass/fail; a missed target does not fail the target (the pipeline worked).
+# interrupted demo resumes; each stage's wall time goes to $(RUN)/timings.tsv (the summary takes
+# the last line per stage; a stage skipped as already finished keeps the time of the call that ran
+# it, so a resumed demo still reports the whole pipeline's time). The summary marks the quality bar
+# pass/fail; a missed target does not fail the target (the pipeline worked).
 demo: setup
-	@mkdir -p $(RUN); : > $(RUN)/timings.tsv
+	@mkdir -p $(RUN); touch $(RUN)/timings.tsv
 	@for s in $(STAGES); do \
 		if [ -f $(RECIPE)/$$s.yaml ]; then \
 			echo "=== most $$s ($$(date +%H:%M:%S)) ==="; t0=$$(date +%s); \
 			$(MOST) $$s --config $(RECIPE)/$$s.yaml --run $(RUN) $(ARGS) || exit $$?; \
-			printf '%s\t%s\n' $$s $$(( $$(date +%s) - t0 )) >> $(RUN)/timings.tsv; \
+			dt=$$(( $$(date +%s) - t0 )); \
+			if [ $$dt -ge 15 ] || ! awk -F'\t' -v s=$$s '$$1 == s {f = 1} END {exit !f}' \
+				$(RUN)/timings.tsv; then printf '%s\t%s\n' $$s $$dt >> $(RUN)/timings.tsv; fi; \
 		fi; \
 	done
 	@$(BIN)/python -m eval.summary $(RUN)/eval/report.json $(RUN)/timings.tsv || true
