@@ -24,19 +24,33 @@ def loop_experts(m: GroupedExperts, x, index, weight):
     return out
 
 
-def test_grouped_matches_loop_with_skips():
+def skip_case() -> tuple[GroupedExperts, torch.Tensor, torch.Tensor]:
+    """6 experts with non-trivial weights; 20 tokens x 3 slots, id 6 = skip, token 0 served by
+    nobody. Returns ``(experts, x, index)``."""
     torch.manual_seed(0)
     m = GroupedExperts(6, 16, 8)
     torch.nn.init.normal_(m.gate_up_proj, std=0.3)
     torch.nn.init.normal_(m.down_proj, std=0.3)
     x = torch.randn(20, 16, requires_grad=True)
-    index = torch.randint(0, 7, (20, 3))  # id 6 = skip
-    index[0] = 6  # a token served by nobody
-    weight = torch.rand(20, 3)
+    index = torch.randint(0, 7, (20, 3))
+    index[0] = 6
+    return m, x, index
+
+
+def against_loop(m: GroupedExperts, x, index, weight, wrt: list[torch.Tensor]):
+    """``(ours, reference, our grads, reference grads)``, gradients of ``sum(out^2)`` wrt ``wrt``."""
     ours = m(x, index, weight, can_skip=True)
-    grads = torch.autograd.grad(ours.square().sum(), [x, m.gate_up_proj, m.down_proj])
     ref = loop_experts(m, x, index, weight)
-    ref_grads = torch.autograd.grad(ref.square().sum(), [x, m.gate_up_proj, m.down_proj])
+    grads = torch.autograd.grad(ours.square().sum(), wrt)
+    return ours, ref, grads, torch.autograd.grad(ref.square().sum(), wrt)
+
+
+def test_grouped_matches_loop_with_skips():
+    m, x, index = skip_case()
+    weight = torch.rand(20, 3)
+    ours, ref, grads, ref_grads = against_loop(
+        m, x, index, weight, [x, m.gate_up_proj, m.down_proj]
+    )
     assert torch.allclose(ours, ref, atol=1e-5)
     assert torch.equal(ours[0], torch.zeros(16))
     for a, b in zip(grads, ref_grads, strict=True):
@@ -73,18 +87,11 @@ def test_skipped_slots_never_leak_garbage(monkeypatch):
     the routing weights' included, even where the kernel leaves those rows as NaN. (Before this was
     masked, a Top-P ablation run went NaN at step 3: NaN gradient x zero weight = NaN.)"""
     monkeypatch.setattr(experts_mod, "grouped_mm", PoisonedGroupedMM.apply)
-    torch.manual_seed(0)
-    m = GroupedExperts(6, 16, 8)
-    torch.nn.init.normal_(m.gate_up_proj, std=0.3)
-    torch.nn.init.normal_(m.down_proj, std=0.3)
-    x = torch.randn(20, 16, requires_grad=True)
-    index = torch.randint(0, 7, (20, 3))  # id 6 = skip
-    index[0] = 6
+    m, x, index = skip_case()
     weight = (torch.rand(20, 3) * (index < 6)).requires_grad_()  # skipped slots weigh 0, as Top-P
-    out = m(x, index, weight, can_skip=True)
-    grads = torch.autograd.grad(out.square().sum(), [x, weight, m.gate_up_proj, m.down_proj])
-    ref = loop_experts(m, x, index, weight)
-    ref_grads = torch.autograd.grad(ref.square().sum(), [x, weight, m.gate_up_proj, m.down_proj])
+    out, ref, grads, ref_grads = against_loop(
+        m, x, index, weight, [x, weight, m.gate_up_proj, m.down_proj]
+    )
     assert torch.allclose(out, ref, atol=1e-5)
     for name, a, b in zip(["x", "weight", "gate_up", "down"], grads, ref_grads, strict=True):
         assert torch.isfinite(a).all(), name
