@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from most.generate import Sampling, SpeechLM
 from most.layout import END_OF_AUDIO, LayoutError
@@ -73,3 +74,27 @@ def test_load_errors(eval_run, tmp_path):
         SpeechLM.load(bad)
     with pytest.raises(FileNotFoundError, match="no unit tokenizer"):
         SpeechLM.load(eval_run / "stage2" / "hf").asr([np.ones(1600, np.float32)])
+
+
+def test_spoken_answers_keep_the_text_then_units_format(lm, monkeypatch):
+    """Whatever ends the written part (here <|end_of_turn|>, as an S->T answer would), the answer
+    goes on with <|begin_of_audio|> and units; ``units``-mode prompts go straight to the units."""
+    from most.layout import BEGIN_OF_AUDIO
+
+    boa, eot = lm.layout.special_id(BEGIN_OF_AUDIO), lm.layout.special_id("<|end_of_turn|>")
+    text_ids = lm.tokenizer.encode("tarsk", add_special_tokens=False)
+    unit_ids = lm.layout.units_to_ids(torch.tensor([3, 1, 4])).tolist()
+    calls = []
+
+    def scripted(prompts, stop_ids, sampling=None, on_batch=None):
+        calls.append(([list(p) for p in prompts], list(stop_ids)))
+        return [text_ids if eot in stop_ids else unit_ids for _ in prompts]
+
+    monkeypatch.setattr(lm, "generate", scripted)
+    talk, direct = lm.prompts.s2s_prompt([1, 2]), lm.prompts.s2s_prompt([1, 2], "units")
+    answers = lm._speak([talk, direct], Sampling())
+    assert answers == [("tarsk", [3, 1, 4]), ("", [3, 1, 4])]
+    (written, text_stops), (spoken, audio_stops) = calls
+    assert written == [talk] and {eot, boa} <= set(text_stops)
+    assert spoken == [[*talk, *text_ids, boa], direct] and eot not in audio_stops
+    assert lm.s2s_units([[1, 2]]) == [("tarsk", [3, 1, 4])]
