@@ -33,7 +33,7 @@ from data_prep.ingest import (
 )
 from data_prep.librispeech import librispeech_items
 from data_prep.speech import Voice, require_espeak
-from data_prep.tasks import instructions, qa_items, speech_sentences
+from data_prep.tasks import instructions, novel_sentences, qa_items, speech_sentences
 from data_prep.world import WorldConfig, build_world, split_facts, text_corpus
 from most.io import atomic_write_json, atomic_write_text, save_dataset
 
@@ -83,6 +83,8 @@ class SpeechConfig:
         train_voices: voices used for training (and for the seen-voice test split).
         test_voices: voices heard only in the ``test_voices`` split.
         n_train: ASR/TTS training utterances.
+        n_novel: ASR-only training utterances (split ``train_novel``) about a novel world: the
+            same templates and name generator, none of the world's entities. 0 = none.
         n_dev: dev utterances (unseen sentences, seen voices).
         n_test: test utterances (unseen sentences); spoken by seen voices and again by test voices.
         n_instructions: text instructions for stage 2 (train split; a tenth more for test).
@@ -101,6 +103,7 @@ class SpeechConfig:
     )
     test_voices: tuple[str, ...] = ("en-us+f5:170:62", "en-gb-scotland+m4:155:42")
     n_train: int = 6000
+    n_novel: int = 0
     n_dev: int = 200
     n_test: int = 300
     n_instructions: int = 4000
@@ -115,6 +118,8 @@ class SpeechConfig:
         for name in ("n_train", "n_dev", "n_test"):
             if getattr(self, name) < 1:
                 raise ValueError(f"speech.{name} must be >= 1")
+        if self.n_novel < 0:
+            raise ValueError(f"speech.n_novel must be >= 0, got {self.n_novel}")
 
 
 def _settings_hash(*configs: object) -> str:
@@ -139,7 +144,9 @@ def _world_items(world_cfg: WorldConfig, speech: SpeechConfig) -> tuple[dict, di
         seed + 3,
     )
 
-    def spoken(split: str, texts: list[str], voices: list[Voice]) -> list[SourceItem]:
+    def spoken(
+        split: str, texts: list[str], voices: list[Voice], rng: random.Random = rng
+    ) -> list[SourceItem]:
         items = []
         for i, text in enumerate(texts):
             voice = rng.choice(voices)
@@ -158,6 +165,11 @@ def _world_items(world_cfg: WorldConfig, speech: SpeechConfig) -> tuple[dict, di
         "test": spoken("test", sentences["test"], train_voices),
         "test_voices": spoken("test_voices", sentences["test"], test_voices),
     }
+    if speech.n_novel:  # own generators: the world's splits stay the same with or without it
+        novel = novel_sentences(world, speech.n_novel, seed + 10)
+        speech_items["train_novel"] = spoken(
+            "train_novel", novel, train_voices, random.Random(seed + 11)
+        )
 
     def sqa(facts: list, split_seed: int) -> list[SourceItem]:
         items = []
@@ -172,11 +184,15 @@ def _world_items(world_cfg: WorldConfig, speech: SpeechConfig) -> tuple[dict, di
                         "task": "sqa",
                         "fact_id": qa.fact_id,
                         "answer": qa.answer,
+                        "answer_sentence": qa.answer_sentence,
                         "answer_voice": av.name,
                     },
                     audio={
                         "audio": SpokenAudio(qa.question, qv),
-                        "answer_audio": SpokenAudio(qa.answer, av),
+                        # The spoken answer says the sentence the text answer writes, so that
+                        # text-then-speech answers are the TTS of what was just written (spoken
+                        # short answers after a sentence: S->S judged 0 of 60, text part 36 of 60)
+                        "answer_audio": SpokenAudio(qa.answer_sentence, av),
                     },
                 )
             )

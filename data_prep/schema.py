@@ -4,7 +4,8 @@
 
 ``speech/`` -- ``DatasetDict``: ASR/TTS utterances.
     splits: ``train``, ``dev``, ``test`` (seen voices, sentences unseen in training) and, for
-    corpora with held-out speakers, ``test_voices`` (voices never heard in training).
+    corpora with held-out speakers, ``test_voices`` (voices never heard in training); the
+    embedded default adds ``train_novel`` (ASR-only sentences about entities outside the world).
     columns: ``id`` str, ``audio`` {``array``: float32[n], ``sampling_rate``: int}, ``text`` str,
     ``voice`` str, ``task`` str (``"asr_tts"``), ``duration`` float (seconds).
 
@@ -12,8 +13,9 @@
     splits: ``qa_train`` (instruction data for stage 2), ``qa_heldout`` (facts present in the text
     corpus but never as a QA training pair: the cross-modal transfer test).
     columns: ``id``, ``fact_id``, ``audio`` (spoken question), ``text`` (question text), ``voice``,
-    ``task`` (``"sqa"``), ``duration``, ``answer`` str, ``answer_audio`` (spoken answer),
-    ``answer_voice``.
+    ``task`` (``"sqa"``), ``duration``, ``answer`` str, ``answer_sentence`` str (the answer as the
+    statement of the fact, subject first: what text answers are trained to say), ``answer_audio``
+    (``answer_sentence`` spoken), ``answer_voice``.
 
 ``text/`` -- ``DatasetDict`` (embedded default): text-LM corpus.
     splits: ``train``, ``heldout`` (for perplexity); columns ``id``, ``text`` (a paragraph).
@@ -57,6 +59,7 @@ SQA_FEATURES = datasets.Features(
         **SPEECH_FEATURES,
         "fact_id": datasets.Value("string"),
         "answer": datasets.Value("string"),
+        "answer_sentence": datasets.Value("string"),
         "answer_audio": AUDIO_FEATURE,
         "answer_voice": datasets.Value("string"),
     }

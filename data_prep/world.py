@@ -12,6 +12,7 @@ answer; every relation has several statement templates (varied corpus) and quest
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from data_prep.numbers import number_words
@@ -215,6 +216,15 @@ class Fact:
         template = rng.choice(RELATIONS[self.relation].statements)
         return _capitalise(template.format(s=self.subject, o=self.answer))
 
+    def answer_sentence(self) -> str:
+        """The fact stated subject first, answer after it (the first such template): how spoken and
+        text QA answer in training, so that an answer is the continuation of a statement the text
+        LM learnt, started from the question's subject ("The capital of Velmora is Tarsk.")."""
+        template = next(
+            t for t in RELATIONS[self.relation].statements if t.index("{s}") < t.index("{o}")
+        )
+        return _capitalise(template.format(s=self.subject, o=self.answer))
+
     def question(self, rng: random.Random) -> str:
         template = rng.choice(RELATIONS[self.relation].questions)
         return _capitalise(template.format(s=self.subject))
@@ -250,10 +260,14 @@ def _names(rng: random.Random, n: int, syllables: tuple[int, int], taken: set[st
     return names
 
 
-def build_world(config: WorldConfig) -> World:
-    """Generate entities and facts; the result depends only on ``config``."""
+def build_world(config: WorldConfig, exclude: Iterable[str] = ()) -> World:
+    """Generate entities and facts; the result depends only on ``config`` and ``exclude``.
+
+    ``exclude``: invented names (as :func:`invented_names` returns them) this world must not use,
+    e.g. another world's, so that no entity of one is spoken of in the other.
+    """
     rng = random.Random(config.seed)
-    taken: set[str] = set()
+    taken: set[str] = set(exclude)
     countries = _names(rng, config.n_countries, (2, 3), taken)
     cities = _names(rng, config.n_cities, (1, 2), taken)
     rivers = _names(rng, config.n_cities // 3 + 1, (2, 2), taken)
@@ -315,6 +329,18 @@ def build_world(config: WorldConfig) -> World:
         "language": languages,
     }
     return World(config, entities, facts)
+
+
+def invented_names(world: World) -> set[str]:
+    """Every invented name of ``world`` as the generator drew it (capitalised, one word each):
+    first and last names, places, rivers, language stems, animal and object names."""
+    kinds = {k.lower() for k in (*ANIMAL_KINDS, *OBJECT_KINDS)}
+    names = set()
+    for kind, entities in world.entities.items():
+        for entity in entities:
+            stem = entity.removesuffix("ish") if kind == "language" else entity
+            names.update(w.capitalize() for w in stem.split() if w.lower() not in kinds)
+    return names
 
 
 def split_facts(world: World) -> tuple[list[Fact], list[Fact]]:

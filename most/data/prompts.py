@@ -14,6 +14,8 @@ Formats (``|`` separates the prompt, whose labels are masked, from the answer th
     s2s      <|user|> <|boa|> u.. <|eoa|> <|speech_answer|> <|assistant|>  | answer <|boa|> u.. <|eoa|>
              (``speech_mode="units"``: the prompt also ends with <|boa|> and the answer is u.. <|eoa|>)
     instruct <|user|> prompt <|text_answer|> <|assistant|>      | response <|end_of_turn|>
+    speech_lm <|user|> <|asr|> <|boa|>                           | u.. <|eoa|>
+             (the speech itself is the answer: the unit LM that ``eval.audio_lm`` scores)
 
 A text answer ends with ``<|end_of_turn|>`` and a spoken one with ``<|end_of_audio|>``: generation
 stops on those (:meth:`Prompts.stop_ids`). The text-LM task reuses the base tokenizer's EOS as
@@ -32,7 +34,7 @@ from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, TokenLayout
 
 IGNORE = -100
 SpeechMode = Literal["text_then_units", "units"]
-TASKS: tuple[str, ...] = ("asr", "tts", "text_lm", "s2t", "s2s", "instruct")
+TASKS: tuple[str, ...] = ("asr", "tts", "text_lm", "s2t", "s2s", "instruct", "speech_lm")
 
 
 class TextTokenizer(Protocol):
@@ -143,6 +145,10 @@ class Prompts:
             self.sp("<|assistant|>"),
         ]
 
+    def speech_lm_prompt(self) -> list[int]:
+        """The ASR prompt up to its audio: what precedes speech the model reads."""
+        return [self.sp("<|user|>"), self.sp("<|asr|>"), self.sp(BEGIN_OF_AUDIO)]
+
     def text_lm_prompt(self, text: str = "") -> list[int]:
         return [self.eos_id, *self.text(text)]
 
@@ -153,6 +159,11 @@ class Prompts:
 
     def tts(self, text: str, units: Sequence[int] | torch.Tensor) -> Example:
         return _join(self.tts_prompt(text), [*self.unit_ids(units), self.sp(END_OF_AUDIO)], "tts")
+
+    def speech_lm(self, units: Sequence[int] | torch.Tensor) -> Example:
+        return _join(
+            self.speech_lm_prompt(), [*self.unit_ids(units), self.sp(END_OF_AUDIO)], "speech_lm"
+        )
 
     def text_lm(self, text: str) -> Example:
         # Every token after the leading separator is a target: the whole document is the answer.

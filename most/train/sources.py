@@ -58,33 +58,62 @@ def text_lm(p: Prompts, ds: datasets.Dataset) -> Source:
     return Source("text_lm", _cols(ds, "text"), lambda r: p.text_lm(r["text"]))
 
 
-def text_qa(p: Prompts, ds: datasets.Dataset) -> Source:
+def text_qa(p: Prompts, ds: datasets.Dataset, sentences: bool = True) -> Source:
     """``qa_train`` questions asked and answered in text, in the instruct format: replayed during the
     speech stages so the model keeps retrieving the facts it learnt from text. (Tiny demo without it:
     text QA on held-out facts 57 % for the base, 0 after stage 1, while completing the statements of
     the same facts still worked 78 % of the time: the skill was lost, not the facts.)"""
-    return Source(
-        "text_qa", _cols(ds, "text", "answer"), lambda r: p.instruct(r["text"], r["answer"])
-    )
+    col = answer_column(ds, sentences)
+    return Source("text_qa", _cols(ds, "text", col), lambda r: p.instruct(r["text"], r[col]))
 
 
 def asr(p: Prompts, ds: datasets.Dataset) -> Source:
     return Source("asr", _cols(ds, "units", "text"), lambda r: p.asr(r["units"], r["text"]))
 
 
+def asr_train(speech: datasets.DatasetDict) -> datasets.Dataset:
+    """ASR training rows: ``train`` plus, when the data has it, ``train_novel`` (speech about a novel
+    world, for ASR only: TTS on its invented names would teach the speech LM non-words)."""
+    if "train_novel" not in speech:
+        return speech["train"]
+    return datasets.concatenate_datasets(
+        [_cols(speech["train"], "units", "text"), _cols(speech["train_novel"], "units", "text")]
+    )
+
+
 def tts(p: Prompts, ds: datasets.Dataset) -> Source:
     return Source("tts", _cols(ds, "units", "text"), lambda r: p.tts(r["text"], r["units"]))
 
 
-def s2t(p: Prompts, ds: datasets.Dataset) -> Source:
-    return Source("s2t", _cols(ds, "units", "answer"), lambda r: p.s2t(r["units"], r["answer"]))
+def speech_lm(p: Prompts, ds: datasets.Dataset) -> Source:
+    """Unit continuation in the ASR prompt's context: the model learns which unit sequences are
+    speech (what sWUGGY/sBLIMP-style minimal pairs score), not only how to read or write them."""
+    return Source("speech_lm", _cols(ds, "units"), lambda r: p.speech_lm(r["units"]))
 
 
-def s2s(p: Prompts, ds: datasets.Dataset, mode: SpeechMode) -> Source:
+def answer_column(ds: datasets.Dataset, sentences: bool = True) -> str:
+    """Which column a text answer is trained on: ``answer_sentence`` (the fact stated subject first,
+    "The capital of Velmora is Tarsk.") where the data has it and ``sentences``, else ``answer``.
+
+    A sentence answer continues a statement the text LM learnt, so a question about a fact known
+    only from text can be answered by the same completion (tiny demo, stage 2 from one stage-1
+    model: see recipes/tiny/stage2.yaml for the measured effect)."""
+    return "answer_sentence" if sentences and "answer_sentence" in ds.column_names else "answer"
+
+
+def s2t(p: Prompts, ds: datasets.Dataset, sentences: bool = True) -> Source:
+    col = answer_column(ds, sentences)
+    return Source("s2t", _cols(ds, "units", col), lambda r: p.s2t(r["units"], r[col]))
+
+
+def s2s(p: Prompts, ds: datasets.Dataset, mode: SpeechMode, sentences: bool = True) -> Source:
+    """The spoken answer is ``answer_units`` (the embedded default speaks ``answer_sentence``);
+    with ``text_then_units`` the text written first follows :func:`answer_column`."""
+    col = answer_column(ds, sentences)
     return Source(
         "s2s",
-        _cols(ds, "units", "answer", "answer_units"),
-        lambda r: p.s2s(r["units"], r["answer"], r["answer_units"], mode),
+        _cols(ds, "units", col, "answer_units"),
+        lambda r: p.s2s(r["units"], r[col], r["answer_units"], mode),
     )
 
 

@@ -11,10 +11,11 @@ stage      reads                         tasks (default ratios)            write
 =========  ============================  ================================  =====================
 base       data/text, data/sqa           text_lm .9, text_qa .1            base/hf (+ tokenizer)
 stage1     adapt/hf, units/, data/text   asr .4, tts .4, text_lm .2,       stage1/hf
-                                         text_qa 0 (optional replay)
+                                         text_qa 0, speech_lm 0 (optional)
 stage2     stage1/hf, units/, data/      s2t .4, s2s .4, instruct .1,      stage2/hf
                                          asr .05, tts .05 (replay),
-                                         text_lm 0, text_qa 0 (optional)
+                                         text_lm 0, text_qa 0,
+                                         speech_lm 0 (optional)
 =========  ============================  ================================  =====================
 
 Multi-node (N nodes x 8 GPUs), Lightning's launcher: on every node run ::
@@ -48,7 +49,7 @@ from most.train.runner import StagePaths, export_hf, fit, prepare, write_metrics
 from most.train.textqa import qa_text, text_qa_accuracy
 
 BASE_RATIOS = {"text_lm": 0.9, "text_qa": 0.1}
-STAGE1_RATIOS = {"asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.0}
+STAGE1_RATIOS = {"asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.0, "speech_lm": 0.0}
 STAGE2_RATIOS = {
     "s2t": 0.4,
     "s2s": 0.4,
@@ -57,6 +58,7 @@ STAGE2_RATIOS = {
     "tts": 0.05,
     "text_lm": 0.0,
     "text_qa": 0.0,
+    "speech_lm": 0.0,
 }
 
 
@@ -157,7 +159,12 @@ def stage1(
     p = Prompts(layout, tok)
     speech = S.load_units(run, layout, "speech")
     text = S.load_data(run, "text")
-    train = [S.asr(p, speech["train"]), S.tts(p, speech["train"]), S.text_lm(p, text["train"])]
+    train = [
+        S.asr(p, S.asr_train(speech)),
+        S.tts(p, speech["train"]),
+        S.text_lm(p, text["train"]),
+        S.speech_lm(p, speech["train"]),
+    ]
     train += _text_qa_replay(run, p, layout, STAGE1_RATIOS, data)
     val = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
     _train(paths, model, tok, layout, train, STAGE1_RATIOS, val, data, optim, trainer, lora)
@@ -167,6 +174,7 @@ def stage2(
     run: Path = Path("runs/demo"),
     init: Path | None = None,
     speech_mode: SpeechMode = "text_then_units",
+    answer_sentences: bool = True,
     data: DataConfig = _DEFAULT_DataConfig,
     optim: OptimConfig = _DEFAULT_OptimConfig,
     trainer: TrainerConfig = _DEFAULT_TrainerConfig,
@@ -178,6 +186,8 @@ def stage2(
 
     Only ``qa_train`` facts are used; ``qa_heldout`` stays out of training and validation.
     ``speech_mode``: spoken answers as text-then-units or units only.
+    ``answer_sentences``: text answers are the data's ``answer_sentence`` (the fact as a statement)
+    where it has one, else the short ``answer`` (see :func:`most.train.sources.answer_column`).
     """
     init = Path(init) if init else Path(run) / "stage1" / "hf"
     if dry_run:
@@ -194,13 +204,14 @@ def stage2(
     instr = S.load_data(run, "instructions")
     text = S.load_data(run, "text")
     train = [
-        S.s2t(p, qa),
-        S.s2s(p, qa, speech_mode),
+        S.s2t(p, qa, answer_sentences),
+        S.s2s(p, qa, speech_mode, answer_sentences),
         S.instruct(p, instr["train"]),
-        S.asr(p, speech["train"]),
+        S.asr(p, S.asr_train(speech)),
         S.tts(p, speech["train"]),
         S.text_lm(p, text["train"]),
-        *_text_qa_replay(run, p, layout, STAGE2_RATIOS, data),
+        S.speech_lm(p, speech["train"]),
+        *_text_qa_replay(run, p, layout, STAGE2_RATIOS, data, answer_sentences),
     ]
     val = [S.instruct(p, instr["test"]), S.asr(p, speech["dev"]), S.tts(p, speech["dev"])]
     _train(paths, model, tok, layout, train, STAGE2_RATIOS, val, data, optim, trainer, lora)
@@ -242,12 +253,17 @@ def _train(
 
 
 def _text_qa_replay(
-    run: Path, p: Prompts, layout: TokenLayout, defaults: dict, data: DataConfig
+    run: Path,
+    p: Prompts,
+    layout: TokenLayout,
+    defaults: dict,
+    data: DataConfig,
+    sentences: bool = True,
 ) -> list[Source]:
     """The ``text_qa`` source of a speech stage (``qa_train`` only), read only when its ratio > 0."""
     if {**defaults, **data.ratios}.get("text_qa", 0.0) <= 0:
         return []
-    return [S.text_qa(p, S.load_units(run, layout, "sqa")["qa_train"])]
+    return [S.text_qa(p, S.load_units(run, layout, "sqa")["qa_train"], sentences)]
 
 
 def _text_qa(p: Prompts, ds) -> Source:

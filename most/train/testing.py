@@ -76,6 +76,7 @@ def unit_rows(n: int, seed: int, answers: bool = False) -> dict[str, list]:
     if answers:
         rows["fact_id"] = [f"f{i}" for i in range(n)]
         rows["answer"] = [rng.choice(NAMES) for _ in range(n)]
+        rows["answer_sentence"] = [f"The answer is {a}." for a in rows["answer"]]
         rows["answer_units"] = [[rng.randrange(N_UNITS) for _ in range(8)] for _ in range(n)]
     return rows
 

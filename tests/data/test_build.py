@@ -16,8 +16,10 @@ from tests.data.conftest import TINY_SPEECH, TINY_WORLD, build_tiny
 def test_layout_and_schema(tiny_run):
     out = tiny_run / "data"
     speech = datasets.load_from_disk(str(out / "speech"))
-    assert set(speech) == {"train", "dev", "test", "test_voices"}
+    assert set(speech) == {"train", "train_novel", "dev", "test", "test_voices"}
     assert len(speech["train"]) == TINY_SPEECH.n_train
+    assert len(speech["train_novel"]) == TINY_SPEECH.n_novel
+    assert set(speech["train_novel"]["voice"]) <= set(TINY_SPEECH.train_voices)
     row = speech["train"][0]
     assert {"id", "audio", "text", "voice", "task", "duration"} <= set(row)
     assert row["audio"]["sampling_rate"] == 16000
@@ -58,6 +60,27 @@ def test_test_sentences_unseen_and_heldout_facts_never_spoken(tiny_run):
     sqa = datasets.load_from_disk(str(tiny_run / "data" / "sqa"))
     assert {f.id for f in heldout} == set(sqa["qa_heldout"]["fact_id"])
     assert set(sqa["qa_train"]["fact_id"]).isdisjoint(sqa["qa_heldout"]["fact_id"])
+
+
+def test_novel_split_leaves_the_world_splits_unchanged():
+    """``train_novel`` draws from its own generators: adding it changes no other split."""
+    from dataclasses import replace
+
+    from data_prep.build import _world_items
+
+    def columns(items: dict) -> dict:
+        return {
+            (kind, split): [(i.id, i.columns) for i in rows]
+            for kind, splits in items.items()
+            for split, rows in splits.items()
+        }
+
+    with_novel, text_a, _ = _world_items(TINY_WORLD, TINY_SPEECH)
+    without, text_b, _ = _world_items(TINY_WORLD, replace(TINY_SPEECH, n_novel=0))
+    a, b = columns(with_novel), columns(without)
+    assert set(a) - set(b) == {("speech", "train_novel")}
+    assert all(a[key] == b[key] for key in b)
+    assert all(text_a[k][s]["text"] == text_b[k][s]["text"] for k in ("text",) for s in text_a[k])
 
 
 def test_same_seed_same_hash_other_seed_differs(tiny_run, tmp_path):

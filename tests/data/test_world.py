@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from data_prep.numbers import number_words
-from data_prep.tasks import MAX_WORDS, MIN_WORDS, instructions, speech_sentences
-from data_prep.world import RELATIONS, WorldConfig, build_world, split_facts, text_corpus
+from data_prep.tasks import MAX_WORDS, MIN_WORDS, instructions, novel_sentences, speech_sentences
+from data_prep.world import (
+    RELATIONS,
+    WorldConfig,
+    build_world,
+    invented_names,
+    split_facts,
+    text_corpus,
+)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +82,34 @@ def test_speech_sentences_split_and_length(default_world):
     assert set(s["test"]).isdisjoint(s["train"]) and set(s["dev"]).isdisjoint(s["train"])
     for text in s["train"] + s["test"]:
         assert MIN_WORDS <= len(text.split()) <= MAX_WORDS
+
+
+def test_answer_sentence_states_the_fact_subject_first(default_world):
+    """Every relation has a subject-first statement; the QA answer sentence is one of them."""
+    for fact in default_world.facts:
+        sentence = fact.answer_sentence()
+        assert sentence.lower().index(fact.subject.lower()) < sentence.rindex(fact.answer)
+        templates = RELATIONS[fact.relation].statements
+        stated = {t.format(s=fact.subject, o=fact.answer) for t in templates}
+        assert sentence[0].lower() + sentence[1:] in {x[0].lower() + x[1:] for x in stated}
+
+
+def test_novel_sentences_name_nothing_of_the_world(default_world):
+    """The ASR-only novel world: same templates, none of the world's invented names."""
+    names = invented_names(default_world)
+    assert {"Ish", ""}.isdisjoint(names) and len(names) > 400
+    assert all(n[0].isupper() and " " not in n for n in names)
+    novel = novel_sentences(default_world, 3000, seed=9)
+    assert len(novel) == len(set(novel)) == 3000
+    words = {w for text in novel for w in re.findall(r"[A-Za-z]+", text)}
+    assert words.isdisjoint(names)  # no world entity is spoken of...
+    assert words.isdisjoint({n + "ish" for n in names})
+    capitalised = {w for text in novel for w in re.findall(r"(?<!^)(?<!\. )\b[A-Z][a-z]+", text)}
+    assert len(capitalised) > 200  # ...but plenty of invented names are
+    for text in novel:
+        assert MIN_WORDS <= len(text.split()) <= MAX_WORDS
+    assert novel == novel_sentences(default_world, 3000, seed=9)
+    assert novel != novel_sentences(default_world, 3000, seed=10)
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,7 @@ def _qa_rows(items, wav_dir: Path, prefix: str) -> list[dict]:
         ans = speak(answer, VOICES[1], wav_dir / f"{prefix}a{i}.wav")
         rows.append(
             dict(row, id=f"{prefix}{i}", task="sqa", fact_id=f"{prefix}f{i}", answer=answer,
-                 answer_audio=audio_value(ans), answer_voice=VOICES[1])
+                 answer_sentence=f"It is {answer}.", answer_audio=audio_value(ans), answer_voice=VOICES[1])
         )  # fmt: skip
     return rows
 

@@ -63,3 +63,31 @@ def test_blimp_pairs_differ_minimally():
         sorted(bad.split()) == sorted(["Bror", "keeps", "a", "frog", "as", "a", "pet."])
         and bad != sents[1]
     )
+
+
+class Bigram(nn.Module):
+    """A fixed random bigram LM: the logits at a position depend on its token only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = nn.Embedding(LAYOUT.vocab_size, LAYOUT.vocab_size)
+
+    def forward(self, input_ids, attention_mask=None):
+        return type("Out", (), {"logits": self.table(input_ids)})()
+
+
+def test_speech_lm_training_example_is_what_minimal_pairs_score():
+    """The ``speech_lm`` task trains exactly the log-probability ``sequence_logprobs`` reads."""
+    from most.data.prompts import IGNORE, Prompts
+
+    torch.manual_seed(0)
+    model = Bigram()
+    units = [3, 1, 4, 1, 5]
+    ex = Prompts(LAYOUT, tokenizer=None).speech_lm(units)
+    ids, labels = torch.tensor(ex.input_ids), torch.tensor(ex.labels)
+    logp = model(ids[None]).logits[0].log_softmax(-1)
+    target = labels[1:] != IGNORE
+    trained = logp[:-1][target].gather(-1, labels[1:][target, None]).sum()
+    (scored,) = sequence_logprobs(model, LAYOUT, [units])
+    assert int(target.sum()) == len(units) + 1  # the units and <|end_of_audio|>
+    assert scored == pytest.approx(trained.item(), abs=1e-4)

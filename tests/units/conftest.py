@@ -81,6 +81,7 @@ def data_dir(tmp_path_factory) -> Path:
                 task="sqa",
                 fact_id=f"f{i}",
                 answer="tarsk",
+                answer_sentence="The capital is tarsk.",
                 answer_audio=audio_value(answer),
                 answer_voice=VOICES[i % 2],
             )
