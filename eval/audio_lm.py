@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
-from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO
+from most.data.prompts import Prompts
 from most.progress import progress
 
 VOWELS = "aeiou"
@@ -28,17 +28,11 @@ VOWELS = "aeiou"
 def sequence_logprobs(
     model, layout, unit_seqs: Sequence[Sequence[int]], batch_size: int = 16
 ) -> list[float]:
-    """Summed log p(units, <|end_of_audio|> | <|user|> <|asr|> <|begin_of_audio|>) per sequence."""
-    head = [
-        layout.special_id("<|user|>"),
-        layout.special_id("<|asr|>"),
-        layout.special_id(BEGIN_OF_AUDIO),
-    ]
-    eoa = layout.special_id(END_OF_AUDIO)
-    seqs = [
-        [*head, *layout.units_to_ids(torch.as_tensor(list(u), dtype=torch.long)).tolist(), eoa]
-        for u in unit_seqs
-    ]
+    """Summed log p(units, <|end_of_audio|> | <|user|> <|asr|> <|begin_of_audio|>) per sequence:
+    the answer of the ``speech_lm`` training example (:meth:`Prompts.speech_lm`)."""
+    prompts = Prompts(layout, tokenizer=None)  # speech-only prompts read no text
+    head = prompts.speech_lm_prompt()
+    seqs = [prompts.speech_lm(list(u)).input_ids for u in unit_seqs]
     scores: list[float] = []
     model.eval()
     for s in range(0, len(seqs), batch_size):

@@ -283,15 +283,15 @@ class SpeechLM:
         answers with <|end_of_turn|>, as in S->T, and never spoke.) Prompts ending with
         ``<|begin_of_audio|>`` (``units`` mode) go straight to the units."""
         boa = self.layout.special_id(BEGIN_OF_AUDIO)
-        talk = [i for i, p in enumerate(prompts) if p[-1] != boa]
-        texts: dict[int, list[int]] = {i: [] for i in range(len(prompts))}
-        if talk:
-            stops = [*self._text_stops(), boa, self.layout.special_id(END_OF_AUDIO)]
-            written = self.generate([prompts[i] for i in talk], stops, sampling)
-            texts.update(zip(talk, written, strict=True))
-        speech = [[*p, *texts[i], boa] if i in talk else list(p) for i, p in enumerate(prompts)]
+        talk = [p for p in prompts if p[-1] != boa]
+        stops = [*self._text_stops(), boa, self.layout.special_id(END_OF_AUDIO)]
+        written = iter(self.generate(talk, stops, sampling) if talk else [])
+        texts = [next(written) if p[-1] != boa else [] for p in prompts]
+        speech = [
+            [*p, *t, boa] if p[-1] != boa else [*p] for p, t in zip(prompts, texts, strict=True)
+        ]
         units = self.generate(speech, self._audio_stops(), sampling, on_batch)
-        return [(self.text_of(texts[i]), self.units_of(u)) for i, u in enumerate(units)]
+        return [(self.text_of(t), self.units_of(u)) for t, u in zip(texts, units, strict=True)]
 
 
 def _cut(ids: list[int], stops: set[int]) -> list[int]:
