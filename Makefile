@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 
 STAGES := data units judge base adapt stage1 stage2 eval release
 
-.PHONY: setup test test-slow lint format demo ablation bench clean $(STAGES)
+.PHONY: setup test test-slow test-gpu lint format demo ablation bench clean $(STAGES)
 
 setup: $(STAMP)
 
@@ -35,6 +35,11 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# CUDA checks (tests marked gpu; they fail, not skip, without a CUDA device): grouped experts and
+# the adapted model against the CPU, greedy decoding, bf16-mixed stage-1 training vs fp32 on CPU.
+test-gpu: setup
+	$(BIN)/python -m pytest -q -m gpu
 
 lint: setup
 	$(BIN)/ruff check .

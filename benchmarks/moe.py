@@ -7,7 +7,7 @@ fresh process of its own (CPU: sampled resident-memory growth over one step, lar
 unpooled; CUDA: ``max_memory_allocated`` growth).
 Prints one JSON object::
 
-    python benchmarks/moe.py [--tokens 4096] [--reps 3] [--device cpu|cuda]
+    python benchmarks/moe.py [--tokens 4096] [--reps 3] [--device cpu|cuda] [--precision fp32|bf16-mixed]
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue
+import sys
 import threading
 import time
 
@@ -90,7 +92,7 @@ def build(impl: str, device: str):
             rep = flat.repeat_interleave(TOP_K, dim=0)
             y = torch.empty_like(rep)
             for i, expert in enumerate(mlps):
-                y[idx == i] = expert(rep[idx == i])
+                y[idx == i] = expert(rep[idx == i]).to(y.dtype)
             y = (y.view(-1, TOP_K, HIDDEN) * r.weight.unsqueeze(-1)).sum(1)
             return (y + hf.shared_experts(flat)).view_as(h)
 
@@ -102,7 +104,9 @@ def timed_step(fn, x, device: str) -> float:
     import torch
 
     t0 = time.perf_counter()
-    fn(x).square().mean().backward()
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=args.precision == "bf16-mixed"):
+        y = fn(x)
+    y.float().square().mean().backward()
     if device == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - t0) * 1000
@@ -175,7 +179,14 @@ def peak_mb(impl: str) -> float:
     q = ctx.Queue()
     p = ctx.Process(target=_peak_child, args=(impl, args, q))
     p.start()
-    result = q.get()
+    while True:  # a child that dies (e.g. a CUDA error) must not leave the parent waiting forever
+        try:
+            result = q.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not p.is_alive():
+                msg = f"peak-memory child for {impl!r} died (exit {p.exitcode})"
+                raise RuntimeError(msg) from None
     p.join()
     return result
 
@@ -183,12 +194,13 @@ def peak_mb(impl: str) -> float:
 def main() -> None:
     impls = ("ours", "hf", "loop")
     ms = time_all(impls)
+    print(f"fwd+bwd ms: {ms}", file=sys.stderr, flush=True)
     mb = {impl: peak_mb(impl) for impl in impls}
     print(
         json.dumps(
             {
                 "shape": f"hidden {HIDDEN}, {EXPERTS} experts x {INTER}, top-{TOP_K}, {SHARED} shared, "
-                f"{args.tokens} tokens fp32 fwd+bwd",
+                f"{args.tokens} tokens {args.precision} fwd+bwd",
                 "device": args.device,
                 "ours_ms": round(ms["ours"], 1),
                 "hf_ms": round(ms["hf"], 1),
@@ -209,5 +221,6 @@ if __name__ == "__main__":
     parser.add_argument("--tokens", type=int, default=4096)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16-mixed"])
     args = parser.parse_args()
     main()
