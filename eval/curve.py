@@ -4,7 +4,7 @@ Every ``RUN/<stage>/ckpt/step=N.ckpt`` (the recipe's ``trainer.keep_last`` sets 
 is loaded into the stage's model and scored with greedy ASR on the first ``n`` utterances of
 ``test`` and ``test_voices``; the result is JSON on stdout and ``RUN/<stage>/asr_curve.json``::
 
-    python -m eval.curve runs/demo [--stage stage1] [--n 60]
+    python -m eval.curve runs/demo [--stage stage1] [--n 60] [--device auto]
 
 The model architecture comes from the stage's exported ``hf`` folder (or, for a stage still
 running, from its ``init``: ``adapt/hf`` for stage1, ``stage1/hf`` for stage2).
@@ -36,7 +36,7 @@ def checkpoints(stage_dir: Path) -> list[tuple[int, Path]]:
 
 def load_weights(model: torch.nn.Module, ckpt: Path) -> None:
     """Lightning checkpoint -> ``model`` (the module keeps the HF model as ``self.model``)."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    state = torch.load(ckpt, map_location=model.device, weights_only=True)["state_dict"]
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     missing, unexpected = model.load_state_dict(weights, strict=False)
     # Tied LM heads are saved once; anything else missing means a different architecture.
@@ -45,7 +45,7 @@ def load_weights(model: torch.nn.Module, ckpt: Path) -> None:
         raise ValueError(f"{ckpt}: does not match the model ({missing[:3]}, {unexpected[:3]})")
 
 
-def curve(run: Path, stage: str = "stage1", n: int = 60) -> list[dict]:
+def curve(run: Path, stage: str = "stage1", n: int = 60, device: str = "auto") -> list[dict]:
     from eval.asr import evaluate_asr
     from most.generate import Sampling, SpeechLM
     from most.train.sources import load_units
@@ -57,7 +57,7 @@ def curve(run: Path, stage: str = "stage1", n: int = 60) -> list[dict]:
     arch = stage_dir / "hf"
     if not (arch / "config.json").is_file():  # the stage is still running: its init has the shape
         arch = run / INIT[stage] / "hf"
-    lm = SpeechLM.load(arch, units=run / "units")
+    lm = SpeechLM.load(arch, units=run / "units", device=device)
     speech = load_units(run, lm.layout, "speech")
     points = []
     for step, path in found:
@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("--stage", default="stage1", choices=sorted(INIT))
     parser.add_argument("--n", type=int, default=60, help="utterances per test split")
+    parser.add_argument("--device", default="auto", help="auto (a GPU if visible), cpu, cuda")
     args = parser.parse_args(argv)
-    print(json.dumps(curve(args.run, args.stage, args.n)))
+    print(json.dumps(curve(args.run, args.stage, args.n, args.device)))
 
 
 if __name__ == "__main__":

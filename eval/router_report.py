@@ -32,7 +32,7 @@ def router_summary(model, examples: Sequence[Example], batch_size: int = 8) -> d
             for i, e in enumerate(batch):
                 ids[i, : len(e)] = torch.tensor(e.input_ids)
                 mask[i, : len(e)] = 1
-            model(input_ids=ids, attention_mask=mask)
+            model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device))
         raw = model.most_telemetry_summary()
     finally:
         model.most_telemetry(enable=False)

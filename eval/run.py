@@ -18,7 +18,7 @@ from pathlib import Path
 import datasets
 
 from eval.report import write_report
-from most.generate import Sampling, SpeechLM
+from most.generate import Sampling, SpeechLM, resolve_device
 from most.io import atomic_dir, read_json
 from most.units import load_units
 
@@ -103,11 +103,14 @@ def evaluate(
     qa_sets: SpokenQASets = _DEFAULT_QA_SETS,
     sampling: Sampling = _DEFAULT_SAMPLING,
     threads: int = 0,
+    device: str = "auto",
     force: bool = False,
 ) -> dict:
     """Evaluate the adapted model; write ``RUN/eval/report.{json,md}`` and plots.
 
     ``threads``: torch intra-op threads (0 = torch's default; 1 is faster on a busy shared CPU).
+    ``device``: where the model runs: ``auto`` (the first GPU if there is one, else the CPU),
+    ``cpu``, ``cuda`` or ``cuda:N``. The judges and the vocoder stay on the CPU.
     """
     import torch
 
@@ -122,7 +125,9 @@ def evaluate(
         return read_json(out / "report.json")
     t_start = time.monotonic()
     model_dir = Path(models.model or run / "stage2" / "hf")
-    lm = SpeechLM.load(model_dir, units=models.units or run / "units")
+    lm = SpeechLM.load(
+        model_dir, units=models.units or run / "units", device=resolve_device(device)
+    )
     judge_list = [load_judge(name, run) for name in judges.names]
     results: dict = {}
     timings: dict[str, float] = {}
@@ -187,6 +192,7 @@ def evaluate(
             "unit_tokenizer_hash": h,
             "sizes": vars(sizes),
             "sampling": asdict(sampling),
+            "device": lm.model.device.type,
             "judges": [j.name for j in judge_list],
             "seconds": timings,
             "total_seconds": round(time.monotonic() - t_start, 1),
@@ -214,7 +220,7 @@ def _text_ppl(lm: SpeechLM, run: Path, base: Path | None, n: int) -> dict:
     if (base_dir / "config.json").is_file():
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(str(base_dir))
+        model = AutoModelForCausalLM.from_pretrained(str(base_dir)).to(lm.model.device)
         tok = AutoTokenizer.from_pretrained(str(base_dir))
         out["ppl_base"] = perplexity(model, Prompts(None, tok), texts)
     return out

@@ -73,6 +73,16 @@ def find_unit_tokenizer(model_dir: Path, units: str | Path | None) -> UnitTokeni
     return None
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; an explicit CUDA device on a
+    machine without one is refused here rather than deep inside ``model.to``."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: no CUDA device is visible (use cpu or auto)")
+    return device
+
+
 class SpeechLM:
     """An adapted model with its text tokenizer, token layout, prompts and unit tokenizer."""
 
@@ -87,9 +97,10 @@ class SpeechLM:
 
     @classmethod
     def load(
-        cls, model_dir: str | Path, units: str | Path | None = None, device: str = "cpu"
+        cls, model_dir: str | Path, units: str | Path | None = None, device: str = "auto"
     ) -> SpeechLM:
-        """Load and cross-check model, tokenizer, layout and unit tokenizer.
+        """Load and cross-check model, tokenizer, layout and unit tokenizer; the model goes to
+        ``device`` (:func:`resolve_device`: ``auto`` is the GPU when there is one).
 
         Raises ``FileNotFoundError`` for a missing folder and ``ValueError`` (``LayoutError``) when
         the layout file, the model config and the unit tokenizer disagree.
@@ -114,7 +125,7 @@ class SpeechLM:
         unit_tok = find_unit_tokenizer(model_dir, units)
         if unit_tok is not None:
             layout.check_units(unit_tok.hash, where=str(units or model_dir / UNITS_DIR))
-        return cls(model.to(device), tokenizer, layout, unit_tok)
+        return cls(model.to(resolve_device(device)), tokenizer, layout, unit_tok)
 
     # ---- core decoding -----------------------------------------------------------------------
     @torch.no_grad()

@@ -7,6 +7,7 @@
 
 ``--model`` is a release folder (it carries its unit tokenizer) or any adapted model folder plus
 ``--units RUN/units``. Any format and rate libsndfile reads is accepted (resampled to 16 kHz).
+``--device`` (default ``auto``: the GPU when there is one, else the CPU) places the model.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ def asr(
     model: Path = DEFAULT_MODEL,
     units: Path | None = None,
     sampling: Sampling = _DEFAULT_SAMPLING,
+    device: str = "auto",
 ) -> list[str]:
     """Transcribe audio files; prints ``file<TAB>text`` per file."""
     if not files:
         raise ValueError("no audio files given")
     wavs = [read_audio(f) for f in files]  # unreadable files fail here, before the model loads
-    lm = SpeechLM.load(model, units=units)
+    lm = SpeechLM.load(model, units=units, device=device)
     texts = lm.asr(wavs, sampling)
     for f, t in zip(files, texts, strict=True):
         print(f"{f}\t{t}")
@@ -44,11 +46,12 @@ def tts(
     model: Path = DEFAULT_MODEL,
     units: Path | None = None,
     sampling: Sampling = _DEFAULT_SAMPLING,
+    device: str = "auto",
 ) -> Path:
     """Speak ``text`` into a 16 kHz wav file."""
     if not text.strip():
         raise ValueError("--text is empty: nothing to speak")
-    lm = SpeechLM.load(model, units=units)
+    lm = SpeechLM.load(model, units=units, device=device)
     (wav,) = lm.tts([text], sampling)
     if wav.size == 0:
         raise ValueError("the model produced no speech units for this text")
@@ -65,13 +68,14 @@ def chat(
     output: Path | None = None,
     units: Path | None = None,
     sampling: Sampling = _DEFAULT_SAMPLING,
+    device: str = "auto",
 ) -> Reply | None:
     """Chat in text and/or speech. With ``--text`` or ``--audio``: one answer, then exit;
     otherwise an interactive loop (``/audio PATH`` attaches a file to the next message, an empty
     line quits). ``--speak=true`` answers in speech too (written to ``--output``)."""
     if text is not None and not text.strip() and audio is None:
         raise ValueError("--text is empty and no --audio given")
-    lm = SpeechLM.load(model, units=units)
+    lm = SpeechLM.load(model, units=units, device=device)
     if text is not None or audio is not None:
         msg = {"role": "user", "text": text, "audio": read_audio(audio) if audio else None}
         return _answer(lm, [msg], speak, output, sampling)

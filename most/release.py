@@ -85,7 +85,9 @@ def release(
     if not report_path.is_file():
         raise FileNotFoundError(f"{report_path}: no eval report; run `most eval` first")
     report = read_json(report_path)
-    lm = SpeechLM.load(source.model or run / "stage2" / "hf", units=source.units or run / "units")
+    lm = SpeechLM.load(
+        source.model or run / "stage2" / "hf", units=source.units or run / "units", device="cpu"
+    )
     if lm.units is None:
         raise FileNotFoundError(f"{run / 'units'}: no unit tokenizer to ship")
     model = merge_lora(lm.model, source.lora) if source.lora else lm.model
@@ -102,7 +104,8 @@ def release(
         atomic_write_text(tmp / "README.md", model_card(card, report, _provenance(run), lm))
         if source.verify:
             examples = reload_examples(run, report, lm.layout.unit_tokenizer_hash)
-            check = verify_release(tmp, examples, report["meta"].get("sampling", {}))
+            meta = report["meta"]
+            check = verify_release(tmp, examples, meta.get("sampling", {}), meta.get("device"))
             atomic_write_json(tmp / "eval" / "reload_check.json", check)
         write_checksums(tmp)
     print(f"most release: wrote {out}")
@@ -234,16 +237,22 @@ import json, sys
 import most  # noqa: F401
 from most.generate import SpeechLM, Sampling
 job = json.load(sys.stdin)
-lm = SpeechLM.load(job["dir"])
+lm = SpeechLM.load(job["dir"], device=job["device"])
 hyps = lm.asr_units([e["units"] for e in job["examples"]], Sampling(**job["sampling"]))
 print(json.dumps(hyps))
 """
 
 
-def verify_release(directory: Path, examples: list[dict], sampling: dict) -> dict:
+def verify_release(
+    directory: Path, examples: list[dict], sampling: dict, device: str | None = None
+) -> dict:
     """Reload ``directory`` in a fresh process and transcribe ``examples`` with the report's
-    ``sampling`` settings (:class:`most.generate.Sampling` fields); raise if any output differs."""
-    job = {"dir": str(directory), "examples": examples, "sampling": sampling}
+    ``sampling`` settings (:class:`most.generate.Sampling` fields) on the device the report was
+    made on (``cuda`` only where one is visible, else the CPU); raise if any output differs."""
+    import torch
+
+    device = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
+    job = {"dir": str(directory), "examples": examples, "sampling": sampling, "device": device}
     proc = subprocess.run(
         [sys.executable, "-c", _RELOAD],
         input=json.dumps(job),

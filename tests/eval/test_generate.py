@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from most.generate import Sampling, SpeechLM
+from most.generate import Sampling, SpeechLM, resolve_device
 from most.layout import END_OF_AUDIO, LayoutError
 
 
@@ -74,6 +74,17 @@ def test_load_errors(eval_run, tmp_path):
         SpeechLM.load(bad)
     with pytest.raises(FileNotFoundError, match="no unit tokenizer"):
         SpeechLM.load(eval_run / "stage2" / "hf").asr([np.ones(1600, np.float32)])
+
+
+def test_device_choice(lm, eval_run):
+    """``auto`` takes the GPU only where one is visible; asking for CUDA without one is refused
+    with a message, before any weights move."""
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert lm.model.device.type == resolve_device("auto")  # the default is auto
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device is visible"):
+            SpeechLM.load(eval_run / "stage2" / "hf", device="cuda")
 
 
 def test_spoken_answers_keep_the_text_then_units_format(lm, monkeypatch):
