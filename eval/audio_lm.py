@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 import torch
 
 from most.data.prompts import Prompts
+from most.generate import device_of
 from most.progress import progress
 
 VOWELS = "aeiou"
@@ -43,7 +44,7 @@ def sequence_logprobs(
         for i, x in enumerate(batch):
             ids[i, : len(x)] = torch.tensor(x)
             mask[i, : len(x)] = 1
-        ids, mask = ids.to(model.device), mask.to(model.device)
+        ids, mask = ids.to(device_of(model)), mask.to(device_of(model))
         logp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
         tok = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1): log p(ids[t+1])
         keep = mask[:, 1:].clone()

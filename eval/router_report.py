@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from most.data.prompts import Example
+from most.generate import device_of
 
 
 @torch.no_grad()
@@ -32,7 +33,8 @@ def router_summary(model, examples: Sequence[Example], batch_size: int = 8) -> d
             for i, e in enumerate(batch):
                 ids[i, : len(e)] = torch.tensor(e.input_ids)
                 mask[i, : len(e)] = 1
-            model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device))
+            device = device_of(model)
+            model(input_ids=ids.to(device), attention_mask=mask.to(device))
         raw = model.most_telemetry_summary()
     finally:
         model.most_telemetry(enable=False)

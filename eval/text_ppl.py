@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from most.data.prompts import IGNORE, Prompts
+from most.generate import device_of
 from most.progress import progress
 
 
@@ -41,7 +42,7 @@ def perplexity(
                 ids[i, :n] = torch.tensor(e.input_ids[:n])
                 labels[i, :n] = torch.tensor(e.labels[:n])
                 mask[i, :n] = 1
-            ids, labels, mask = (t.to(model.device) for t in (ids, labels, mask))
+            ids, labels, mask = (t.to(device_of(model)) for t in (ids, labels, mask))
             logits = model(input_ids=ids, attention_mask=mask).logits.float()
             target = labels[:, 1:]
             nll = torch.nn.functional.cross_entropy(

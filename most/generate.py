@@ -83,6 +83,11 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def device_of(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s weights are (the CPU for a module without any)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
 class SpeechLM:
     """An adapted model with its text tokenizer, token layout, prompts and unit tokenizer."""
 

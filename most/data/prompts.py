@@ -63,11 +63,12 @@ class Prompts:
     """Builds prompt-only sequences (for generation) and full (input_ids, labels) examples (training).
 
     ``units`` arguments are unit indices in ``[0, layout.n_units)``; they are mapped to token ids here.
-    ``layout`` is None for the text-only base LM, which has only the text-LM format.
+    ``layout`` is None for the text-only base LM, which has only the text-LM format; ``tokenizer``
+    is None for speech-only use (``speech_lm``, the audio-LM scorer), where no builder reads text.
     """
 
     layout: TokenLayout | None
-    tokenizer: TextTokenizer
+    tokenizer: TextTokenizer | None
 
     # ---- token helpers -------------------------------------------------------------------------
     def sp(self, token: str) -> int:
@@ -76,7 +77,12 @@ class Prompts:
         return self.layout.special_id(token)
 
     def text(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
+        return list(self._tokenizer().encode(text, add_special_tokens=False))
+
+    def _tokenizer(self) -> TextTokenizer:
+        if self.tokenizer is None:
+            raise ValueError("this prompt has text; these Prompts were built without a tokenizer")
+        return self.tokenizer
 
     def audio(self, units: Sequence[int] | torch.Tensor) -> list[int]:
         """``<|begin_of_audio|> u.. <|end_of_audio|>`` as ids."""
@@ -92,7 +98,7 @@ class Prompts:
 
     @property
     def eos_id(self) -> int:
-        if self.tokenizer.eos_token_id is None:
+        if self._tokenizer().eos_token_id is None:
             raise ValueError("the text tokenizer has no eos_token_id (needed by the text-LM task)")
         return int(self.tokenizer.eos_token_id)
 

@@ -80,3 +80,7 @@ def test_bad_units_refused(prompts: Prompts) -> None:
         prompts.asr([16], "x")
     with pytest.raises(ValueError, match="layout"):
         Prompts(None, prompts.tokenizer).asr([1], "x")
+    speech_only = Prompts(prompts.layout, tokenizer=None)
+    assert speech_only.speech_lm([1, 2]).input_ids == prompts.speech_lm([1, 2]).input_ids
+    with pytest.raises(ValueError, match="without a tokenizer"):
+        speech_only.asr([1], "x")
