@@ -36,6 +36,7 @@ def sequence_logprobs(
     seqs = [prompts.speech_lm(list(u)).input_ids for u in unit_seqs]
     scores: list[float] = []
     model.eval()
+    device = device_of(model)
     for s in range(0, len(seqs), batch_size):
         batch = seqs[s : s + batch_size]
         width = max(len(x) for x in batch)
@@ -44,7 +45,7 @@ def sequence_logprobs(
         for i, x in enumerate(batch):
             ids[i, : len(x)] = torch.tensor(x)
             mask[i, : len(x)] = 1
-        ids, mask = ids.to(device_of(model)), mask.to(device_of(model))
+        ids, mask = ids.to(device), mask.to(device)
         logp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
         tok = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]  # (B, T-1): log p(ids[t+1])
         keep = mask[:, 1:].clone()

@@ -24,6 +24,7 @@ def router_summary(model, examples: Sequence[Example], batch_size: int = 8) -> d
         raise ValueError("router report: no examples")
     model.eval()
     model.most_telemetry(enable=True)
+    device = device_of(model)
     try:
         for s in range(0, len(examples), batch_size):
             batch = examples[s : s + batch_size]
@@ -33,7 +34,6 @@ def router_summary(model, examples: Sequence[Example], batch_size: int = 8) -> d
             for i, e in enumerate(batch):
                 ids[i, : len(e)] = torch.tensor(e.input_ids)
                 mask[i, : len(e)] = 1
-            device = device_of(model)
             model(input_ids=ids.to(device), attention_mask=mask.to(device))
         raw = model.most_telemetry_summary()
     finally:

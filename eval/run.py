@@ -18,7 +18,7 @@ from pathlib import Path
 import datasets
 
 from eval.report import write_report
-from most.generate import Sampling, SpeechLM, resolve_device
+from most.generate import Sampling, SpeechLM
 from most.io import atomic_dir, read_json
 from most.units import load_units
 
@@ -125,9 +125,7 @@ def evaluate(
         return read_json(out / "report.json")
     t_start = time.monotonic()
     model_dir = Path(models.model or run / "stage2" / "hf")
-    lm = SpeechLM.load(
-        model_dir, units=models.units or run / "units", device=resolve_device(device)
-    )
+    lm = SpeechLM.load(model_dir, units=models.units or run / "units", device=device)
     judge_list = [load_judge(name, run) for name in judges.names]
     results: dict = {}
     timings: dict[str, float] = {}

@@ -28,6 +28,7 @@ def perplexity(
     if not examples:
         raise ValueError("no non-empty text to score")
     pad = prompts.eos_id
+    device = device_of(model)
     total, count = 0.0, 0
     with progress() as bar:
         task = bar.add_task("text perplexity", total=len(examples))
@@ -42,7 +43,7 @@ def perplexity(
                 ids[i, :n] = torch.tensor(e.input_ids[:n])
                 labels[i, :n] = torch.tensor(e.labels[:n])
                 mask[i, :n] = 1
-            ids, labels, mask = (t.to(device_of(model)) for t in (ids, labels, mask))
+            ids, labels, mask = (t.to(device) for t in (ids, labels, mask))
             logits = model(input_ids=ids, attention_mask=mask).logits.float()
             target = labels[:, 1:]
             nll = torch.nn.functional.cross_entropy(
