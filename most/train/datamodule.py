@@ -36,10 +36,16 @@ class DataConfig:
     """Fixed held-out batches evaluated at every validation."""
     num_workers: int = 0
     """DataLoader worker processes (0 = in the training process)."""
+    unit_noise: float = 0.0
+    """Probability per input unit of training ASR and spoken-question examples being deleted,
+    replaced or followed by a random unit (:mod:`most.data.augment`); 0 = off. Targets and
+    validation data are never edited."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_len < 8:
             raise ValueError(f"data: batch_size >= 1 and max_len >= 8 required ({self})")
+        if not 0.0 <= self.unit_noise <= 1.0:
+            raise ValueError(f"data.unit_noise must be in [0, 1], got {self.unit_noise}")
         bad = {k: v for k, v in self.ratios.items() if v < 0}
         if bad:
             raise ValueError(f"data.ratios must be >= 0: {bad}")

@@ -33,6 +33,9 @@ class Source:
     task: str
     dataset: Any  # datasets.Dataset or any sequence of rows supporting len() and []
     build: Callable[[dict], Example]
+    augment: Callable[[dict, np.random.Generator], dict] | None = None
+    """Edits a row before ``build``, drawing from a generator seeded by the batch (e.g.
+    :mod:`most.data.augment`)."""
 
     def __post_init__(self) -> None:
         if len(self.dataset) == 0:
@@ -80,14 +83,20 @@ class MixtureStream(IterableDataset):
 
     def draw(self, b: int) -> list[Example]:
         """The examples of local batch ``b`` (before collation)."""
-        rng = np.random.default_rng([self.seed, b * self.world_size + self.rank])
+        index = b * self.world_size + self.rank
+        rng = np.random.default_rng([self.seed, index])
+        # Augmentations draw from their own generator: the rows drawn do not depend on them.
+        aug = np.random.default_rng([self.seed, index, 1])
         budget = self.batch_size * self.max_len
         examples: list[Example] = []
         tokens = 0
         # Padded batches hold batch_size examples; packed ones enough tokens to fill every row.
         while (tokens < budget) if self.pack else (len(examples) < self.batch_size):
             src = self.sources[rng.choice(len(self.sources), p=self.p)]
-            ex = src.build(src.dataset[int(rng.integers(len(src.dataset)))])
+            row = src.dataset[int(rng.integers(len(src.dataset)))]
+            if src.augment is not None:
+                row = src.augment(row, aug)
+            ex = src.build(row)
             examples.append(ex)
             tokens += min(len(ex), self.max_len)
         return examples

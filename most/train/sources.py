@@ -6,10 +6,13 @@ by ``units`` (list[int]) and ``answer_audio`` by ``answer_units``; every other c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import datasets
+import numpy as np
 
+from most.data.augment import perturb
 from most.data.prompts import Prompts, SpeechMode
 from most.io import read_json
 from most.layout import TokenLayout
@@ -67,8 +70,29 @@ def text_qa(p: Prompts, ds: datasets.Dataset, sentences: bool = True) -> Source:
     return Source("text_qa", _cols(ds, "text", col), lambda r: p.instruct(r["text"], r[col]))
 
 
-def asr(p: Prompts, ds: datasets.Dataset) -> Source:
-    return Source("asr", _cols(ds, "units", "text"), lambda r: p.asr(r["units"], r["text"]))
+def unit_noise(p: Prompts, prob: float) -> Callable[[dict, np.random.Generator], dict] | None:
+    """Row augmentation editing the input ``units`` (:func:`most.data.augment.perturb`); None
+    for ``prob`` 0, so a run without noise draws exactly the batches it drew before."""
+    if prob == 0.0:
+        return None
+    if p.layout is None:
+        raise ValueError("unit noise needs a token layout; this is a text-only model")
+    n_units = p.layout.n_units
+
+    def augment(row: dict, rng: np.random.Generator) -> dict:
+        return {**row, "units": perturb(row["units"], prob, n_units, rng)}
+
+    return augment
+
+
+def asr(p: Prompts, ds: datasets.Dataset, noise: float = 0.0) -> Source:
+    """``noise``: :func:`unit_noise` on the audio read (training only)."""
+    return Source(
+        "asr",
+        _cols(ds, "units", "text"),
+        lambda r: p.asr(r["units"], r["text"]),
+        unit_noise(p, noise),
+    )
 
 
 def asr_train(speech: datasets.DatasetDict) -> datasets.Dataset:
@@ -101,19 +125,33 @@ def answer_column(ds: datasets.Dataset, sentences: bool = True) -> str:
     return "answer_sentence" if sentences and "answer_sentence" in ds.column_names else "answer"
 
 
-def s2t(p: Prompts, ds: datasets.Dataset, sentences: bool = True) -> Source:
+def s2t(p: Prompts, ds: datasets.Dataset, sentences: bool = True, noise: float = 0.0) -> Source:
+    """``noise``: :func:`unit_noise` on the spoken question."""
     col = answer_column(ds, sentences)
-    return Source("s2t", _cols(ds, "units", col), lambda r: p.s2t(r["units"], r[col]))
+    return Source(
+        "s2t",
+        _cols(ds, "units", col),
+        lambda r: p.s2t(r["units"], r[col]),
+        unit_noise(p, noise),
+    )
 
 
-def s2s(p: Prompts, ds: datasets.Dataset, mode: SpeechMode, sentences: bool = True) -> Source:
+def s2s(
+    p: Prompts,
+    ds: datasets.Dataset,
+    mode: SpeechMode,
+    sentences: bool = True,
+    noise: float = 0.0,
+) -> Source:
     """The spoken answer is ``answer_units`` (the embedded default speaks ``answer_sentence``);
-    with ``text_then_units`` the text written first follows :func:`answer_column`."""
+    with ``text_then_units`` the text written first follows :func:`answer_column`. ``noise``:
+    :func:`unit_noise` on the spoken question only, never on the answer the model learns to say."""
     col = answer_column(ds, sentences)
     return Source(
         "s2s",
         _cols(ds, "units", col, "answer_units"),
         lambda r: p.s2s(r["units"], r[col], r["answer_units"], mode),
+        unit_noise(p, noise),
     )
 
 

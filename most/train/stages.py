@@ -160,7 +160,7 @@ def stage1(
     speech = S.load_units(run, layout, "speech")
     text = S.load_data(run, "text")
     train = [
-        S.asr(p, S.asr_train(speech)),
+        S.asr(p, S.asr_train(speech), data.unit_noise),
         S.tts(p, speech["train"]),
         S.text_lm(p, text["train"]),
         S.speech_lm(p, speech["train"]),
@@ -204,10 +204,10 @@ def stage2(
     instr = S.load_data(run, "instructions")
     text = S.load_data(run, "text")
     train = [
-        S.s2t(p, qa, answer_sentences),
-        S.s2s(p, qa, speech_mode, answer_sentences),
+        S.s2t(p, qa, answer_sentences, data.unit_noise),
+        S.s2s(p, qa, speech_mode, answer_sentences, data.unit_noise),
         S.instruct(p, instr["train"]),
-        S.asr(p, S.asr_train(speech)),
+        S.asr(p, S.asr_train(speech), data.unit_noise),
         S.tts(p, speech["train"]),
         S.text_lm(p, text["train"]),
         S.speech_lm(p, speech["train"]),
