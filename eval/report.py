@@ -7,7 +7,8 @@ The flat keys (documented in ``eval/README.md``) never change meaning:
 - ``asr.<split>.wer|cer`` (``test`` = seen voices, ``test_voices`` = held-out voices)
 - ``tts.<judge>.wer_original|wer_resynth|wer_model``; ``judge.<split>.wer`` (CTC judge training)
 - ``sqa.s2t|s2s|text.accuracy`` (``qa_heldout``), ``sqa.<task>.train.accuracy`` (``qa_train``),
-  ``sqa.s2s.text_accuracy``, ``sqa.heldout_leaks.*``
+  ``sqa.s2s.text_accuracy``, ``sqa.s2s.original_accuracy|resynth_accuracy|tts_accuracy`` (the
+  judge on the true answer recorded, resynthesised, spoken by the model), ``sqa.heldout_leaks.*``
 - ``qa_sets.<name>.accuracy`` (real spoken-QA sets, S->T)
 - ``audio_lm.wuggy|blimp.accuracy``, ``audio_lm.<set>.length_baseline`` (a length-only scorer)
 - ``text.ppl_base``, ``text.ppl_model``
@@ -21,6 +22,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from most.io import atomic_write_json, atomic_write_text
+
+#: Per-split S->S keys besides ``accuracy`` (see :mod:`eval.sqa`).
+S2S_BREAKDOWN = ("text_accuracy", "original_accuracy", "resynth_accuracy", "tts_accuracy")
 
 
 def flat_metrics(results: dict) -> dict:
@@ -40,8 +44,9 @@ def flat_metrics(results: dict) -> dict:
         for split, r in sqa.get(task, {}).items():
             suffix = "" if split == "heldout" else f".{split}"
             m[f"sqa.{task}{suffix}.accuracy"] = r["accuracy"]
-            if "text_accuracy" in r:
-                m[f"sqa.{task}{suffix}.text_accuracy"] = r["text_accuracy"]
+            for key in S2S_BREAKDOWN:
+                if key in r:
+                    m[f"sqa.{task}{suffix}.{key}"] = r[key]
     for key, value in sqa.get("heldout_leaks", {}).items():
         m[f"sqa.heldout_leaks.{key}"] = value
     for name, r in results.get("qa_sets", {}).items():

@@ -162,7 +162,11 @@ def evaluate(
 
             judge = next((j for j in judge_list if j.name == judges.sqa), None)
             sqa_units = load_units(run, "sqa", expected_hash=h)
-            timed("sqa", lambda: evaluate_sqa(lm, sqa_units, sizes.sqa, sampling, judge))
+            sqa_audio = _load_data(run, "sqa") if (run / "data" / "sqa").is_dir() else None
+            timed(
+                "sqa",
+                lambda: evaluate_sqa(lm, sqa_units, sizes.sqa, sampling, judge, sqa_audio),
+            )
             results["sqa"]["heldout_leaks"] = heldout_leaks(run)
         if qa_sets.sets:
             from eval.loaders import evaluate_qa_sets

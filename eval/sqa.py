@@ -8,6 +8,17 @@ text-QA (heldout) accuracy of the same model.
 Answers are matched by normalised containment (:func:`eval.metrics.contains_answer`). S->S is
 scored on what the model *says*: its answer units are vocoded and transcribed by a judge; the text
 the model writes before speaking (``text_then_units``) is scored separately as ``text_accuracy``.
+
+Where S->S loses is measured on the same questions with the true answer sentence (the data's
+``answer_sentence`` and its recording), each step transcribed by the same judge:
+
+- ``original_accuracy``: the recording itself (how well the judge hears answers at all);
+- ``resynth_accuracy``: its true units through the vocoder (what any model saying the right
+  sentence can reach with these units, vocoder and judge);
+- ``tts_accuracy``: the model speaking the true answer sentence (its voice when it knows what to
+  say).
+
+S->S can exceed none of them by much: it is roughly ``text_accuracy`` x ``tts_accuracy``.
 """
 
 from __future__ import annotations
@@ -15,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import datasets
+import numpy as np
 
 from eval.judges import Judge
 from eval.metrics import accuracy, normalize
@@ -25,9 +37,17 @@ SPLITS = {"heldout": "qa_heldout", "train": "qa_train"}
 
 
 def evaluate_sqa(
-    lm: SpeechLM, sqa_units: datasets.DatasetDict, n: int, sampling: Sampling, judge: Judge | None
+    lm: SpeechLM,
+    sqa_units: datasets.DatasetDict,
+    n: int,
+    sampling: Sampling,
+    judge: Judge | None,
+    sqa_audio: datasets.DatasetDict | None = None,
 ) -> dict:
-    """``{"s2t"|"s2s"|"text": {"heldout"|"train": {"accuracy", "n", ...}}}``."""
+    """``{"s2t"|"s2s"|"text": {"heldout"|"train": {"accuracy", "n", ...}}}``.
+
+    With a judge, a vocoder and answer sentences in the data, ``s2s`` also gets the breakdown of
+    the module doc (``original_accuracy`` needs ``sqa_audio``, the data's ``sqa`` with audio)."""
     out: dict = {"s2t": {}, "s2s": {}, "text": {}}
     with progress() as bar:
         for name, split in SPLITS.items():
@@ -36,7 +56,9 @@ def evaluate_sqa(
             ds = sqa_units[split]
             rows = ds.select(range(min(n, len(ds)))).select_columns(["units", "text", "answer"])
             answers = rows["answer"]
-            task = bar.add_task(f"sqa {name}", total=3 * len(rows))
+            spoken_truth = judge is not None and _has_truth(ds) and lm.units is not None
+            spoken_truth = spoken_truth and lm.units.has_decoder
+            task = bar.add_task(f"sqa {name}", total=(4 if spoken_truth else 3) * len(rows))
 
             def tick(k: int, t=task) -> None:
                 bar.advance(t, k)
@@ -49,6 +71,9 @@ def evaluate_sqa(
             if judge is not None and lm.units is not None and lm.units.has_decoder:
                 heard = judge.transcribe([_audible(lm, u) for _, u in spoken])
                 s2s |= _score(heard, answers, rows["text"]) | {"judge": judge.name}
+            if spoken_truth:
+                truth = ds.select(range(len(rows)))
+                s2s |= _spoken_truth(lm, judge, truth, answers, sampling, sqa_audio, split, tick)
             else:
                 s2s |= _score(said, answers, rows["text"]) | {"judge": None}
             out["s2s"][name] = s2s
@@ -59,9 +84,39 @@ def evaluate_sqa(
     return out
 
 
-def _audible(lm: SpeechLM, units: list[int]):
-    import numpy as np
+def _has_truth(ds: datasets.Dataset) -> bool:
+    return {"answer_sentence", "answer_units"} <= set(ds.column_names)
 
+
+def _spoken_truth(
+    lm: SpeechLM,
+    judge: Judge,
+    rows: datasets.Dataset,
+    answers: list[str],
+    sampling: Sampling,
+    sqa_audio: datasets.DatasetDict | None,
+    split: str,
+    tick,
+) -> dict:
+    """The judge's accuracy on the true answer: recorded, resynthesised, spoken by the model."""
+    rows = rows.select_columns(["id", "answer_sentence", "answer_units"])
+    resynth = judge.transcribe([_audible(lm, u) for u in rows["answer_units"]])
+    said = lm.tts_units(rows["answer_sentence"], sampling, on_batch=tick)
+    out = {
+        "resynth_accuracy": accuracy(resynth, answers),
+        "tts_accuracy": accuracy(judge.transcribe([_audible(lm, u) for u in said]), answers),
+    }
+    if sqa_audio is not None and split in sqa_audio:
+        audio = sqa_audio[split].select_columns(["id", "answer_audio"])
+        where = {id_: i for i, id_ in enumerate(audio["id"])}
+        if all(id_ in where for id_ in rows["id"]):
+            picked = audio.select([where[id_] for id_ in rows["id"]]).with_format("numpy")
+            wavs = [np.asarray(a["array"], dtype=np.float32) for a in picked["answer_audio"]]
+            out["original_accuracy"] = accuracy(judge.transcribe(wavs), answers)
+    return out
+
+
+def _audible(lm: SpeechLM, units: list[int]):
     wav = lm.vocode(units)
     return wav if wav.size else np.zeros(1600, dtype=np.float32)
 

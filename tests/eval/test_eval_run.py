@@ -36,6 +36,8 @@ def test_report_keys_and_files(evaluated):
         "tts.ctc.wer_original", "tts.ctc.wer_resynth", "tts.ctc.wer_model",
         "tts.pocketsphinx.wer_original", "judge.test.wer",
         "sqa.s2t.accuracy", "sqa.s2s.accuracy", "sqa.text.accuracy", "sqa.s2t.train.accuracy",
+        "sqa.s2s.original_accuracy", "sqa.s2s.resynth_accuracy", "sqa.s2s.tts_accuracy",
+        "sqa.s2s.train.tts_accuracy",
         "audio_lm.wuggy.accuracy", "audio_lm.blimp.accuracy",
         "text.ppl_base", "text.ppl_model",
         "router.1.speech.load", "router.1.text.entropy",
