@@ -49,6 +49,7 @@ def evaluate_sqa(
     With a judge, a vocoder and answer sentences in the data, ``s2s`` also gets the breakdown of
     the module doc (``original_accuracy`` needs ``sqa_audio``, the data's ``sqa`` with audio)."""
     out: dict = {"s2t": {}, "s2s": {}, "text": {}}
+    hears = judge is not None and lm.units is not None and lm.units.has_decoder
     with progress() as bar:
         for name, split in SPLITS.items():
             if split not in sqa_units:
@@ -56,8 +57,7 @@ def evaluate_sqa(
             ds = sqa_units[split]
             rows = ds.select(range(min(n, len(ds)))).select_columns(["units", "text", "answer"])
             answers = rows["answer"]
-            spoken_truth = judge is not None and _has_truth(ds) and lm.units is not None
-            spoken_truth = spoken_truth and lm.units.has_decoder
+            spoken_truth = hears and _has_truth(ds)
             task = bar.add_task(f"sqa {name}", total=(4 if spoken_truth else 3) * len(rows))
 
             def tick(k: int, t=task) -> None:
@@ -68,14 +68,14 @@ def evaluate_sqa(
             spoken = lm.s2s_units(rows["units"], sampling, on_batch=tick)
             said = [t for t, _ in spoken]
             s2s = {"text_accuracy": accuracy(said, answers)}
-            if judge is not None and lm.units is not None and lm.units.has_decoder:
+            if hears:
                 heard = judge.transcribe([_audible(lm, u) for _, u in spoken])
                 s2s |= _score(heard, answers, rows["text"]) | {"judge": judge.name}
+            else:
+                s2s |= _score(said, answers, rows["text"]) | {"judge": None}
             if spoken_truth:
                 truth = ds.select(range(len(rows)))
                 s2s |= _spoken_truth(lm, judge, truth, answers, sampling, sqa_audio, split, tick)
-            else:
-                s2s |= _score(said, answers, rows["text"]) | {"judge": None}
             out["s2s"][name] = s2s
             prompts = [lm.prompts.instruct_prompt(q) for q in rows["text"]]
             text = [lm.text_of(a) for a in lm.generate(prompts, lm.prompts.stop_ids(), sampling)]

@@ -8,8 +8,9 @@ transcript on an exact sequence. It is the discrete analogue of SpecAugment: onl
 edited, targets (the transcript) never are, and validation data is left alone.
 
 Each input unit independently, with probability ``p`` in all, is deleted, replaced by a random
-unit, or followed by a random unit (a third of ``p`` each). Draws come from the mixture's per-batch
-generator (:mod:`most.train.mixing`), so a batch stays a pure function of ``(seed, index)``.
+unit, or followed by a random unit (a third of ``p`` each). Draws come from a generator the mixture
+seeds per batch, apart from the one that picks rows (:mod:`most.train.mixing`), so a batch stays a
+pure function of ``(seed, index)`` and noise changes the audio, not which rows are drawn.
 """
 
 from __future__ import annotations

@@ -75,3 +75,48 @@ def test_breakdown_scores_each_step_on_the_right_rows() -> None:
     assert "original_accuracy" not in _spoken_truth(
         voice, ear, rows, answers, None, other, "qa_heldout", print
     )
+
+
+class SpeakingLM(Voice):
+    """Enough of ``SpeechLM`` for ``evaluate_sqa``: writes "tarsk", then says units [7]."""
+
+    class units:
+        has_decoder = True
+
+    class prompts:
+        @staticmethod
+        def instruct_prompt(q: str) -> list[int]:
+            return [0]
+
+        @staticmethod
+        def stop_ids() -> list[int]:
+            return []
+
+    def s2t_units(self, units, sampling=None, on_batch=None) -> list[str]:
+        return ["tarsk"] * len(units)
+
+    def s2s_units(self, units, sampling=None, on_batch=None) -> list[tuple[str, list[int]]]:
+        return [("tarsk", [7])] * len(units)
+
+    def generate(self, prompts, stops, sampling=None) -> list[list[int]]:
+        return [[0]] * len(prompts)
+
+    def text_of(self, ids) -> str:
+        return "tarsk"
+
+
+def test_s2s_is_scored_on_what_the_judge_hears_with_or_without_answer_sentences() -> None:
+    from eval.sqa import evaluate_sqa
+
+    qa = {"units": [[1]], "text": ["What is the capital?"], "answer": ["Tarsk"]}
+    truth = {"id": ["a"], "answer_sentence": ["It is Tarsk."], "answer_units": [[1, 2]]}
+    lm = SpeakingLM({"It is Tarsk.": [5]})
+    ear = Ear({(7.0,): "it is task", (1.0, 2.0): "it is tarsk", (5.0,): "it is tarsk"})
+    for data, breakdown in ((qa, False), ({**qa, **truth}, True)):
+        units = datasets.DatasetDict(qa_heldout=datasets.Dataset.from_dict(data))
+        s2s = evaluate_sqa(lm, units, 1, None, ear)["s2s"]["heldout"]
+        # The model wrote the answer but the judge did not hear it in its speech.
+        assert (s2s["text_accuracy"], s2s["accuracy"], s2s["judge"]) == (1.0, 0.0, "ear")
+        assert ("tts_accuracy" in s2s) == breakdown
+        if breakdown:
+            assert (s2s["resynth_accuracy"], s2s["tts_accuracy"]) == (1.0, 1.0)
