@@ -11,6 +11,9 @@ Each input unit independently, with probability ``p`` in all, is deleted, replac
 unit, or followed by a random unit (a third of ``p`` each). Draws come from a generator the mixture
 seeds per batch, apart from the one that picks rows (:mod:`most.train.mixing`), so a batch stays a
 pure function of ``(seed, index)`` and noise changes the audio, not which rows are drawn.
+
+:func:`crop` cuts the utterances of unit-continuation examples to random spans (from the same
+per-batch generator).
 """
 
 from __future__ import annotations
@@ -42,3 +45,22 @@ def perturb(units: Sequence[int], p: float, n_units: int, rng: np.random.Generat
         elif k == 2:
             out += [u, int(r)]
     return out or units[:1]
+
+
+def crop(units: Sequence[int], p: float, rng: np.random.Generator, min_len: int = 4) -> list[int]:
+    """With probability ``p``, a random contiguous span of ``units`` (at least ``min_len`` long,
+    start and end uniform); otherwise all of them.
+
+    For unit continuation (``speech_lm``): a speech LM that only ever sees whole template
+    sentences learns that audio starts with "The ..." and gives anything else, a word said on its
+    own included, near-uniform probabilities. Spans starting and ending anywhere teach it to model
+    speech from any point, as speech LMs trained on chunks of long recordings do.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"crop p must be in [0, 1], got {p}")
+    units = [int(u) for u in units]
+    if p == 0.0 or len(units) <= min_len or rng.random() >= p:
+        return units
+    start = int(rng.integers(0, len(units) - min_len + 1))
+    end = int(rng.integers(start + min_len, len(units) + 1))
+    return units[start:end]

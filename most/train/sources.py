@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from most.data.augment import perturb
+from most.data.augment import crop, perturb
 from most.data.prompts import Prompts, SpeechMode
 from most.io import read_json
 from most.layout import TokenLayout
@@ -109,10 +109,22 @@ def tts(p: Prompts, ds: datasets.Dataset) -> Source:
     return Source("tts", _cols(ds, "units", "text"), lambda r: p.tts(r["text"], r["units"]))
 
 
-def speech_lm(p: Prompts, ds: datasets.Dataset) -> Source:
+def speech_lm(p: Prompts, ds: datasets.Dataset, span: float = 0.0) -> Source:
     """Unit continuation in the ASR prompt's context: the model learns which unit sequences are
-    speech (what sWUGGY/sBLIMP-style minimal pairs score), not only how to read or write them."""
-    return Source("speech_lm", _cols(ds, "units"), lambda r: p.speech_lm(r["units"]))
+    speech (what sWUGGY/sBLIMP-style minimal pairs score), not only how to read or write them.
+    ``span``: share of examples cut to a random span of the utterance (:func:`crop`)."""
+    if not 0.0 <= span <= 1.0:
+        raise ValueError(f"speech_lm span share must be in [0, 1], got {span}")
+
+    def spans(row: dict, rng: np.random.Generator) -> dict:
+        return {**row, "units": crop(row["units"], span, rng)}
+
+    return Source(
+        "speech_lm",
+        _cols(ds, "units"),
+        lambda r: p.speech_lm(r["units"]),
+        spans if span > 0.0 else None,
+    )
 
 
 def answer_column(ds: datasets.Dataset, sentences: bool = True) -> str:

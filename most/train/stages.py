@@ -163,7 +163,7 @@ def stage1(
         S.asr(p, S.asr_train(speech), data.unit_noise),
         S.tts(p, speech["train"]),
         S.text_lm(p, text["train"]),
-        S.speech_lm(p, speech["train"]),
+        S.speech_lm(p, speech["train"], data.speech_lm_spans),
     ]
     train += _text_qa_replay(run, p, layout, STAGE1_RATIOS, data)
     val = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
@@ -210,7 +210,7 @@ def stage2(
         S.asr(p, S.asr_train(speech), data.unit_noise),
         S.tts(p, speech["train"]),
         S.text_lm(p, text["train"]),
-        S.speech_lm(p, speech["train"]),
+        S.speech_lm(p, speech["train"], data.speech_lm_spans),
         *_text_qa_replay(run, p, layout, STAGE2_RATIOS, data, answer_sentences),
     ]
     val = [S.instruct(p, instr["test"]), S.asr(p, speech["dev"]), S.tts(p, speech["dev"])]

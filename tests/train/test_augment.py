@@ -8,7 +8,7 @@ import pytest
 import torch
 from rapidfuzz.distance import Levenshtein
 
-from most.data.augment import perturb
+from most.data.augment import crop, perturb
 from most.data.prompts import IGNORE, Prompts
 from most.layout import TokenLayout
 from most.train import sources as S
@@ -75,3 +75,45 @@ def test_unit_noise_refused_out_of_range() -> None:
 
     with pytest.raises(ValueError, match="unit_noise"):
         DataConfig(unit_noise=-0.1)
+
+
+def test_crop_spans_are_contiguous_reproducible_and_off_at_zero() -> None:
+    units = list(range(100))
+    assert crop(units, 0.0, np.random.default_rng(0)) == units
+    assert crop(units[:4], 1.0, np.random.default_rng(0)) == units[:4]  # too short to cut
+    rng = np.random.default_rng(5)
+    spans = [crop(units, 1.0, rng) for _ in range(500)]
+    for s in spans:  # a contiguous run of the utterance, never shorter than min_len
+        assert len(s) >= 4 and s == list(range(s[0], s[0] + len(s)))
+    starts, ends = [s[0] for s in spans], [s[-1] for s in spans]
+    assert min(starts) < 10 and max(starts) > 80 and min(ends) < 20 and max(ends) == 99
+    assert [crop(units, 1.0, np.random.default_rng(9)) for _ in range(3)] == [
+        crop(units, 1.0, np.random.default_rng(9)) for _ in range(3)
+    ]
+    half = [crop(units, 0.5, np.random.default_rng(s)) == units for s in range(400)]
+    assert 0.4 < sum(half) / len(half) < 0.6
+    with pytest.raises(ValueError, match="crop p"):
+        crop(units, -0.5, np.random.default_rng(0))
+
+
+def test_speech_lm_spans_cut_the_audio_only_when_asked() -> None:
+    layout = TokenLayout(text_vocab_size=256, n_units=64, unit_tokenizer_hash="h")
+    p = Prompts(layout, tokenizer=None)
+    rng = np.random.default_rng(0)
+    ds = datasets.Dataset.from_dict({"units": [rng.integers(0, 64, 60).tolist() for _ in range(8)]})
+    assert S.speech_lm(p, ds).augment is None
+
+    def draw(src) -> list[list[int]]:
+        return [x.input_ids for x in MixtureStream([src], [1.0], 4, 128, 0, 3).draw(6)]
+
+    whole, cut = draw(S.speech_lm(p, ds)), draw(S.speech_lm(p, ds, 1.0))
+    head = p.speech_lm_prompt()
+    assert all(len(c) < len(w) for c, w in zip(cut, whole, strict=True))
+    for c, w in zip(cut, whole, strict=True):  # same prompt and closing token, a span of the audio
+        assert c[: len(head)] == head and c[-1] == w[-1]
+        span = c[len(head) : -1]
+        body = w[len(head) : -1]
+        assert any(body[i : i + len(span)] == span for i in range(len(body)))
+    assert draw(S.speech_lm(p, ds, 1.0)) == cut
+    with pytest.raises(ValueError, match="speech_lm"):
+        S.speech_lm(p, ds, 2.0)
