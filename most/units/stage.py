@@ -73,6 +73,9 @@ class TokenizerConfig:
     encoder_minutes: float | None = None
     """ctc_kmeans: optional wall-clock cap on that training (ends it early; the units then depend
     on the machine's speed). None trains the full budget."""
+    encoder_warp: float = 0.0
+    """ctc_kmeans: vocal-tract-length perturbation of the encoder's training audio (mel axis
+    stretched by up to this factor either way, :func:`most.ctc.train.warp_mel`); 0 = off."""
 
     def __post_init__(self) -> None:
         if not 2 <= self.k <= 65_536:
@@ -194,7 +197,10 @@ def prepare_tokenizer(
                 layer=cfg.layer,
                 fit_seconds=cfg.fit_seconds,
                 schedule=CTCSchedule(
-                    epochs=cfg.encoder_epochs, max_minutes=cfg.encoder_minutes, seed=cfg.seed
+                    epochs=cfg.encoder_epochs,
+                    max_minutes=cfg.encoder_minutes,
+                    seed=cfg.seed,
+                    warp=cfg.encoder_warp,
                 ),
                 dedup=cfg.dedup,
                 seed=cfg.seed,

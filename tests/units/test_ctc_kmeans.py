@@ -165,3 +165,35 @@ def test_stage_with_ctc_kmeans(run_dir, monkeypatch):
     units(run_dir, tokenizer=cfg)
     with pytest.raises(ValueError, match="other settings"):
         units(run_dir, tokenizer=TokenizerConfig(kind="ctc_kmeans", k=8, layer=1))
+
+
+def test_warp_mel_stretches_the_mel_axis():
+    """A formant at bin 20 moves to bin 22 under a 1.1 stretch and to 18 under 0.9; factor 1 is
+    the identity; the top bin is clamped, never wrapped."""
+    from most.ctc.train import warp_mel
+
+    feat = torch.zeros(3, 80)
+    feat[:, 20] = 1.0
+    assert torch.equal(warp_mel(feat, 1.0), feat)
+    assert warp_mel(feat, 1.1)[0].argmax().item() == 22
+    assert warp_mel(feat, 0.9)[0].argmax().item() == 18
+    ramp = torch.arange(80.0).expand(2, 80)
+    assert warp_mel(ramp, 0.8)[0, -1] == 79.0  # beyond the top: the top bin's value
+    assert torch.allclose(warp_mel(ramp, 1.25)[0], ramp[0] / 1.25)
+
+
+def test_warped_training_is_reproducible_and_differs(train_wavs, texts):
+    from most.ctc.train import train_recognizer
+
+    tiny = CTCModelConfig(width=32, layers=1, heads=2, ff=64, dropout=0.0)
+    plain = CTCSchedule(epochs=2, batch_frames=2_000)
+    warped = CTCSchedule(epochs=2, batch_frames=2_000, warp=0.1)
+    a, log_a = train_recognizer(train_wavs[:8], texts[:8], tiny, warped)
+    b, _ = train_recognizer(train_wavs[:8], texts[:8], tiny, warped)
+    c, log_c = train_recognizer(train_wavs[:8], texts[:8], tiny, plain)
+    assert log_a["steps"] == log_c["steps"]  # same batches, only the audio is warped
+    wa, wb, wc = (m.state_dict() for m in (a, b, c))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
+    with pytest.raises(ValueError, match="warp"):
+        CTCSchedule(warp=0.6)
