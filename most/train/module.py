@@ -20,6 +20,7 @@ from torch import nn
 
 from most.data.prompts import IGNORE, TASKS
 from most.train.optim import OptimConfig, build_optimizer, mask_old_embedding_rows
+from most.train.regularize import add_residual_dropout
 
 
 class CausalLMModule(L.LightningModule):
@@ -43,6 +44,7 @@ class CausalLMModule(L.LightningModule):
                     "optim.new_embedding_rows_only needs a token layout (adapted model)"
                 )
             mask_old_embedding_rows(model, n_old_embedding_rows)
+        add_residual_dropout(model, optim.dropout)
 
     def forward(self, batch: dict[str, torch.Tensor]):
         by_token = self.optim_cfg.loss_weighting == "token"
@@ -54,11 +56,13 @@ class CausalLMModule(L.LightningModule):
             use_cache=False,
         )
 
-    def loss(self, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The optimised loss of a forward ``out`` on ``batch`` (see the module doc)."""
+    def loss(self, out, batch: dict[str, torch.Tensor], smooth: bool = True) -> torch.Tensor:
+        """The optimised loss of a forward ``out`` on ``batch`` (see the module doc); ``smooth``
+        applies ``optim.label_smoothing`` (training), off for validation."""
         if self.optim_cfg.loss_weighting == "token":
             return out.loss
-        loss = example_mean_loss(out.logits, batch)
+        smoothing = self.optim_cfg.label_smoothing if smooth else 0.0
+        loss = example_mean_loss(out.logits, batch, smoothing)
         aux = getattr(out, "aux_loss", None)
         if aux is not None:
             # An adapted model returns its aux term already weighted; a plain HF MoE returns the raw
@@ -70,7 +74,7 @@ class CausalLMModule(L.LightningModule):
 
     def _step(self, batch: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
         out = self(batch)
-        loss = self.loss(out, batch)
+        loss = self.loss(out, batch, smooth=prefix == "train")
         bs = batch["input_ids"].shape[0]
         on_step = prefix == "train"
         self.log(
@@ -121,10 +125,12 @@ class CausalLMModule(L.LightningModule):
         return build_optimizer(self.model, self.optim_cfg, self.total_steps)
 
 
-def example_mean_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def example_mean_loss(
+    logits: torch.Tensor, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Next-token loss averaged over each example's answer tokens, then over examples.
 
-    ``logits (B, T, V)``; examples are the segments of a row whose ``position_ids`` restart at 0
+    ``logits (B, T, V)``; ``label_smoothing`` as in ``F.cross_entropy``; examples are the segments of a row whose ``position_ids`` restart at 0
     (packed rows hold several, padded rows one plus padding, which has no targets).
     """
     labels = batch["labels"][:, 1:]
@@ -135,7 +141,12 @@ def example_mean_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> t
     valid = labels != IGNORE
     if not valid.any():
         return logits.sum() * 0.0
-    nll = F.cross_entropy(logits[:, :-1][valid].float(), labels[valid], reduction="none")
+    nll = F.cross_entropy(
+        logits[:, :-1][valid].float(),
+        labels[valid],
+        reduction="none",
+        label_smoothing=label_smoothing,
+    )
     ids, seg_index = torch.unique(seg[valid], return_inverse=True)
     per_example = torch.zeros(len(ids), device=nll.device, dtype=nll.dtype)
     counts = torch.zeros_like(per_example)

@@ -40,6 +40,12 @@ class OptimConfig:
     """``token``: mean over all answer tokens of the batch (``transformers``' own loss). ``example``:
     mean per example, then over examples, so a task's share of the gradient is its mixture ratio
     rather than ratio x answer length (an ASR transcript is ~15 tokens, a TTS answer ~115 units)."""
+    dropout: float = 0.0
+    """Residual dropout on each decoder layer's attention and MLP outputs while training (forward
+    hooks, :mod:`most.train.regularize`; nothing is saved with the model). 0 = off."""
+    label_smoothing: float = 0.0
+    """Label smoothing of the training loss (``loss_weighting: example`` only; validation losses
+    stay plain cross-entropy, so they compare across settings). 0 = off."""
 
     def __post_init__(self) -> None:
         if self.loss_weighting not in ("token", "example"):
@@ -49,6 +55,13 @@ class OptimConfig:
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1 or self.warmup_steps < 0:
             raise ValueError(
                 f"optim: need lr > 0, 0 <= min_lr_ratio <= 1, warmup_steps >= 0 ({self})"
+            )
+        if not 0 <= self.dropout < 1 or not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"optim: need 0 <= dropout < 1 and 0 <= label_smoothing < 1 ({self})")
+        if self.label_smoothing and self.loss_weighting != "example":
+            raise ValueError(
+                "optim.label_smoothing needs optim.loss_weighting: example (the token-weighted "
+                "loss is the model's own, which has no smoothing)"
             )
         for pattern in [*self.lr_groups, *self.train, *self.freeze]:
             re.compile(pattern)
