@@ -7,6 +7,10 @@ For each judge three WERs on the same sentences (``speech/test``, first ``n`` ro
   with this unit tokenizer and vocoder can reach);
 - ``wer_model``: the model's own units for the text, through the same vocoder.
 
+And, without vocoder or judge, the model's own ASR reading the true units and its TTS units
+(``_self_asr``: ``wer_true_units``, ``wer_model_units``): when the second is far above the first the
+model speaks the wrong words (content drift), not unclear audio.
+
 A few model outputs are written as wavs to ``samples/`` beside the report for listening.
 """
 
@@ -50,7 +54,8 @@ def evaluate_tts(
     sampling: Sampling,
     samples_dir: Path | None = None,
 ) -> dict:
-    """``{judge.name: {"wer_original", "wer_resynth", "wer_model"}, "_n": n}``."""
+    """``{judge.name: {"wer_original", "wer_resynth", "wer_model"}, "_self_asr": {"wer_true_units",
+    "wer_model_units"}, "_n": n}``."""
     ids, original, true_units, texts = aligned_rows(audio_split, units_split, n)
     with progress() as bar:
         task = bar.add_task("tts: model speech", total=len(texts))
@@ -61,6 +66,10 @@ def evaluate_tts(
             resynth.append(lm.vocode(true))
             spoken.append(_nonempty(lm.vocode(mine)))
             bar.advance(task, 2)
+        task = bar.add_task("tts: model's own ASR", total=2 * len(texts))
+        advance = lambda k: bar.advance(task, k)  # noqa: E731
+        heard_true = lm.asr_units(true_units, sampling, on_batch=advance)
+        heard_model = lm.asr_units(model_units, sampling, on_batch=advance)
     if samples_dir is not None:
         for i in range(min(N_SAMPLES, len(ids))):
             write_wav(samples_dir / f"tts_{ids[i]}.wav", spoken[i])
@@ -77,6 +86,10 @@ def evaluate_tts(
                 scores[key] = wer(texts, judge.transcribe(wavs))
                 bar.advance(task)
             out[judge.name] = scores
+    out["_self_asr"] = {
+        "wer_true_units": wer(texts, heard_true),
+        "wer_model_units": wer(texts, heard_model),
+    }
     out["_n"] = len(texts)
     return out
 

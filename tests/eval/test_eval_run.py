@@ -61,6 +61,9 @@ def test_judge_ceilings_computed(evaluated):
         scores = report["details"]["tts"][judge]
         assert set(scores) == {"wer_original", "wer_resynth", "wer_model"}
         assert all(v >= 0 for v in scores.values())
+    own = report["details"]["tts"]["_self_asr"]
+    assert set(own) == {"wer_true_units", "wer_model_units"} and all(v >= 0 for v in own.values())
+    assert report["metrics"]["tts.self_asr.wer_model_units"] == own["wer_model_units"]
 
 
 def test_summary_rows(evaluated):
