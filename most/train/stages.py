@@ -239,6 +239,9 @@ def _train(
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     dm = MixtureDataModule(train_sources, train_ratios, val, val_ratios, data, pad_id)
     n_old = layout.text_vocab_size if layout is not None else None
+    # torch's global generator starts from a random seed in this process (an import reseeds it),
+    # and dropout draws from it: seed it, so the same recipe gives the same model on every run.
+    L.seed_everything(data.seed, verbose=False)
     module = CausalLMModule(model, optim, trainer.max_steps, n_old)
     pl_trainer, metrics = fit(paths, module, dm, trainer)
     if not pl_trainer.is_global_zero:

@@ -140,3 +140,21 @@ def test_text_qa_replay_trains_qa_train_in_the_instruct_format(speech_run: Path)
     shutil.rmtree(speech_run / "units" / UNIT_HASH / "sqa")
     with pytest.raises(FileNotFoundError, match="sqa"):
         stage1(run=speech_run, data=data, trainer=short, force=True)
+
+
+def test_stage1_with_dropout_is_reproducible(speech_run: Path, tmp_path: Path) -> None:
+    """Dropout draws from torch's global generator, which a fresh process does not start from a
+    fixed seed: the stage seeds it, so two runs of one recipe give the same weights."""
+    from safetensors.torch import load_file
+
+    short = TrainerConfig(max_steps=3, val_every=0, ckpt_every=3, progress=False)
+    weights = []
+    for i in range(2):
+        run = tmp_path / f"r{i}"
+        shutil.copytree(speech_run, run, symlinks=True)
+        torch.seed()  # what an import in a fresh process does
+        stage1(run=run, data=DATA, optim=OptimConfig(lr=1e-2, dropout=0.3), trainer=short)
+        weights.append(load_file(run / "stage1" / "hf" / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    for k in weights[0]:
+        torch.testing.assert_close(weights[0][k], weights[1][k], rtol=0, atol=0, msg=k)
