@@ -130,8 +130,9 @@ def example_mean_loss(
 ) -> torch.Tensor:
     """Next-token loss averaged over each example's answer tokens, then over examples.
 
-    ``logits (B, T, V)``; ``label_smoothing`` as in ``F.cross_entropy``; examples are the segments of a row whose ``position_ids`` restart at 0
-    (packed rows hold several, padded rows one plus padding, which has no targets).
+    ``logits (B, T, V)``; ``label_smoothing`` as in ``F.cross_entropy``; examples are the segments
+    of a row whose ``position_ids`` restart at 0 (packed rows hold several, padded rows one plus
+    padding, which has no targets).
     """
     labels = batch["labels"][:, 1:]
     starts = batch["position_ids"] == 0

@@ -12,13 +12,7 @@ from most.train.module import CausalLMModule, example_mean_loss
 from most.train.optim import OptimConfig
 from most.train.regularize import add_residual_dropout
 from most.train.testing import TINY_MODEL
-
-
-def tiny():
-    from transformers import Qwen3MoeForCausalLM
-
-    torch.manual_seed(0)
-    return Qwen3MoeForCausalLM(TINY_MODEL.hf_config(64, 0))
+from tests.train.test_optim import tiny
 
 
 def logits(model, ids: torch.Tensor) -> torch.Tensor:
