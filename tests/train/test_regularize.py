@@ -10,7 +10,7 @@ from most.data.collate import pad_batch
 from most.data.prompts import IGNORE, Example
 from most.train.module import CausalLMModule, example_mean_loss
 from most.train.optim import OptimConfig
-from most.train.regularize import add_residual_dropout
+from most.train.regularize import add_residual_dropout, dropout
 from most.train.testing import TINY_MODEL
 from tests.train.test_optim import tiny
 
@@ -58,6 +58,39 @@ def test_residual_dropout_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match=r"no layers\.N\.self_attn"):
         add_residual_dropout(torch.nn.Linear(2, 2), 0.1)
     assert add_residual_dropout(torch.nn.Linear(2, 2), 0.0) == []
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_mask_statistics_scale_and_gradient(p: float) -> None:
+    x = torch.rand(64, 64, 64) + 0.5  # no zeros: a zero in the output is a dropped element
+    x.requires_grad_(True)
+    torch.manual_seed(0)
+    y = dropout(x, p)
+    kept = y != 0
+    dropped_p = round(p * 65536) / 65536
+    # 262,144 Bernoulli draws: the share is within 4 standard deviations of p
+    sd = (p * (1 - p) / x.numel()) ** 0.5
+    assert abs(1 - kept.float().mean().item() - p) < 4 * sd
+    scale = 1 / (1 - dropped_p)
+    torch.testing.assert_close(y[kept], x[kept] * scale)  # kept elements: inverted dropout scale
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(x.grad, kept.float() * scale)  # gradient flows through kept only
+    # four elements share one 64-bit draw: each of the four 16-bit lanes must drop p on its own
+    # (a biased high word, e.g. from a non-negative draw, would show in lane 3)
+    lanes = 1 - kept.flatten().view(-1, 4).float().mean(dim=0)
+    assert torch.all((lanes - p).abs() < 8 * sd), lanes
+
+
+def test_dropout_is_reproducible_under_the_seed() -> None:
+    x = torch.ones(3, 1000)
+    torch.manual_seed(7)
+    a = dropout(x, 0.3)
+    torch.manual_seed(7)
+    b = dropout(x, 0.3)
+    c = dropout(x, 0.3)
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(b, c)
+    assert torch.equal(dropout(x, 0.0), x)
 
 
 def test_label_smoothing_of_the_example_loss() -> None:
