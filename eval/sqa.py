@@ -28,7 +28,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from eval.judges import Judge
+from eval.judges import Judge, audible
 from eval.metrics import accuracy, normalize
 from most.generate import Sampling, SpeechLM
 from most.progress import progress
@@ -69,7 +69,7 @@ def evaluate_sqa(
             said = [t for t, _ in spoken]
             s2s = {"text_accuracy": accuracy(said, answers)}
             if hears:
-                heard = judge.transcribe([_audible(lm, u) for _, u in spoken])
+                heard = judge.transcribe([audible(lm.vocode(u)) for _, u in spoken])
                 s2s |= _score(heard, answers, rows["text"]) | {"judge": judge.name}
             else:
                 s2s |= _score(said, answers, rows["text"]) | {"judge": None}
@@ -100,11 +100,11 @@ def _spoken_truth(
 ) -> dict:
     """The judge's accuracy on the true answer: recorded, resynthesised, spoken by the model."""
     rows = rows.select_columns(["id", "answer_sentence", "answer_units"])
-    resynth = judge.transcribe([_audible(lm, u) for u in rows["answer_units"]])
+    resynth = judge.transcribe([audible(lm.vocode(u)) for u in rows["answer_units"]])
     said = lm.tts_units(rows["answer_sentence"], sampling, on_batch=tick)
     out = {
         "resynth_accuracy": accuracy(resynth, answers),
-        "tts_accuracy": accuracy(judge.transcribe([_audible(lm, u) for u in said]), answers),
+        "tts_accuracy": accuracy(judge.transcribe([audible(lm.vocode(u)) for u in said]), answers),
     }
     if sqa_audio is not None and split in sqa_audio:
         audio = sqa_audio[split].select_columns(["id", "answer_audio"])
@@ -114,11 +114,6 @@ def _spoken_truth(
             wavs = [np.asarray(a["array"], dtype=np.float32) for a in picked["answer_audio"]]
             out["original_accuracy"] = accuracy(judge.transcribe(wavs), answers)
     return out
-
-
-def _audible(lm: SpeechLM, units: list[int]):
-    wav = lm.vocode(units)
-    return wav if wav.size else np.zeros(1600, dtype=np.float32)
 
 
 def _score(predictions: list[str], answers: list[str], questions: list[str]) -> dict:

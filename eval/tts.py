@@ -22,7 +22,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from eval.judges import Judge
+from eval.judges import Judge, audible
 from eval.metrics import wer
 from most.audio import write_wav
 from most.generate import Sampling, SpeechLM
@@ -64,7 +64,7 @@ def evaluate_tts(
         resynth, spoken = [], []
         for true, mine in zip(true_units, model_units, strict=True):
             resynth.append(lm.vocode(true))
-            spoken.append(_nonempty(lm.vocode(mine)))
+            spoken.append(audible(lm.vocode(mine)))
             bar.advance(task, 2)
         task = bar.add_task("tts: model's own ASR", total=2 * len(texts))
         advance = lambda k: bar.advance(task, k)  # noqa: E731
@@ -92,8 +92,3 @@ def evaluate_tts(
     }
     out["_n"] = len(texts)
     return out
-
-
-def _nonempty(wav: np.ndarray) -> np.ndarray:
-    """A model that speaks no units gets 0.1 s of silence (transcribed as nothing = all deleted)."""
-    return wav if wav.size else np.zeros(1600, dtype=np.float32)

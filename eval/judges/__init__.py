@@ -24,6 +24,12 @@ class Judge(Protocol):
         ...
 
 
+def audible(wav: np.ndarray) -> np.ndarray:
+    """What a judge is given for ``wav``: a model that spoke no units gets 0.1 s of silence
+    (transcribed as nothing: every reference word deleted) instead of an empty array."""
+    return wav if wav.size else np.zeros(1600, dtype=np.float32)
+
+
 def load_judge(spec: str, run: Path) -> Judge:
     """``"ctc"`` (RUN/judge), ``"pocketsphinx"``, or a local HF model folder path."""
     if spec == "ctc":

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval.judges import load_judge
+from eval.judges import audible, load_judge
 from eval.judges.ctc import CTCJudge, Lexicon, judge
 from eval.metrics import wer
 from most.audio import read_audio
@@ -53,6 +53,13 @@ def test_lexicon_snaps_unknown_words_to_the_nearest_frequent_one():
     assert lex.words.index("tarsk") < lex.words.index("tark")  # most frequent first
     # judge.json round trip keeps the order (and with it the tie-breaking)
     assert Lexicon(json.loads(json.dumps(lex.words))).words == lex.words
+
+
+def test_audible_gives_silence_for_no_speech():
+    wav = np.ones(5, np.float32)
+    assert audible(wav) is wav
+    silence = audible(np.zeros(0, np.float32))
+    assert silence.dtype == np.float32 and silence.shape == (1600,) and not silence.any()
 
 
 def test_trained_judge_folder(eval_run):
