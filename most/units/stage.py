@@ -36,6 +36,9 @@ from most.io import atomic_dir, atomic_write_json, atomic_write_text, read_json,
 from most.units.base import TOKENIZER_FILE, UnitTokenizer, load_tokenizer, to_waveform
 from most.units.shards import PARTS, Job, encode_part, init_worker, merge_split, run_in_worker
 
+#: Beside a fitted tokenizer: what it was fitted with (:meth:`TokenizerConfig.fit_settings`).
+FIT_FILE = "fit.json"
+
 
 @dataclass
 class TokenizerConfig:
@@ -92,6 +95,18 @@ class TokenizerConfig:
                 raise ValueError("tokenizer.encoder_utterances and encoder_epochs must be > 0")
             if self.encoder_minutes is not None and self.encoder_minutes <= 0:
                 raise ValueError("tokenizer.encoder_minutes must be > 0 or null (no cap)")
+
+    def fit_settings(self) -> dict:
+        """The settings that shape a fitted tokenizer but are not stored in it (which audio, how
+        long the encoder trains): kept beside it in ``fit.json`` so a re-run can tell."""
+        keys = ["seed", "fit_seconds"]
+        if self.kind == "ctc_kmeans":
+            keys += ["encoder_utterances", "encoder_epochs", "encoder_minutes", "encoder_warp"]
+        elif self.kind == "mel_kmeans":
+            keys += ["n_mels"]
+        else:
+            keys += ["model_path"]
+        return {k: str(v) if isinstance(v, Path) else v for k in keys for v in [getattr(self, k)]}
 
     def matches(self, tok: UnitTokenizer) -> bool:
         """Whether a saved tokenizer was made with these settings."""
@@ -172,7 +187,11 @@ def _parse_shard(shard: str | None) -> tuple[int, int]:
 def prepare_tokenizer(
     cfg: TokenizerConfig, data_dir: Path, tok_dir: Path, force: bool = False
 ) -> UnitTokenizer:
-    """Load ``RUN/units/tokenizer`` if it matches ``cfg``; else load ``cfg.path`` or fit one."""
+    """Load ``RUN/units/tokenizer`` if it matches ``cfg``; else load ``cfg.path`` or fit one.
+
+    A fitted tokenizer's fitting settings go to ``fit.json`` beside it; a later run with other
+    values is refused (tokenizers from before that file existed are checked on their own fields)."""
+    fit_file = tok_dir / FIT_FILE
     if (tok_dir / TOKENIZER_FILE).is_file() and not force:
         tok = load_tokenizer(tok_dir)
         if cfg.path is None and not cfg.matches(tok):
@@ -180,6 +199,15 @@ def prepare_tokenizer(
                 f"{tok_dir} was made with other settings ({tok.kind}, K={tok.vocab_size}, "
                 f"dedup={tok.dedup}); pass --force=true to refit (old units stay under their hash)"
             )
+        if cfg.path is None and fit_file.is_file():
+            saved, wanted = read_json(fit_file), cfg.fit_settings()
+            changed = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
+            if changed:
+                was = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())
+                raise ValueError(
+                    f"{tok_dir} was fitted with other settings ({was}); pass --force=true to "
+                    "refit (old units stay under their hash)"
+                )
         return tok
     if cfg.path is not None:
         tok = load_tokenizer(cfg.path)
@@ -240,6 +268,8 @@ def prepare_tokenizer(
         )
     with atomic_dir(tok_dir) as tmp:
         tok.save(tmp)
+        if cfg.path is None:
+            atomic_write_json(tmp / FIT_FILE, cfg.fit_settings())
     return tok
 
 

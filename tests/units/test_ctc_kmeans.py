@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import datasets
 import numpy as np
 import pytest
@@ -165,6 +167,14 @@ def test_stage_with_ctc_kmeans(run_dir, monkeypatch):
     units(run_dir, tokenizer=cfg)
     with pytest.raises(ValueError, match="other settings"):
         units(run_dir, tokenizer=TokenizerConfig(kind="ctc_kmeans", k=8, layer=1))
+    # Settings the tokenizer file does not hold (how its encoder was trained) are kept beside it
+    # and checked too: another encoder budget would silently reuse the old units otherwise.
+    fit = read_json(run_dir / "units" / "tokenizer" / "fit.json")
+    assert fit["encoder_epochs"] == 0.5 and fit["encoder_utterances"] == 16
+    with pytest.raises(
+        ValueError, match=r"fitted with other settings \(encoder_epochs: 0.5 -> 1.0\)"
+    ):
+        units(run_dir, tokenizer=replace(cfg, encoder_epochs=1.0))
 
 
 def test_warp_mel_stretches_the_mel_axis():
