@@ -30,9 +30,9 @@ def dropout(x: Tensor, p: float) -> Tensor:
     """Inverted dropout of ``x`` (training semantics of ``F.dropout``) with a cheaper mask.
 
     Each element keeps with probability ``1 - p'`` and is scaled by ``1 / (1 - p')``, where ``p'``
-    is ``p`` rounded to a multiple of 1/65536 (0.1 -> 0.100006), so the expectation is ``x``
-    exactly. The draws come from torch's default generator: ``torch.manual_seed`` makes them
-    reproducible.
+    is ``p`` rounded to a multiple of 1/65536 (0.1 -> 0.100006), so the expectation is ``x`` (up
+    to the rounding of the scale in ``x``'s dtype, as with ``F.dropout``). The draws come from
+    torch's default generator (of ``x``'s device): ``torch.manual_seed`` makes them reproducible.
     """
     n = x.numel()
     words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
