@@ -191,23 +191,10 @@ def prepare_tokenizer(
 
     A fitted tokenizer's fitting settings go to ``fit.json`` beside it; a later run with other
     values is refused (tokenizers from before that file existed are checked on their own fields)."""
-    fit_file = tok_dir / FIT_FILE
     if (tok_dir / TOKENIZER_FILE).is_file() and not force:
         tok = load_tokenizer(tok_dir)
-        if cfg.path is None and not cfg.matches(tok):
-            raise ValueError(
-                f"{tok_dir} was made with other settings ({tok.kind}, K={tok.vocab_size}, "
-                f"dedup={tok.dedup}); pass --force=true to refit (old units stay under their hash)"
-            )
-        if cfg.path is None and fit_file.is_file():
-            saved, wanted = read_json(fit_file), cfg.fit_settings()
-            changed = {k: (saved.get(k), v) for k, v in wanted.items() if saved.get(k) != v}
-            if changed:
-                was = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())
-                raise ValueError(
-                    f"{tok_dir} was fitted with other settings ({was}); pass --force=true to "
-                    "refit (old units stay under their hash)"
-                )
+        if cfg.path is None:
+            _check_fitted_with(cfg, tok, tok_dir)
         return tok
     if cfg.path is not None:
         tok = load_tokenizer(cfg.path)
@@ -271,6 +258,22 @@ def prepare_tokenizer(
         if cfg.path is None:
             atomic_write_json(tmp / FIT_FILE, cfg.fit_settings())
     return tok
+
+
+def _check_fitted_with(cfg: TokenizerConfig, tok: UnitTokenizer, tok_dir: Path) -> None:
+    """Raise ``ValueError`` when the saved tokenizer was made with other settings than ``cfg``."""
+    refit = "pass --force=true to refit (old units stay under their hash)"
+    if not cfg.matches(tok):
+        raise ValueError(
+            f"{tok_dir} was made with other settings ({tok.kind}, K={tok.vocab_size}, "
+            f"dedup={tok.dedup}); {refit}"
+        )
+    if (tok_dir / FIT_FILE).is_file():
+        saved = read_json(tok_dir / FIT_FILE)
+        changed = {k: (saved.get(k), v) for k, v in cfg.fit_settings().items() if saved.get(k) != v}
+        if changed:
+            was = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())
+            raise ValueError(f"{tok_dir} was fitted with other settings ({was}); {refit}")
 
 
 def _train_split(speech_dir: Path) -> datasets.Dataset:
