@@ -122,7 +122,9 @@ class CausalLMModule(L.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self):
-        return build_optimizer(self.model, self.optim_cfg, self.total_steps)
+        precision = str(self.trainer.precision) if self._trainer is not None else "32-true"
+        fused = "mixed" not in precision  # Lightning clips no fused optimizer under autocast
+        return build_optimizer(self.model, self.optim_cfg, self.total_steps, fused=fused)
 
 
 def example_mean_loss(

@@ -118,3 +118,35 @@ def test_lora_attaches_to_attention_and_experts(base_dirs, tmp_path):
     assert any("q_proj" in n and "lora_B" in n for n in names)
     expert_b = next(p for n, p in peft_model.named_parameters() if "experts" in n and "lora_B" in n)
     assert expert_b.grad is not None and expert_b.grad.abs().sum() > 0
+
+
+def test_cpu_bf16_path_pads_groups_and_matches_loop(monkeypatch):
+    """Under CPU bf16 autocast the experts run in bf16 with every expert's rows padded to a multiple
+    of CPU_BLOCK (oneDNN is slow on the ragged row counts routing gives); pad rows and skipped slots
+    add nothing: the result and every gradient track the fp32 loop to bf16 precision, with no NaN
+    even where the kernel poisons rows past the last group."""
+    seen = []
+
+    def spy(x, w, offs):
+        seen.append((x.dtype, w.dtype, offs.clone()))
+        return PoisonedGroupedMM.apply(x, w, offs)
+
+    monkeypatch.setattr(experts_mod, "grouped_mm", spy)
+    m, x, index = skip_case()
+    weight = (torch.rand(20, 3) * (index < 6)).requires_grad_()
+    wrt = [x, weight, m.gate_up_proj, m.down_proj]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x, index, weight, can_skip=True)
+    grads = torch.autograd.grad(out.square().sum(), wrt)
+    ref = loop_experts(m, x, index, weight)
+    ref_grads = torch.autograd.grad(ref.square().sum(), wrt)
+    assert out.dtype == torch.float32 and torch.equal(out[0], torch.zeros(16))
+    assert (out - ref).abs().max() <= 0.02 * ref.abs().max()
+    for name, a, b in zip(["x", "weight", "gate_up", "down"], grads, ref_grads, strict=True):
+        assert torch.isfinite(a).all(), name
+        assert (a - b).abs().max() <= 0.03 * b.abs().max(), name
+    assert [d for d, _, _ in seen] == [torch.bfloat16] * 2
+    sizes = torch.diff(seen[0][2], prepend=torch.zeros(1, dtype=torch.int32))
+    real = torch.bincount(index[index < 6], minlength=6)
+    block = experts_mod.CPU_BLOCK
+    assert torch.equal(sizes.long(), (real + block - 1) // block * block)
