@@ -5,7 +5,10 @@ matmuls), so a machine shared with other jobs is compared against itself at the 
 Model FLOPs per token: 6 x (matmul parameters active per token) + 6 x layers x seq x heads x head_dim
 (causal attention scores and values, forward + backward); the embedding lookup is not a matmul.
 
-    python benchmarks/train.py [--steps 3] [--batch 16] [--seq 256]
+    python benchmarks/train.py [--steps 3] [--batch 16] [--seq 256] [--precision fp32|bf16-mixed]
+
+``bf16-mixed`` runs the step under CPU autocast (what ``trainer.precision: auto`` picks on CPUs with
+AMX); MFU is still against the fp32 peak.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16-mixed"])
     args = ap.parse_args()
     from transformers import Qwen3MoeForCausalLM
 
@@ -61,8 +65,11 @@ def main() -> None:
     x = torch.randint(0, VOCAB, (args.batch, args.seq))
     pos = torch.arange(args.seq).expand(args.batch, -1)
 
+    low = args.precision == "bf16-mixed"
+
     def step() -> None:
-        out = model(input_ids=x, position_ids=pos, labels=x, use_cache=False)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+            out = model(input_ids=x, position_ids=pos, labels=x, use_cache=False)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -85,6 +92,7 @@ def main() -> None:
                 "params": sum(p.numel() for p in model.parameters()),
                 "experts_implementation": model.config._experts_implementation,
                 "threads": torch.get_num_threads(),
+                "precision": args.precision,
                 "batch": args.batch,
                 "seq": args.seq,
                 "step_s": round(dt, 3),

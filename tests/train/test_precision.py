@@ -1,0 +1,41 @@
+"""Precision: ``auto`` picks bf16-mixed where the CPU multiplies bf16 natively (AMX), and stage 1
+in bf16-mixed on the CPU (the adapted model's experts padded for oneDNN) tracks fp32."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from most.train import config as config_mod
+from most.train.config import TrainerConfig
+from most.train.stages import stage1
+from tests.train.test_cuda_train import adapted_run
+from tests.train.test_stages import DATA, OPTIM, losses
+
+
+def test_auto_precision_follows_amx(monkeypatch) -> None:
+    cpu = TrainerConfig(accelerator="cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert cpu.resolved_precision() == "bf16-mixed"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert cpu.resolved_precision() == "32-true"
+    assert TrainerConfig(accelerator="cpu", precision="16-mixed").resolved_precision() == "16-mixed"
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probe
+    assert not config_mod.cpu_has_amx()
+
+
+def test_stage1_bf16_on_cpu_tracks_fp32(speech_run: Path, tmp_path_factory) -> None:
+    fp32_run = adapted_run(speech_run, tmp_path_factory.mktemp("fp32"))
+    common = dict(max_steps=24, val_every=12, ckpt_every=12, log_every=1, progress=False)
+    for run, precision in ((speech_run, "bf16-mixed"), (fp32_run, "32-true")):
+        trainer = TrainerConfig(**common, accelerator="cpu", precision=precision)
+        stage1(run=run, data=DATA, optim=OPTIM, trainer=trainer)
+    bf16, fp32 = (torch.tensor(losses(r / "stage1")) for r in (speech_run, fp32_run))
+    assert bf16.shape == fp32.shape == (24,) and torch.isfinite(bf16).all()
+    assert bf16[-4:].mean() < bf16[:4].mean() - 0.3, bf16  # it learns
+    assert (bf16 - fp32).abs().mean() < 0.1, (bf16, fp32)
+    assert not torch.equal(bf16, fp32)  # it did run in bf16
+    model = AutoModelForCausalLM.from_pretrained(str(speech_run / "stage1" / "hf"))
+    assert next(model.parameters()).dtype == torch.float32  # fp32 master weights are exported
