@@ -102,18 +102,18 @@ class GroupedExperts(nn.Module):
         """
         n, k = index.shape
         e = self.num_experts
-        flat = index.reshape(-1)
-        ids, perm = flat.sort()
+        ids, perm = index.reshape(-1).sort()
         counts = torch.bincount(ids, minlength=e + 1)[:e]  # ids == E (skip) are not grouped
         padded = (counts + CPU_BLOCK - 1) // CPU_BLOCK * CPU_BLOCK
-        starts = counts.cumsum(0) - counts  # where each expert's rows begin in sorted order
-        pad_starts = padded.cumsum(0) - padded
         rows = int(padded.sum())
-        real = ids < e
-        e_of = ids.clamp(max=e - 1)
-        rank = torch.arange(ids.numel(), device=ids.device) - starts[e_of]
-        # Padded row of each sorted slot; skipped slots point one past the last row.
-        dest = torch.where(real, pad_starts[e_of] + rank, rows)
+        # Padded row of each sorted slot: it moves down by the padding of the groups before its
+        # own. Skipped slots (sorted last) point one past the last row.
+        extra = padded - counts
+        dest = (
+            torch.arange(ids.numel(), device=ids.device)
+            + (extra.cumsum(0) - extra)[ids.clamp(max=e - 1)]
+        )
+        dest = torch.where(ids < e, dest, rows)
         # Slot held by each padded row (n * k = none: the zero row appended to x and weight).
         slot = torch.full((rows + 1,), n * k, dtype=torch.long, device=x.device)
         slot[dest] = perm
