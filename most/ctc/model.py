@@ -42,15 +42,27 @@ class CTCModelConfig:
     ff: int = 576
     """Feed-forward width."""
     dropout: float = 0.1
+    attn_window: int | None = None
+    """Encoder steps (25 per second) each step attends to on either side; None = the whole
+    utterance. A window makes a step's state depend on its neighbourhood only, so a word gets
+    similar states alone and inside any sentence (see the units recipe)."""
 
     def __post_init__(self) -> None:
         if min(self.width, self.layers, self.heads, self.ff) <= 0:
             raise ValueError("model.width, model.layers, model.heads and model.ff must be > 0")
         if self.width % self.heads:
             raise ValueError(f"model.width {self.width} is not divisible by model.heads")
+        if self.attn_window is not None and self.attn_window < 1:
+            raise ValueError(f"model.attn_window must be >= 1 or null, got {self.attn_window}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as saved; ``attn_window`` only when set, so the saved form (and the unit
+        tokenizer hash built from it) of a whole-utterance encoder is what it was before the
+        window existed."""
+        out = asdict(self)
+        if out["attn_window"] is None:
+            del out["attn_window"]
+        return out
 
 
 def text_to_ids(text: str) -> list[int]:
@@ -110,9 +122,13 @@ class CTCRecognizer(nn.Module):
         x = nn.functional.pad(feats, (0, 0, 0, t4 * STACK - t)).reshape(b, t4, STACK * f)
         x = self.inp(x) + _sinusoids(t4, self.cfg.width).to(x)
         out_len = self.out_lengths(lengths)
-        pad_mask = torch.arange(t4, device=x.device)[None] >= out_len[:, None].to(x.device)
+        steps = torch.arange(t4, device=x.device)
+        pad_mask = steps[None] >= out_len[:, None].to(x.device)
+        band = None  # True = may not attend
+        if self.cfg.attn_window is not None:
+            band = (steps[:, None] - steps[None]).abs() > self.cfg.attn_window
         for block in self.encoder.layers[:layer]:
-            x = block(x, src_key_padding_mask=pad_mask)
+            x = block(x, src_mask=band, src_key_padding_mask=pad_mask)
         return x, out_len
 
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:

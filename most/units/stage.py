@@ -79,6 +79,10 @@ class TokenizerConfig:
     encoder_warp: float = 0.0
     """ctc_kmeans: vocal-tract-length perturbation of the encoder's training audio (mel axis
     stretched by up to this factor either way, :func:`most.ctc.train.warp_mel`); 0 = off."""
+    encoder_window: int | None = None
+    """ctc_kmeans: encoder steps (25 per second) each step attends to on either side
+    (:attr:`most.ctc.model.CTCModelConfig.attn_window`); None = the whole utterance. Stored in
+    the tokenizer (its hash includes it)."""
 
     def __post_init__(self) -> None:
         if not 2 <= self.k <= 65_536:
@@ -95,6 +99,8 @@ class TokenizerConfig:
                 raise ValueError("tokenizer.encoder_utterances and encoder_epochs must be > 0")
             if self.encoder_minutes is not None and self.encoder_minutes <= 0:
                 raise ValueError("tokenizer.encoder_minutes must be > 0 or null (no cap)")
+            if self.encoder_window is not None and self.encoder_window < 1:
+                raise ValueError("tokenizer.encoder_window must be >= 1 or null (whole utterance)")
 
     def fit_settings(self) -> dict:
         """The settings that shape a fitted tokenizer but are not stored in it (which audio, how
@@ -114,7 +120,12 @@ class TokenizerConfig:
         if self.kind == "mel_kmeans":
             return same and tok.frame_rate == self.frame_rate
         if self.kind == "ctc_kmeans":
-            return same and getattr(tok, "layer", None) == self.layer
+            # same kind: tok is a CTCKMeansTokenizer
+            return (
+                same
+                and tok.layer == self.layer
+                and tok.encoder.cfg.attn_window == self.encoder_window
+            )
         return same and getattr(tok, "layer", None) == self.layer
 
 
@@ -211,6 +222,7 @@ def prepare_tokenizer(
                 k=cfg.k,
                 layer=cfg.layer,
                 fit_seconds=cfg.fit_seconds,
+                encoder=CTCModelConfig(attn_window=cfg.encoder_window),
                 schedule=CTCSchedule(
                     epochs=cfg.encoder_epochs,
                     max_minutes=cfg.encoder_minutes,
@@ -264,10 +276,10 @@ def _check_fitted_with(cfg: TokenizerConfig, tok: UnitTokenizer, tok_dir: Path) 
     """Raise ``ValueError`` when the saved tokenizer was made with other settings than ``cfg``."""
     refit = "pass --force=true to refit (old units stay under their hash)"
     if not cfg.matches(tok):
-        raise ValueError(
-            f"{tok_dir} was made with other settings ({tok.kind}, K={tok.vocab_size}, "
-            f"dedup={tok.dedup}); {refit}"
-        )
+        made = f"{tok.kind}, K={tok.vocab_size}, dedup={tok.dedup}"
+        if tok.kind == "ctc_kmeans":
+            made += f", layer={tok.layer}, encoder_window={tok.encoder.cfg.attn_window}"
+        raise ValueError(f"{tok_dir} was made with other settings ({made}); {refit}")
     if (tok_dir / FIT_FILE).is_file():
         saved = read_json(tok_dir / FIT_FILE)
         changed = {k: (saved.get(k), v) for k, v in cfg.fit_settings().items() if saved.get(k) != v}
