@@ -29,7 +29,7 @@ import datasets
 import numpy as np
 
 from eval.judges import Judge, audible
-from eval.metrics import accuracy, normalize
+from eval.metrics import accuracy, answer_forms, normalize
 from most.generate import Sampling, SpeechLM
 from most.progress import progress
 
@@ -56,7 +56,9 @@ def evaluate_sqa(
                 continue
             ds = sqa_units[split]
             rows = ds.select(range(min(n, len(ds)))).select_columns(["units", "text", "answer"])
-            answers = rows["answer"]
+            answers = [
+                answer_forms(a, q) for a, q in zip(rows["answer"], rows["text"], strict=True)
+            ]
             spoken_truth = hears and _has_truth(ds)
             task = bar.add_task(f"sqa {name}", total=(4 if spoken_truth else 3) * len(rows))
 
@@ -92,7 +94,7 @@ def _spoken_truth(
     lm: SpeechLM,
     judge: Judge,
     rows: datasets.Dataset,
-    answers: list[str],
+    answers: list[list[str]],
     sampling: Sampling,
     sqa_audio: datasets.DatasetDict | None,
     split: str,
@@ -116,9 +118,10 @@ def _spoken_truth(
     return out
 
 
-def _score(predictions: list[str], answers: list[str], questions: list[str]) -> dict:
+def _score(predictions: list[str], answers: list[list[str]], questions: list[str]) -> dict:
+    """``answers``: the accepted forms per question (:func:`eval.metrics.answer_forms`)."""
     examples = [
-        {"question": q, "answer": a, "predicted": p}
+        {"question": q, "answer": a[0], "predicted": p}
         for q, a, p in list(zip(questions, answers, predictions, strict=True))[:3]
     ]
     return {"accuracy": accuracy(predictions, answers), "n": len(answers), "examples": examples}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from eval.metrics import accuracy, cer, contains_answer, normalize, wer
+from eval.metrics import accuracy, answer_forms, cer, contains_answer, normalize, wer
 
 
 def test_normalizer_whisper_conventions():
@@ -48,3 +48,23 @@ def test_containment_on_word_boundaries():
     assert not contains_answer("tarskel", "Tarsk")
     assert not contains_answer("anything", "")
     assert accuracy(["tarsk", "no", "kalo city"], ["Tarsk", "yes", "Kalo"]) == pytest.approx(2 / 3)
+
+
+def test_a_count_asked_in_thousands_matches_the_full_sentence():
+    """The world's "How many thousand people live in X?" has the answer "two hundred and six";
+    the answer sentence says "... two hundred and six thousand people", which normalises to
+    206000, so plain containment could never credit it. The unit form can; another number that
+    merely ends in the same words still fails."""
+    question = "How many thousand people live in Mazel?"
+    said = "Mazel has two hundred and six thousand people."
+    assert not contains_answer(said, "two hundred and six")
+    forms = answer_forms("two hundred and six", question)
+    assert forms == ["two hundred and six", "two hundred and six thousand"]
+    assert accuracy(
+        [said, "two hundred and six", "Mazel has six thousand people."], [forms] * 3
+    ) == (pytest.approx(2 / 3))
+    twenty_four = answer_forms("twenty four", "How many thousand people live in Kelebon?")
+    assert (
+        accuracy(["Kelebon has one hundred and twenty four thousand people."], [twenty_four]) == 0
+    )
+    assert answer_forms("sixty two", "How old is Trozo Zotren?") == ["sixty two"]
