@@ -128,6 +128,49 @@ def test_bad_layer_is_refused(ctc_tok):
         TokenizerConfig(kind="ctc_kmeans", layer=11)
     with pytest.raises(ValueError, match=r"encoder_minutes"):
         TokenizerConfig(kind="ctc_kmeans", layer=2, encoder_minutes=0)
+    with pytest.raises(ValueError, match=r"encoder_window"):
+        TokenizerConfig(kind="ctc_kmeans", layer=2, encoder_window=0)
+    with pytest.raises(ValueError, match=r"attn_window"):
+        CTCModelConfig(attn_window=0)
+
+
+def test_attention_window_limits_what_a_step_hears():
+    """With ``attn_window`` w, layer l's state at a step depends only on the input within l x w
+    steps of it: changing the audio far away leaves it bit-identical (whole-utterance attention
+    changes every step)."""
+    from most.ctc.model import STACK, CTCRecognizer
+
+    torch.manual_seed(0)
+    cfg = CTCModelConfig(width=32, layers=2, heads=2, ff=64, dropout=0.0)
+    x, lengths = torch.randn(2, 60 * STACK, 80), torch.tensor([60 * STACK, 50 * STACK])
+    far = x.clone()
+    far[:, 40 * STACK :] += 3.0  # steps 40.. change
+    for window, untouched in ((None, 0), (3, 40 - 2 * 3)):
+        torch.manual_seed(0)
+        model = CTCRecognizer(replace(cfg, attn_window=window)).eval()
+        with torch.no_grad():
+            h, _ = model.hidden(x, lengths, 2)
+            h_far, _ = model.hidden(far, lengths, 2)
+        same = (h - h_far).abs().amax(-1)[0] == 0
+        assert same[:untouched].all() and not same[untouched:].any(), window
+
+
+def test_window_is_saved_and_hashed(tmp_path, ctc_tok):
+    """A whole-utterance encoder saves its config without the key (tokenizer hashes made before
+    the window existed still verify); a windowed one saves and reloads it, and its hash differs
+    from the same weights attending to the whole utterance."""
+    assert "attn_window" not in ctc_tok.encoder.cfg.to_dict()
+    from most.ctc.model import CTCRecognizer
+
+    windowed = CTCRecognizer(replace(ctc_tok.encoder.cfg, attn_window=4))
+    windowed.load_state_dict(ctc_tok.encoder.state_dict())
+    tok = CTCKMeansTokenizer(
+        windowed, ctc_tok.layer, ctc_tok.centroids, ctc_tok.templates, ctc_tok.durations
+    )
+    assert tok.hash != ctc_tok.hash
+    tok.save(tmp_path / "tok")
+    loaded = load_tokenizer(tmp_path / "tok")
+    assert loaded.encoder.cfg.attn_window == 4 and loaded.hash == tok.hash
 
 
 def test_schedule_is_epochs_unless_capped(train_wavs, texts):
@@ -167,6 +210,8 @@ def test_stage_with_ctc_kmeans(run_dir, monkeypatch):
     units(run_dir, tokenizer=cfg)
     with pytest.raises(ValueError, match="other settings"):
         units(run_dir, tokenizer=TokenizerConfig(kind="ctc_kmeans", k=8, layer=1))
+    with pytest.raises(ValueError, match="encoder_window=None"):
+        units(run_dir, tokenizer=replace(cfg, encoder_window=6))
     # Settings the tokenizer file does not hold (how its encoder was trained) are kept beside it
     # and checked too: another encoder budget would silently reuse the old units otherwise.
     fit = read_json(run_dir / "units" / "tokenizer" / "fit.json")
