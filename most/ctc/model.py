@@ -129,6 +129,8 @@ class CTCRecognizer(nn.Module):
             band = (steps[:, None] - steps[None]).abs() > self.cfg.attn_window
         for block in self.encoder.layers[:layer]:
             x = block(x, src_mask=band, src_key_padding_mask=pad_mask)
+            if band is not None:  # a padding step with no real step in its window attended to
+                x = x.masked_fill(pad_mask[..., None], 0.0)  # nothing: NaN in eval mode
         return x, out_len
 
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:

@@ -153,6 +153,11 @@ def test_attention_window_limits_what_a_step_hears():
             h_far, _ = model.hidden(far, lengths, 2)
         same = (h - h_far).abs().amax(-1)[0] == 0
         assert same[:untouched].all() and not same[untouched:].any(), window
+        # The short row, padded by far more than the window, is finite and matches it alone.
+        with torch.no_grad():
+            alone, _ = model.hidden(x[1:, : 50 * STACK], lengths[1:], 2)
+        assert torch.isfinite(h).all(), window
+        torch.testing.assert_close(h[1, :50], alone[0], atol=1e-5, rtol=1e-5)
 
 
 def test_window_is_saved_and_hashed(tmp_path, ctc_tok):
