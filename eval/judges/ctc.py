@@ -7,15 +7,24 @@ train`` (:mod:`most.ctc.train`: about 4 min on 2 CPU cores, capped by epochs or 
 before the judge, on a seeded random sample of the split (the judge reads its first rows), and
 never loaded here.
 
-Decoding is greedy CTC followed by lexicon snapping: every output word missing from the judge's
-lexicon (the words of the run's text corpus, a closed world for the embedded default) is replaced by
-the nearest lexicon word by edit distance, the more frequent word on ties. It repairs single-letter
-slips ("tharsk" -> "tarsk") that would otherwise count as word errors, and it treats original,
-resynthesised and model-generated audio alike. ``decode.lexicon=false`` turns it off.
+Decoding (``--decode.*``), best first:
 
-Writes ``RUN/judge/`` atomically: ``model.safetensors``, ``judge.json`` (model config, characters,
-mel settings, lexicon, training log and WER/CER on ``speech/test`` and ``speech/test_voices``). No
-pickle.
+- ``lm=true`` (default): lexicon-constrained beam search (:mod:`eval.judges.beam`) over the judge's
+  lexicon (the words of the run's text corpus and speech transcripts, a closed world for the
+  embedded default) with a word bigram (:mod:`eval.judges.wordlm`) trained on the speech training
+  transcripts only: the judge's own training text, which never states a ``qa_heldout`` fact, so the
+  LM cannot supply the answers S->S is scored on. Its weight and word score are picked on
+  ``speech/dev`` (a small grid, seconds).
+- ``lexicon=true``: greedy CTC, then every word missing from the lexicon is replaced by the nearest
+  lexicon word by edit distance, the more frequent word on ties ("tharsk" -> "tarsk").
+- both false: greedy CTC.
+
+All treat original, resynthesised and model-generated audio alike.
+
+Writes ``RUN/judge/`` atomically: ``model.safetensors``, ``lm.arpa`` (with ``lm=true``),
+``judge.json`` (model config, characters, mel settings, lexicon, beam settings, training log and
+WER/CER on ``speech/test`` and ``speech/test_voices`` for each decoding). No pickle. A judge trained
+before the LM existed gets one without retraining: ``most judge`` on its run adds ``lm.arpa``.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import multiprocessing as mp
 import os
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
@@ -32,6 +41,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from eval.judges.beam import BeamSettings, LexiconBeam
+from eval.judges.wordlm import bigram_arpa
 from eval.metrics import cer, wer
 from most.ctc.model import (
     CHARS,
@@ -45,11 +56,12 @@ from most.ctc.model import (
     text_to_ids,
 )
 from most.ctc.train import CTCSchedule, read_rows, train_recognizer
-from most.io import atomic_dir, atomic_write_json, read_json
+from most.io import atomic_dir, atomic_write_json, atomic_write_text, read_json
 from most.progress import progress
 from most.threads import single_thread
 
 JUDGE_FILE = "judge.json"
+LM_FILE = "lm.arpa"
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -111,17 +123,22 @@ class Lexicon:
 
 
 class CTCJudge:
-    """A trained :class:`CTCRecognizer` with greedy decoding and optional lexicon snapping;
-    satisfies ``eval.judges.Judge``."""
+    """A trained :class:`CTCRecognizer` and its decoder (beam search with a word LM, else greedy
+    with optional lexicon snapping); satisfies ``eval.judges.Judge``."""
 
     name = "ctc"
 
     def __init__(
-        self, model: CTCRecognizer, lexicon: Lexicon | None = None, batch_size: int = 16
+        self,
+        model: CTCRecognizer,
+        lexicon: Lexicon | None = None,
+        batch_size: int = 16,
+        beam: LexiconBeam | None = None,
     ) -> None:
         self.model = model.eval()
         self.lexicon = lexicon
         self.batch_size = batch_size
+        self.beam = beam
 
     @classmethod
     def load(cls, directory: str | Path) -> CTCJudge:
@@ -134,23 +151,49 @@ class CTCJudge:
         model = CTCRecognizer(CTCModelConfig(**meta["model"]))
         model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
         lexicon = Lexicon(meta["lexicon"]) if meta.get("lexicon") else None
-        return cls(model, lexicon)
+        beam = None
+        if meta.get("beam") and lexicon is not None:
+            if not (directory / LM_FILE).is_file():
+                raise FileNotFoundError(
+                    f"{directory}: judge.json names a beam but {LM_FILE} is missing"
+                )
+            beam = LexiconBeam(lexicon.words, directory / LM_FILE, BeamSettings(**meta["beam"]))
+        return cls(model, lexicon, beam=beam)
 
     @torch.no_grad()
-    def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:
+    def logprobs(self, wavs: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Per utterance ``(T_i, len(CHARS) + 1)`` CTC log-probabilities, in input order."""
         order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))
-        out: dict[int, str] = {}
+        out: dict[int, torch.Tensor] = {}
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             with single_thread():
                 feats = features([wavs[i] for i in idx])
             x, lengths = pad(feats)
             logp, out_len = self.model(x, lengths)
-            out.update(zip(idx, greedy_decode(logp, out_len), strict=True))
-        texts = [out[i] for i in range(len(wavs))]
+            out.update({i: row[:n] for i, row, n in zip(idx, logp, out_len.tolist(), strict=True)})
+        return [out[i] for i in range(len(wavs))]
+
+    def decodings(self, rows: Sequence[torch.Tensor]) -> dict[str, list[str]]:
+        """Every decoding this judge has of ``rows``: ``greedy``, ``snapped``, ``beam``."""
+        greedy = [greedy_decode(r[None], torch.tensor([len(r)]))[0] for r in rows]
+        out = {"greedy": greedy}
         if self.lexicon is not None:
-            texts = [self.lexicon.snap_text(t) for t in texts]
-        return texts
+            out["snapped"] = [self.lexicon.snap_text(t) for t in greedy]
+        if self.beam is not None:
+            out["beam"] = [self.beam.decode(r) for r in rows]
+        return out
+
+    def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:
+        rows = self.logprobs(wavs)
+        if self.beam is not None:
+            return [self.beam.decode(r) for r in rows]
+        return self.decodings(rows)[_best(self)]
+
+
+def _best(j: CTCJudge) -> str:
+    """The decoding ``transcribe`` returns."""
+    return "beam" if j.beam is not None else "snapped" if j.lexicon is not None else "greedy"
 
 
 def _load_speech(run: Path) -> datasets.DatasetDict:
@@ -209,11 +252,28 @@ def resynthesize_share(
 
 @dataclass(frozen=True)
 class CTCDecodeConfig:
-    """How the judge turns CTC outputs into words (``--decode.*``)."""
+    """How the judge turns CTC outputs into words (``--decode.*``; see the module doc)."""
 
     lexicon: bool = True
-    """Snap out-of-lexicon words to the nearest word of ``RUN/data/text`` (train) and the speech
-    training transcripts (see the module doc)."""
+    """Keep the lexicon (words of ``RUN/data/text`` train and the speech training transcripts):
+    snapping for greedy decoding, the spellings for beam search."""
+    lm: bool = True
+    """Beam search with a word bigram trained on the speech training transcripts."""
+    beam: int = 50
+    """Hypotheses kept per step."""
+    lm_weights: tuple[float, ...] = (0.5, 1.0, 2.0)
+    """LM weights tried on ``speech/dev``; the one with the lowest WER is kept."""
+    word_scores: tuple[float, ...] = (-1.0, 0.0, 1.0)
+    """Word insertion scores tried with each weight."""
+    discount: float = 0.75
+    """Kneser-Ney absolute discount of the bigram."""
+
+    def __post_init__(self) -> None:
+        if self.lm and not self.lexicon:
+            raise ValueError("decode.lm needs decode.lexicon (the beam spells lexicon words)")
+        if self.lm and not (self.lm_weights and self.word_scores):
+            raise ValueError("decode.lm_weights and decode.word_scores need at least one value")
+        BeamSettings(beam=self.beam)  # validates the beam width
 
 
 _DEFAULT_DECODE = CTCDecodeConfig()
@@ -228,6 +288,54 @@ def build_lexicon(run: Path, speech_texts: Sequence[str]) -> Lexicon:
     return Lexicon.from_texts(texts)
 
 
+def fit_beam(
+    out_dir: Path,
+    scorer: CTCJudge,
+    lm_texts: Sequence[str],
+    dev: tuple[list[np.ndarray], list[str]] | None,
+    decode: CTCDecodeConfig,
+) -> dict:
+    """Write ``out_dir/lm.arpa`` (bigram on ``lm_texts``), pick the beam settings with the lowest
+    WER on ``dev`` (defaults without it) and give ``scorer`` that beam. -> the settings and trials."""
+    words = scorer.lexicon.words
+    sentences = [ids_to_text(text_to_ids(t)).split() for t in lm_texts]
+    atomic_write_text(out_dir / LM_FILE, bigram_arpa(sentences, words, decode.discount))
+    grid = [BeamSettings(decode.beam, w, s) for w in decode.lm_weights for s in decode.word_scores]
+    trials = []
+    if dev is not None and len(grid) > 1:
+        rows = scorer.logprobs(dev[0])
+        with progress() as bar:
+            task = bar.add_task("judge: beam settings on dev", total=len(grid))
+            for settings in grid:
+                beam = LexiconBeam(words, out_dir / LM_FILE, settings)
+                hyps = [beam.decode(r) for r in rows]
+                trials.append(asdict(settings) | {"wer": wer(dev[1], hyps)})
+                bar.advance(task)
+        best = min(range(len(grid)), key=lambda i: trials[i]["wer"])  # first of equals
+    else:
+        best = 0
+    scorer.beam = LexiconBeam(words, out_dir / LM_FILE, grid[best])
+    return {"settings": asdict(grid[best]), "dev_trials": trials, "lm_sentences": len(sentences)}
+
+
+def score_splits(scorer: CTCJudge, speech: datasets.DatasetDict, n: int) -> dict:
+    """WER/CER on the first ``n`` rows of ``test`` and ``test_voices``, for every decoding."""
+    metrics = {}
+    for split in ("test", "test_voices"):
+        if split not in speech:
+            continue
+        wavs, refs = read_split(speech[split], n)
+        hyps = scorer.decodings(scorer.logprobs(wavs))
+        best = hyps[_best(scorer)]
+        metrics[split] = {"wer": wer(refs, best), "cer": cer(refs, best), "n": len(refs)}
+        metrics[split] |= {f"wer_{name}": wer(refs, h) for name, h in hyps.items()}
+    return metrics
+
+
+def _dev(speech: datasets.DatasetDict, n: int) -> tuple[list[np.ndarray], list[str]] | None:
+    return read_split(speech["dev"], n) if "dev" in speech else None
+
+
 def judge(
     run: Path = Path("runs/demo"),
     model: CTCModelConfig = _DEFAULT_MODEL,
@@ -237,33 +345,24 @@ def judge(
 ) -> dict:
     """Train the embedded-default CTC judge on ``RUN/data/speech/train``; write ``RUN/judge/``.
 
-    Reports its WER/CER on original ``test`` (seen voices) and ``test_voices`` audio, with and
-    without lexicon snapping.
+    Reports its WER/CER on original ``test`` (seen voices) and ``test_voices`` audio for each
+    decoding. A finished judge without the requested LM gets one (no retraining).
     """
     out_dir = Path(run) / "judge"
     if (out_dir / JUDGE_FILE).is_file() and not force:
+        meta = read_json(out_dir / JUDGE_FILE)
+        if decode.lm and not meta.get("beam") and meta.get("lexicon"):
+            return _add_beam(Path(run), meta, train, decode)
         print(f"{out_dir} exists: judge already trained (pass --force=true to retrain)")
-        return read_json(out_dir / JUDGE_FILE)
+        return meta
     speech = _load_speech(run)
     wavs, texts = read_split(speech["train"], train.max_utterances)
     if train.resynth_share > 0:
         wavs = resynthesize_share(wavs, Path(run), train.resynth_share, train.seed)
     recognizer, log = train_recognizer(wavs, texts, model, train, label="judge")
+    del wavs
     lexicon = build_lexicon(Path(run), texts) if decode.lexicon else None
-    raw = CTCJudge(recognizer)
-    metrics = {}
-    for split in ("test", "test_voices"):
-        if split not in speech:
-            continue
-        w, refs = read_split(speech[split], train.eval_utterances)
-        greedy = raw.transcribe(w)
-        hyps = [lexicon.snap_text(h) for h in greedy] if lexicon else greedy
-        metrics[split] = {
-            "wer": wer(refs, hyps),
-            "cer": cer(refs, hyps),
-            "wer_greedy": wer(refs, greedy),
-            "n": len(refs),
-        }
+    scorer = CTCJudge(recognizer, lexicon)
     meta = {
         "kind": "ctc",
         "model": model.to_dict(),
@@ -271,12 +370,32 @@ def judge(
         "mel": MEL.to_dict(),
         "lexicon": lexicon.words if lexicon else None,
         "train": log,
-        "metrics": metrics,
     }
     with atomic_dir(out_dir) as tmp:
+        if decode.lm:
+            fitted = fit_beam(tmp, scorer, texts, _dev(speech, train.eval_utterances), decode)
+            meta |= {"beam": fitted.pop("settings"), "beam_fit": fitted}
+        meta["metrics"] = score_splits(scorer, speech, train.eval_utterances)
         save_file(
             {k: v.contiguous() for k, v in recognizer.state_dict().items()}, str(tmp / WEIGHTS_FILE)
         )
         atomic_write_json(tmp / JUDGE_FILE, meta)
-    print(f"judge: {metrics}")
+    print(f"judge: {meta['metrics']}")
+    return meta
+
+
+def _add_beam(run: Path, meta: dict, train: CTCTrainConfig, decode: CTCDecodeConfig) -> dict:
+    """Give a judge trained without an LM its beam search: LM, settings and metrics, no training."""
+    out_dir = run / "judge"
+    print(f"{out_dir}: adding the word LM and beam search to the trained judge")
+    speech = _load_speech(run)
+    texts = [str(t) for t in speech["train"].select_columns(["text"])["text"]]
+    scorer = CTCJudge.load(out_dir)
+    fitted = fit_beam(
+        out_dir, scorer, texts[: train.max_utterances], _dev(speech, train.eval_utterances), decode
+    )
+    meta = meta | {"beam": fitted.pop("settings"), "beam_fit": fitted}
+    meta["metrics"] = score_splits(scorer, speech, train.eval_utterances)
+    atomic_write_json(out_dir / JUDGE_FILE, meta)
+    print(f"judge: {meta['metrics']}")
     return meta
