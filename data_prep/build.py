@@ -33,7 +33,13 @@ from data_prep.ingest import (
 )
 from data_prep.librispeech import librispeech_items
 from data_prep.speech import Voice, require_espeak
-from data_prep.tasks import instructions, novel_sentences, qa_items, speech_sentences
+from data_prep.tasks import (
+    instructions,
+    novel_sentences,
+    qa_items,
+    short_utterances,
+    speech_sentences,
+)
 from data_prep.world import WorldConfig, build_world, split_facts, text_corpus
 from most.io import atomic_write_json, atomic_write_text, save_dataset
 
@@ -85,6 +91,9 @@ class SpeechConfig:
         n_train: ASR/TTS training utterances.
         n_novel: ASR-only training utterances (split ``train_novel``) about a novel world: the
             same templates and name generator, none of the world's entities. 0 = none.
+        n_short: one- and two-word training utterances (split ``train_short``) cut from the
+            training sentences, no invented names and no words of the sWUGGY-style pairs
+            (:func:`data_prep.tasks.short_utterances`). 0 = none.
         n_dev: dev utterances (unseen sentences, seen voices).
         n_test: test utterances (unseen sentences); spoken by seen voices and again by test voices.
         n_instructions: text instructions for stage 2 (train split; a tenth more for test).
@@ -104,6 +113,7 @@ class SpeechConfig:
     test_voices: tuple[str, ...] = ("en-us+f5:170:62", "en-gb-scotland+m4:155:42")
     n_train: int = 6000
     n_novel: int = 0
+    n_short: int = 0
     n_dev: int = 200
     n_test: int = 300
     n_instructions: int = 4000
@@ -118,8 +128,9 @@ class SpeechConfig:
         for name in ("n_train", "n_dev", "n_test"):
             if getattr(self, name) < 1:
                 raise ValueError(f"speech.{name} must be >= 1")
-        if self.n_novel < 0:
-            raise ValueError(f"speech.n_novel must be >= 0, got {self.n_novel}")
+        for name in ("n_novel", "n_short"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"speech.{name} must be >= 0, got {getattr(self, name)}")
 
 
 def _settings_hash(*configs: object) -> str:
@@ -169,6 +180,12 @@ def _world_items(world_cfg: WorldConfig, speech: SpeechConfig) -> tuple[dict, di
         novel = novel_sentences(world, speech.n_novel, seed + 10)
         speech_items["train_novel"] = spoken(
             "train_novel", novel, train_voices, random.Random(seed + 11)
+        )
+
+    if speech.n_short:  # own generators too
+        short = short_utterances(world, sentences["train"], speech.n_short, seed + 12)
+        speech_items["train_short"] = spoken(
+            "train_short", short, train_voices, random.Random(seed + 13)
         )
 
     def sqa(facts: list, split_seed: int) -> list[SourceItem]:

@@ -11,9 +11,11 @@ them from the text corpus, which is exactly what the spoken-QA transfer test mea
 from __future__ import annotations
 
 import random
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from data_prep.world import Fact, World, build_world, invented_names
+from data_prep.world import CLASS_WORDS, Fact, World, build_world, invented_names
 
 MIN_WORDS, MAX_WORDS = 4, 20
 
@@ -100,6 +102,39 @@ def novel_sentences(world: World, n: int, seed: int) -> list[str]:
     novel = build_world(replace(world.config, seed=seed), exclude=invented_names(world))
     by_subject = novel.facts_about()
     return _draw(by_subject, sorted(by_subject), n, set(), rng)
+
+
+def short_utterances(world: World, sentences: Sequence[str], n: int, seed: int) -> list[str]:
+    """``n`` one- or two-word utterances cut from ``sentences`` ("Forty eight.", "Was built."),
+    none with an invented name or a word of :data:`CLASS_WORDS`.
+
+    Why: trained on sentences only, the speech LM is sure an utterance opens like a sentence, so a
+    word said alone (what sWUGGY-style pairs score) loses 10-13 nats on its first units whether it
+    is a word or not, and that noise swamps the difference between the two. These teach that an
+    utterance may be one word, with words that are neither invented (they would sound like the
+    pseudo-words) nor the pairs' own words (that would train on the test). Spans are drawn
+    uniformly over the distinct ones, so rare words are heard as often as "the".
+    """
+    names = {name.lower() for name in invented_names(world)}
+    banned = {w.lower() for w in CLASS_WORDS}
+
+    def usable(word: str) -> bool:
+        return word not in banned and word not in names and word.removesuffix("ish") not in names
+
+    spans: set[str] = set()
+    for sentence in sentences:
+        for clause in re.split(r"[.,;:?!]", sentence.lower()):
+            words = clause.split()
+            for i, word in enumerate(words):
+                if usable(word):
+                    spans.add(word)
+                    if i + 1 < len(words) and usable(words[i + 1]):
+                        spans.add(f"{word} {words[i + 1]}")
+    if n and not spans:
+        raise ValueError("no sentence has a word usable alone (all names or class words)")
+    rng = random.Random(seed)
+    pool = sorted(spans)
+    return [f"{span[0].upper()}{span[1:]}." for span in (rng.choice(pool) for _ in range(n))]
 
 
 def qa_items(facts: list[Fact], seed: int) -> list[QAItem]:

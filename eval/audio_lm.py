@@ -164,8 +164,7 @@ def evaluate_minimal_pairs(lm, run, cfg, n_wuggy: int, n_blimp: int) -> dict:
         if real_dir is not None:
             audio = load_minimal_pairs(real_dir, n)
         elif name == "wuggy":
-            words = [*world.COLORS, *world.MATERIALS, *world.FOODS, *world.HABITATS]
-            words += [*world.ANIMAL_KINDS, *world.OBJECT_KINDS, *world.PROFESSIONS]
+            words = list(world.CLASS_WORDS)
             text = datasets.load_from_disk(f"{run}/data/text")["heldout"]["text"]
             known = {w.strip(".,?!").lower() for t in text for w in t.split()}
             audio = speak_pairs(wuggy_pairs(words, n, cfg.seed, known), cfg.voice, "wuggy")

@@ -95,14 +95,24 @@ def asr(p: Prompts, ds: datasets.Dataset, noise: float = 0.0) -> Source:
     )
 
 
+def speech_train(speech: datasets.DatasetDict) -> datasets.Dataset:
+    """TTS and speech-LM training rows: ``train`` plus, when the data has it, ``train_short``
+    (one- and two-word utterances)."""
+    return _concat(speech, ["train", "train_short"])
+
+
 def asr_train(speech: datasets.DatasetDict) -> datasets.Dataset:
-    """ASR training rows: ``train`` plus, when the data has it, ``train_novel`` (speech about a novel
-    world, for ASR only: TTS on its invented names would teach the speech LM non-words)."""
-    if "train_novel" not in speech:
+    """ASR training rows: :func:`speech_train` plus, when the data has it, ``train_novel`` (speech
+    about a novel world, for ASR only: TTS on its invented names would teach the speech LM
+    non-words)."""
+    return _concat(speech, ["train", "train_short", "train_novel"])
+
+
+def _concat(speech: datasets.DatasetDict, splits: list[str]) -> datasets.Dataset:
+    present = [s for s in splits if s in speech]
+    if present == ["train"]:
         return speech["train"]
-    return datasets.concatenate_datasets(
-        [_cols(speech["train"], "units", "text"), _cols(speech["train_novel"], "units", "text")]
-    )
+    return datasets.concatenate_datasets([_cols(speech[s], "units", "text") for s in present])
 
 
 def tts(p: Prompts, ds: datasets.Dataset) -> Source:

@@ -161,9 +161,9 @@ def stage1(
     text = S.load_data(run, "text")
     train = [
         S.asr(p, S.asr_train(speech), data.unit_noise),
-        S.tts(p, speech["train"]),
+        S.tts(p, S.speech_train(speech)),
         S.text_lm(p, text["train"]),
-        S.speech_lm(p, speech["train"], data.speech_lm_spans),
+        S.speech_lm(p, S.speech_train(speech), data.speech_lm_spans),
     ]
     train += _text_qa_replay(run, p, layout, STAGE1_RATIOS, data)
     val = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
@@ -208,9 +208,9 @@ def stage2(
         S.s2s(p, qa, speech_mode, answer_sentences, data.unit_noise),
         S.instruct(p, instr["train"]),
         S.asr(p, S.asr_train(speech), data.unit_noise),
-        S.tts(p, speech["train"]),
+        S.tts(p, S.speech_train(speech)),
         S.text_lm(p, text["train"]),
-        S.speech_lm(p, speech["train"], data.speech_lm_spans),
+        S.speech_lm(p, S.speech_train(speech), data.speech_lm_spans),
         *_text_qa_replay(run, p, layout, STAGE2_RATIOS, data, answer_sentences),
     ]
     val = [S.instruct(p, instr["test"]), S.asr(p, speech["dev"]), S.tts(p, speech["dev"])]

@@ -16,10 +16,13 @@ from tests.data.conftest import TINY_SPEECH, TINY_WORLD, build_tiny
 def test_layout_and_schema(tiny_run):
     out = tiny_run / "data"
     speech = datasets.load_from_disk(str(out / "speech"))
-    assert set(speech) == {"train", "train_novel", "dev", "test", "test_voices"}
+    assert set(speech) == {"train", "train_novel", "train_short", "dev", "test", "test_voices"}
     assert len(speech["train"]) == TINY_SPEECH.n_train
     assert len(speech["train_novel"]) == TINY_SPEECH.n_novel
     assert set(speech["train_novel"]["voice"]) <= set(TINY_SPEECH.train_voices)
+    assert len(speech["train_short"]) == TINY_SPEECH.n_short
+    assert set(speech["train_short"]["voice"]) <= set(TINY_SPEECH.train_voices)
+    assert all(1 <= len(t.split()) <= 2 for t in speech["train_short"]["text"])
     row = speech["train"][0]
     assert {"id", "audio", "text", "voice", "task", "duration"} <= set(row)
     assert row["audio"]["sampling_rate"] == 16000
@@ -62,8 +65,34 @@ def test_test_sentences_unseen_and_heldout_facts_never_spoken(tiny_run):
     assert set(sqa["qa_train"]["fact_id"]).isdisjoint(sqa["qa_heldout"]["fact_id"])
 
 
+def test_short_utterances_leave_out_names_and_the_pair_words():
+    from data_prep.tasks import short_utterances
+    from data_prep.world import CLASS_WORDS, invented_names
+
+    world = build_world(TINY_WORLD)
+    name = sorted(invented_names(world))[0]
+    sentences = [
+        f"{name} is forty two years old. The home of {name} is in the forests.",
+        f"In {name} everyone speaks {name}ish.",
+    ]
+    short = short_utterances(world, sentences, 200, seed=0)
+    assert len(short) == 200 and short == short_utterances(world, sentences, 200, seed=0)
+    spans = {s.rstrip(".").lower() for s in short}
+    # every word alone and every adjacent pair of usable words, within a clause
+    assert {"forty", "forty two", "two years", "home of", "everyone speaks", "the"} <= spans
+    words = {w for s in spans for w in s.split()}
+    assert name.lower() not in words and f"{name.lower()}ish" not in words
+    assert words.isdisjoint(w.lower() for w in CLASS_WORDS)  # "forests": a sWUGGY-style word
+    assert "old the" not in spans  # never across a sentence end
+    with pytest.raises(ValueError, match="no sentence has a word"):
+        short_utterances(world, [f"{name}."], 3, seed=0)
+    with pytest.raises(ValueError, match="n_short"):
+        SpeechConfig(n_short=-1)
+
+
 def test_novel_split_leaves_the_world_splits_unchanged():
-    """``train_novel`` draws from its own generators: adding it changes no other split."""
+    """``train_novel`` and ``train_short`` draw from their own generators: adding them changes no
+    other split."""
     from dataclasses import replace
 
     from data_prep.build import _world_items
@@ -76,9 +105,9 @@ def test_novel_split_leaves_the_world_splits_unchanged():
         }
 
     with_novel, text_a, _ = _world_items(TINY_WORLD, TINY_SPEECH)
-    without, text_b, _ = _world_items(TINY_WORLD, replace(TINY_SPEECH, n_novel=0))
+    without, text_b, _ = _world_items(TINY_WORLD, replace(TINY_SPEECH, n_novel=0, n_short=0))
     a, b = columns(with_novel), columns(without)
-    assert set(a) - set(b) == {("speech", "train_novel")}
+    assert set(a) - set(b) == {("speech", "train_novel"), ("speech", "train_short")}
     assert all(a[key] == b[key] for key in b)
     assert all(text_a[k][s]["text"] == text_b[k][s]["text"] for k in ("text",) for s in text_a[k])
 

@@ -103,9 +103,9 @@ def test_beam_refuses_words_outside_its_characters(tmp_path):
         LexiconBeam(["a", "Ä"], tmp_path / "lm.arpa", BeamSettings())
     with pytest.raises(ValueError, match="beam"):
         BeamSettings(beam=0)
-    with pytest.raises(ValueError, match="decode.lm needs decode.lexicon"):
+    with pytest.raises(ValueError, match=r"decode\.lm needs decode\.lexicon"):
         CTCDecodeConfig(lexicon=False)
-    assert SPACE == CHARS.index(" ") + 1
+    assert CHARS.index(" ") + 1 == SPACE
 
 
 def test_judge_stage_fits_the_lm_on_speech_transcripts_and_tunes_on_dev(eval_run):
@@ -114,7 +114,7 @@ def test_judge_stage_fits_the_lm_on_speech_transcripts_and_tunes_on_dev(eval_run
     fit = meta["beam_fit"]
     assert len(fit["dev_trials"]) == 9 and fit["lm_sentences"] > 0
     best = min(t["wer"] for t in fit["dev_trials"])
-    chosen = [t for t in fit["dev_trials"] if t["wer"] == best][0]
+    chosen = next(t for t in fit["dev_trials"] if t["wer"] == best)
     assert meta["beam"] == {k: chosen[k] for k in ("beam", "lm_weight", "word_score")}
     for split in meta["metrics"].values():
         assert split["wer"] == split["wer_beam"]

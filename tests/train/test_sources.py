@@ -24,6 +24,11 @@ def test_asr_trains_on_novel_speech_and_tts_does_not() -> None:
     both = S.asr_train(speech)
     assert list(both["text"]) == [*speech["train"]["text"], *speech["train_novel"]["text"]]
     assert both.column_names == ["units", "text"]
+    assert list(S.speech_train(speech)["text"]) == list(speech["train"]["text"])
+    speech["train_short"] = rows(2, "short")
+    short = [*speech["train"]["text"], *speech["train_short"]["text"]]
+    assert list(S.speech_train(speech)["text"]) == short  # TTS and speech LM: no novel world
+    assert list(S.asr_train(speech)["text"]) == [*short, *speech["train_novel"]["text"]]
 
 
 class Chars:
