@@ -9,7 +9,9 @@ The flat keys (documented in ``eval/README.md``) never change meaning:
   ``tts.self_asr.wer_true_units|wer_model_units`` (the model's own ASR of true / its TTS units)
 - ``sqa.s2t|s2s|text.accuracy`` (``qa_heldout``), ``sqa.<task>.train.accuracy`` (``qa_train``),
   ``sqa.s2s.text_accuracy``, ``sqa.s2s.original_accuracy|resynth_accuracy|tts_accuracy`` (the
-  judge on the true answer recorded, resynthesised, spoken by the model), ``sqa.heldout_leaks.*``
+  judge on the true answer recorded, resynthesised, spoken by the model),
+  ``sqa.s2s.judge_fill_in|counterfactual_heard`` (the judge on answer sentences saying another
+  answer: how often it writes the true one, how often the one said), ``sqa.heldout_leaks.*``
 - ``qa_sets.<name>.accuracy`` (real spoken-QA sets, S->T)
 - ``audio_lm.wuggy|blimp.accuracy``, ``audio_lm.<set>.length_baseline`` (a length-only scorer)
 - ``text.ppl_base``, ``text.ppl_model``
@@ -25,7 +27,14 @@ from pathlib import Path
 from most.io import atomic_write_json, atomic_write_text
 
 #: Per-split S->S keys besides ``accuracy`` (see :mod:`eval.sqa`).
-S2S_BREAKDOWN = ("text_accuracy", "original_accuracy", "resynth_accuracy", "tts_accuracy")
+S2S_BREAKDOWN = (
+    "text_accuracy",
+    "original_accuracy",
+    "resynth_accuracy",
+    "tts_accuracy",
+    "judge_fill_in",
+    "counterfactual_heard",
+)
 
 
 def flat_metrics(results: dict) -> dict:

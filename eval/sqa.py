@@ -19,10 +19,18 @@ Where S->S loses is measured on the same questions with the true answer sentence
   say).
 
 S->S can exceed none of them by much: it is roughly ``text_accuracy`` x ``tts_accuracy``.
+
+A judge with a language model could write an answer it did not hear. That is measured too: each
+true answer sentence with another question's answer in its place ("The capital of Velm is Drabu."
+where the truth is Tarsk; the other answer comes from a question asked the same way), spoken by
+espeak-ng in the answer's voice and transcribed by the judge. ``judge_fill_in`` is the share of
+those transcripts that contain the *true* answer (should be ~0), ``counterfactual_heard`` the share
+that contain the answer actually spoken.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import datasets
@@ -101,7 +109,7 @@ def _spoken_truth(
     tick,
 ) -> dict:
     """The judge's accuracy on the true answer: recorded, resynthesised, spoken by the model."""
-    rows = rows.select_columns(["id", "answer_sentence", "answer_units"])
+    rows = rows.select_columns(["id", "text", "answer", "answer_sentence", "answer_units"])
     resynth = judge.transcribe([audible(lm.vocode(u)) for u in rows["answer_units"]])
     said = lm.tts_units(rows["answer_sentence"], sampling, on_batch=tick)
     out = {
@@ -109,13 +117,63 @@ def _spoken_truth(
         "tts_accuracy": accuracy(judge.transcribe([audible(lm.vocode(u)) for u in said]), answers),
     }
     if sqa_audio is not None and split in sqa_audio:
-        audio = sqa_audio[split].select_columns(["id", "answer_audio"])
+        audio = sqa_audio[split].select_columns(["id", "answer_audio", "answer_voice"])
         where = {id_: i for i, id_ in enumerate(audio["id"])}
         if all(id_ in where for id_ in rows["id"]):
             picked = audio.select([where[id_] for id_ in rows["id"]]).with_format("numpy")
             wavs = [np.asarray(a["array"], dtype=np.float32) for a in picked["answer_audio"]]
             out["original_accuracy"] = accuracy(judge.transcribe(wavs), answers)
+            voices = [str(v) for v in picked["answer_voice"]]
+            out |= judge_fill_in(judge, rows, voices, answers)
     return out
+
+
+def _asked_alike(question: str) -> str:
+    """The question with its names taken out: "What is the capital of ?" for any country."""
+    return question[:1] + re.sub(r"\b[A-Z][\w']*", "", question[1:])
+
+
+def counterfactuals(
+    questions: list[str], answers: list[str], sentences: list[str]
+) -> list[tuple[int, int, str]]:
+    """``(i, j, sentence)``: answer sentence ``i`` saying answer ``j`` instead, ``j`` the next
+    question asked alike with an answer sharing no word with ``i``'s; questions without one are
+    left out."""
+    out = []
+    for i, (q, a, sentence) in enumerate(zip(questions, answers, sentences, strict=True)):
+        if not re.search(re.escape(a), sentence, re.IGNORECASE):
+            continue
+        words = set(a.lower().split())
+        for j in [*range(i + 1, len(questions)), *range(i)]:
+            if _asked_alike(questions[j]) == _asked_alike(q) and not words & set(
+                answers[j].lower().split()
+            ):
+                fake = re.sub(re.escape(a), answers[j], sentence, count=1, flags=re.IGNORECASE)
+                out.append((i, j, fake))
+                break
+    return out
+
+
+def judge_fill_in(
+    judge: Judge, rows: datasets.Dataset, voices: list[str], answers: list[list[str]]
+) -> dict:
+    """``{"judge_fill_in", "counterfactual_heard", "counterfactual_n"}`` (module doc)."""
+    from data_prep.speech import Voice, require_espeak, synthesize
+
+    require_espeak()
+    questions = [str(q) for q in rows["text"]]
+    plain = [str(a) for a in rows["answer"]]
+    items = counterfactuals(questions, plain, [str(t) for t in rows["answer_sentence"]])
+    if not items:
+        return {}
+    wavs = [synthesize(fake, Voice.parse(voices[i]), f"cf{i}") for i, _, fake in items]
+    heard = judge.transcribe(wavs)
+    said = [answer_forms(plain[j], questions[i]) for i, j, _ in items]
+    return {
+        "judge_fill_in": accuracy(heard, [answers[i] for i, _, _ in items]),
+        "counterfactual_heard": accuracy(heard, said),
+        "counterfactual_n": len(items),
+    }
 
 
 def _score(predictions: list[str], answers: list[list[str]], questions: list[str]) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datasets
 import numpy as np
 
-from eval.sqa import _spoken_truth
+from eval.sqa import _spoken_truth, counterfactuals, judge_fill_in
 
 
 class Voice:
@@ -40,6 +40,8 @@ def test_breakdown_scores_each_step_on_the_right_rows() -> None:
     rows = datasets.Dataset.from_dict(
         {
             "id": ["a", "b"],
+            "text": ["What is the capital?", "Which river is it?"],  # asked differently
+            "answer": ["Tarsk", "Vel"],
             "answer_sentence": ["The capital is Tarsk.", "The river is Vel."],
             "answer_units": [[1, 2], [3, 4]],
         }
@@ -49,7 +51,8 @@ def test_breakdown_scores_each_step_on_the_right_rows() -> None:
     audio = datasets.DatasetDict(
         qa_heldout=datasets.Dataset.from_dict(
             {"id": ["b", "a"], "answer_audio": [{"array": [9.0], "sampling_rate": 16_000},
-                                                {"array": [8.0], "sampling_rate": 16_000}]}
+                                                {"array": [8.0], "sampling_rate": 16_000}],
+             "answer_voice": ["en-us+m3:160:50"] * 2}
         )
     )  # fmt: skip
     ear = Ear(
@@ -120,3 +123,61 @@ def test_s2s_is_scored_on_what_the_judge_hears_with_or_without_answer_sentences(
         assert ("tts_accuracy" in s2s) == breakdown
         if breakdown:
             assert (s2s["resynth_accuracy"], s2s["tts_accuracy"]) == (1.0, 1.0)
+
+
+def test_counterfactual_answers_come_from_questions_asked_alike() -> None:
+    questions = [
+        "What is the capital of Velm?",
+        "Who built the gipos kettle?",
+        "What is the capital of Sazer?",
+        "What is the capital of Drin?",
+        "How many thousand people live in Mazel?",
+        "How many thousand people live in Tob?",
+    ]
+    answers = ["Tarsk", "Zenem Brodol", "Tarsk", "Drabu", "two hundred and six", "six"]
+    sentences = [
+        "The capital of Velm is Tarsk.",
+        "Zenem Brodol built the gipos kettle.",
+        "The capital of Sazer is Tarsk.",
+        "The capital of Drin is Drabu.",
+        "Mazel has two hundred and six thousand people.",
+        "Tob has six thousand people.",
+    ]
+    got = counterfactuals(questions, answers, sentences)
+    # Velm takes Drin's answer (Sazer's is the same word); nobody else is asked about a kettle;
+    # Mazel and Tob share "six", so neither takes the other's
+    assert got == [
+        (0, 3, "The capital of Velm is Drabu."),
+        (2, 3, "The capital of Sazer is Drabu."),
+        (3, 0, "The capital of Drin is Tarsk."),
+    ]
+
+
+class Parrot:
+    """A judge that writes one fixed transcript, whatever it hears."""
+
+    name = "parrot"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def transcribe(self, wavs) -> list[str]:
+        assert all(len(w) > 1000 for w in wavs)  # real speech went in
+        return [self.text] * len(wavs)
+
+
+def test_judge_fill_in_counts_true_answers_in_counterfactual_speech() -> None:
+    rows = datasets.Dataset.from_dict(
+        {
+            "text": ["What is the capital of Velm?", "What is the capital of Drin?"],
+            "answer": ["Tarsk", "Drabu"],
+            "answer_sentence": ["The capital of Velm is Tarsk.", "The capital of Drin is Drabu."],
+        }
+    )
+    answers = [["Tarsk"], ["Drabu"]]
+    voices = ["en-us+m3:160:50"] * 2
+    # a judge that always writes "tarsk": fills in the truth for Velm (said: Drabu), and hears
+    # the spoken answer for Drin (said: Tarsk)
+    out = judge_fill_in(Parrot("the capital is tarsk"), rows, voices, answers)
+    assert out == {"judge_fill_in": 0.5, "counterfactual_heard": 0.5, "counterfactual_n": 2}
+    assert judge_fill_in(Parrot("nothing"), rows, voices, answers)["judge_fill_in"] == 0.0
