@@ -44,10 +44,18 @@ class Sampling:
     """0 = no top-k filter."""
     batch_size: int = 16
     seed: int = 0
+    guidance: float = 1.0
+    """Classifier-free guidance of spoken units (TTS and spoken answers; 1 = off): each unit is
+    chosen from ``log p(u | prompt) + (g - 1) * (log p(u | prompt) - log p(u | speech alone))``,
+    the unconditional branch being the speech-LM context ``<|user|> <|asr|> <|begin_of_audio|>``
+    that stage 1 trains. Above 1 it weighs what the text asks for against what speech usually
+    says next (transformers' ``guidance_scale``; one more forward pass per unit)."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens <= 0 or self.batch_size <= 0:
             raise ValueError("sampling.max_new_tokens and sampling.batch_size must be > 0")
+        if self.guidance < 1:
+            raise ValueError(f"sampling.guidance must be >= 1 (1 = off), got {self.guidance}")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("sampling.temperature must be > 0 and sampling.top_p in (0, 1]")
 
@@ -140,11 +148,13 @@ class SpeechLM:
         stop_ids: Sequence[int],
         sampling: Sampling = GREEDY,
         on_batch: Callable[[int], None] | None = None,
+        guided: bool = False,
     ) -> list[list[int]]:
         """Continue every prompt; returns the new ids of each, up to (not including) a stop id.
 
         Prompts are sorted by length and left-padded into batches of ``sampling.batch_size``;
-        ``on_batch(n)`` is called after each batch (progress bars).
+        ``on_batch(n)`` is called after each batch (progress bars). ``guided``: the continuation
+        is speech, apply ``sampling.guidance``.
         """
         if any(len(p) == 0 for p in prompts):
             raise ValueError("empty prompt")
@@ -162,8 +172,13 @@ class SpeechLM:
         if sampling.do_sample:
             kwargs |= {"temperature": sampling.temperature, "top_p": sampling.top_p}
             kwargs |= {"top_k": sampling.top_k or None}
+        unconditional = self.prompts.speech_lm_prompt() if guided else []
         for s in range(0, len(order), sampling.batch_size):
             idx = order[s : s + sampling.batch_size]
+            if guided and sampling.guidance != 1:
+                # the same 3-token prompt in every row: no padding in the unconditional branch
+                neg = torch.tensor([unconditional] * len(idx), device=device)
+                kwargs |= {"guidance_scale": sampling.guidance, "negative_prompt_ids": neg}
             width = max(len(prompts[i]) for i in idx)
             ids = torch.full((len(idx), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros_like(ids)
@@ -224,7 +239,8 @@ class SpeechLM:
             raise ValueError("empty text: nothing to speak")
         prompts = [self.prompts.tts_prompt(t) for t in texts]
         return [
-            self.units_of(a) for a in self.generate(prompts, self._audio_stops(), sampling, **kw)
+            self.units_of(a)
+            for a in self.generate(prompts, self._audio_stops(), sampling, guided=True, **kw)
         ]
 
     def tts(self, texts: Sequence[str], sampling: Sampling = GREEDY, **kw) -> list[np.ndarray]:
@@ -306,7 +322,7 @@ class SpeechLM:
         speech = [
             [*p, *t, boa] if p[-1] != boa else [*p] for p, t in zip(prompts, texts, strict=True)
         ]
-        units = self.generate(speech, self._audio_stops(), sampling, on_batch)
+        units = self.generate(speech, self._audio_stops(), sampling, on_batch, guided=True)
         return [(self.text_of(t), self.units_of(u)) for t, u in zip(texts, units, strict=True)]
 
 

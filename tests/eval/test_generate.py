@@ -97,15 +97,41 @@ def test_spoken_answers_keep_the_text_then_units_format(lm, monkeypatch):
     unit_ids = lm.layout.units_to_ids(torch.tensor([3, 1, 4])).tolist()
     calls = []
 
-    def scripted(prompts, stop_ids, sampling=None, on_batch=None):
-        calls.append(([list(p) for p in prompts], list(stop_ids)))
+    def scripted(prompts, stop_ids, sampling=None, on_batch=None, guided=False):
+        calls.append(([list(p) for p in prompts], list(stop_ids), guided))
         return [text_ids if eot in stop_ids else unit_ids for _ in prompts]
 
     monkeypatch.setattr(lm, "generate", scripted)
     talk, direct = lm.prompts.s2s_prompt([1, 2]), lm.prompts.s2s_prompt([1, 2], "units")
     answers = lm._speak([talk, direct], Sampling())
     assert answers == [("tarsk", [3, 1, 4]), ("", [3, 1, 4])]
-    (written, text_stops), (spoken, audio_stops) = calls
+    (written, text_stops, text_guided), (spoken, audio_stops, units_guided) = calls
     assert written == [talk] and {eot, boa} <= set(text_stops)
+    assert units_guided and not text_guided  # guidance is for speech only
     assert spoken == [[*talk, *text_ids, boa], direct] and eot not in audio_stops
     assert lm.s2s_units([[1, 2]]) == [("tarsk", [3, 1, 4])]
+
+
+def test_guidance_weighs_the_prompt_against_speech_alone(lm):
+    """Each guided unit is the argmax of cond + (g - 1) * (cond - uncond), uncond being the
+    speech-LM context followed by the units spoken so far; text generation is never guided."""
+    model, prompt = lm.model, lm.prompts.tts_prompt("the old gate")
+    uncond_prompt, g = lm.prompts.speech_lm_prompt(), 50.0  # large: the tiny model is untrained
+    (guided,) = lm.generate([prompt], [-1], Sampling(max_new_tokens=4, guidance=g), guided=True)
+    expected: list[int] = []
+    with torch.no_grad():
+        for _ in range(4):
+            cond = model(torch.tensor([[*prompt, *expected]])).logits[0, -1].log_softmax(-1)
+            uncond = model(torch.tensor([[*uncond_prompt, *expected]])).logits[0, -1]
+            mixed = cond + (g - 1) * (cond - uncond.log_softmax(-1))
+            expected.append(int(mixed.argmax()))
+    assert guided == expected
+    (plain,) = lm.generate([prompt], [-1], Sampling(max_new_tokens=4))
+    assert guided != plain  # it does something
+    assert lm.generate([prompt], [-1], Sampling(max_new_tokens=4, guidance=g)) == [plain]
+    # batched rows of different lengths get the same units as alone
+    prompts = [prompt, lm.prompts.tts_prompt("a much longer old gate by the river")]
+    both = lm.generate(prompts, [-1], Sampling(max_new_tokens=4, guidance=g), guided=True)
+    assert both[0] == guided
+    with pytest.raises(ValueError, match="guidance"):
+        Sampling(guidance=0.5)
