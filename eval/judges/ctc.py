@@ -90,6 +90,11 @@ _DEFAULT_MODEL = CTCModelConfig()
 _DEFAULT_TRAIN = CTCTrainConfig()
 
 
+def words_of(text: str) -> list[str]:
+    """``text`` as the judge spells it: lower case, ``CHARS`` only, split into words."""
+    return ids_to_text(text_to_ids(text)).split()
+
+
 class Lexicon:
     """Closed vocabulary, most frequent word first; :meth:`snap` maps a word to its nearest entry
     (among equally distant entries the first, i.e. the most frequent, wins)."""
@@ -103,7 +108,7 @@ class Lexicon:
     def from_texts(cls, texts: Sequence[str]) -> Lexicon:
         counts: dict[str, int] = {}
         for text in texts:
-            for word in ids_to_text(text_to_ids(text)).split():
+            for word in words_of(text):
                 counts[word] = counts.get(word, 0) + 1
         return cls(sorted(counts, key=lambda w: (-counts[w], w)))
 
@@ -298,24 +303,30 @@ def fit_beam(
     """Write ``out_dir/lm.arpa`` (bigram on ``lm_texts``), pick the beam settings with the lowest
     WER on ``dev`` (defaults without it) and give ``scorer`` that beam. -> the settings and trials."""
     words = scorer.lexicon.words
-    sentences = [ids_to_text(text_to_ids(t)).split() for t in lm_texts]
+    sentences = [words_of(t) for t in lm_texts]
     atomic_write_text(out_dir / LM_FILE, bigram_arpa(sentences, words, decode.discount))
     grid = [BeamSettings(decode.beam, w, s) for w in decode.lm_weights for s in decode.word_scores]
     trials = []
     if dev is not None and len(grid) > 1:
         rows = scorer.logprobs(dev[0])
+        best_wer = float("inf")
         with progress() as bar:
             task = bar.add_task("judge: beam settings on dev", total=len(grid))
             for settings in grid:
                 beam = LexiconBeam(words, out_dir / LM_FILE, settings)
-                hyps = [beam.decode(r) for r in rows]
-                trials.append(asdict(settings) | {"wer": wer(dev[1], hyps)})
+                trials.append(
+                    asdict(settings) | {"wer": wer(dev[1], [beam.decode(r) for r in rows])}
+                )
+                if trials[-1]["wer"] < best_wer:  # first of equals
+                    best_wer, scorer.beam = trials[-1]["wer"], beam
                 bar.advance(task)
-        best = min(range(len(grid)), key=lambda i: trials[i]["wer"])  # first of equals
     else:
-        best = 0
-    scorer.beam = LexiconBeam(words, out_dir / LM_FILE, grid[best])
-    return {"settings": asdict(grid[best]), "dev_trials": trials, "lm_sentences": len(sentences)}
+        scorer.beam = LexiconBeam(words, out_dir / LM_FILE, grid[0])
+    return {
+        "settings": asdict(scorer.beam.settings),
+        "dev_trials": trials,
+        "lm_sentences": len(sentences),
+    }
 
 
 def score_splits(scorer: CTCJudge, speech: datasets.DatasetDict, n: int) -> dict:
