@@ -448,4 +448,32 @@ def _is_done(manifest_path: Path, h: str, out_root: Path, sets: dict[str, Path])
     if not manifest_path.is_file():
         return False
     m = read_json(manifest_path)
-    return m.get("hash") == h and m.get("complete") and all((out_root / n).is_dir() for n in sets)
+    if not (m.get("hash") == h and m.get("complete")):
+        return False
+    if not all((out_root / n).is_dir() for n in sets):
+        return False
+    changed = _data_changes(m.get("datasets", {}), sets)
+    if changed:
+        print(
+            f"most units: the data changed since it was encoded ({'; '.join(changed)}): re-encoding"
+        )
+    return not changed
+
+
+def _data_changes(encoded: dict, sets: dict[str, Path]) -> list[str]:
+    """How ``RUN/data`` differs from what the manifest says was encoded: a split added or gone, or
+    a split's row count (encoded + rejected) changed, e.g. ``most data`` re-run with ``n_short``."""
+    changes = []
+    for name, path in sets.items():
+        report = encoded.get(name, {})
+        data = datasets.load_from_disk(str(path))
+        for split in sorted(set(data) | set(report)):
+            if split not in report:
+                changes.append(f"{name}/{split} not encoded")
+            elif split not in data:
+                changes.append(f"{name}/{split} no longer in the data")
+            else:
+                done = int(report[split].get("rows", 0)) + int(report[split].get("rejects", 0))
+                if done != len(data[split]):
+                    changes.append(f"{name}/{split} has {len(data[split])} rows, {done} encoded")
+    return changes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,26 @@ def test_num_proc_matches_single_process(run_dir, tmp_path, data_dir):
     _run(run_dir, num_proc=2)
     for name in ("speech", "sqa"):
         assert _tables(run_dir, name) == _tables(reference, name)
+
+
+def test_a_split_added_to_the_data_is_encoded_on_rerun(run_dir, tmp_path, data_dir):
+    """``most data`` re-run with a new split (e.g. ``speech.n_short``), then ``most units``: the
+    new split must be encoded, not reported "up to date"."""
+    import datasets
+
+    run = tmp_path / "grown"
+    (run / "data").mkdir(parents=True)
+    (run / "data" / "sqa").symlink_to(data_dir / "sqa")
+    speech = datasets.load_from_disk(str(data_dir / "speech"))
+    speech.save_to_disk(str(run / "data" / "speech"))
+    _run(run)
+    assert set(load_units(run, "speech")) == {"train", "dev", "test"}
+    speech["train_short"] = speech["dev"]
+    shutil.rmtree(run / "data" / "speech")
+    speech.save_to_disk(str(run / "data" / "speech"))
+    _run(run)
+    grown = load_units(run, "speech")
+    assert set(grown) == {"train", "dev", "test", "train_short"}
+    assert grown["train_short"]["units"] == grown["dev"]["units"]
+    manifest = json.loads((run / "units" / "manifest.json").read_text())
+    assert manifest["datasets"]["speech"]["train_short"]["rows"] == len(speech["dev"])
