@@ -91,7 +91,7 @@ class SpeechConfig:
         n_train: ASR/TTS training utterances.
         n_novel: ASR-only training utterances (split ``train_novel``) about a novel world: the
             same templates and name generator, none of the world's entities. 0 = none.
-        n_short: one- and two-word training utterances (split ``train_short``) cut from the
+        n_short: one- and two-word speech-LM utterances (split ``train_short``) cut from the
             training sentences, no invented names and no words of the sWUGGY-style pairs
             (:func:`data_prep.tasks.short_utterances`). 0 = none.
         n_dev: dev utterances (unseen sentences, seen voices).

@@ -12,6 +12,7 @@ unit, or followed by a random unit (a third of ``p`` each). Draws come from a ge
 seeds per batch, apart from the one that picks rows (:mod:`most.train.mixing`), so a batch stays a
 pure function of ``(seed, index)`` and noise changes the audio, not which rows are drawn.
 
+:func:`substitute` swaps units of the history a TTS example is written from, targets untouched.
 :func:`crop` cuts the utterances of unit-continuation examples to random spans (from the same
 per-batch generator).
 """
@@ -45,6 +46,24 @@ def perturb(units: Sequence[int], p: float, n_units: int, rng: np.random.Generat
         elif k == 2:
             out += [u, int(r)]
     return out or units[:1]
+
+
+def substitute(units: Sequence[int], p: float, n_units: int, rng: np.random.Generator) -> list[int]:
+    """``units`` with each one replaced by a random unit with probability ``p`` (same length).
+
+    For the unit history a model *writes* from (TTS): fed in place of the true units while the
+    targets stay true, it teaches the model to recover from a wrong unit of its own by reading the
+    text again instead of continuing what its wrong units sound like (exposure bias). Lengths
+    must not change, so that each input still lines up with its target.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"history noise p must be in [0, 1], got {p}")
+    units = [int(u) for u in units]
+    if p == 0.0 or not units:
+        return units
+    edit = rng.random(len(units)) < p
+    random_units = rng.integers(0, n_units, size=len(units))
+    return [int(r) if e else u for u, e, r in zip(units, edit, random_units, strict=True)]
 
 
 def crop(units: Sequence[int], p: float, rng: np.random.Generator, min_len: int = 4) -> list[int]:

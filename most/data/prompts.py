@@ -163,8 +163,23 @@ class Prompts:
         answer = [*self.text(text), self.sp("<|end_of_turn|>")]
         return _join(self.asr_prompt(units), answer, "asr")
 
-    def tts(self, text: str, units: Sequence[int] | torch.Tensor) -> Example:
-        return _join(self.tts_prompt(text), [*self.unit_ids(units), self.sp(END_OF_AUDIO)], "tts")
+    def tts(
+        self,
+        text: str,
+        units: Sequence[int] | torch.Tensor,
+        history: Sequence[int] | torch.Tensor | None = None,
+    ) -> Example:
+        """``history``: units fed as input in place of ``units`` (same length; the labels stay
+        ``units``), e.g. noisy ones (:func:`most.data.augment.substitute`)."""
+        ex = _join(self.tts_prompt(text), [*self.unit_ids(units), self.sp(END_OF_AUDIO)], "tts")
+        if history is None:
+            return ex
+        n = len(units)
+        if len(history) != n:
+            raise ValueError(f"TTS history has {len(history)} units, the target {n}")
+        start = len(ex.input_ids) - n - 1
+        ids = [*ex.input_ids[:start], *self.unit_ids(history), *ex.input_ids[start + n :]]
+        return Example(ids, ex.labels, "tts")
 
     def speech_lm(self, units: Sequence[int] | torch.Tensor) -> Example:
         return _join(

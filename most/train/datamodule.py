@@ -40,6 +40,10 @@ class DataConfig:
     """Probability per input unit of training ASR and spoken-question examples being deleted,
     replaced or followed by a random unit (:mod:`most.data.augment`); 0 = off. Targets and
     validation data are never edited."""
+    tts_history_noise: float = 0.0
+    """Probability per unit of a TTS example's input history being replaced by a random unit while
+    its targets stay true (:func:`most.data.augment.substitute`); 0 = off. Teaches the model to
+    recover from its own wrong units by reading the text again."""
     speech_lm_spans: float = 0.0
     """Share of ``speech_lm`` (unit continuation) examples cut to a random span of the utterance
     instead of the whole of it (:func:`most.data.augment.crop`); 0 = whole utterances only."""
@@ -49,6 +53,10 @@ class DataConfig:
             raise ValueError(f"data: batch_size >= 1 and max_len >= 8 required ({self})")
         if not 0.0 <= self.unit_noise <= 1.0:
             raise ValueError(f"data.unit_noise must be in [0, 1], got {self.unit_noise}")
+        if not 0.0 <= self.tts_history_noise <= 1.0:
+            raise ValueError(
+                f"data.tts_history_noise must be in [0, 1], got {self.tts_history_noise}"
+            )
         if not 0.0 <= self.speech_lm_spans <= 1.0:
             raise ValueError(f"data.speech_lm_spans must be in [0, 1], got {self.speech_lm_spans}")
         bad = {k: v for k, v in self.ratios.items() if v < 0}

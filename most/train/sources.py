@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from most.data.augment import crop, perturb
+from most.data.augment import crop, perturb, substitute
 from most.data.prompts import Prompts, SpeechMode
 from most.io import read_json
 from most.layout import TokenLayout
@@ -95,17 +95,17 @@ def asr(p: Prompts, ds: datasets.Dataset, noise: float = 0.0) -> Source:
     )
 
 
-def speech_train(speech: datasets.DatasetDict) -> datasets.Dataset:
-    """TTS and speech-LM training rows: ``train`` plus, when the data has it, ``train_short``
-    (one- and two-word utterances)."""
+def speech_lm_train(speech: datasets.DatasetDict) -> datasets.Dataset:
+    """Speech-LM (unit continuation) rows: ``train`` plus, when the data has it, ``train_short``
+    (one- and two-word utterances: a word may be all an utterance says)."""
     return _concat(speech, ["train", "train_short"])
 
 
 def asr_train(speech: datasets.DatasetDict) -> datasets.Dataset:
-    """ASR training rows: :func:`speech_train` plus, when the data has it, ``train_novel`` (speech
-    about a novel world, for ASR only: TTS on its invented names would teach the speech LM
-    non-words)."""
-    return _concat(speech, ["train", "train_short", "train_novel"])
+    """ASR training rows: ``train`` plus, when the data has it, ``train_novel`` (speech about a
+    novel world, for ASR only: TTS on its invented names would teach the speech LM non-words).
+    TTS reads ``train`` alone: short utterances there made it drift (see ``speech.n_short``)."""
+    return _concat(speech, ["train", "train_novel"])
 
 
 def _concat(speech: datasets.DatasetDict, splits: list[str]) -> datasets.Dataset:
@@ -115,8 +115,26 @@ def _concat(speech: datasets.DatasetDict, splits: list[str]) -> datasets.Dataset
     return datasets.concatenate_datasets([_cols(speech[s], "units", "text") for s in present])
 
 
-def tts(p: Prompts, ds: datasets.Dataset) -> Source:
-    return Source("tts", _cols(ds, "units", "text"), lambda r: p.tts(r["text"], r["units"]))
+def tts(p: Prompts, ds: datasets.Dataset, history_noise: float = 0.0) -> Source:
+    """``history_noise``: share of the units the model writes from replaced by random ones, the
+    targets kept (:func:`most.data.augment.substitute`; training only)."""
+    if not 0.0 <= history_noise <= 1.0:
+        raise ValueError(f"TTS history noise must be in [0, 1], got {history_noise}")
+    augment = None
+    if history_noise > 0.0:
+        if p.layout is None:
+            raise ValueError("TTS history noise needs a token layout; this is a text-only model")
+        n_units = p.layout.n_units
+
+        def augment(row: dict, rng: np.random.Generator) -> dict:
+            return {**row, "history": substitute(row["units"], history_noise, n_units, rng)}
+
+    return Source(
+        "tts",
+        _cols(ds, "units", "text"),
+        lambda r: p.tts(r["text"], r["units"], r.get("history")),
+        augment,
+    )
 
 
 def speech_lm(p: Prompts, ds: datasets.Dataset, span: float = 0.0) -> Source:

@@ -159,12 +159,11 @@ def stage1(
     p = Prompts(layout, tok)
     speech = S.load_units(run, layout, "speech")
     text = S.load_data(run, "text")
-    spoken = S.speech_train(speech)
     train = [
         S.asr(p, S.asr_train(speech), data.unit_noise),
-        S.tts(p, spoken),
+        S.tts(p, speech["train"], data.tts_history_noise),
         S.text_lm(p, text["train"]),
-        S.speech_lm(p, spoken, data.speech_lm_spans),
+        S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans),
     ]
     train += _text_qa_replay(run, p, layout, STAGE1_RATIOS, data)
     val = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
@@ -204,15 +203,14 @@ def stage2(
     qa = S.load_units(run, layout, "sqa")["qa_train"]
     instr = S.load_data(run, "instructions")
     text = S.load_data(run, "text")
-    spoken = S.speech_train(speech)
     train = [
         S.s2t(p, qa, answer_sentences, data.unit_noise),
         S.s2s(p, qa, speech_mode, answer_sentences, data.unit_noise),
         S.instruct(p, instr["train"]),
         S.asr(p, S.asr_train(speech), data.unit_noise),
-        S.tts(p, spoken),
+        S.tts(p, speech["train"], data.tts_history_noise),
         S.text_lm(p, text["train"]),
-        S.speech_lm(p, spoken, data.speech_lm_spans),
+        S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans),
         *_text_qa_replay(run, p, layout, STAGE2_RATIOS, data, answer_sentences),
     ]
     val = [S.instruct(p, instr["test"]), S.asr(p, speech["dev"]), S.tts(p, speech["dev"])]

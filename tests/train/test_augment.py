@@ -8,7 +8,7 @@ import pytest
 import torch
 from rapidfuzz.distance import Levenshtein
 
-from most.data.augment import crop, perturb
+from most.data.augment import crop, perturb, substitute
 from most.data.prompts import IGNORE, Prompts
 from most.layout import TokenLayout
 from most.train import sources as S
@@ -117,3 +117,48 @@ def test_speech_lm_spans_cut_the_audio_only_when_asked() -> None:
     assert draw(S.speech_lm(p, ds, 1.0)) == cut
     with pytest.raises(ValueError, match="speech_lm"):
         S.speech_lm(p, ds, 2.0)
+
+
+def test_substitute_keeps_length_and_rate() -> None:
+    units = np.random.default_rng(0).integers(0, 256, size=20_000).tolist()
+    out = substitute(units, 0.2, 256, np.random.default_rng(1))
+    assert len(out) == len(units) and all(0 <= u < 256 for u in out)
+    changed = sum(a != b for a, b in zip(units, out, strict=True)) / len(units)
+    assert abs(changed - 0.2 * 255 / 256) < 0.02, changed
+    assert substitute(units, 0.0, 256, np.random.default_rng(1)) == units
+    with pytest.raises(ValueError, match="history noise"):
+        substitute(units, 1.5, 256, np.random.default_rng(0))
+
+
+def test_tts_history_noise_edits_inputs_never_targets() -> None:
+    layout = TokenLayout(text_vocab_size=256, n_units=64, unit_tokenizer_hash="h")
+    p = Prompts(layout, Chars())
+    rng = np.random.default_rng(0)
+    ds = datasets.Dataset.from_dict(
+        {
+            "units": [rng.integers(0, 64, size=40).tolist() for _ in range(20)],
+            "text": [f"sentence number {i}" for i in range(20)],
+        }
+    )
+    assert S.tts(p, ds).augment is None
+
+    def draw(src, seed: int = 3) -> list:
+        return MixtureStream([src], [1.0], 4, 256, 0, seed).draw(5)
+
+    clean, noisy = draw(S.tts(p, ds)), draw(S.tts(p, ds, 0.3))
+    # Same rows: identical labels and prompts, only unit inputs differ, at about the asked rate.
+    assert [x.labels for x in clean] == [x.labels for x in noisy]
+    edited = total = 0
+    for c, n in zip(clean, noisy, strict=True):
+        assert len(c.input_ids) == len(n.input_ids) and c.input_ids[-1] == n.input_ids[-1]
+        for a, b, lab in zip(c.input_ids, n.input_ids, c.labels, strict=True):
+            if a != b:  # only units of the answer are edited, into units
+                assert lab == a and layout.is_unit(torch.tensor([a, b])).all()
+            total += lab != IGNORE
+            edited += a != b
+    assert 0.15 < edited / total < 0.4, edited / total
+    assert [x.input_ids for x in draw(S.tts(p, ds, 0.3))] == [x.input_ids for x in noisy]
+    with pytest.raises(ValueError, match="history noise"):
+        S.tts(p, ds, 1.5)
+    with pytest.raises(ValueError, match="history"):
+        p.tts("abc", [1, 2, 3], [1, 2])
