@@ -40,9 +40,9 @@ def test_off_reproducible_and_never_empty() -> None:
         perturb(units, 1.5, 8, np.random.default_rng(0))
 
 
-def test_asr_noise_edits_audio_not_transcript_and_batches_stay_reproducible() -> None:
+def _utterances() -> tuple[TokenLayout, Prompts, datasets.Dataset]:
+    """A 64-unit layout, its prompts (one id per character) and 20 random 40-unit utterances."""
     layout = TokenLayout(text_vocab_size=256, n_units=64, unit_tokenizer_hash="h")
-    p = Prompts(layout, Chars())
     rng = np.random.default_rng(0)
     ds = datasets.Dataset.from_dict(
         {
@@ -50,6 +50,11 @@ def test_asr_noise_edits_audio_not_transcript_and_batches_stay_reproducible() ->
             "text": [f"sentence number {i}" for i in range(20)],
         }
     )
+    return layout, Prompts(layout, Chars()), ds
+
+
+def test_asr_noise_edits_audio_not_transcript_and_batches_stay_reproducible() -> None:
+    layout, p, ds = _utterances()
     assert S.asr(p, ds).augment is None and S.asr(p, ds, 0.0).augment is None
     clean, noisy = S.asr(p, ds), S.asr(p, ds, 0.2)
 
@@ -131,15 +136,7 @@ def test_substitute_keeps_length_and_rate() -> None:
 
 
 def test_tts_history_noise_edits_inputs_never_targets() -> None:
-    layout = TokenLayout(text_vocab_size=256, n_units=64, unit_tokenizer_hash="h")
-    p = Prompts(layout, Chars())
-    rng = np.random.default_rng(0)
-    ds = datasets.Dataset.from_dict(
-        {
-            "units": [rng.integers(0, 64, size=40).tolist() for _ in range(20)],
-            "text": [f"sentence number {i}" for i in range(20)],
-        }
-    )
+    layout, p, ds = _utterances()
     assert S.tts(p, ds).augment is None
 
     def draw(src, seed: int = 3) -> list:
