@@ -57,6 +57,7 @@ def init_worker(tokenizer_dir: Path) -> None:
     """Pool initializer: one tokenizer per process, one thread each (processes give the scaling)."""
     global _worker_tokenizer
     torch.set_num_threads(1)
+    datasets.disable_progress_bars()  # a spawned process starts with them on: they broke the stage's bar
     _worker_tokenizer = load_tokenizer(tokenizer_dir)
 
 
