@@ -11,6 +11,7 @@ import hashlib
 import io
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,3 +68,31 @@ def synthesize(text: str, voice: Voice, key: str, max_seconds: float | None = No
         raise AudioError("unreadable", f"espeak-ng failed for {key}: {proc.stderr.decode()[:200]}")
     wav, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32")
     return check_audio(wav, sr, target_sr=SAMPLE_RATE, max_seconds=max_seconds, where=key)
+
+
+def phonemes(words: Sequence[str], variant: str = "en-us") -> list[tuple[str, ...]]:
+    """espeak-ng's phonemes for each word (``variant`` picks the accent, e.g. ``en-gb``), stress
+    marks dropped: ``["stone", "fone"] -> [("s", "t", "oU", "n"), ("f", "oU", "n")]``.
+
+    One espeak-ng call for all words: each is its own clause, and espeak-ng writes one line of
+    ``_``-separated phonemes per clause.
+    """
+    words = list(words)
+    if any(not w.isalpha() for w in words):
+        bad = next(w for w in words if not w.isalpha())
+        raise ValueError(f"phonemes: {bad!r} is not a word (letters only)")
+    if not words:
+        return []
+    cmd = [require_espeak(), "-q", "-x", "--sep=_", "-v", variant]
+    text = "".join(f"{w}.\n" for w in words)
+    proc = subprocess.run(cmd, input=text, capture_output=True, text=True, check=False)
+    lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode != 0 or len(lines) != len(words):
+        raise RuntimeError(
+            f"espeak-ng -x gave {len(lines)} lines for {len(words)} words: "
+            f"{proc.stderr.strip()[:200]}"
+        )
+    return [tuple(p for p in line.translate(_STRESS).split("_") if p) for line in lines]
+
+
+_STRESS = str.maketrans("", "", "',")

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from functools import lru_cache, partial
+from pathlib import Path
 
 import torch
 
@@ -58,7 +60,9 @@ def pair_accuracy(
     model, layout, pairs: Sequence[tuple[Sequence[int], Sequence[int]]], name: str = "pairs"
 ) -> dict:
     """``pairs``: (good units, bad units) -> accuracy, n, mean score margin and the accuracy of
-    a length-only scorer (``length_baseline``): read accuracy against that, not against 0.5."""
+    a length-only scorer (``length_baseline``): read accuracy against that, not against 0.5.
+    ``accuracy_per_unit`` compares mean log-probabilities per scored token instead of sums (a
+    diagnostic without the sum's preference for the shorter item; ``accuracy`` is the score)."""
     if not pairs:
         raise ValueError(f"{name}: no minimal pairs to score")
     with progress() as bar:
@@ -68,11 +72,17 @@ def pair_accuracy(
         bar.advance(task)
     wins = [g > b for g, b in zip(good, bad, strict=True)]
     margin = sum(g - b for g, b in zip(good, bad, strict=True)) / len(pairs)
+    # The same log-probabilities per scored token (units + <|end_of_audio|>): no length preference.
+    per_unit = [
+        g / (len(gu) + 1) > b / (len(bu) + 1)
+        for g, b, (gu, bu) in zip(good, bad, pairs, strict=True)
+    ]
     # A summed log-probability favours the shorter sequence; this is the accuracy a scorer that
     # only prefers fewer units would get, the real chance level of the pair set.
     shorter = sum(len(g) < len(b) for g, b in pairs) / len(pairs)
     return {
         "accuracy": sum(wins) / len(pairs),
+        "accuracy_per_unit": sum(per_unit) / len(pairs),
         "n": len(pairs),
         "mean_margin": margin,
         "length_baseline": shorter,
@@ -86,26 +96,65 @@ def _split_onset(word: str) -> tuple[str, str]:
 
 
 def wuggy_pairs(
-    words: Sequence[str], n: int, seed: int = 0, known: Iterable[str] = ()
+    words: Sequence[str],
+    n: int,
+    seed: int = 0,
+    known: Iterable[str] = (),
+    per_word: int = 1,
+    pronounce: Callable[[Sequence[str]], list[tuple[str, ...]]] | None = None,
+    lexicon: Collection[str] = frozenset(),
 ) -> list[tuple[str, str]]:
     """(real word, pseudo-word) pairs: the pseudo-word keeps the word's rhyme and takes another
-    word's onset ("stone" -> "brone"), as Wuggy swaps sub-syllabic segments; it is never one of
-    ``words`` or ``known`` (pass the corpus vocabulary). Words under 3 letters are skipped."""
+    word's onset ("stone" -> "brone"), as Wuggy swaps sub-syllabic segments.
+
+    A pseudo-word is never one of ``words``, ``known`` (pass the corpus vocabulary) or ``lexicon``
+    (an English word list: Wuggy's pseudo-words are not words of the language). With ``pronounce``
+    (words -> phonemes, :func:`data_prep.speech.phonemes`) it also has exactly as many phonemes as
+    its word, as Wuggy matches the length of every segment (a summed log-probability favours the
+    shorter item, so unmatched lengths test length, not lexicality), and sounds like none of
+    ``words`` or ``known`` ("cat" -> "kat" is the same word spoken). Up to ``per_word`` pseudo-words
+    per word, ``n`` pairs in all; words under 3 letters are skipped.
+    """
+    if per_word < 1:
+        raise ValueError(f"per_word must be >= 1, got {per_word}")
     rng = random.Random(seed)
     vocab = sorted({w.lower() for w in words if w.isalpha() and len(w) >= 3})
     known = set(vocab) | {k.lower() for k in known}
+    taken = known | {w.lower() for w in lexicon}
     onsets = sorted({_split_onset(w)[0] for w in vocab} - {""})
-    pairs = []
+    options: dict[str, list[str]] = {}
     for w in rng.sample(vocab, len(vocab)):
         onset, rhyme = _split_onset(w)
-        if not rhyme:
-            continue
-        options = [o for o in onsets if o != onset and o + rhyme not in known]
-        if options:
-            pairs.append((w, rng.choice(options) + rhyme))
-        if len(pairs) == n:
-            break
-    return pairs
+        if rhyme:
+            found = [o + rhyme for o in onsets if o != onset and o + rhyme not in taken]
+            options[w] = rng.sample(found, len(found))
+    if pronounce is not None:
+        spoken = sorted(
+            {k for k in known if k.isalpha()} | {p for o in options.values() for p in o}
+        )
+        sound = dict(zip(spoken, pronounce(spoken), strict=True))
+        heard = {sound[k] for k in known if k in sound}
+        options = {
+            w: [p for p in o if len(sound[p]) == len(sound[w]) and sound[p] not in heard]
+            for w, o in options.items()
+        }
+    pairs = [(w, p) for w, o in options.items() for p in o[:per_word]]
+    return pairs[:n]
+
+
+@lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """The CMU pronouncing dictionary's words (~134 k; shipped with pocketsphinx, a dependency):
+    generated pseudo-words avoid them, as Wuggy's are not words of the language."""
+    from pocketsphinx import get_model_path
+
+    path = Path(get_model_path()) / "en-us" / "cmudict-en-us.dict"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pocketsphinx's English dictionary is missing")
+    with open(path, encoding="utf-8") as f:
+        return frozenset(
+            line.split(maxsplit=1)[0].split("(")[0].lower() for line in f if line.strip()
+        )
 
 
 AGREEMENT = ((" is ", " are "), (" lives ", " live "), (" was ", " were "), (" has ", " have "))
@@ -155,6 +204,7 @@ def evaluate_minimal_pairs(lm, run, cfg, n_wuggy: int, n_blimp: int) -> dict:
     import datasets
 
     from data_prep import world
+    from data_prep.speech import Voice, phonemes
     from eval.loaders import load_minimal_pairs
 
     out = {}
@@ -167,7 +217,17 @@ def evaluate_minimal_pairs(lm, run, cfg, n_wuggy: int, n_blimp: int) -> dict:
             words = list(world.CLASS_WORDS)
             text = datasets.load_from_disk(f"{run}/data/text")["heldout"]["text"]
             known = {w.strip(".,?!").lower() for t in text for w in t.split()}
-            audio = speak_pairs(wuggy_pairs(words, n, cfg.seed, known), cfg.voice, "wuggy")
+            variant = Voice.parse(cfg.voice).variant
+            pairs = wuggy_pairs(
+                words,
+                n,
+                cfg.seed,
+                known,
+                per_word=cfg.wuggy_per_word,
+                pronounce=partial(phonemes, variant=variant),
+                lexicon=english_words(),
+            )
+            audio = speak_pairs(pairs, cfg.voice, "wuggy")
         else:
             sentences = datasets.load_from_disk(f"{run}/data/speech")["test"]["text"]
             audio = speak_pairs(blimp_pairs(sentences, n, cfg.seed), cfg.voice, "blimp")

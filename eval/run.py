@@ -79,7 +79,13 @@ class AudioLM:
     """Real sWUGGY folder (``gold.csv`` + wavs); replaces the generated word pairs."""
     blimp_dir: Path | None = None
     """Real sBLIMP folder; replaces the generated sentence pairs."""
+    wuggy_per_word: int = 3
+    """Generated pseudo-words per real word (:func:`eval.audio_lm.wuggy_pairs`)."""
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.wuggy_per_word < 1:
+            raise ValueError(f"audio_lm.wuggy_per_word must be >= 1, got {self.wuggy_per_word}")
 
 
 @dataclass(frozen=True)

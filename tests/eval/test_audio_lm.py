@@ -30,6 +30,11 @@ def test_scorer_picks_the_preferred_item():
     result = pair_accuracy(model, LAYOUT, pairs)
     assert result["accuracy"] == 1.0 and result["length_baseline"] == 0.0  # equal lengths
     assert pair_accuracy(model, LAYOUT, [([2], [2, 2])])["length_baseline"] == 1.0
+    # unit 2 costs ~0 nats, any other unit and <|end_of_audio|> ~20: the sum prefers [2, 4] (~40)
+    # to [5, 5, 5] (~80), and so does the mean (~13 vs ~20); [2, 2, 2, 4] (~40 in 5 tokens) does
+    # not beat [5] (~40 in 2) by the sum but does per token (8 vs 20)
+    mixed = pair_accuracy(model, LAYOUT, [([2, 4], [5, 5, 5]), ([2, 2, 2, 4], [5])])
+    assert mixed["accuracy"] == 0.5 and mixed["accuracy_per_unit"] == 1.0
     swapped = [(b, a) for a, b in pairs]
     assert pair_accuracy(model, LAYOUT, swapped)["accuracy"] == 0.0
 
@@ -52,6 +57,29 @@ def test_wuggy_pairs_are_pseudo_words():
         assert real in words and fake not in words and fake != "brone"
         assert real[-2:] == fake[-2:]  # the rhyme is kept
     assert wuggy_pairs(words, 5, seed=1, known={"brone"}) == pairs
+
+
+def _letters(words):
+    """A stand-in pronunciation: letters, with "c" and "k" the same sound (so "kat" is "cat")."""
+    return [tuple(w.replace("c", "k")) for w in words]
+
+
+def test_wuggy_pseudo_words_match_length_and_are_not_words_spoken_or_written():
+    words = ["cat", "bat", "kite", "stone", "green", "black", "flute", "honey"]
+    pairs = wuggy_pairs(words, 100, seed=3, per_word=3, pronounce=_letters, lexicon={"blone"})
+    by_word: dict[str, list[str]] = {}
+    for real, fake in pairs:
+        by_word.setdefault(real, []).append(fake)
+        assert len(fake) == len(real)  # as many "phonemes" as the word
+        assert fake not in words and fake != "blone"  # never a word of the world or of English
+    # "cat": same-length options "bat" (a word), "hat" and "kat" (sounds like "cat")
+    assert by_word["cat"] == ["hat"]
+    assert sorted(by_word["stone"]) == ["flone", "grone"]  # "blone": an English word
+    assert all(len(f) == len(set(f)) <= 3 for f in by_word.values())
+    unmatched = wuggy_pairs(words, 100, seed=3, per_word=3)
+    assert any(len(f) != len(r) for r, f in unmatched)  # the length match is the pronouncer's
+    with pytest.raises(ValueError, match="per_word"):
+        wuggy_pairs(words, 5, per_word=0)
 
 
 def test_blimp_pairs_differ_minimally():
