@@ -18,21 +18,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
 
 import jiwer
 
+from most.textnorm import normalize
 
-@lru_cache(maxsize=1)
-def _normalizer():
-    from whisper_normalizer.english import EnglishTextNormalizer
-
-    return EnglishTextNormalizer()
-
-
-def normalize(text: str) -> str:
-    """Whisper's English normalisation, whitespace collapsed."""
-    return " ".join(_normalizer()(text).split())
+__all__ = ["accuracy", "answer_forms", "cer", "contains_answer", "normalize", "wer"]
 
 
 def _pairs(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -5,15 +5,17 @@ person reads.
 The flat keys (documented in ``eval/README.md``) never change meaning:
 
 - ``asr.<split>.wer|cer`` (``test`` = seen voices, ``test_voices`` = held-out voices)
-- ``tts.<judge>.wer_original|wer_resynth|wer_model``; ``judge.<split>.wer`` (CTC judge training);
-  ``tts.self_asr.wer_true_units|wer_model_units`` (the model's own ASR of true / its TTS units)
+- ``tts.<judge>.wer_original|wer_resynth|wer_model[|wer_model_first]``; ``judge.<split>.wer`` (CTC
+  judge training); ``tts.self_asr.wer_true_units|wer_model_units[|wer_first_units]`` (the model's
+  own ASR of true / its TTS units; ``first``: before the read-back check, ``sampling.best_of``)
 - ``sqa.s2t|s2s|text.accuracy`` (``qa_heldout``), ``sqa.<task>.train.accuracy`` (``qa_train``),
   ``sqa.s2s.text_accuracy``, ``sqa.s2s.original_accuracy|resynth_accuracy|tts_accuracy`` (the
   judge on the true answer recorded, resynthesised, spoken by the model),
   ``sqa.s2s.judge_fill_in|counterfactual_heard`` (the judge on answer sentences saying another
   answer: how often it writes the true one, how often the one said), ``sqa.heldout_leaks.*``
 - ``qa_sets.<name>.accuracy`` (real spoken-QA sets, S->T)
-- ``audio_lm.wuggy|blimp.accuracy``, ``audio_lm.<set>.length_baseline`` (a length-only scorer)
+- ``audio_lm.wuggy|blimp.accuracy``, ``audio_lm.<set>.length_baseline`` (a length-only scorer),
+  ``audio_lm.<set>.accuracy_per_unit`` (mean instead of summed log-probabilities), ``.n`` (pairs)
 - ``text.ppl_base``, ``text.ppl_model``
 - ``router.<layer>.<modality>.load`` (list of shares), ``router.<layer>.<modality>.entropy``
 
@@ -45,8 +47,9 @@ def flat_metrics(results: dict) -> dict:
     for judge, r in results.get("tts", {}).items():
         if judge.startswith("_"):
             continue
-        for key in ("wer_original", "wer_resynth", "wer_model"):
-            m[f"tts.{judge}.{key}"] = r[key]
+        for key in ("wer_original", "wer_resynth", "wer_model", "wer_model_first"):
+            if key in r:  # wer_model_first: only with the read-back check (sampling.best_of)
+                m[f"tts.{judge}.{key}"] = r[key]
     for key, value in results.get("tts", {}).get("_self_asr", {}).items():
         m[f"tts.self_asr.{key}"] = value
     for split, r in results.get("judge", {}).items():
@@ -66,6 +69,8 @@ def flat_metrics(results: dict) -> dict:
     for name, r in results.get("audio_lm", {}).items():
         m[f"audio_lm.{name}.accuracy"] = r["accuracy"]
         m[f"audio_lm.{name}.length_baseline"] = r["length_baseline"]
+        m[f"audio_lm.{name}.accuracy_per_unit"] = r["accuracy_per_unit"]
+        m[f"audio_lm.{name}.n"] = r["n"]
     for key, value in results.get("text", {}).items():
         m[f"text.{key}"] = value
     for layer, per in results.get("router", {}).items():
