@@ -18,12 +18,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 
 import jiwer
 
-from most.textnorm import normalize
 
-__all__ = ["accuracy", "answer_forms", "cer", "contains_answer", "normalize", "wer"]
+@lru_cache(maxsize=1)
+def _normalizer():
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
+def normalize(text: str) -> str:
+    """Whisper's English normalisation, whitespace collapsed."""
+    return " ".join(_normalizer()(text).split())
 
 
 def _pairs(refs: Sequence[str], hyps: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -5,9 +5,8 @@ person reads.
 The flat keys (documented in ``eval/README.md``) never change meaning:
 
 - ``asr.<split>.wer|cer`` (``test`` = seen voices, ``test_voices`` = held-out voices)
-- ``tts.<judge>.wer_original|wer_resynth|wer_model[|wer_model_first]``; ``judge.<split>.wer`` (CTC
-  judge training); ``tts.self_asr.wer_true_units|wer_model_units[|wer_first_units]`` (the model's
-  own ASR of true / its TTS units; ``first``: before the read-back check, ``sampling.best_of``)
+- ``tts.<judge>.wer_original|wer_resynth|wer_model``; ``judge.<split>.wer`` (CTC judge training);
+  ``tts.self_asr.wer_true_units|wer_model_units`` (the model's own ASR of true / its TTS units)
 - ``sqa.s2t|s2s|text.accuracy`` (``qa_heldout``), ``sqa.<task>.train.accuracy`` (``qa_train``),
   ``sqa.s2s.text_accuracy``, ``sqa.s2s.original_accuracy|resynth_accuracy|tts_accuracy`` (the
   judge on the true answer recorded, resynthesised, spoken by the model),
@@ -47,9 +46,8 @@ def flat_metrics(results: dict) -> dict:
     for judge, r in results.get("tts", {}).items():
         if judge.startswith("_"):
             continue
-        for key in ("wer_original", "wer_resynth", "wer_model", "wer_model_first"):
-            if key in r:  # wer_model_first: only with the read-back check (sampling.best_of)
-                m[f"tts.{judge}.{key}"] = r[key]
+        for key in ("wer_original", "wer_resynth", "wer_model"):
+            m[f"tts.{judge}.{key}"] = r[key]
     for key, value in results.get("tts", {}).get("_self_asr", {}).items():
         m[f"tts.self_asr.{key}"] = value
     for split, r in results.get("judge", {}).items():

@@ -9,10 +9,7 @@ For each judge three WERs on the same sentences (``speech/test``, first ``n`` ro
 
 And, without vocoder or judge, the model's own ASR reading the true units and its TTS units
 (``_self_asr``: ``wer_true_units``, ``wer_model_units``): when the second is far above the first the
-model speaks the wrong words (content drift), not unclear audio. With ``sampling.best_of`` > 1
-the model's units are the readings its own ASR heard best (:attr:`most.generate.Sampling.best_of`),
-so ``wer_model_units`` is then the check's own criterion, not an independent score; the judges
-never take part in the choice.
+model speaks the wrong words (content drift), not unclear audio.
 
 A few model outputs are written as wavs to ``samples/`` beside the report for listening.
 """
@@ -20,7 +17,6 @@ A few model outputs are written as wavs to ``samples/`` beside the report for li
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -59,49 +55,40 @@ def evaluate_tts(
     samples_dir: Path | None = None,
 ) -> dict:
     """``{judge.name: {"wer_original", "wer_resynth", "wer_model"}, "_self_asr": {"wer_true_units",
-    "wer_model_units"}, "_n": n}``. With ``sampling.best_of`` > 1 each judge also scores the first
-    readings (``wer_model_first``, what the model says without the read-back check), and
-    ``_self_asr`` gets ``wer_first_units``."""
+    "wer_model_units"}, "_n": n}``."""
     ids, original, true_units, texts = aligned_rows(audio_split, units_split, n)
-    check = sampling.best_of > 1
     with progress() as bar:
         task = bar.add_task("tts: model speech", total=len(texts))
-        advance = lambda k: bar.advance(task, k)  # noqa: E731
-        first = lm.tts_units(texts, replace(sampling, best_of=1), on_batch=advance)
-        model_units = first
-        if check:
-            task = bar.add_task("tts: read-back check", total=1)
-            model_units = lm.read_back(texts, first, sampling)
-            bar.advance(task)
-        task = bar.add_task("tts: vocoder", total=len(texts))
-        resynth, spoken, said_first = [], [], []
-        for i, true in enumerate(true_units):
+        model_units = lm.tts_units(texts, sampling, on_batch=lambda k: bar.advance(task, k))
+        task = bar.add_task("tts: vocoder", total=2 * len(texts))
+        resynth, spoken = [], []
+        for true, mine in zip(true_units, model_units, strict=True):
             resynth.append(lm.vocode(true))
-            spoken.append(audible(lm.vocode(model_units[i])))
-            if check:
-                said_first.append(audible(lm.vocode(first[i])))
-            bar.advance(task)
-        task = bar.add_task("tts: model's own ASR", total=(3 if check else 2) * len(texts))
+            spoken.append(audible(lm.vocode(mine)))
+            bar.advance(task, 2)
+        task = bar.add_task("tts: model's own ASR", total=2 * len(texts))
         advance = lambda k: bar.advance(task, k)  # noqa: E731
-        heard = {"wer_true_units": lm.asr_units(true_units, sampling, on_batch=advance)}
-        heard["wer_model_units"] = lm.asr_units(model_units, sampling, on_batch=advance)
-        if check:
-            heard["wer_first_units"] = lm.asr_units(first, sampling, on_batch=advance)
+        heard_true = lm.asr_units(true_units, sampling, on_batch=advance)
+        heard_model = lm.asr_units(model_units, sampling, on_batch=advance)
     if samples_dir is not None:
         for i in range(min(N_SAMPLES, len(ids))):
             write_wav(samples_dir / f"tts_{ids[i]}.wav", spoken[i])
-    sets = {"wer_original": original, "wer_resynth": resynth, "wer_model": spoken}
-    if check:
-        sets["wer_model_first"] = said_first
     out: dict = {}
     with progress() as bar:
         for judge in judges:
-            task = bar.add_task(f"tts: judge {judge.name}", total=len(sets))
+            task = bar.add_task(f"tts: judge {judge.name}", total=3)
             scores = {}
-            for key, wavs in sets.items():
+            for key, wavs in (
+                ("wer_original", original),
+                ("wer_resynth", resynth),
+                ("wer_model", spoken),
+            ):
                 scores[key] = wer(texts, judge.transcribe(wavs))
                 bar.advance(task)
             out[judge.name] = scores
-    out["_self_asr"] = {key: wer(texts, said) for key, said in heard.items()}
+    out["_self_asr"] = {
+        "wer_true_units": wer(texts, heard_true),
+        "wer_model_units": wer(texts, heard_model),
+    }
     out["_n"] = len(texts)
     return out

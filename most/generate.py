@@ -15,7 +15,7 @@ id is cut there.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,6 @@ import torch
 
 from most.data.prompts import Prompts
 from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, LayoutError, TokenLayout
-from most.textnorm import word_errors
 from most.threads import single_thread
 from most.units import UnitTokenizer, load_tokenizer
 from most.units.base import TOKENIZER_FILE
@@ -51,13 +50,6 @@ class Sampling:
     the unconditional branch being the speech-LM context ``<|user|> <|asr|> <|begin_of_audio|>``
     that stage 1 trains. Above 1 it weighs what the text asks for against what speech usually
     says next (transformers' ``guidance_scale``; one more forward pass per unit)."""
-    best_of: int = 1
-    """TTS read-back check (1 = off): the model's own ASR transcribes each reading, and a text it
-    does not hear back word for word is spoken again, sampled at ``best_of_temperature``, up to
-    ``best_of`` readings in all; the reading with the fewest word errors is kept (the earliest on
-    a tie). Only the texts still heard wrong are re-spoken, so it costs little when most are right."""
-    best_of_temperature: float = 0.8
-    """Sampling temperature of the re-spoken readings."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens <= 0 or self.batch_size <= 0:
@@ -66,8 +58,6 @@ class Sampling:
             raise ValueError(f"sampling.guidance must be >= 1 (1 = off), got {self.guidance}")
         if self.temperature <= 0 or not 0 < self.top_p <= 1:
             raise ValueError("sampling.temperature must be > 0 and sampling.top_p in (0, 1]")
-        if self.best_of < 1 or self.best_of_temperature <= 0:
-            raise ValueError("sampling.best_of must be >= 1 and sampling.best_of_temperature > 0")
 
 
 GREEDY = Sampling()
@@ -247,43 +237,11 @@ class SpeechLM:
     def tts_units(self, texts: Sequence[str], sampling: Sampling = GREEDY, **kw) -> list[list[int]]:
         if any(not t.strip() for t in texts):
             raise ValueError("empty text: nothing to speak")
-        units = self._tts_pass([self.prompts.tts_prompt(t) for t in texts], sampling, **kw)
-        return self.read_back(texts, units, sampling) if sampling.best_of > 1 else units
-
-    def _tts_pass(self, prompts: Sequence[Sequence[int]], sampling: Sampling, **kw) -> list:
-        stops = self._audio_stops()
-        return [
-            self.units_of(a) for a in self.generate(prompts, stops, sampling, guided=True, **kw)
-        ]
-
-    def read_back(
-        self, texts: Sequence[str], units: Sequence[Sequence[int]], sampling: Sampling
-    ) -> list[list[int]]:
-        """:attr:`Sampling.best_of` on first readings ``units`` of ``texts``: re-speak what the
-        model's own (greedy) ASR does not hear back as the text, keep the reading with the fewest
-        word errors. ``tts_units`` calls it; evaluation calls it to score both readings."""
         prompts = [self.prompts.tts_prompt(t) for t in texts]
-        listen = replace(
-            GREEDY, max_new_tokens=sampling.max_new_tokens, batch_size=sampling.batch_size
-        )
-        units = [list(u) for u in units]
-        errors = word_errors(texts, self.asr_units(units, listen))
-        for k in range(1, sampling.best_of):
-            wrong = [i for i, e in enumerate(errors) if e > 0]
-            if not wrong:
-                break
-            again = replace(
-                sampling,
-                do_sample=True,
-                temperature=sampling.best_of_temperature,
-                seed=sampling.seed + k,
-            )
-            new = self._tts_pass([prompts[i] for i in wrong], again)
-            new_errors = word_errors([texts[i] for i in wrong], self.asr_units(new, listen))
-            for i, u, e in zip(wrong, new, new_errors, strict=True):
-                if e < errors[i]:
-                    units[i], errors[i] = u, e
-        return units
+        return [
+            self.units_of(a)
+            for a in self.generate(prompts, self._audio_stops(), sampling, guided=True, **kw)
+        ]
 
     def tts(self, texts: Sequence[str], sampling: Sampling = GREEDY, **kw) -> list[np.ndarray]:
         return [self.vocode(u) for u in self.tts_units(texts, sampling, **kw)]

@@ -2,7 +2,6 @@
 
 import json
 import shutil
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -60,50 +59,6 @@ def test_tts_returns_audio_and_asr_text(lm, eval_run):
     assert isinstance(text, str)
     with pytest.raises(ValueError, match="empty text"):
         lm.tts(["  "])
-
-
-def test_read_back_respeaks_only_what_its_own_asr_hears_wrong(lm, monkeypatch):
-    texts = ["the old gate", "a red fox", "bral is a fisher"]
-    by_prompt = {tuple(lm.prompts.tts_prompt(t)): t for t in texts}
-    says = {  # reading k of each text: 0 is the greedy one, then sampled ones
-        0: {texts[0]: [1], texts[1]: [2], texts[2]: [3]},
-        1: {texts[1]: [4], texts[2]: [5]},
-        2: {texts[2]: [6]},
-    }
-    heard = {
-        (1,): "The old gate.",  # right: never re-spoken
-        (2,): "a red box",  # 1 error, then right
-        (3,): "bral is fisher fisher",  # 1 error; (5,) ties it and (6,) is worse: (3,) stays
-        (4,): "a red fox",
-        (5,): "bral is a fish",
-        (6,): "brawl was a fish",
-    }
-    base = Sampling(max_new_tokens=9, guidance=1.25, seed=7, best_of=3, best_of_temperature=0.6)
-    calls = []
-
-    def speak(prompts, sampling, **kw):
-        k = sampling.seed - base.seed
-        assert sampling.do_sample == (k > 0) and sampling.guidance == 1.25
-        assert k == 0 or sampling.temperature == 0.6
-        calls.append((k, [by_prompt[tuple(p)] for p in prompts]))
-        return [says[k][by_prompt[tuple(p)]] for p in prompts]
-
-    def listen(units, sampling, **kw):
-        assert not sampling.do_sample and sampling.guidance == 1.0  # greedy ASR, no guidance
-        return [heard[tuple(u)] for u in units]
-
-    monkeypatch.setattr(lm, "_tts_pass", speak)
-    monkeypatch.setattr(lm, "asr_units", listen)
-    assert lm.tts_units(texts, base) == [[1], [4], [3]]
-    assert calls == [(0, texts), (1, texts[1:]), (2, texts[2:])]
-    calls.clear()
-    assert lm.tts_units(texts, replace(base, best_of=2)) == [[1], [4], [3]]
-    assert calls == [(0, texts), (1, texts[1:])]
-    calls.clear()
-    assert lm.tts_units(texts, replace(base, best_of=1)) == [[1], [2], [3]]
-    assert calls == [(0, texts)]
-    with pytest.raises(ValueError, match="best_of"):
-        Sampling(best_of=0)
 
 
 def test_load_errors(eval_run, tmp_path):
