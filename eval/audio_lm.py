@@ -144,7 +144,7 @@ def wuggy_pairs(
 
 @lru_cache(maxsize=1)
 def english_words() -> frozenset[str]:
-    """The CMU pronouncing dictionary's words (~134 k; shipped with pocketsphinx, a dependency):
+    """The CMU pronouncing dictionary's words (~126 k; shipped with pocketsphinx, a dependency):
     generated pseudo-words avoid them, as Wuggy's are not words of the language."""
     from pocketsphinx import get_model_path
 
