@@ -78,9 +78,9 @@ def phonemes(words: Sequence[str], variant: str = "en-us") -> list[tuple[str, ..
     ``_``-separated phonemes per clause.
     """
     words = list(words)
-    if any(not w.isalpha() for w in words):
-        bad = next(w for w in words if not w.isalpha())
-        raise ValueError(f"phonemes: {bad!r} is not a word (letters only)")
+    bad = [w for w in words if not w.isalpha()]
+    if bad:
+        raise ValueError(f"phonemes: {bad[0]!r} is not a word (letters only)")
     if not words:
         return []
     cmd = [require_espeak(), "-q", "-x", "--sep=_", "-v", variant]
