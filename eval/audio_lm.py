@@ -194,8 +194,10 @@ def speak_pairs(pairs: Sequence[tuple[str, str]], voice: str, tag: str) -> list[
     ]
 
 
-def evaluate_minimal_pairs(lm, run, cfg, n_wuggy: int, n_blimp: int) -> dict:
-    """``{"wuggy": {...}, "blimp": {...}}`` from real sets (``cfg.*_dir``) or generated pairs.
+def minimal_pair_units(lm, run, cfg, n_wuggy: int, n_blimp: int) -> dict[str, list[tuple]]:
+    """``{"wuggy": [(good units, bad units), ...], "blimp": [...]}`` from real sets (``cfg.*_dir``)
+    or generated pairs, spoken and encoded with ``lm``'s unit tokenizer; a set with ``n == 0`` is
+    left out.
 
     ``cfg`` is :class:`eval.run.AudioLM`. Generated word pairs take real words from the text
     world's vocabulary lists; pseudo-words avoid every word of the held-out text. Sentence pairs
@@ -232,6 +234,11 @@ def evaluate_minimal_pairs(lm, run, cfg, n_wuggy: int, n_blimp: int) -> dict:
             sentences = datasets.load_from_disk(f"{run}/data/speech")["test"]["text"]
             audio = speak_pairs(blimp_pairs(sentences, n, cfg.seed), cfg.voice, "blimp")
         units = lm.encode([w for pair in audio for w in pair])
-        pairs = list(zip(units[0::2], units[1::2], strict=True))
-        out[name] = pair_accuracy(lm.model, lm.layout, pairs, name)
+        out[name] = list(zip(units[0::2], units[1::2], strict=True))
     return out
+
+
+def evaluate_minimal_pairs(lm, run, cfg, n_wuggy: int, n_blimp: int) -> dict:
+    """``{"wuggy": {...}, "blimp": {...}}``: :func:`pair_accuracy` on :func:`minimal_pair_units`."""
+    sets = minimal_pair_units(lm, run, cfg, n_wuggy, n_blimp)
+    return {name: pair_accuracy(lm.model, lm.layout, pairs, name) for name, pairs in sets.items()}

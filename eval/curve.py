@@ -1,10 +1,19 @@
-"""ASR learning curve from a stage's kept checkpoints: what more steps buy.
+"""Learning curves from a stage's kept checkpoints: what more steps buy.
 
-Every ``RUN/<stage>/ckpt/step=N.ckpt`` (the recipe's ``trainer.keep_last`` sets how many are kept)
-is loaded into the stage's model and scored with greedy ASR on the first ``n`` utterances of
-``test`` and ``test_voices``; the result is JSON on stdout and ``RUN/<stage>/asr_curve.json``::
+Every ``RUN/<stage>/ckpt/step=N.ckpt`` (the recipe's ``trainer.keep_last`` sets how many are kept;
+``--steps`` picks some) is loaded into the stage's model and scored on the tasks asked for:
 
-    python -m eval.curve runs/demo [--stage stage1] [--n 60] [--device auto]
+- ``asr``: greedy ASR WER on the first ``n`` utterances of ``test`` and ``test_voices``;
+- ``tts``: the CTC judge's WER on ``n_tts`` test sentences spoken by the model (classifier-free
+  guidance ``guidance``, as ``most eval``), its ratio to the judge's WER on vocoded true units
+  (the demo's TTS row), and the model's own ASR of its units;
+- ``wuggy``: accuracy on the eval's generated word / pseudo-word pairs (spoken and encoded once),
+  per unit, and the mean log-probability margin of the word (less noisy than the accuracy).
+
+The result is JSON on stdout and ``RUN/<stage>/curve.json``::
+
+    python -m eval.curve runs/demo [--stage stage1] [--tasks asr,tts,wuggy] [--n 60]
+        [--n-tts 100] [--steps 600,1200,2400] [--device auto]
 
 The model architecture comes from the stage's exported ``hf`` folder (or, for a stage still
 running, from its ``init``: ``adapt/hf`` for stage1, ``stage1/hf`` for stage2).
@@ -15,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -22,6 +32,7 @@ import torch
 from most.io import atomic_write_json
 
 INIT = {"stage1": "adapt", "stage2": "stage1"}
+TASKS = ("asr", "tts", "wuggy")
 
 
 def checkpoints(stage_dir: Path) -> list[tuple[int, Path]]:
@@ -45,13 +56,41 @@ def load_weights(model: torch.nn.Module, ckpt: Path) -> None:
         raise ValueError(f"{ckpt}: does not match the model ({missing[:3]}, {unexpected[:3]})")
 
 
-def curve(run: Path, stage: str = "stage1", n: int = 60, device: str = "auto") -> list[dict]:
+def curve(
+    run: Path,
+    stage: str = "stage1",
+    n: int = 60,
+    device: str = "auto",
+    tasks: Sequence[str] = ("asr",),
+    n_tts: int = 100,
+    n_wuggy: int = 300,
+    guidance: float = 1.25,
+    steps: Sequence[int] | None = None,
+) -> list[dict]:
+    """One ``{"step", <task figures>}`` point per checkpoint (see the module docstring)."""
+    import datasets
+
     from eval.asr import evaluate_asr
+    from eval.audio_lm import minimal_pair_units, pair_accuracy
+    from eval.judges import load_judge
+    from eval.run import AudioLM
+    from eval.tts import evaluate_tts
     from most.generate import Sampling, SpeechLM
     from most.train.sources import load_units
 
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"tasks must be some of {', '.join(TASKS)}; got {', '.join(tasks)}")
     stage_dir = run / stage
     found = checkpoints(stage_dir)
+    if steps is not None:
+        missing = sorted(set(steps) - {s for s, _ in found})
+        if missing:
+            kept = ", ".join(str(s) for s, _ in found) or "none"
+            raise FileNotFoundError(
+                f"{stage_dir}/ckpt: no checkpoint for steps {missing} (kept: {kept})"
+            )
+        found = [(s, p) for s, p in found if s in steps]
     if not found:
         raise FileNotFoundError(f"{stage_dir}/ckpt: no step=N.ckpt checkpoints")
     arch = stage_dir / "hf"
@@ -59,14 +98,35 @@ def curve(run: Path, stage: str = "stage1", n: int = 60, device: str = "auto") -
         arch = run / INIT[stage] / "hf"
     lm = SpeechLM.load(arch, units=run / "units", device=device)
     speech = load_units(run, lm.layout, "speech")
+    if "tts" in tasks:
+        judge = load_judge("ctc", run)
+        audio = datasets.load_from_disk(str(run / "data" / "speech"))["test"]
+        spoken = Sampling(max_new_tokens=200, guidance=guidance)
+    if "wuggy" in tasks:
+        wuggy = minimal_pair_units(lm, run, AudioLM(), n_wuggy, 0)["wuggy"]
     points = []
     for step, path in found:
         load_weights(lm.model, path)  # load_state_dict keeps the eval mode SpeechLM set
-        scores = evaluate_asr(lm, speech, ("test", "test_voices"), n, Sampling(max_new_tokens=60))
-        point = {"step": step, **{f"wer_{s}": round(v["wer"], 4) for s, v in scores.items()}}
+        point: dict = {"step": step}
+        if "asr" in tasks:
+            scores = evaluate_asr(
+                lm, speech, ("test", "test_voices"), n, Sampling(max_new_tokens=60)
+            )
+            point.update({f"wer_{s}": round(v["wer"], 4) for s, v in scores.items()})
+        if "tts" in tasks:
+            tts = evaluate_tts(lm, [judge], audio, speech["test"], n_tts, spoken)
+            model, resynth = tts[judge.name]["wer_model"], tts[judge.name]["wer_resynth"]
+            point["tts_wer"] = round(model, 4)
+            point["tts_ratio"] = round(model / resynth, 2) if resynth else None
+            point["tts_self_asr"] = round(tts["_self_asr"]["wer_model_units"], 4)
+        if "wuggy" in tasks:
+            scores = pair_accuracy(lm.model, lm.layout, wuggy, "wuggy")
+            point["wuggy"] = round(scores["accuracy"], 4)
+            point["wuggy_per_unit"] = round(scores["accuracy_per_unit"], 4)
+            point["wuggy_margin"] = round(scores["mean_margin"], 4)
         print(json.dumps(point), flush=True)
         points.append(point)
-    atomic_write_json(stage_dir / "asr_curve.json", points)
+    atomic_write_json(stage_dir / "curve.json", points)
     return points
 
 
@@ -74,10 +134,20 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--stage", default="stage1", choices=sorted(INIT))
-    parser.add_argument("--n", type=int, default=60, help="utterances per test split")
+    parser.add_argument("--tasks", default="asr", help=f"comma-separated, of {','.join(TASKS)}")
+    parser.add_argument("--n", type=int, default=60, help="ASR utterances per test split")
+    parser.add_argument("--n-tts", type=int, default=100, help="TTS test sentences")
+    parser.add_argument("--n-wuggy", type=int, default=300, help="wuggy pairs (at most)")
+    parser.add_argument("--guidance", type=float, default=1.25, help="TTS guidance (as most eval)")
+    parser.add_argument("--steps", default=None, help="comma-separated steps (default: all kept)")
     parser.add_argument("--device", default="auto", help="auto (a GPU if visible), cpu, cuda")
     args = parser.parse_args(argv)
-    print(json.dumps(curve(args.run, args.stage, args.n, args.device)))
+    steps = None if args.steps is None else [int(s) for s in args.steps.split(",")]
+    points = curve(
+        args.run, args.stage, args.n, args.device, args.tasks.split(","), args.n_tts,
+        args.n_wuggy, args.guidance, steps,
+    )  # fmt: skip
+    print(json.dumps(points))
 
 
 if __name__ == "__main__":
