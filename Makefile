@@ -12,6 +12,7 @@ ARGS ?=
 STAMP := $(VENV)/.installed
 
 STAGES := data units judge base adapt stage1 stage2 eval release
+RP := )
 
 .PHONY: setup test test-slow test-gpu lint format demo ablation bench clean $(STAGES)
 
@@ -58,13 +59,15 @@ $(STAGES): setup
 # interrupted demo resumes; each stage's wall time goes to $(RUN)/timings.tsv (the summary takes
 # the last line per stage; a stage skipped as already finished keeps the time of the call that ran
 # it, so a resumed demo still reports the whole pipeline's time). The summary marks the quality bar
-# pass/fail; a missed target does not fail the target (the pipeline worked).
+# pass/fail; a missed target does not fail the target (the pipeline worked). ARGS_<stage> adds
+# arguments to one stage only, e.g. ARGS_stage1="--trainer.max_steps=4800" (README).
 demo: setup
 	@mkdir -p $(RUN); touch $(RUN)/timings.tsv
 	@for s in $(STAGES); do \
 		if [ -f $(RECIPE)/$$s.yaml ]; then \
 			echo "=== most $$s ($$(date +%H:%M:%S)) ==="; t0=$$(date +%s); \
-			$(MOST) $$s --config $(RECIPE)/$$s.yaml --run $(RUN) $(ARGS) || exit $$?; \
+			case $$s in $(foreach s,$(STAGES),$(s)$(RP) extra='$(ARGS_$(s))';;) esac; \
+			$(MOST) $$s --config $(RECIPE)/$$s.yaml --run $(RUN) $(ARGS) $$extra || exit $$?; \
 			dt=$$(( $$(date +%s) - t0 )); \
 			if [ $$dt -ge 15 ] || ! awk -F'\t' -v s=$$s '$$1 == s {f = 1} END {exit !f}' \
 				$(RUN)/timings.tsv; then printf '%s\t%s\n' $$s $$dt >> $(RUN)/timings.tsv; fi; \
