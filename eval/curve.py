@@ -130,6 +130,15 @@ def curve(
     return points
 
 
+def _steps(value: str) -> list[int]:
+    try:
+        return [int(s) for s in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"steps must be comma-separated integers, got {value!r}"
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path)
@@ -139,13 +148,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-tts", type=int, default=100, help="TTS test sentences")
     parser.add_argument("--n-wuggy", type=int, default=300, help="wuggy pairs (at most)")
     parser.add_argument("--guidance", type=float, default=1.25, help="TTS guidance (as most eval)")
-    parser.add_argument("--steps", default=None, help="comma-separated steps (default: all kept)")
+    parser.add_argument(
+        "--steps", type=_steps, default=None, help="comma-separated steps (default: all kept)"
+    )
     parser.add_argument("--device", default="auto", help="auto (a GPU if visible), cpu, cuda")
     args = parser.parse_args(argv)
-    steps = None if args.steps is None else [int(s) for s in args.steps.split(",")]
     points = curve(
         args.run, args.stage, args.n, args.device, args.tasks.split(","), args.n_tts,
-        args.n_wuggy, args.guidance, steps,
+        args.n_wuggy, args.guidance, args.steps,
     )  # fmt: skip
     print(json.dumps(points))
 
