@@ -8,7 +8,7 @@ Every ``RUN/<stage>/ckpt/step=N.ckpt`` (the recipe's ``trainer.keep_last`` sets 
   guidance ``guidance``, as ``most eval``), its ratio to the judge's WER on vocoded true units
   (the demo's TTS row), and the model's own ASR of its units;
 - ``wuggy``: accuracy on the eval's generated word / pseudo-word pairs (spoken and encoded once),
-  per unit, and the mean log-probability margin of the word (less noisy than the accuracy).
+  per unit, and the mean log-probability margin of the word.
 
 The result is JSON on stdout and ``RUN/<stage>/curve.json``::
 
@@ -74,7 +74,7 @@ def curve(
     from eval.audio_lm import minimal_pair_units, pair_accuracy
     from eval.judges import load_judge
     from eval.run import AudioLM
-    from eval.tts import evaluate_tts
+    from eval.tts import evaluate_tts, tts_reference
     from most.generate import Sampling, SpeechLM
     from most.train.sources import load_units
 
@@ -101,6 +101,7 @@ def curve(
     if "tts" in tasks:
         judge = load_judge("ctc", run)
         audio = datasets.load_from_disk(str(run / "data" / "speech"))["test"]
+        reference = tts_reference(lm, [judge], audio, speech["test"], n_tts)  # once, not per step
         spoken = Sampling(max_new_tokens=200, guidance=guidance)
     if "wuggy" in tasks:
         wuggy = minimal_pair_units(lm, run, AudioLM(), n_wuggy, 0)["wuggy"]
@@ -114,7 +115,7 @@ def curve(
             )
             point.update({f"wer_{s}": round(v["wer"], 4) for s, v in scores.items()})
         if "tts" in tasks:
-            tts = evaluate_tts(lm, [judge], audio, speech["test"], n_tts, spoken)
+            tts = evaluate_tts(lm, [judge], reference, spoken)
             model, resynth = tts[judge.name]["wer_model"], tts[judge.name]["wer_resynth"]
             point["tts_wer"] = round(model, 4)
             point["tts_ratio"] = round(model / resynth, 2) if resynth else None

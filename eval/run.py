@@ -152,15 +152,13 @@ def evaluate(
             splits = ("test", "test_voices")
             timed("asr", lambda: evaluate_asr(lm, speech_units, splits, sizes.asr, sampling))
         if sizes.tts:
-            from eval.tts import evaluate_tts
+            from eval.tts import evaluate_tts, tts_reference
 
-            timed(
-                "tts",
-                lambda: evaluate_tts(
-                    lm, judge_list, speech["test"], speech_units["test"], sizes.tts, sampling,
-                    tmp / "samples",
-                ),
-            )  # fmt: skip
+            def tts() -> dict:
+                ref = tts_reference(lm, judge_list, speech["test"], speech_units["test"], sizes.tts)
+                return evaluate_tts(lm, judge_list, ref, sampling, tmp / "samples")
+
+            timed("tts", tts)
         if (run / "judge" / "judge.json").is_file():
             results["judge"] = read_json(run / "judge" / "judge.json")["metrics"]
         if sizes.sqa:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datasets
 import numpy as np
 
-from eval.tts import evaluate_tts
+from eval.tts import evaluate_tts, tts_reference
 from tests.eval.test_sqa_breakdown import Ear, Voice
 
 
@@ -40,7 +40,7 @@ def test_self_asr_separates_wrong_words_from_unclear_audio() -> None:
         reads={(1, 2): texts[0], (3, 4): texts[1], (5, 6): "bral keeps a deer"},
     )
     ear = Ear({(8.0,): texts[0], (9.0,): texts[1], (1.0, 2.0): texts[0], (3.0, 4.0): texts[1]})
-    out = evaluate_tts(lm, [ear], audio, units, n=2, sampling=None)
+    out = evaluate_tts(lm, [ear], tts_reference(lm, [ear], audio, units, n=2), sampling=None)
     assert out["ear"] == {"wer_original": 0.0, "wer_resynth": 0.0, "wer_model": 0.5}
     assert out["_self_asr"]["wer_true_units"] == 0.0
     # "savek is a hunter" -> "bral keeps a deer": 3 of the 8 reference words wrong
