@@ -12,7 +12,8 @@ ARGS ?=
 STAMP := $(VENV)/.installed
 
 STAGES := data units judge base adapt stage1 stage2 eval release
-RP := )
+# ARGS_<stage> reach the demo loop's shell, which reads them with shell quoting (see demo).
+export $(foreach s,$(STAGES),ARGS_$(s))
 
 .PHONY: setup test test-slow test-gpu lint format demo ablation bench clean $(STAGES)
 
@@ -66,8 +67,8 @@ demo: setup
 	@for s in $(STAGES); do \
 		if [ -f $(RECIPE)/$$s.yaml ]; then \
 			echo "=== most $$s ($$(date +%H:%M:%S)) ==="; t0=$$(date +%s); \
-			case $$s in $(foreach s,$(STAGES),$(s)$(RP) extra='$(ARGS_$(s))';;) esac; \
-			$(MOST) $$s --config $(RECIPE)/$$s.yaml --run $(RUN) $(ARGS) $$extra || exit $$?; \
+			v=ARGS_$$s; eval "extra=( $${!v} )" || exit $$?; \
+			$(MOST) $$s --config $(RECIPE)/$$s.yaml --run $(RUN) $(ARGS) "$${extra[@]}" || exit $$?; \
 			dt=$$(( $$(date +%s) - t0 )); \
 			if [ $$dt -ge 15 ] || ! awk -F'\t' -v s=$$s '$$1 == s {f = 1} END {exit !f}' \
 				$(RUN)/timings.tsv; then printf '%s\t%s\n' $$s $$dt >> $(RUN)/timings.tsv; fi; \
