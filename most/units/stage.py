@@ -79,6 +79,11 @@ class TokenizerConfig:
     encoder_warp: float = 0.0
     """ctc_kmeans: vocal-tract-length perturbation of the encoder's training audio (mel axis
     stretched by up to this factor either way, :func:`most.ctc.train.warp_mel`); 0 = off."""
+    encoder_short: bool = False
+    """ctc_kmeans: also train the encoder on every ``speech/train_short`` utterance (one- and
+    two-word; the data needs ``speech.n_short`` > 0), shuffled in with the ``train`` sample.
+    Trained on sentences alone, the encoder mishears a word said alone (what the audio-LM minimal
+    pairs speak), so those words get units the speech LM never read in sentences."""
     encoder_window: int | None = None
     """ctc_kmeans: encoder steps (25 per second) each step attends to on either side
     (:attr:`most.ctc.model.CTCModelConfig.attn_window`); None = the whole utterance. Stored in
@@ -108,6 +113,8 @@ class TokenizerConfig:
         keys = ["seed", "fit_seconds"]
         if self.kind == "ctc_kmeans":
             keys += ["encoder_utterances", "encoder_epochs", "encoder_minutes", "encoder_warp"]
+            if self.encoder_short:  # only when on: fit.json files written before it still match
+                keys.append("encoder_short")
         elif self.kind == "mel_kmeans":
             keys += ["n_mels"]
         else:
@@ -215,7 +222,9 @@ def prepare_tokenizer(
             from most.ctc.train import CTCSchedule
             from most.units.ctc_kmeans import CTCKMeansTokenizer
 
-            wavs, texts = transcribed_audio(data_dir / "speech", cfg.encoder_utterances, cfg.seed)
+            wavs, texts = transcribed_audio(
+                data_dir / "speech", cfg.encoder_utterances, cfg.seed, cfg.encoder_short
+            )
             tok = CTCKMeansTokenizer.fit(
                 wavs,
                 texts,
@@ -320,8 +329,11 @@ def fit_audio(speech_dir: Path, seconds: float, seed: int) -> list[np.ndarray]:
     return _read_train(train, sorted(take.tolist()))[0]
 
 
-def transcribed_audio(speech_dir: Path, n: int, seed: int) -> tuple[list[np.ndarray], list[str]]:
-    """A seeded random sample of ``n`` ``speech/train`` utterances (16 kHz) and their texts.
+def transcribed_audio(
+    speech_dir: Path, n: int, seed: int, short: bool = False
+) -> tuple[list[np.ndarray], list[str]]:
+    """A seeded random sample of ``n`` ``speech/train`` utterances (16 kHz) and their texts; with
+    ``short``, every ``train_short`` utterance too, all shuffled by ``seed``.
 
     The judge reads the *first* rows of the split, so the tokenizer's encoder and the judge learn
     from different (overlapping) samples.
@@ -329,9 +341,20 @@ def transcribed_audio(speech_dir: Path, n: int, seed: int) -> tuple[list[np.ndar
     train = _train_split(speech_dir)
     if "text" not in train.column_names:
         raise ValueError(f"{speech_dir}: ctc_kmeans needs transcripts (a 'text' column) in train")
-    wavs, texts = _read_train(
-        train, sorted(np.random.default_rng(seed).permutation(len(train))[:n].tolist())
-    )
+    rng = np.random.default_rng(seed)
+    wavs, texts = _read_train(train, sorted(rng.permutation(len(train))[:n].tolist()))
+    if short:
+        splits = datasets.load_from_disk(str(speech_dir))
+        if "train_short" not in splits:
+            raise ValueError(
+                f"{speech_dir}: tokenizer.encoder_short needs a train_short split "
+                "(build the data with speech.n_short > 0)"
+            )
+        extra = splits["train_short"]
+        more_wavs, more_texts = _read_train(extra, list(range(len(extra))))
+        wavs, texts = wavs + more_wavs, texts + more_texts
+        order = rng.permutation(len(wavs))
+        wavs, texts = [wavs[i] for i in order], [texts[i] for i in order]
     return wavs, [str(t) for t in texts]
 
 

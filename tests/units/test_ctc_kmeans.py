@@ -16,7 +16,7 @@ from most.io import read_json
 from most.units import load_tokenizer, load_units
 from most.units.ctc_kmeans import CTCKMeansTokenizer
 from most.units.mel_kmeans import MelKMeansTokenizer
-from most.units.stage import TokenizerConfig, units
+from most.units.stage import TokenizerConfig, transcribed_audio, units
 
 # Small and bounded by epochs only (no time cap), so the fitted tokenizer is the same everywhere.
 SCHEDULE = CTCSchedule(epochs=60, lr=3e-3, batch_frames=2_000)
@@ -225,6 +225,30 @@ def test_stage_with_ctc_kmeans(run_dir, monkeypatch):
         ValueError, match=r"fitted with other settings \(encoder_epochs: 0.5 -> 1.0\)"
     ):
         units(run_dir, tokenizer=replace(cfg, encoder_epochs=1.0))
+
+
+def test_encoder_short_adds_every_short_utterance(tmp_path, data_dir):
+    # The encoder may also learn from speech/train_short (words said alone): all of them, shuffled
+    # in with the same seeded train sample; asked for without that split, it says what to build.
+    speech = datasets.load_from_disk(str(data_dir / "speech"))
+    short = speech["test"].select(range(2)).map(lambda r: {"text": r["text"].split()[0]})
+    with_short = tmp_path / "speech"
+    datasets.DatasetDict({"train": speech["train"], "train_short": short}).save_to_disk(
+        str(with_short)
+    )
+    base_wavs, base_texts = transcribed_audio(with_short, 6, seed=3)
+    wavs, texts = transcribed_audio(with_short, 6, seed=3, short=True)
+    assert len(base_texts) == 6 and len(texts) == 6 + len(short)
+    assert sorted(texts) == sorted(base_texts + list(short["text"]))
+    assert transcribed_audio(with_short, 6, seed=3, short=True)[1] == texts  # reproducible
+    assert texts[: len(base_texts)] != base_texts  # shuffled, not appended
+    assert all(any(np.array_equal(b, w) for w in wavs) for b in base_wavs)
+    with pytest.raises(ValueError, match=r"speech: tokenizer.encoder_short needs a train_short"):
+        transcribed_audio(data_dir / "speech", 6, seed=3, short=True)
+    # Recorded beside the tokenizer only when on, so units fitted before the option still match.
+    assert "encoder_short" not in TokenizerConfig(kind="ctc_kmeans", layer=2).fit_settings()
+    on = TokenizerConfig(kind="ctc_kmeans", layer=2, encoder_short=True)
+    assert on.fit_settings()["encoder_short"] is True
 
 
 def test_warp_mel_stretches_the_mel_axis():
