@@ -38,6 +38,8 @@ from most.units.shards import PARTS, Job, encode_part, init_worker, merge_split,
 
 #: Beside a fitted tokenizer: what it was fitted with (:meth:`TokenizerConfig.fit_settings`).
 FIT_FILE = "fit.json"
+#: Fitting settings added after the first ``fit.json`` files: a file without one was fitted so.
+FIT_DEFAULTS = {"encoder_short": False}
 
 
 @dataclass
@@ -113,8 +115,7 @@ class TokenizerConfig:
         keys = ["seed", "fit_seconds"]
         if self.kind == "ctc_kmeans":
             keys += ["encoder_utterances", "encoder_epochs", "encoder_minutes", "encoder_warp"]
-            if self.encoder_short:  # only when on: fit.json files written before it still match
-                keys.append("encoder_short")
+            keys.append("encoder_short")
         elif self.kind == "mel_kmeans":
             keys += ["n_mels"]
         else:
@@ -291,6 +292,7 @@ def _check_fitted_with(cfg: TokenizerConfig, tok: UnitTokenizer, tok_dir: Path) 
         raise ValueError(f"{tok_dir} was made with other settings ({made}); {refit}")
     if (tok_dir / FIT_FILE).is_file():
         saved = read_json(tok_dir / FIT_FILE)
+        saved = {**FIT_DEFAULTS, **saved}
         changed = {k: (saved.get(k), v) for k, v in cfg.fit_settings().items() if saved.get(k) != v}
         if changed:
             was = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import datasets
@@ -225,6 +226,14 @@ def test_stage_with_ctc_kmeans(run_dir, monkeypatch):
         ValueError, match=r"fitted with other settings \(encoder_epochs: 0.5 -> 1.0\)"
     ):
         units(run_dir, tokenizer=replace(cfg, encoder_epochs=1.0))
+    with pytest.raises(ValueError, match=r"\(encoder_short: False -> True\)"):
+        units(run_dir, tokenizer=replace(cfg, encoder_short=True))
+    # A fit.json from before encoder_short existed was fitted without it: still a match.
+    del fit["encoder_short"]
+    (run_dir / "units" / "tokenizer" / "fit.json").write_text(json.dumps(fit))
+    units(run_dir, tokenizer=cfg)
+    with pytest.raises(ValueError, match=r"\(encoder_short: False -> True\)"):
+        units(run_dir, tokenizer=replace(cfg, encoder_short=True))
 
 
 def test_encoder_short_adds_every_short_utterance(tmp_path, data_dir):
@@ -245,10 +254,6 @@ def test_encoder_short_adds_every_short_utterance(tmp_path, data_dir):
     assert all(any(np.array_equal(b, w) for w in wavs) for b in base_wavs)
     with pytest.raises(ValueError, match=r"speech: tokenizer.encoder_short needs a train_short"):
         transcribed_audio(data_dir / "speech", 6, seed=3, short=True)
-    # Recorded beside the tokenizer only when on, so units fitted before the option still match.
-    assert "encoder_short" not in TokenizerConfig(kind="ctc_kmeans", layer=2).fit_settings()
-    on = TokenizerConfig(kind="ctc_kmeans", layer=2, encoder_short=True)
-    assert on.fit_settings()["encoder_short"] is True
 
 
 def test_warp_mel_stretches_the_mel_axis():
