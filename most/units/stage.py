@@ -291,18 +291,21 @@ def _check_fitted_with(cfg: TokenizerConfig, tok: UnitTokenizer, tok_dir: Path) 
             made += f", layer={tok.layer}, encoder_window={tok.encoder.cfg.attn_window}"
         raise ValueError(f"{tok_dir} was made with other settings ({made}); {refit}")
     if (tok_dir / FIT_FILE).is_file():
-        saved = read_json(tok_dir / FIT_FILE)
-        saved = {**FIT_DEFAULTS, **saved}
+        saved = {**FIT_DEFAULTS, **read_json(tok_dir / FIT_FILE)}
         changed = {k: (saved.get(k), v) for k, v in cfg.fit_settings().items() if saved.get(k) != v}
         if changed:
             was = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items())
             raise ValueError(f"{tok_dir} was fitted with other settings ({was}); {refit}")
 
 
-def _train_split(speech_dir: Path) -> datasets.Dataset:
+def _speech_splits(speech_dir: Path) -> datasets.DatasetDict:
     if not speech_dir.is_dir():
         raise FileNotFoundError(f"{speech_dir}: the tokenizer is fitted on speech/train; not found")
-    return datasets.load_from_disk(str(speech_dir))["train"]
+    return datasets.load_from_disk(str(speech_dir))
+
+
+def _train_split(speech_dir: Path) -> datasets.Dataset:
+    return _speech_splits(speech_dir)["train"]
 
 
 def _read_train(
@@ -340,13 +343,13 @@ def transcribed_audio(
     The judge reads the *first* rows of the split, so the tokenizer's encoder and the judge learn
     from different (overlapping) samples.
     """
-    train = _train_split(speech_dir)
+    splits = _speech_splits(speech_dir)
+    train = splits["train"]
     if "text" not in train.column_names:
         raise ValueError(f"{speech_dir}: ctc_kmeans needs transcripts (a 'text' column) in train")
     rng = np.random.default_rng(seed)
     wavs, texts = _read_train(train, sorted(rng.permutation(len(train))[:n].tolist()))
     if short:
-        splits = datasets.load_from_disk(str(speech_dir))
         if "train_short" not in splits:
             raise ValueError(
                 f"{speech_dir}: tokenizer.encoder_short needs a train_short split "
