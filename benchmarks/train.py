@@ -8,7 +8,7 @@ Model FLOPs per token: 6 x (matmul parameters active per token) + 6 x layers x s
     python benchmarks/train.py [--steps 3] [--batch 16] [--seq 256] [--precision fp32|bf16-mixed]
 
 ``bf16-mixed`` runs the step under CPU autocast (what ``trainer.precision: auto`` picks on CPUs with
-AMX); MFU is still against the fp32 peak.
+AMX or AVX512-BF16); MFU is still against the fp32 peak.
 """
 
 from __future__ import annotations

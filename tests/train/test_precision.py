@@ -1,4 +1,5 @@
-"""Precision: ``auto`` picks bf16-mixed where the CPU multiplies bf16 natively (AMX), and stage 1
+"""Precision: ``auto`` picks bf16-mixed where the CPU multiplies bf16 natively (AMX or
+AVX512-BF16), and stage 1
 in bf16-mixed on the CPU (the adapted model's experts padded for oneDNN) tracks fp32."""
 
 from __future__ import annotations
@@ -15,15 +16,20 @@ from tests.train.test_cuda_train import adapted_run
 from tests.train.test_stages import DATA, OPTIM, losses
 
 
-def test_auto_precision_follows_amx(monkeypatch) -> None:
+def test_auto_precision_follows_native_bf16(monkeypatch) -> None:
     cpu = TrainerConfig(accelerator="cpu")
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    assert cpu.resolved_precision() == "bf16-mixed"
-    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    assert cpu.resolved_precision() == "32-true"
+    for amx, avx512_bf16, want in (
+        (True, False, "bf16-mixed"),
+        (False, True, "bf16-mixed"),
+        (False, False, "32-true"),
+    ):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
+        assert cpu.resolved_precision() == want, (amx, avx512_bf16)
     assert TrainerConfig(accelerator="cpu", precision="16-mixed").resolved_precision() == "16-mixed"
-    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probe
-    assert not config_mod.cpu_has_amx()
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probes
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    assert not config_mod.cpu_has_bf16()
 
 
 def test_stage1_bf16_on_cpu_tracks_fp32(speech_run: Path, tmp_path_factory) -> None:
