@@ -1,6 +1,6 @@
 """Precision: ``auto`` picks bf16-mixed where the CPU multiplies bf16 natively (AMX or
-AVX512-BF16), and stage 1
-in bf16-mixed on the CPU (the adapted model's experts padded for oneDNN) tracks fp32."""
+AVX512-BF16), and stage 1 in bf16-mixed on the CPU (the adapted model's experts padded for oneDNN)
+tracks fp32."""
 
 from __future__ import annotations
 
