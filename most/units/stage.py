@@ -114,8 +114,13 @@ class TokenizerConfig:
         long the encoder trains): kept beside it in ``fit.json`` so a re-run can tell."""
         keys = ["seed", "fit_seconds"]
         if self.kind == "ctc_kmeans":
-            keys += ["encoder_utterances", "encoder_epochs", "encoder_minutes", "encoder_warp"]
-            keys.append("encoder_short")
+            keys += [
+                "encoder_utterances",
+                "encoder_epochs",
+                "encoder_minutes",
+                "encoder_warp",
+                "encoder_short",
+            ]
         elif self.kind == "mel_kmeans":
             keys += ["n_mels"]
         else:
@@ -347,14 +352,14 @@ def transcribed_audio(
     train = splits["train"]
     if "text" not in train.column_names:
         raise ValueError(f"{speech_dir}: ctc_kmeans needs transcripts (a 'text' column) in train")
+    if short and "train_short" not in splits:
+        raise ValueError(
+            f"{speech_dir}: tokenizer.encoder_short needs a train_short split "
+            "(build the data with speech.n_short > 0)"
+        )
     rng = np.random.default_rng(seed)
     wavs, texts = _read_train(train, sorted(rng.permutation(len(train))[:n].tolist()))
     if short:
-        if "train_short" not in splits:
-            raise ValueError(
-                f"{speech_dir}: tokenizer.encoder_short needs a train_short split "
-                "(build the data with speech.n_short > 0)"
-            )
         extra = splits["train_short"]
         more_wavs, more_texts = _read_train(extra, list(range(len(extra))))
         wavs, texts = wavs + more_wavs, texts + more_texts
