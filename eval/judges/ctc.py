@@ -3,7 +3,8 @@
 TTS output is scored by transcribing it; the transcriber must be independent of the model under
 test, so it reads log-mel frames (never units) and is trained from scratch on ``RUN/data/speech/
 train`` (:mod:`most.ctc.train`: about 4 min on 2 CPU cores, capped by epochs or minutes). The
-``ctc_kmeans`` unit tokenizer's encoder has the same architecture but is a separate model: trained
+``ctc_phones`` / ``ctc_kmeans`` unit tokenizers' encoder has the same architecture but is a separate
+model (phoneme or letter targets): trained
 before the judge, on a seeded random sample of the split (the judge reads its first rows), and
 never loaded here.
 

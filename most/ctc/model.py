@@ -1,8 +1,9 @@
-"""A small character-CTC recogniser: log-mel -> frame stacking -> Transformer -> character CTC.
+"""A small CTC recogniser: log-mel -> frame stacking -> Transformer -> CTC over letters (or phonemes).
 
 Two independent copies are trained from scratch on a run's own speech: the embedded-default judge
-(:mod:`eval.judges.ctc`, transcribes the model's TTS output) and the encoder of the ``ctc_kmeans``
-unit tokenizer (:mod:`most.units.ctc_kmeans`, whose hidden states are clustered into units).
+(:mod:`eval.judges.ctc`, transcribes the model's TTS output) and the encoder of the unit tokenizer
+(:mod:`most.units.ctc_phones`: phoneme targets, its best path is the units; or
+:mod:`most.units.ctc_kmeans`: letters, its hidden states clustered into units).
 Small on purpose (≈0.8 M parameters): it must train in about three minutes on two CPU cores.
 Shapes: features ``(B, T, 80)`` at 100 frames/s -> stack 4 frames -> ``(B, T/4, 320)``
 -> Transformer encoder ``(B, T/4, width)`` -> ``(B, T/4, vocab)`` log-probabilities, blank = id 0.
@@ -46,6 +47,9 @@ class CTCModelConfig:
     """Encoder steps (25 per second) each step attends to on either side; None = the whole
     utterance. A window makes a step's state depend on its neighbourhood only, so a word gets
     similar states alone and inside any sentence (see the units recipe)."""
+    n_symbols: int | None = None
+    """Output symbols besides the blank; None = the letters of :data:`CHARS` (the judge). The
+    ``ctc_phones`` units set it to their phoneme inventory's size."""
 
     def __post_init__(self) -> None:
         if min(self.width, self.layers, self.heads, self.ff) <= 0:
@@ -54,15 +58,23 @@ class CTCModelConfig:
             raise ValueError(f"model.width {self.width} is not divisible by model.heads")
         if self.attn_window is not None and self.attn_window < 1:
             raise ValueError(f"model.attn_window must be >= 1 or null, got {self.attn_window}")
+        if self.n_symbols is not None and self.n_symbols < 1:
+            raise ValueError(f"model.n_symbols must be >= 1 or null, got {self.n_symbols}")
+
+    @property
+    def vocab(self) -> int:
+        """CTC classes: the symbols and the blank (id 0)."""
+        return (self.n_symbols or len(CHARS)) + 1
 
     def to_dict(self) -> dict:
-        """The config as saved; ``attn_window`` only when set, so the saved form (and the unit
-        tokenizer hash built from it) of a whole-utterance encoder is what it was before the
-        window existed."""
-        out = asdict(self)
-        if out["attn_window"] is None:
-            del out["attn_window"]
-        return out
+        """The config as saved; ``attn_window`` and ``n_symbols`` only when set, so the saved form
+        (and the unit tokenizer hash built from it) of a whole-utterance letter encoder is what it
+        was before those fields existed."""
+        return {k: v for k, v in asdict(self).items() if k not in _OPTIONAL or v is not None}
+
+
+#: Config fields left out of :meth:`CTCModelConfig.to_dict` when unset (``None``).
+_OPTIONAL = ("attn_window", "n_symbols")
 
 
 def text_to_ids(text: str) -> list[int]:
@@ -101,7 +113,7 @@ class CTCRecognizer(nn.Module):
         )
         self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(cfg.width)
-        self.head = nn.Linear(cfg.width, len(CHARS) + 1)
+        self.head = nn.Linear(cfg.width, cfg.vocab)
 
     @staticmethod
     def out_lengths(lengths: Tensor) -> Tensor:

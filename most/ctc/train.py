@@ -89,13 +89,16 @@ def batches(lengths: Sequence[int], batch_frames: int, rng: random.Random) -> li
 
 def train_recognizer(
     wavs: Sequence[np.ndarray],
-    texts: Sequence[str],
+    texts: Sequence[str] | Sequence[Sequence[int]],
     model_cfg: CTCModelConfig,
     schedule: CTCSchedule,
     label: str = "ctc",
 ) -> tuple[CTCRecognizer, dict]:
     """Fit a fresh recogniser on 16 kHz ``wavs`` and their ``texts``; returns it (in eval mode)
-    and a small training log. ``label`` prefixes the progress bars."""
+    and a small training log. ``label`` prefixes the progress bars.
+
+    A text is a transcript (spelt with :data:`~most.ctc.model.CHARS`) or already a list of target
+    ids ``1..model_cfg.n_symbols`` (e.g. phonemes)."""
     cfg = schedule
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -108,7 +111,14 @@ def train_recognizer(
         for s in range(0, len(wavs), 64):
             feats += [f.half() for f in features(wavs[s : s + 64])]
             bar.advance(task, len(wavs[s : s + 64]))
-    targets = [torch.tensor(text_to_ids(t)) for t in texts]
+    targets = [torch.tensor(text_to_ids(t) if isinstance(t, str) else list(t)) for t in texts]
+    bad = [
+        i
+        for i, t in enumerate(targets)
+        if t.numel() and not 1 <= int(t.min()) <= int(t.max()) < model_cfg.vocab
+    ]
+    if bad:
+        raise ValueError(f"target ids of utterance {bad[0]} are outside 1..{model_cfg.vocab - 1}")
     model = CTCRecognizer(model_cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)

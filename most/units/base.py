@@ -9,8 +9,9 @@ folder holding :data:`TOKENIZER_FILE` (JSON: ``kind``, ``vocab_size``, ``frame_r
 changes (settings, centroids, the feature model). Unit shards are stored under it and the token
 layout records it, so a model never silently reads ids from a different tokenizer.
 
-Implementations: :mod:`most.units.ctc_kmeans` (embedded default: a small CTC encoder trained on
-the run's speech, clustered; decodes with Griffin-Lim), :mod:`most.units.mel_kmeans` (log-mel
+Implementations: :mod:`most.units.ctc_phones` (embedded default: the phonemes a small CTC
+encoder trained on the run's speech hears; decodes with Griffin-Lim), :mod:`most.units.ctc_kmeans`
+(that encoder trained on letters, its states clustered; decodes with Griffin-Lim), :mod:`most.units.mel_kmeans` (log-mel
 k-means, no training, decodes with Griffin-Lim) and :mod:`most.units.hubert_kmeans` (HuBERT/mHuBERT features from a local folder, encode only).
 Neural codecs (several ids per frame from residual codebooks) will be a third ``kind``; they
 will return ``(T, n_codebooks)`` ids and report ``n_codebooks`` in their JSON.
@@ -143,6 +144,8 @@ def load_tokenizer(path: str | Path) -> UnitTokenizer:
         from most.units.mel_kmeans import MelKMeansTokenizer as cls
     elif kind == "ctc_kmeans":
         from most.units.ctc_kmeans import CTCKMeansTokenizer as cls
+    elif kind == "ctc_phones":
+        from most.units.ctc_phones import CTCPhonesTokenizer as cls
     elif kind == "hubert_kmeans":
         from most.units.hubert_kmeans import HubertKMeansTokenizer as cls
     else:

@@ -131,7 +131,7 @@ class CTCKMeansTokenizer:
             wavs, texts, encoder or CTCModelConfig(), schedule or CTCSchedule(seed=seed), "units"
         )
         n_fit = int(np.searchsorted(np.cumsum([len(w) for w in wavs]), fit_seconds * SAMPLE_RATE))
-        fit_wavs = [torch.as_tensor(w, dtype=torch.float32) for w in wavs[: n_fit + 1]]
+        fit_wavs = [torch.tensor(w, dtype=torch.float32) for w in wavs[: n_fit + 1]]
         states = [_states(model, layer, w) for w in fit_wavs]
         centroids = torch.as_tensor(fit_kmeans(torch.cat(states).numpy(), k, seed))
         centroids = nn.functional.normalize(centroids.float(), dim=-1)

@@ -40,20 +40,25 @@ from most.units.shards import PARTS, Job, encode_part, init_worker, merge_split,
 FIT_FILE = "fit.json"
 #: Fitting settings added after the first ``fit.json`` files: a file without one was fitted so.
 FIT_DEFAULTS = {"encoder_short": False}
+#: Kinds whose tokenizer includes a CTC encoder trained by the stage (the ``encoder_*`` settings).
+CTC_KINDS = ("ctc_kmeans", "ctc_phones")
 
 
 @dataclass
 class TokenizerConfig:
     """Which unit tokenizer to fit or load (``--tokenizer.*``)."""
 
-    kind: Literal["mel_kmeans", "ctc_kmeans", "hubert_kmeans"] = "mel_kmeans"
-    """``ctc_kmeans``: embedded default, a CTC encoder trained on the run's transcribed speech,
-    clustered (phonetic, voice-independent); has a decoder. ``mel_kmeans``: log-mel k-means, no
-    training, has a decoder. ``hubert_kmeans``: HuBERT features from a local model, no decoder."""
+    kind: Literal["mel_kmeans", "ctc_kmeans", "ctc_phones", "hubert_kmeans"] = "mel_kmeans"
+    """``ctc_phones``: embedded default, the phonemes a CTC encoder trained on the run's speech
+    (espeak-ng phoneme transcripts of its texts) hears; has a decoder. ``ctc_kmeans``: a CTC
+    encoder trained on the letters of the transcripts, its states clustered; has a decoder.
+    ``mel_kmeans``: log-mel k-means, no training, has a decoder. ``hubert_kmeans``: HuBERT
+    features from a local model, no decoder."""
     path: Path | None = None
     """Load this saved tokenizer folder instead of fitting one."""
     k: int = 512
-    """Number of k-means clusters = unit vocabulary size."""
+    """Number of k-means clusters = unit vocabulary size (not ``ctc_phones``: its vocabulary is
+    the phoneme inventory of the transcripts)."""
     frame_rate: float = 50.0
     """mel_kmeans frames per second before de-duplication (50 or 100)."""
     dedup: bool = True
@@ -71,7 +76,7 @@ class TokenizerConfig:
     """Hidden-state layer whose features are clustered: hubert_kmeans (MoST: 11) and ctc_kmeans
     (1-3; 2 in the tiny recipe)."""
     encoder_utterances: int = 4000
-    """ctc_kmeans: transcribed ``speech/train`` utterances (a seeded sample) the encoder learns
+    """ctc_kmeans and ctc_phones (all ``encoder_*``): transcribed ``speech/train`` utterances (a seeded sample) the encoder learns
     from; the k-means uses the first ``fit_seconds`` of them."""
     encoder_epochs: float = 6.5
     """ctc_kmeans: epoch budget of the encoder's CTC training (~3 min on 2 cores for 4000)."""
@@ -102,6 +107,7 @@ class TokenizerConfig:
             n_layers = CTCModelConfig().layers
             if not 1 <= self.layer <= n_layers:
                 raise ValueError(f"tokenizer.layer must be in [1, {n_layers}] for ctc_kmeans")
+        if self.kind in CTC_KINDS:
             if self.encoder_utterances <= 0 or self.encoder_epochs <= 0:
                 raise ValueError("tokenizer.encoder_utterances and encoder_epochs must be > 0")
             if self.encoder_minutes is not None and self.encoder_minutes <= 0:
@@ -113,7 +119,7 @@ class TokenizerConfig:
         """The settings that shape a fitted tokenizer but are not stored in it (which audio, how
         long the encoder trains): kept beside it in ``fit.json`` so a re-run can tell."""
         keys = ["seed", "fit_seconds"]
-        if self.kind == "ctc_kmeans":
+        if self.kind in CTC_KINDS:
             keys += [
                 "encoder_utterances",
                 "encoder_epochs",
@@ -129,7 +135,10 @@ class TokenizerConfig:
 
     def matches(self, tok: UnitTokenizer) -> bool:
         """Whether a saved tokenizer was made with these settings."""
-        same = tok.kind == self.kind and tok.vocab_size == self.k and tok.dedup == self.dedup
+        same = tok.kind == self.kind and tok.dedup == self.dedup
+        if self.kind == "ctc_phones":  # the vocabulary is the transcripts' phoneme inventory
+            return same and tok.encoder.cfg.attn_window == self.encoder_window
+        same = same and tok.vocab_size == self.k
         if self.kind == "mel_kmeans":
             return same and tok.frame_rate == self.frame_rate
         if self.kind == "ctc_kmeans":
@@ -225,10 +234,9 @@ def prepare_tokenizer(
     else:
         t0 = time.perf_counter()
         if cfg.kind == "ctc_kmeans":
-            from most.ctc.train import CTCSchedule
             from most.units.ctc_kmeans import CTCKMeansTokenizer
 
-            wavs, texts = transcribed_audio(
+            wavs, texts, _ = transcribed_audio(
                 data_dir / "speech", cfg.encoder_utterances, cfg.seed, cfg.encoder_short
             )
             tok = CTCKMeansTokenizer.fit(
@@ -238,14 +246,25 @@ def prepare_tokenizer(
                 layer=cfg.layer,
                 fit_seconds=cfg.fit_seconds,
                 encoder=CTCModelConfig(attn_window=cfg.encoder_window),
-                schedule=CTCSchedule(
-                    epochs=cfg.encoder_epochs,
-                    max_minutes=cfg.encoder_minutes,
-                    seed=cfg.seed,
-                    warp=cfg.encoder_warp,
-                ),
+                schedule=_encoder_schedule(cfg),
                 dedup=cfg.dedup,
                 seed=cfg.seed,
+                gl_iters=cfg.gl_iters,
+            )
+        elif cfg.kind == "ctc_phones":
+            from most.units.ctc_phones import CTCPhonesTokenizer
+
+            wavs, texts, voices = transcribed_audio(
+                data_dir / "speech", cfg.encoder_utterances, cfg.seed, cfg.encoder_short
+            )
+            tok = CTCPhonesTokenizer.fit(
+                wavs,
+                texts,
+                voices,
+                fit_seconds=cfg.fit_seconds,
+                encoder=CTCModelConfig(attn_window=cfg.encoder_window),
+                schedule=_encoder_schedule(cfg),
+                dedup=cfg.dedup,
                 gl_iters=cfg.gl_iters,
             )
         elif cfg.kind == "mel_kmeans":
@@ -287,13 +306,27 @@ def prepare_tokenizer(
     return tok
 
 
+def _encoder_schedule(cfg: TokenizerConfig):
+    """The CTC training schedule of a ``ctc_*`` tokenizer's encoder."""
+    from most.ctc.train import CTCSchedule
+
+    return CTCSchedule(
+        epochs=cfg.encoder_epochs,
+        max_minutes=cfg.encoder_minutes,
+        seed=cfg.seed,
+        warp=cfg.encoder_warp,
+    )
+
+
 def _check_fitted_with(cfg: TokenizerConfig, tok: UnitTokenizer, tok_dir: Path) -> None:
     """Raise ``ValueError`` when the saved tokenizer was made with other settings than ``cfg``."""
     refit = "pass --force=true to refit (old units stay under their hash)"
     if not cfg.matches(tok):
         made = f"{tok.kind}, K={tok.vocab_size}, dedup={tok.dedup}"
         if tok.kind == "ctc_kmeans":
-            made += f", layer={tok.layer}, encoder_window={tok.encoder.cfg.attn_window}"
+            made += f", layer={tok.layer}"
+        if tok.kind in CTC_KINDS:
+            made += f", encoder_window={tok.encoder.cfg.attn_window}"
         raise ValueError(f"{tok_dir} was made with other settings ({made}); {refit}")
     if (tok_dir / FIT_FILE).is_file():
         saved = {**FIT_DEFAULTS, **read_json(tok_dir / FIT_FILE)}
@@ -315,11 +348,11 @@ def _train_split(speech_dir: Path) -> datasets.Dataset:
 
 def _read_train(
     train: datasets.Dataset, rows: list[int]
-) -> tuple[list[np.ndarray], list[str | None]]:
-    """16 kHz audio and text (``None`` without a text column) of ``rows``; unreadable audio is
-    skipped here (the encoding pass reports it)."""
-    columns = [c for c in ("audio", "text") if c in train.column_names]
-    wavs, texts = [], []
+) -> tuple[list[np.ndarray], list[str | None], list[str | None]]:
+    """16 kHz audio, text and voice (``None`` without that column) of ``rows``; unreadable audio
+    is skipped here (the encoding pass reports it)."""
+    columns = [c for c in ("audio", "text", "voice") if c in train.column_names]
+    wavs, texts, voices = [], [], []
     for row in train.select(rows).select_columns(columns).with_format("numpy"):
         try:
             wav = to_waveform(row["audio"]["array"], int(row["audio"]["sampling_rate"]))
@@ -327,7 +360,8 @@ def _read_train(
             continue
         wavs.append(wav.numpy())
         texts.append(str(row["text"]) if "text" in row else None)
-    return wavs, texts
+        voices.append(str(row["voice"]) if "voice" in row else None)
+    return wavs, texts, voices
 
 
 def fit_audio(speech_dir: Path, seconds: float, seed: int) -> list[np.ndarray]:
@@ -341,9 +375,10 @@ def fit_audio(speech_dir: Path, seconds: float, seed: int) -> list[np.ndarray]:
 
 def transcribed_audio(
     speech_dir: Path, n: int, seed: int, short: bool = False
-) -> tuple[list[np.ndarray], list[str]]:
-    """A seeded random sample of ``n`` ``speech/train`` utterances (16 kHz) and their texts; with
-    ``short``, every ``train_short`` utterance too, all shuffled by ``seed``.
+) -> tuple[list[np.ndarray], list[str], list[str | None]]:
+    """A seeded random sample of ``n`` ``speech/train`` utterances (16 kHz), their texts and
+    voices (``None`` without a voice column); with ``short``, every ``train_short`` utterance
+    too, all shuffled by ``seed``.
 
     The judge reads the *first* rows of the split, so the tokenizer's encoder and the judge learn
     from different (overlapping) samples.
@@ -351,21 +386,22 @@ def transcribed_audio(
     splits = _speech_splits(speech_dir)
     train = splits["train"]
     if "text" not in train.column_names:
-        raise ValueError(f"{speech_dir}: ctc_kmeans needs transcripts (a 'text' column) in train")
+        raise ValueError(f"{speech_dir}: ctc_* units need transcripts (a 'text' column) in train")
     if short and "train_short" not in splits:
         raise ValueError(
             f"{speech_dir}: tokenizer.encoder_short needs a train_short split "
             "(build the data with speech.n_short > 0)"
         )
     rng = np.random.default_rng(seed)
-    wavs, texts = _read_train(train, sorted(rng.permutation(len(train))[:n].tolist()))
+    wavs, texts, voices = _read_train(train, sorted(rng.permutation(len(train))[:n].tolist()))
     if short:
         extra = splits["train_short"]
-        more_wavs, more_texts = _read_train(extra, list(range(len(extra))))
-        wavs, texts = wavs + more_wavs, texts + more_texts
+        more = _read_train(extra, list(range(len(extra))))
+        wavs, texts, voices = wavs + more[0], texts + more[1], voices + more[2]
         order = rng.permutation(len(wavs))
         wavs, texts = [wavs[i] for i in order], [texts[i] for i in order]
-    return wavs, [str(t) for t in texts]
+        voices = [voices[i] for i in order]
+    return wavs, [str(t) for t in texts], voices
 
 
 def audio_datasets(data_dir: Path) -> dict[str, Path]:

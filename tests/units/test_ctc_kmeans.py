@@ -245,10 +245,14 @@ def test_encoder_short_adds_every_short_utterance(tmp_path, data_dir):
     datasets.DatasetDict({"train": speech["train"], "train_short": short}).save_to_disk(
         str(with_short)
     )
-    base_wavs, base_texts = transcribed_audio(with_short, 6, seed=3)
-    wavs, texts = transcribed_audio(with_short, 6, seed=3, short=True)
-    assert len(base_texts) == 6 and len(texts) == 6 + len(short)
+    base_wavs, base_texts, base_voices = transcribed_audio(with_short, 6, seed=3)
+    wavs, texts, voices = transcribed_audio(with_short, 6, seed=3, short=True)
+    assert len(base_texts) == 6 and len(texts) == len(voices) == 6 + len(short)
     assert sorted(texts) == sorted(base_texts + list(short["text"]))
+    # Each utterance keeps its own voice through the shuffle (ctc_phones reads its accent).
+    pairs = set(zip(speech["train"]["text"], speech["train"]["voice"], strict=True))
+    pairs |= set(zip(short["text"], short["voice"], strict=True))
+    assert set(zip(texts, voices, strict=True)) <= pairs and set(base_voices) <= set(voices)
     assert transcribed_audio(with_short, 6, seed=3, short=True)[1] == texts  # reproducible
     assert texts[: len(base_texts)] != base_texts  # shuffled, not appended
     assert all(any(np.array_equal(b, w) for w in wavs) for b in base_wavs)
