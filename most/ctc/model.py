@@ -145,6 +145,20 @@ class CTCRecognizer(nn.Module):
                 x = x.masked_fill(pad_mask[..., None], 0.0)  # nothing: NaN in eval mode
         return x, out_len
 
+    def prefixed_state(self, prefix: str) -> dict[str, Tensor]:
+        """The weights named ``prefix + name``, to be saved beside other tensors (a unit
+        tokenizer's ``encoder.*``)."""
+        return {prefix + k: v for k, v in self.state_dict().items()}
+
+    @classmethod
+    def from_prefixed(cls, cfg: dict, tensors: dict[str, Tensor], prefix: str) -> CTCRecognizer:
+        """Rebuild from a saved :meth:`CTCModelConfig.to_dict` and the ``prefix``-named tensors
+        among ``tensors`` (:meth:`prefixed_state`)."""
+        model = cls(CTCModelConfig(**cfg))
+        n = len(prefix)
+        model.load_state_dict({k[n:]: v for k, v in tensors.items() if k.startswith(prefix)})
+        return model.eval()
+
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """``feats (B, T, 80)``, ``lengths (B,)`` -> log-probs ``(B, T', V)``, ``lengths' (B,)``."""
         x, out_len = self.hidden(feats, lengths)

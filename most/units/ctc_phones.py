@@ -104,7 +104,7 @@ class CTCPhonesTokenizer:
         }
 
     def _id_tensors(self) -> dict[str, torch.Tensor]:
-        return {ENCODER_PREFIX + k: v for k, v in self.encoder.state_dict().items()}
+        return self.encoder.prefixed_state(ENCODER_PREFIX)
 
     @property
     def hash(self) -> str:
@@ -188,11 +188,7 @@ class CTCPhonesTokenizer:
         meta, tensors = read_tokenizer(directory)
         if meta.get("version") != FORMAT_VERSION or meta.get("mel") != MEL.to_dict():
             raise ValueError(f"{directory}: unsupported ctc_phones version or mel settings")
-        encoder = CTCRecognizer(CTCModelConfig(**meta["encoder"]))
-        n = len(ENCODER_PREFIX)
-        encoder.load_state_dict(
-            {k[n:]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
-        )
+        encoder = CTCRecognizer.from_prefixed(meta["encoder"], tensors, ENCODER_PREFIX)
         return cls(
             encoder,
             meta["symbols"],

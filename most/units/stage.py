@@ -233,40 +233,35 @@ def prepare_tokenizer(
         tok = load_tokenizer(cfg.path)
     else:
         t0 = time.perf_counter()
-        if cfg.kind == "ctc_kmeans":
-            from most.units.ctc_kmeans import CTCKMeansTokenizer
-
-            wavs, texts, _ = transcribed_audio(
-                data_dir / "speech", cfg.encoder_utterances, cfg.seed, cfg.encoder_short
-            )
-            tok = CTCKMeansTokenizer.fit(
-                wavs,
-                texts,
-                k=cfg.k,
-                layer=cfg.layer,
-                fit_seconds=cfg.fit_seconds,
-                encoder=CTCModelConfig(attn_window=cfg.encoder_window),
-                schedule=_encoder_schedule(cfg),
-                dedup=cfg.dedup,
-                seed=cfg.seed,
-                gl_iters=cfg.gl_iters,
-            )
-        elif cfg.kind == "ctc_phones":
-            from most.units.ctc_phones import CTCPhonesTokenizer
+        if cfg.kind in CTC_KINDS:
+            from most.ctc.train import CTCSchedule
 
             wavs, texts, voices = transcribed_audio(
                 data_dir / "speech", cfg.encoder_utterances, cfg.seed, cfg.encoder_short
             )
-            tok = CTCPhonesTokenizer.fit(
-                wavs,
-                texts,
-                voices,
+            schedule = CTCSchedule(
+                epochs=cfg.encoder_epochs,
+                max_minutes=cfg.encoder_minutes,
+                seed=cfg.seed,
+                warp=cfg.encoder_warp,
+            )
+            common = dict(
                 fit_seconds=cfg.fit_seconds,
                 encoder=CTCModelConfig(attn_window=cfg.encoder_window),
-                schedule=_encoder_schedule(cfg),
+                schedule=schedule,
                 dedup=cfg.dedup,
                 gl_iters=cfg.gl_iters,
             )
+            if cfg.kind == "ctc_kmeans":
+                from most.units.ctc_kmeans import CTCKMeansTokenizer
+
+                tok = CTCKMeansTokenizer.fit(
+                    wavs, texts, k=cfg.k, layer=cfg.layer, seed=cfg.seed, **common
+                )
+            else:
+                from most.units.ctc_phones import CTCPhonesTokenizer
+
+                tok = CTCPhonesTokenizer.fit(wavs, texts, voices, **common)
         elif cfg.kind == "mel_kmeans":
             from most.units.mel_kmeans import MelKMeansTokenizer
 
@@ -304,18 +299,6 @@ def prepare_tokenizer(
         if cfg.path is None:
             atomic_write_json(tmp / FIT_FILE, cfg.fit_settings())
     return tok
-
-
-def _encoder_schedule(cfg: TokenizerConfig):
-    """The CTC training schedule of a ``ctc_*`` tokenizer's encoder."""
-    from most.ctc.train import CTCSchedule
-
-    return CTCSchedule(
-        epochs=cfg.encoder_epochs,
-        max_minutes=cfg.encoder_minutes,
-        seed=cfg.seed,
-        warp=cfg.encoder_warp,
-    )
 
 
 def _check_fitted_with(cfg: TokenizerConfig, tok: UnitTokenizer, tok_dir: Path) -> None:

@@ -51,6 +51,20 @@ def _rows(items: list[tuple[str, str]], tmp: Path, prefix: str) -> list[dict]:
     return rows
 
 
+def voice_ratio(tok, train_wavs: list[np.ndarray]) -> float:
+    """Mean normalised unit edit distance between one sentence's two voices (train rows 2i, 2i+1),
+    over that between two different sentences: low = units that ignore the voice."""
+    from rapidfuzz.distance import Levenshtein
+
+    seqs = [tok.encode(w, 16_000).tolist() for w in train_wavs]
+    n = len(seqs)
+    same = np.mean([Levenshtein.normalized_distance(*seqs[i : i + 2]) for i in range(0, n, 2)])
+    diff = np.mean(
+        [Levenshtein.normalized_distance(seqs[i], seqs[(i + 3) % n]) for i in range(0, n, 2)]
+    )
+    return float(same / diff)
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory) -> Path:
     """``RUN/data`` with speech (train/dev/test, two bad rows in test) and sqa (answer audio)."""

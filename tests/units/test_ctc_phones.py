@@ -25,6 +25,7 @@ from most.units.mel import LogMel
 from most.units.mel_kmeans import MelKMeansTokenizer
 from most.units.phones import BOUNDARY, transcribe, variant_of, words
 from most.units.stage import TokenizerConfig, units
+from tests.units.conftest import voice_ratio
 
 # Small and bounded by epochs only (no time cap), so the fitted tokenizer is the same everywhere.
 SCHEDULE = CTCSchedule(epochs=60, lr=3e-3, batch_frames=2_000)
@@ -135,15 +136,7 @@ def test_units_are_the_transcripts_phonemes(tok, train_wavs, train_rows):
 def test_units_are_less_voice_dependent_than_mel_kmeans(tok, train_wavs):
     mel_tok = MelKMeansTokenizer.fit(train_wavs, k=16, frame_rate=25, seed=0, gl_iters=4)
 
-    def voice_ratio(t) -> float:
-        seqs = [t.encode(w, 16_000).tolist() for w in train_wavs]  # sentence i: rows 2i, 2i+1
-        same = np.mean([Levenshtein.normalized_distance(*seqs[i : i + 2]) for i in range(0, 16, 2)])
-        diff = np.mean(
-            [Levenshtein.normalized_distance(seqs[i], seqs[(i + 3) % 16]) for i in range(0, 16, 2)]
-        )
-        return same / diff
-
-    assert voice_ratio(tok) < voice_ratio(mel_tok) - 0.2
+    assert voice_ratio(tok, train_wavs) < voice_ratio(mel_tok, train_wavs) - 0.2
 
 
 def test_batch_equals_single(tok, train_wavs):
