@@ -149,7 +149,8 @@ def _encode_all(
                 rejects.append(
                     _reject(job, ids[i], col, "encode_failed", f"{type(e).__name__}: {e}")
                 )
-        # Empty unit sequences cannot be trained on; they come from clips shorter than a frame.
+        # Empty unit sequences cannot be trained on; they come from clips shorter than a frame, or
+        # (ctc_phones) audio in which the recogniser hears no phoneme.
         for i in idx:
             if out[i] is not None and out[i].numel() == 0:
                 out[i] = None

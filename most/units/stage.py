@@ -76,23 +76,24 @@ class TokenizerConfig:
     """Hidden-state layer whose features are clustered: hubert_kmeans (MoST: 11) and ctc_kmeans
     (1-3; 2 in the tiny recipe)."""
     encoder_utterances: int = 4000
-    """ctc_kmeans and ctc_phones (all ``encoder_*``): transcribed ``speech/train`` utterances (a seeded sample) the encoder learns
-    from; the k-means uses the first ``fit_seconds`` of them."""
+    """ctc_kmeans and ctc_phones (as every ``encoder_*``): transcribed ``speech/train``
+    utterances (a seeded sample) the encoder learns from; the k-means and the decoder templates
+    use the first ``fit_seconds`` of them."""
     encoder_epochs: float = 6.5
-    """ctc_kmeans: epoch budget of the encoder's CTC training (~3 min on 2 cores for 4000)."""
+    """Epoch budget of the encoder's CTC training (~3 min on 2 cores for 4000 utterances)."""
     encoder_minutes: float | None = None
-    """ctc_kmeans: optional wall-clock cap on that training (ends it early; the units then depend
+    """Optional wall-clock cap on that training (ends it early; the units then depend
     on the machine's speed). None trains the full budget."""
     encoder_warp: float = 0.0
-    """ctc_kmeans: vocal-tract-length perturbation of the encoder's training audio (mel axis
+    """Vocal-tract-length perturbation of the encoder's training audio (mel axis
     stretched by up to this factor either way, :func:`most.ctc.train.warp_mel`); 0 = off."""
     encoder_short: bool = False
-    """ctc_kmeans: also train the encoder on every ``speech/train_short`` utterance (one- and
+    """Also train the encoder on every ``speech/train_short`` utterance (one- and
     two-word; the data needs ``speech.n_short`` > 0), shuffled in with the ``train`` sample.
     Trained on sentences alone, the encoder mishears a word said alone (what the audio-LM minimal
     pairs speak), so those words get units the speech LM never read in sentences."""
     encoder_window: int | None = None
-    """ctc_kmeans: encoder steps (25 per second) each step attends to on either side
+    """Encoder steps (25 per second) each step attends to on either side
     (:attr:`most.ctc.model.CTCModelConfig.attn_window`); None = the whole utterance. Stored in
     the tokenizer (its hash includes it)."""
 

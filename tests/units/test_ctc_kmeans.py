@@ -69,7 +69,6 @@ def test_units_are_less_voice_dependent_than_mel_kmeans(ctc_tok, train_wavs):
     """The point of this tokenizer: one sentence read by two voices gives closer unit sequences
     (relative to two different sentences) than log-mel k-means with the same K does."""
     mel_tok = MelKMeansTokenizer.fit(train_wavs, k=16, frame_rate=25, seed=0, gl_iters=4)
-
     assert voice_ratio(ctc_tok, train_wavs) < voice_ratio(mel_tok, train_wavs) - 0.1
 
 

@@ -135,7 +135,6 @@ def test_units_are_the_transcripts_phonemes(tok, train_wavs, train_rows):
 
 def test_units_are_less_voice_dependent_than_mel_kmeans(tok, train_wavs):
     mel_tok = MelKMeansTokenizer.fit(train_wavs, k=16, frame_rate=25, seed=0, gl_iters=4)
-
     assert voice_ratio(tok, train_wavs) < voice_ratio(mel_tok, train_wavs) - 0.2
 
 
