@@ -174,6 +174,13 @@ def features(wavs: Sequence[np.ndarray | Tensor]) -> list[Tensor]:
     return [(m - m.mean(0)) / (m.std(0) + 1e-5) for m in mels]
 
 
+def stack_steps(frames: Tensor) -> Tensor:
+    """``(T, n)`` frames -> ``(ceil(T / 4), 4, n)``: the frames under each encoder step (see
+    :meth:`CTCRecognizer.out_lengths`), the last step filled up by repeating the last frame."""
+    frames = torch.cat([frames, frames[-1:].expand(-frames.shape[0] % STACK, -1)])
+    return frames.reshape(-1, STACK, frames.shape[-1])
+
+
 def pad(feats: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     """List of ``(T_i, 80)`` -> ``(B, T_max, 80)`` zero-padded, ``lengths (B,)``."""
     lengths = torch.tensor([f.shape[0] for f in feats])

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from most.audio import SAMPLE_RATE
-from most.ctc.model import MEL, STACK, CTCModelConfig, CTCRecognizer, features
+from most.ctc.model import MEL, STACK, CTCModelConfig, CTCRecognizer, features, stack_steps
 from most.ctc.train import CTCSchedule, train_recognizer
 from most.units.base import base_meta, content_hash, read_tokenizer, to_waveform, write_tokenizer
 from most.units.dedup import collapse_repeats, fit_durations, frame_ids
@@ -213,11 +213,8 @@ def _templates(wavs: Sequence[torch.Tensor], ids: Sequence[torch.Tensor], k: int
     total = torch.zeros(k, STACK, MEL.n_mels, dtype=torch.float64)
     count = torch.zeros(k, dtype=torch.float64)
     for wav, u in zip(wavs, ids, strict=True):
-        m = logmel(wav)
-        need = u.shape[0] * STACK
-        if m.shape[0] < need:  # the last step covers frames past the end: repeat the last one
-            m = torch.cat([m, m[-1:].expand(need - m.shape[0], -1)])
-        total.index_add_(0, u.long(), m[:need].reshape(-1, STACK, MEL.n_mels).double())
+        m = stack_steps(logmel(wav))[: u.shape[0]]
+        total.index_add_(0, u.long(), m.double())
         count.index_add_(0, u.long(), torch.ones(u.shape[0], dtype=torch.float64))
     mean_all = total.sum(0) / count.sum().clamp(min=1)
     out = torch.where(count[:, None, None] > 0, total / count.clamp(min=1)[:, None, None], mean_all)

@@ -31,9 +31,18 @@ import numpy as np
 import torch
 
 from most.audio import SAMPLE_RATE
-from most.ctc.model import BLANK, MEL, STACK, CTCModelConfig, CTCRecognizer, features
+from most.ctc.model import (
+    BLANK,
+    MEL,
+    STACK,
+    CTCModelConfig,
+    CTCRecognizer,
+    features,
+    stack_steps,
+)
 from most.ctc.train import CTCSchedule, train_recognizer
 from most.units.base import base_meta, content_hash, read_tokenizer, to_waveform, write_tokenizer
+from most.units.dedup import frame_ids
 from most.units.mel import TARGET_RMS, LogMel
 from most.units.phones import BOUNDARY, transcribe
 from most.units.vocoder import GriffinLim
@@ -157,10 +166,8 @@ class CTCPhonesTokenizer:
     @torch.no_grad()
     def decode(self, units: torch.Tensor) -> torch.Tensor:
         """``(U,)`` ids -> ``(n,)`` float32 audio at 16 kHz."""
-        units = torch.as_tensor(units, dtype=torch.long).reshape(-1)
         k = self.vocab_size
-        if units.numel() and (int(units.min()) < 0 or int(units.max()) >= k):
-            raise ValueError(f"unit ids must be in [0, {k}), got {units.min()}..{units.max()}")
+        units = frame_ids(units, k, None)  # checked, not expanded: durations depend on context
         if units.numel() == 0:
             return torch.zeros(0)
         prev = torch.cat([torch.tensor([k]), units[:-1]])
@@ -237,10 +244,8 @@ def _fit_decoder(
     for wav, (ids, starts) in zip(wavs, spans, strict=True):
         if not ids.numel():
             continue
-        m = logmel(wav)
-        n_steps = -(-m.shape[0] // STACK)
-        m = torch.cat([m, m[-1:].expand(n_steps * STACK - m.shape[0], -1)])
-        m = m.reshape(n_steps, -1).double()
+        m = stack_steps(logmel(wav)).flatten(1).double()
+        n_steps = m.shape[0]
         ends = torch.cat([starts[1:], torch.tensor([n_steps])])
         prev = torch.cat([torch.tensor([k]), ids[:-1]])
         rows = zip(prev.tolist(), ids.tolist(), starts.tolist(), ends.tolist(), strict=True)
