@@ -74,7 +74,7 @@ demo: setup
 				$(RUN)/timings.tsv; then printf '%s\t%s\n' $$s $$dt >> $(RUN)/timings.tsv; fi; \
 		fi; \
 	done
-	@$(BIN)/python -m eval.summary $(RUN)/eval/report.json $(RUN)/timings.tsv || true
+	@$(BIN)/python -m most.eval.summary $(RUN)/eval/report.json $(RUN)/timings.tsv || true
 	@echo "report: $(RUN)/eval/report.md   release: $(RUN)/release"
 
 # Issue 8: adapt -> stage1 -> eval once per experts variant, from the finished $(RUN) (run

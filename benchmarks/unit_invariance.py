@@ -23,11 +23,11 @@ import json
 import time
 from pathlib import Path
 
-import datasets
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
-from data_prep.speech import Voice, synthesize
+from most.corpora.speech import Voice, synthesize
+from most.run import Run
 from most.units import load_tokenizer
 from most.units.base import UnitTokenizer
 from most.units.mel_kmeans import MelKMeansTokenizer
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, default=Path("runs/demo"))
     ap.add_argument("--n", type=int, default=40, help="test sentences")
     args = ap.parse_args()
-    speech = datasets.load_from_disk(str(args.run / "data" / "speech"))
+    speech = Run(args.run).load_data("speech")
     voices = list(dict.fromkeys(speech["train"]["voice"]))[:4]
     texts = speech["test"]["text"][: args.n]
     t0 = time.perf_counter()

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from most.audio import read_audio
+from most.stages.units import fit_audio
 from most.units.mel_kmeans import MelKMeansTokenizer
-from most.units.stage import fit_audio
 
 FALLBACK = [
     "the capital of velmora is tarsk",

@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedConfig
+from transformers import PreTrainedConfig
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 from transformers.tokenization_utils_base import AddedToken
 
-from most.io import atomic_dir, atomic_write_json, read_json
 from most.layout import (
     DEFAULT_SPECIALS,
     DEFAULT_SPEECH_SPECIALS,
-    LAYOUT_FILE,
     LayoutError,
     TokenLayout,
 )
@@ -39,6 +37,7 @@ from most.moe.arch import moe_layers, spec_for
 from most.moe.block import RoutingState
 from most.moe.config import ExpertsConfig
 from most.moe.surgery import convert, group_size
+from most.run import Run
 
 #: Filler tokens that pad a tokenizer shorter than the embedding table, so that added token ids
 #: start exactly at ``text_vocab_size`` as the layout says.
@@ -79,13 +78,7 @@ class LayoutSection:
 def build_layout(run: Path, section: LayoutSection, text_vocab_size: int) -> TokenLayout:
     n_units, unit_hash = section.n_units, section.unit_tokenizer_hash
     if n_units is None:
-        path = run / "units" / "tokenizer" / "unit_tokenizer.json"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: no unit tokenizer; run `most units` or set layout.n_units and "
-                "layout.unit_tokenizer_hash"
-            )
-        info = read_json(path)
+        info = Run(run).unit_info()
         n_units, unit_hash = int(info["vocab_size"]), str(info["hash"])
     return TokenLayout(
         text_vocab_size=text_vocab_size,
@@ -161,54 +154,3 @@ def plan(
         "params_before": before,
         "params_after": after + vocab_params,
     }
-
-
-def adapt(
-    run: Path = Path("runs/demo"),
-    source: SourceSection | None = None,
-    experts: ExpertsConfig | None = None,
-    layout: LayoutSection | None = None,
-    force: bool = False,
-) -> Path:
-    """Adapt ``source.model`` (default ``RUN/base/hf``) and write ``RUN/adapt/hf``."""
-    source, experts, layout_args = (
-        source or SourceSection(),
-        experts or ExpertsConfig(),
-        layout or LayoutSection(),
-    )
-    run = Path(run)
-    out = run / "adapt" / "hf"
-    if (out / "config.json").is_file() and (out / LAYOUT_FILE).is_file() and not force:
-        print(f"most adapt: {out} exists; nothing to do (force=true rebuilds it)")
-        return out
-    src = Path(source.model) if source.model is not None else run / "base" / "hf"
-    if not (src / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{src}: no HF model folder (config.json missing); run `most base`?"
-        )
-
-    cfg = AutoConfig.from_pretrained(src)
-    spec_for(cfg)  # dense or unknown architectures stop here
-    tokenizer = AutoTokenizer.from_pretrained(src)
-    layout = build_layout(run, layout_args, max(cfg.vocab_size, len(tokenizer)))
-    check_collisions(layout, tokenizer.get_vocab())
-    report = plan(cfg, experts, len(layout.modalities), layout.vocab_size)
-
-    lm = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, source.dtype))
-    lm.config.output_router_logits = False  # our blocks own the aux loss
-    extend_vocab(lm, layout.vocab_size, layout_args.init_noise, layout_args.seed)
-    tokenizer = extend_tokenizer(tokenizer, layout)
-
-    from most.modeling import MostConfig, MostForCausalLM
-
-    config = MostConfig(text_config=lm.config, layout=layout.to_dict(), experts=experts.to_dict())
-    model = MostForCausalLM(config, source=lm)
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        layout.save(tmp)
-        atomic_write_json(
-            tmp / "adapt_report.json", {**report, "layout_hash": layout.hash, "source": str(src)}
-        )
-    print(f"most adapt: wrote {out} ({report['params_after']:,} params, layout {layout.hash})")
-    return out

@@ -22,19 +22,22 @@ from collections.abc import Callable, Sequence
 
 #: command -> "module:function". The function's signature *is* the command's interface.
 COMMANDS: dict[str, str] = {
-    "data": "data_prep.build:data",
-    "units": "most.units.stage:units",
-    "base": "most.train.stages:base",
-    "adapt": "most.adapt:adapt",
-    "stage1": "most.train.stages:stage1",
-    "stage2": "most.train.stages:stage2",
-    "eval": "eval.run:evaluate",
-    "release": "most.release:release",
-    "ablation": "most.ablation:ablation",
-    "judge": "eval.judges.ctc:judge",
-    "asr": "most.generate_cli:asr",
-    "tts": "most.generate_cli:tts",
-    "chat": "most.generate_cli:chat",
+    "data": "most.stages.data:data",
+    "units": "most.stages.units:units",
+    "judge": "most.stages.judge:judge",
+    "base": "most.stages.base:base",
+    "adapt": "most.stages.adapt:adapt",
+    "stage1": "most.stages.stage1:stage1",
+    "stage2": "most.stages.stage2:stage2",
+    "eval": "most.stages.eval:evaluate",
+    "release": "most.stages.release:release",
+    "ablation": "most.tools.ablation:ablation",
+    "curve": "most.tools.curve:curve",
+    "facts": "most.tools.facts:facts",
+    "summary": "most.tools.summary:summary",
+    "asr": "most.tools.infer:asr",
+    "tts": "most.tools.infer:tts",
+    "chat": "most.tools.infer:chat",
 }
 
 

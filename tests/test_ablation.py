@@ -10,11 +10,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import most  # noqa: F401  (registers the adapted model with the Auto classes)
-from eval.run import Sizes
-from most import ablation as A
+from most.tools import ablation as A
 from most.cli import StageError, main
 from most.io import atomic_write_json
 from most.moe.experts import SharedExpert
+from most.stages.eval import Sizes
 from tests.eval.conftest import eval_run  # noqa: F401  (the tiny complete run, for the slow test)
 from tests.moe.conftest import N_UNITS, save_base
 

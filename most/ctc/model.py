@@ -1,7 +1,7 @@
 """A small CTC recogniser: log-mel -> frame stacking -> Transformer -> CTC over letters (or phonemes).
 
 Two independent copies are trained from scratch on a run's own speech: the embedded-default judge
-(:mod:`eval.judges.ctc`, transcribes the model's TTS output) and the encoder of the unit tokenizer
+(:mod:`most.eval.judges.ctc`, transcribes the model's TTS output) and the encoder of the unit tokenizer
 (:mod:`most.units.ctc_phones`: phoneme targets, its best path is the units; or
 :mod:`most.units.ctc_kmeans`: letters, its hidden states clustered into units).
 Small on purpose (≈0.8 M parameters): it must train in about three minutes on two CPU cores.
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from most.audio import SAMPLE_RATE
-from most.units.mel import LogMel, MelSpec
+from most.mel import LogMel, MelSpec
 
 #: Character vocabulary; index 0 is the CTC blank.
 CHARS = " abcdefghijklmnopqrstuvwxyz'"

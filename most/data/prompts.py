@@ -15,7 +15,7 @@ Formats (``|`` separates the prompt, whose labels are masked, from the answer th
              (``speech_mode="units"``: the prompt also ends with <|boa|> and the answer is u.. <|eoa|>)
     instruct <|user|> prompt <|text_answer|> <|assistant|>      | response <|end_of_turn|>
     speech_lm <|user|> <|asr|> <|boa|>                           | u.. <|eoa|>
-             (the speech itself is the answer: the unit LM that ``eval.audio_lm`` scores)
+             (the speech itself is the answer: the unit LM that ``most.eval.audio_lm`` scores)
 
 A text answer ends with ``<|end_of_turn|>`` and a spoken one with ``<|end_of_audio|>``: generation
 stops on those (:meth:`Prompts.stop_ids`). The text-LM task reuses the base tokenizer's EOS as

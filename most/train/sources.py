@@ -14,42 +14,17 @@ import numpy as np
 
 from most.data.augment import crop, perturb, substitute
 from most.data.prompts import Prompts, SpeechMode
-from most.io import read_json
 from most.layout import TokenLayout
+from most.run import Run
 from most.train.mixing import Source
-
-UNIT_TOKENIZER_FILE = Path("units") / "tokenizer" / "unit_tokenizer.json"
-
-
-def unit_tokenizer_info(run: Path) -> dict:
-    """``{"vocab_size", "hash", "frame_rate"}`` of the unit tokenizer the ``units`` stage used."""
-    path = Path(run) / UNIT_TOKENIZER_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no unit tokenizer; run `most units --run {run}` first")
-    return read_json(path)
-
-
-def load_units(run: Path, layout: TokenLayout, dataset: str) -> datasets.DatasetDict:
-    """Unit-encoded ``dataset`` (``speech``, ``sqa``) of ``run``, refused unless the units were made
-    by the tokenizer ``layout`` was built for."""
-    from most.units import load_units as load
-
-    return load(run, dataset, expected_hash=layout.unit_tokenizer_hash)
 
 
 def check_layout(run: Path, layout: TokenLayout) -> None:
     """Refuse unit data encoded by another unit tokenizer than the model's layout expects."""
-    info = unit_tokenizer_info(run)
-    layout.check_units(info["hash"], where=str(Path(run) / "units"))
+    info = Run(run).unit_info()
+    layout.check_units(info["hash"], where=str(Run(run).units))
     if int(info["vocab_size"]) != layout.n_units:
         raise ValueError(f"unit vocab {info['vocab_size']} != layout n_units {layout.n_units}")
-
-
-def load_data(run: Path, name: str) -> datasets.DatasetDict:
-    directory = Path(run) / "data" / name
-    if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: missing; run `most data --run {run}` first")
-    return datasets.load_from_disk(str(directory))
 
 
 def _cols(ds: datasets.Dataset, *names: str) -> datasets.Dataset:

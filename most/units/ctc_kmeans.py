@@ -31,10 +31,10 @@ from torch import nn
 from most.audio import SAMPLE_RATE
 from most.ctc.model import MEL, STACK, CTCModelConfig, CTCRecognizer, features, stack_steps
 from most.ctc.train import CTCSchedule, train_recognizer
+from most.mel import TARGET_RMS, LogMel
 from most.units.base import base_meta, content_hash, read_tokenizer, to_waveform, write_tokenizer
 from most.units.dedup import collapse_repeats, fit_durations, frame_ids
 from most.units.kmeans import assign, fit_kmeans
-from most.units.mel import TARGET_RMS, LogMel
 from most.units.vocoder import GriffinLim
 
 #: Part of the hash: bump it whenever a code change (features, assignment) can change an id.

@@ -41,9 +41,9 @@ from most.ctc.model import (
     stack_steps,
 )
 from most.ctc.train import CTCSchedule, train_recognizer
+from most.mel import TARGET_RMS, LogMel
 from most.units.base import base_meta, content_hash, read_tokenizer, to_waveform, write_tokenizer
 from most.units.dedup import frame_ids
-from most.units.mel import TARGET_RMS, LogMel
 from most.units.phones import BOUNDARY, transcribe
 from most.units.vocoder import GriffinLim
 

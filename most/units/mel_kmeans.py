@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from most.audio import SAMPLE_RATE
+from most.mel import TARGET_RMS, LogMel, MelSpec, spec_for_frame_rate
 from most.units.base import base_meta, content_hash, read_tokenizer, to_waveform, write_tokenizer
 from most.units.dedup import collapse_repeats, fit_durations, frame_ids
 from most.units.kmeans import assign, fit_kmeans
-from most.units.mel import TARGET_RMS, LogMel, MelSpec, spec_for_frame_rate
 from most.units.vocoder import GriffinLim
 
 #: Part of the hash: bump it whenever a code change (features, assignment) can change an id.

@@ -1,7 +1,7 @@
 """Phoneme transcripts of the run's speech: what the ``ctc_phones`` encoder learns to recognise.
 
 Each word of a transcript is looked up once per accent with espeak-ng (``-x``: its phoneme
-mnemonics, stress dropped; :func:`data_prep.speech.phonemes`), and words are joined by a word
+mnemonics, stress dropped; :func:`most.corpora.speech.phonemes`), and words are joined by a word
 boundary symbol: ``"the cat"`` read by an ``en-us`` voice -> ``["D", "@", " ", "k", "a", "t"]``.
 The accent comes from the utterance's ``voice`` column when it is an espeak-ng voice spec
 (``en-gb+m1:150:40`` -> ``en-gb``), else :data:`DEFAULT_VARIANT` (LibriSpeech speaker ids, ...).
@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from data_prep.numbers import number_words
-from data_prep.speech import phonemes
+from most.corpora.numbers import number_words
+from most.corpora.speech import phonemes
 
 #: The word-boundary symbol between two words' phonemes.
 BOUNDARY = " "

@@ -18,8 +18,8 @@ from pathlib import Path
 import datasets
 import torch
 
-from data_prep.schema import is_audio_column
 from most.audio import AudioError
+from most.corpora.schema import is_audio_column
 from most.io import atomic_dir, read_json
 from most.units.base import UnitTokenizer, load_tokenizer, to_waveform
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import torch
 
-from most.units.mel import MelSpec, mel_filterbank
+from most.mel import MelSpec, mel_filterbank
 
 #: Momentum of fast Griffin-Lim; 0.99 is the value recommended by its authors.
 MOMENTUM = 0.99

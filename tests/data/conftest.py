@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.build import SpeechConfig, data
-from data_prep.world import WorldConfig
+from most.corpora.world import WorldConfig
+from most.stages.data import SpeechConfig, data
 
 TINY_WORLD = WorldConfig(
     seed=7, n_countries=4, n_cities=8, n_people=12, n_animals=4, n_objects=4, corpus_words=3000

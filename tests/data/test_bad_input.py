@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from data_prep.build import CorpusConfig, data
 from most.audio import AudioError, check_audio
+from most.stages.data import CorpusConfig, data
 
 SR = 16000
 

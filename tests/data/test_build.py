@@ -8,8 +8,8 @@ import datasets
 import numpy as np
 import pytest
 
-from data_prep.build import SpeechConfig, data
-from data_prep.world import RELATIONS, build_world, split_facts
+from most.corpora.world import RELATIONS, build_world, split_facts
+from most.stages.data import SpeechConfig, data
 from tests.data.conftest import TINY_SPEECH, TINY_WORLD, build_tiny
 
 
@@ -66,8 +66,8 @@ def test_test_sentences_unseen_and_heldout_facts_never_spoken(tiny_run):
 
 
 def test_short_utterances_leave_out_names_and_the_pair_words():
-    from data_prep.tasks import short_utterances
-    from data_prep.world import CLASS_WORDS, invented_names
+    from most.corpora.tasks import short_utterances
+    from most.corpora.world import CLASS_WORDS, invented_names
 
     world = build_world(TINY_WORLD)
     name = sorted(invented_names(world))[0]
@@ -95,7 +95,7 @@ def test_novel_split_leaves_the_world_splits_unchanged():
     other split."""
     from dataclasses import replace
 
-    from data_prep.build import _world_items
+    from most.stages.data import _world_items
 
     def columns(items: dict) -> dict:
         return {
@@ -129,7 +129,7 @@ def test_rerun_is_a_noop(tiny_run, capsys):
 
 
 def test_resume_after_kill_reaches_the_same_content(tiny_run, tmp_path, monkeypatch):
-    import data_prep.build as build
+    import most.stages.data as build
 
     real_save = build.save_dataset
 
@@ -145,7 +145,7 @@ def test_resume_after_kill_reaches_the_same_content(tiny_run, tmp_path, monkeypa
     shards = sorted((tmp_path / "data" / ".work").rglob("speech/train/shard-*.parquet"))
     assert shards
     monkeypatch.setattr(build, "save_dataset", real_save)
-    import data_prep.ingest as ingest
+    import most.corpora.ingest as ingest
 
     real_load = ingest.load_item
 

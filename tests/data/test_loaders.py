@@ -10,7 +10,7 @@ import datasets
 import numpy as np
 import soundfile as sf
 
-from data_prep.build import CorpusConfig, data
+from most.stages.data import CorpusConfig, data
 
 
 def _load(run: Path) -> tuple[datasets.DatasetDict, dict, list[dict]]:

@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from data_prep.numbers import number_words
-from data_prep.tasks import MAX_WORDS, MIN_WORDS, instructions, novel_sentences, speech_sentences
-from data_prep.world import (
+from most.corpora.numbers import number_words
+from most.corpora.tasks import MAX_WORDS, MIN_WORDS, instructions, novel_sentences, speech_sentences
+from most.corpora.world import (
     RELATIONS,
     WorldConfig,
     build_world,

@@ -17,8 +17,8 @@ import datasets
 import pytest
 import torch
 
-from data_prep.schema import SPEECH_FEATURES, SQA_FEATURES, audio_value
 from most.audio import read_audio
+from most.corpora.schema import SPEECH_FEATURES, SQA_FEATURES, audio_value
 
 SENTENCES = [
     "the capital of velmora is tarsk",
@@ -93,9 +93,10 @@ def write_data(root: Path) -> None:
 def write_models(run: Path) -> None:
     from transformers import Qwen3MoeForCausalLM
 
-    from most.adapt import SourceSection, adapt
+    from most.adapt import SourceSection
+    from most.stages.adapt import adapt
+    from most.testing import TINY_MODEL
     from most.text_tokenizer import TokenizerConfig, train_text_tokenizer
-    from most.train.testing import TINY_MODEL
 
     tok = train_text_tokenizer(SENTENCES * 4 + [q for q, _ in QA], TokenizerConfig(300))
     torch.manual_seed(0)
@@ -109,9 +110,9 @@ def write_models(run: Path) -> None:
 @pytest.fixture(scope="session")
 def eval_run(tmp_path_factory) -> Path:
     """The shared tiny run (read-only for tests: copy before writing into it)."""
-    from eval.judges.ctc import CTCTrainConfig, judge
     from most.ctc.model import CTCModelConfig
-    from most.units.stage import TokenizerConfig, units
+    from most.eval.judges.ctc import CTCTrainConfig, judge
+    from most.stages.units import TokenizerConfig, units
 
     run = tmp_path_factory.mktemp("eval-run")
     write_data(run)

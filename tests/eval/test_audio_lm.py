@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from eval.audio_lm import blimp_pairs, pair_accuracy, sequence_logprobs, wuggy_pairs
+from most.eval.audio_lm import blimp_pairs, pair_accuracy, sequence_logprobs, wuggy_pairs
 from most.layout import TokenLayout
 
 LAYOUT = TokenLayout(text_vocab_size=10, n_units=6, unit_tokenizer_hash="h")

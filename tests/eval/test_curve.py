@@ -1,11 +1,11 @@
-"""eval.curve: checkpoint discovery and loading Lightning checkpoints into the HF model."""
+"""most.tools.curve: checkpoint discovery and loading Lightning checkpoints into the HF model."""
 
 import pytest
 import torch
 
-from eval.curve import checkpoints, load_weights
-from eval.run import Judges
-from most.train.testing import TINY_MODEL
+from most.stages.eval import Judges
+from most.testing import TINY_MODEL
+from most.tools.curve import checkpoints, load_weights
 
 
 def tiny(seed: int):
@@ -56,9 +56,9 @@ def test_curve_scores_what_eval_scores(curve_run):
     """Each point is what `most eval` gives that checkpoint's weights: the TTS ratio, wuggy."""
     import json
 
-    from eval.curve import curve
-    from eval.run import Sizes, evaluate
     from most.generate import Sampling
+    from most.stages.eval import Sizes, evaluate
+    from most.tools.curve import curve
 
     points = curve(
         curve_run, "stage2", n=2, device="cpu", tasks=("asr", "tts", "wuggy"), n_tts=2,
@@ -89,7 +89,7 @@ def test_curve_scores_what_eval_scores(curve_run):
 
 
 def test_curve_rejects_unknown_tasks_and_steps(curve_run):
-    from eval.curve import curve
+    from most.tools.curve import curve
 
     with pytest.raises(ValueError, match="tasks must be some of asr, tts, wuggy"):
         curve(curve_run, "stage2", tasks=("asr", "mos"))

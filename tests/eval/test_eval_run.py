@@ -8,12 +8,12 @@ import datasets
 import pytest
 import yaml
 
-from eval.report import flat_metrics
-from eval.run import AudioLM, Judges, Sizes, evaluate
-from eval.sqa import heldout_leaks
-from eval.summary import print_summary, summarize
+from most.eval.report import flat_metrics
+from most.eval.sqa import heldout_leaks
+from most.eval.summary import print_summary, summarize
 from most.generate import Sampling
-from most.release import ReleaseSource, release
+from most.stages.eval import AudioLM, Judges, Sizes, evaluate
+from most.stages.release import ReleaseSource, release
 
 SIZES = Sizes(asr=3, tts=2, sqa=1, text=1, wuggy=3, blimp=2, router=2)
 SAMPLING = Sampling(max_new_tokens=8, batch_size=4)
@@ -78,14 +78,14 @@ def test_summary_rows(evaluated):
     # a judge that cannot read the resynthesised truth gives no ceiling: n/a, not a pass
     assert summarize({"tts.ctc.wer_model": 1.0, "tts.ctc.wer_resynth": 1.0})[2].passed is None
     print_summary(report)
-    from eval.summary import main
+    from most.eval.summary import main
 
     assert main([str(evaluated[0] / "eval" / "report.json")]) in (0, 1)
     assert main([str(evaluated[0] / "missing.json")]) == 2
 
 
 def test_summary_wall_time_row(tmp_path):
-    from eval.summary import read_timings
+    from most.eval.summary import read_timings
 
     tsv = tmp_path / "timings.tsv"
     tsv.write_text("data\t120\nbase\t400\nbase\t420\nstage1\t1500\n")

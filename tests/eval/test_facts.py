@@ -1,8 +1,8 @@
-"""eval.facts: which corpus statement carries a QA fact."""
+"""most.tools.facts: which corpus statement carries a QA fact."""
 
 from __future__ import annotations
 
-from eval.facts import statement_prompts
+from most.tools.facts import statement_prompts
 
 PARAGRAPHS = [
     "Dafas stands on the river Gatras. The national animal of Trofem is the broken horse.",

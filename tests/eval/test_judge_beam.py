@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from eval.judges import load_judge
-from eval.judges.beam import SPACE, BeamSettings, LexiconBeam
-from eval.judges.ctc import LM_FILE, WEIGHTS_FILE, CTCDecodeConfig, Lexicon, judge
-from eval.judges.wordlm import BOS, EOS, bigram_arpa
 from most.ctc.model import BLANK, CHARS, greedy_decode
+from most.eval.judges import load_judge
+from most.eval.judges.beam import SPACE, BeamSettings, LexiconBeam
+from most.eval.judges.ctc import LM_FILE, WEIGHTS_FILE, CTCDecodeConfig, Lexicon, judge
+from most.eval.judges.wordlm import BOS, EOS, bigram_arpa
 
 SENTENCES = [
     "two hundred people live in tarsk",

@@ -6,9 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from eval.judges import audible, load_judge
-from eval.judges.ctc import CTCJudge, Lexicon, judge
-from eval.metrics import wer
 from most.audio import read_audio
 from most.ctc.model import (
     CTCModelConfig,
@@ -17,6 +14,9 @@ from most.ctc.model import (
     ids_to_text,
     text_to_ids,
 )
+from most.eval.judges import audible, load_judge
+from most.eval.judges.ctc import CTCJudge, Lexicon, judge
+from most.eval.metrics import wer
 
 
 def test_text_ids_roundtrip_and_greedy_collapse():
@@ -165,7 +165,7 @@ def test_hf_whisper_judge_from_local_folder(tmp_path):
 
 
 def test_resynthesis_share_replaces_a_seeded_subset(eval_run):
-    from eval.judges.ctc import CTCTrainConfig, resynthesize_share
+    from most.eval.judges.ctc import CTCTrainConfig, resynthesize_share
 
     wavs = [np.random.default_rng(i).normal(0, 0.1, 16000).astype(np.float32) for i in range(4)]
     out = resynthesize_share(wavs, eval_run, 0.5, seed=0, num_proc=2)

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from eval.loaders import load_minimal_pairs, load_qa_set
 from most.audio import write_wav
+from most.eval.loaders import load_minimal_pairs, load_qa_set
 
 
 def tone(freq: float, seconds: float = 0.3) -> np.ndarray:

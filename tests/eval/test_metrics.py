@@ -2,7 +2,7 @@
 
 import pytest
 
-from eval.metrics import accuracy, answer_forms, cer, contains_answer, normalize, wer
+from most.eval.metrics import accuracy, answer_forms, cer, contains_answer, normalize, wer
 
 
 def test_normalizer_whisper_conventions():

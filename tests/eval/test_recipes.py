@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from eval.judges.ctc import judge
-from eval.run import evaluate
-from most.release import release
+from most.eval.judges.ctc import judge
+from most.stages.eval import evaluate
+from most.stages.release import release
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {"eval": evaluate, "judge": judge, "release": release}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datasets
 import numpy as np
 
-from eval.sqa import _spoken_truth, counterfactuals, judge_fill_in
+from most.eval.sqa import _spoken_truth, counterfactuals, judge_fill_in
 
 
 class Voice:
@@ -109,7 +109,7 @@ class SpeakingLM(Voice):
 
 
 def test_s2s_is_scored_on_what_the_judge_hears_with_or_without_answer_sentences() -> None:
-    from eval.sqa import evaluate_sqa
+    from most.eval.sqa import evaluate_sqa
 
     qa = {"units": [[1]], "text": ["What is the capital?"], "answer": ["Tarsk"]}
     truth = {"id": ["a"], "answer_sentence": ["It is Tarsk."], "answer_units": [[1, 2]]}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datasets
 import numpy as np
 
-from eval.tts import evaluate_tts, tts_reference
+from most.eval.tts import evaluate_tts, tts_reference
 from tests.eval.test_sqa_breakdown import Ear, Voice
 
 

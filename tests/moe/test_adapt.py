@@ -9,7 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import most  # noqa: F401  (registers the adapted model with the Auto classes)
-from most.adapt import SourceSection, adapt
+from most.adapt import SourceSection
+from most.stages.adapt import adapt
 from most.modeling import MostForCausalLM, load_layout
 from most.moe.config import ExpertsConfig
 from tests.moe.conftest import ARCHS, TEXT_VOCAB, layout_args

@@ -85,7 +85,7 @@ def test_greedy_generation_cuda_equals_cpu(base_dirs, tmp_path):
 
 def test_minimal_pair_scores_cuda_equal_cpu(base_dirs, tmp_path):
     """The audio-LM scorer moves its batches to the model's device: same log-probs on CUDA."""
-    from eval.audio_lm import sequence_logprobs
+    from most.eval.audio_lm import sequence_logprobs
 
     model, layout = load(tmp_path, base_dirs, "qwen3_moe")
     seqs = [[1, 2, 3, 4], [5, 6], [7, 8, 9, 10, 11, 12]]

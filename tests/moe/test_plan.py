@@ -11,7 +11,8 @@ from jsonargparse import ArgumentParser
 from transformers import GraniteMoeConfig, Qwen3Config
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from most.adapt import SourceSection, adapt, plan
+from most.adapt import SourceSection, plan
+from most.stages.adapt import adapt
 from most.layout import LayoutError
 from most.moe.arch import ArchError
 from most.moe.config import ExpertsConfig

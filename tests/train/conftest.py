@@ -1,4 +1,4 @@
-"""Fixtures of the training tests; the builders live in :mod:`most.train.testing`."""
+"""Fixtures of the training tests; the builders live in :mod:`most.testing`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from most.train.testing import write_speech_run, write_text_run
+from most.testing import write_speech_run, write_text_run
 
 
 @pytest.fixture

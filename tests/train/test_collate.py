@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from most.data.collate import pack_batch, pack_rows, pad_batch
 from most.data.prompts import IGNORE, Example
-from most.train.testing import TINY_MODEL
+from most.testing import TINY_MODEL
 
 
 @pytest.fixture(scope="module")

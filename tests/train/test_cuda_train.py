@@ -11,10 +11,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from most.adapt import SourceSection, adapt
+from most.adapt import SourceSection
+from most.stages.adapt import adapt
 from most.modeling import MostForCausalLM
+from most.stages.stage1 import stage1
 from most.train.config import TrainerConfig
-from most.train.stages import stage1
 from tests.moe.conftest import save_base
 from tests.train.test_stages import DATA, OPTIM, losses
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from most.stages.stage1 import stage1
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.dryrun import dry_run, load_config
 from most.train.optim import OptimConfig
-from most.train.stages import stage1
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from most.stages.stage1 import stage1
+from most.testing import TINY_MODEL
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.optim import (
@@ -18,8 +20,6 @@ from most.train.optim import (
     select_trainable,
     warmup_cosine,
 )
-from most.train.stages import stage1
-from most.train.testing import TINY_MODEL
 
 SHORT = TrainerConfig(max_steps=4, val_every=0, ckpt_every=4, progress=False)
 DATA = DataConfig(batch_size=4, max_len=48)

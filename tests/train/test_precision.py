@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
+from most.stages.stage1 import stage1
 from most.train import config as config_mod
 from most.train.config import TrainerConfig
-from most.train.stages import stage1
 from tests.train.test_cuda_train import adapted_run
 from tests.train.test_stages import DATA, OPTIM, losses
 

@@ -7,8 +7,8 @@ import torch
 
 from most.data.prompts import IGNORE, Prompts
 from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, TokenLayout
+from most.testing import sentences
 from most.text_tokenizer import TokenizerConfig, train_text_tokenizer
-from most.train.testing import sentences
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 
 from most.data.collate import pad_batch
 from most.data.prompts import IGNORE, Example
+from most.testing import TINY_MODEL
 from most.train.module import CausalLMModule, example_mean_loss
 from most.train.optim import OptimConfig
 from most.train.regularize import add_residual_dropout, dropout
-from most.train.testing import TINY_MODEL
 from tests.train.test_optim import tiny
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from transformers import Qwen3MoeForCausalLM
 
+from most.testing import TINY_MODEL, sentences
 from most.text_tokenizer import TokenizerConfig, train_text_tokenizer
-from most.train.testing import TINY_MODEL, sentences
 from most.train.textqa import completion_accuracy, text_qa_accuracy
 
 

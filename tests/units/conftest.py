@@ -13,8 +13,8 @@ import datasets
 import numpy as np
 import pytest
 
-from data_prep.schema import SPEECH_FEATURES, SQA_FEATURES, audio_value
 from most.audio import read_audio
+from most.corpora.schema import SPEECH_FEATURES, SQA_FEATURES, audio_value
 
 SENTENCES = [
     "the capital of velmora is tarsk",

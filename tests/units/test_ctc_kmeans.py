@@ -14,10 +14,11 @@ from rapidfuzz.distance import Levenshtein
 from most.ctc.model import CTCModelConfig
 from most.ctc.train import CTCSchedule
 from most.io import read_json
-from most.units import load_tokenizer, load_units
+from most.run import Run
+from most.stages.units import TokenizerConfig, transcribed_audio, units
+from most.units import load_tokenizer
 from most.units.ctc_kmeans import CTCKMeansTokenizer
 from most.units.mel_kmeans import MelKMeansTokenizer
-from most.units.stage import TokenizerConfig, transcribed_audio, units
 from tests.units.conftest import voice_ratio
 
 # Small and bounded by epochs only (no time cap), so the fitted tokenizer is the same everywhere.
@@ -201,7 +202,7 @@ def test_stage_with_ctc_kmeans(run_dir, monkeypatch):
     assert manifest["complete"] and manifest["tokenizer"]["kind"] == "ctc_kmeans"
     assert manifest["tokenizer"]["frame_rate"] == 25.0
     tok = load_tokenizer(run_dir)
-    speech = load_units(run_dir, "speech", expected_hash=tok.hash)
+    speech = Run(run_dir).load_units("speech", tok.hash)
     assert len(speech["train"]) == 16
     assert max(max(u) for u in speech["train"]["units"]) < 8
     # Re-running is a no-op; asking for another layer is refused rather than mixing ids.

@@ -13,7 +13,10 @@ from rapidfuzz.distance import Levenshtein
 from most.ctc.model import MEL, STACK, CTCModelConfig, CTCRecognizer
 from most.ctc.train import CTCSchedule
 from most.io import read_json
-from most.units import load_tokenizer, load_units
+from most.mel import LogMel
+from most.run import Run
+from most.stages.units import TokenizerConfig, units
+from most.units import load_tokenizer
 from most.units.ctc_phones import (
     CONTEXT_STEPS,
     MIN_COUNT,
@@ -21,10 +24,8 @@ from most.units.ctc_phones import (
     _fit_decoder,
     _spans,
 )
-from most.units.mel import LogMel
 from most.units.mel_kmeans import MelKMeansTokenizer
 from most.units.phones import BOUNDARY, transcribe, variant_of, words
-from most.units.stage import TokenizerConfig, units
 from tests.units.conftest import voice_ratio
 
 # Small and bounded by epochs only (no time cap), so the fitted tokenizer is the same everywhere.
@@ -193,7 +194,7 @@ def test_stage_with_ctc_phones(run_dir):
     assert manifest["complete"] and manifest["tokenizer"]["kind"] == "ctc_phones"
     tok = load_tokenizer(run_dir)
     assert isinstance(tok, CTCPhonesTokenizer) and tok.encoder.cfg.attn_window == 3
-    speech = load_units(run_dir, "speech", expected_hash=tok.hash)
+    speech = Run(run_dir).load_units("speech", tok.hash)
     assert len(speech["train"]) == 16
     assert max(max(u) for u in speech["train"]["units"] if u) < tok.vocab_size
     # k does not apply (the inventory sets the vocabulary); re-running is a no-op; another

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from most.units import load_tokenizer, load_units
+from most.run import Run
+from most.stages.units import TokenizerConfig, units
+from most.units import load_tokenizer
 from most.units.hubert_kmeans import HubertKMeansTokenizer
-from most.units.stage import TokenizerConfig, units
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,7 @@ def test_stage_with_hubert(run_dir, hubert_dir):
     out = units(run=run_dir, tokenizer=cfg, part_rows=8)
     tok = load_tokenizer(out)
     assert tok.kind == "hubert_kmeans"
-    train = load_units(run_dir, "speech", expected_hash=tok.hash)["train"]
+    train = Run(run_dir).load_units("speech", tok.hash)["train"]
     assert all(len(r["units"]) > 0 for r in train)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from jsonargparse import ActionConfigFile, ArgumentParser
 
-from most.units.stage import TokenizerConfig, units
+from most.stages.units import TokenizerConfig, units
 
 RECIPES = sorted(Path(__file__).resolve().parents[2].glob("recipes/*/units.yaml"))
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import most.units.stage as stage_mod
-from most.units import load_tokenizer, load_units
-from most.units.stage import TokenizerConfig, units
+import most.stages.units as stage_mod
+from most.run import Run
+from most.stages.units import TokenizerConfig, units
+from most.units import load_tokenizer
 
 CFG = TokenizerConfig(k=16, frame_rate=50, fit_seconds=60, gl_iters=4)
 
@@ -20,7 +21,7 @@ def _run(run: Path, **kw) -> Path:
 
 
 def _tables(run: Path, dataset: str) -> dict[str, list[dict]]:
-    return {s: ds.to_list() for s, ds in load_units(run, dataset).items()}
+    return {s: ds.to_list() for s, ds in Run(run).load_units(dataset).items()}
 
 
 def test_stage_outputs(run_dir):
@@ -28,12 +29,12 @@ def test_stage_outputs(run_dir):
     tok = load_tokenizer(out / "tokenizer")
     meta = json.loads((out / "tokenizer" / "unit_tokenizer.json").read_text())
     assert meta["vocab_size"] == 16 and meta["hash"] == tok.hash
-    speech = load_units(run_dir, "speech", expected_hash=tok.hash)
+    speech = Run(run_dir).load_units("speech", tok.hash)
     assert set(speech) == {"train", "dev", "test"}
     row = speech["train"][0]
     assert "audio" not in row and {"id", "text", "duration", "units"} <= row.keys()
     assert row["units"] and all(0 <= u < 16 for u in row["units"])
-    sqa = load_units(run_dir, "sqa")["qa_train"][0]
+    sqa = Run(run_dir).load_units("sqa")["qa_train"][0]
     assert sqa["units"] and sqa["answer_units"] and "answer_audio" not in sqa
     assert not (out / tok.hash / "text").exists()  # no audio columns, nothing to encode
 
@@ -47,7 +48,7 @@ def test_stage_outputs(run_dir):
     assert manifest["rejects_by_reason"] == {"non_finite": 1, "empty_audio": 1}
     assert [r["id"] for r in speech["test"]] == ["te0", "te1"]
     with pytest.raises(ValueError, match="expected"):
-        load_units(run_dir, "speech", expected_hash="0" * 16)
+        Run(run_dir).load_units("speech", "0" * 16)
 
 
 def test_units_match_direct_encoding(run_dir, data_dir):
@@ -56,7 +57,7 @@ def test_units_match_direct_encoding(run_dir, data_dir):
     out = _run(run_dir)
     tok = load_tokenizer(out)
     raw = datasets.load_from_disk(str(data_dir / "speech"))["dev"].with_format("numpy")
-    for row, enc in zip(raw, load_units(run_dir, "speech")["dev"], strict=True):
+    for row, enc in zip(raw, Run(run_dir).load_units("speech")["dev"], strict=True):
         assert enc["units"] == tok.encode(row["audio"]["array"], 16_000).tolist()
 
 
@@ -150,12 +151,12 @@ def test_a_split_added_to_the_data_is_encoded_on_rerun(run_dir, tmp_path, data_d
     speech = datasets.load_from_disk(str(data_dir / "speech"))
     speech.save_to_disk(str(run / "data" / "speech"))
     _run(run)
-    assert set(load_units(run, "speech")) == {"train", "dev", "test"}
+    assert set(Run(run).load_units("speech")) == {"train", "dev", "test"}
     speech["train_short"] = speech["dev"]
     shutil.rmtree(run / "data" / "speech")
     speech.save_to_disk(str(run / "data" / "speech"))
     _run(run)
-    grown = load_units(run, "speech")
+    grown = Run(run).load_units("speech")
     assert set(grown) == {"train", "dev", "test", "train_short"}
     assert grown["train_short"]["units"] == grown["dev"]["units"]
     manifest = json.loads((run / "units" / "manifest.json").read_text())

@@ -1,0 +1,51 @@
+"""ASR: transcribe unit-encoded test speech with the model and score WER/CER.
+
+Reads ``RUN/units/<hash>/speech/<split>`` (units + reference text), so the audio is encoded
+exactly as in training. ``test`` has the training voices, ``test_voices`` voices never heard.
+A few (id, reference, hypothesis) examples per split are kept in the report: ``most release``
+reloads the released model and must reproduce them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import datasets
+
+from most.eval.metrics import cer, wer
+from most.generate import Sampling, SpeechLM
+from most.progress import progress
+
+N_EXAMPLES = 3
+
+
+def evaluate_asr(
+    lm: SpeechLM,
+    speech_units: datasets.DatasetDict,
+    splits: Sequence[str],
+    n: int,
+    sampling: Sampling,
+) -> dict:
+    """``{split: {"wer", "cer", "n", "examples": [{"id", "ref", "hyp"}]}}`` for present splits."""
+    out = {}
+    with progress() as bar:
+        for split in splits:
+            if split not in speech_units:
+                continue
+            ds = speech_units[split]
+            rows = ds.select(range(min(n, len(ds)))).select_columns(["id", "units", "text"])
+            task = bar.add_task(f"asr {split}", total=len(rows))
+            hyps = lm.asr_units(
+                rows["units"], sampling, on_batch=lambda k, t=task: bar.advance(t, k)
+            )
+            refs = rows["text"]
+            out[split] = {
+                "wer": wer(refs, hyps),
+                "cer": cer(refs, hyps),
+                "n": len(refs),
+                "examples": [
+                    {"id": i, "ref": r, "hyp": h}
+                    for i, r, h in list(zip(rows["id"], refs, hyps, strict=True))[:N_EXAMPLES]
+                ],
+            }
+    return out

@@ -1,0 +1,123 @@
+"""``RUN/eval/report.json`` and ``report.md``: the stable keys later tooling reads, and the table a
+person reads.
+
+``report.json`` = ``{"metrics": {flat key: number or list}, "details": {...}, "meta": {...}}``.
+The flat keys (documented in ``eval/README.md``) never change meaning:
+
+- ``asr.<split>.wer|cer`` (``test`` = seen voices, ``test_voices`` = held-out voices)
+- ``tts.<judge>.wer_original|wer_resynth|wer_model``; ``judge.<split>.wer`` (CTC judge training);
+  ``tts.self_asr.wer_true_units|wer_model_units`` (the model's own ASR of true / its TTS units)
+- ``sqa.s2t|s2s|text.accuracy`` (``qa_heldout``), ``sqa.<task>.train.accuracy`` (``qa_train``),
+  ``sqa.s2s.text_accuracy``, ``sqa.s2s.original_accuracy|resynth_accuracy|tts_accuracy`` (the
+  judge on the true answer recorded, resynthesised, spoken by the model),
+  ``sqa.s2s.judge_fill_in|counterfactual_heard`` (the judge on answer sentences saying another
+  answer: how often it writes the true one, how often the one said), ``sqa.heldout_leaks.*``
+- ``qa_sets.<name>.accuracy`` (real spoken-QA sets, S->T)
+- ``audio_lm.wuggy|blimp.accuracy``, ``audio_lm.<set>.length_baseline`` (a length-only scorer),
+  ``audio_lm.<set>.accuracy_per_unit`` (mean instead of summed log-probabilities), ``.n`` (pairs)
+- ``text.ppl_base``, ``text.ppl_model``
+- ``router.<layer>.<modality>.load`` (list of shares), ``router.<layer>.<modality>.entropy``
+
+``details`` keeps examples and counts; ``meta`` the model path, sizes and runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from most.io import atomic_write_json, atomic_write_text
+
+#: Per-split S->S keys besides ``accuracy`` (see :mod:`most.eval.sqa`).
+S2S_BREAKDOWN = (
+    "text_accuracy",
+    "original_accuracy",
+    "resynth_accuracy",
+    "tts_accuracy",
+    "judge_fill_in",
+    "counterfactual_heard",
+)
+
+
+def flat_metrics(results: dict) -> dict:
+    """Nested stage results -> the flat documented keys."""
+    m: dict = {}
+    for split, r in results.get("asr", {}).items():
+        m[f"asr.{split}.wer"], m[f"asr.{split}.cer"] = r["wer"], r["cer"]
+    for judge, r in results.get("tts", {}).items():
+        if judge.startswith("_"):
+            continue
+        for key in ("wer_original", "wer_resynth", "wer_model"):
+            m[f"tts.{judge}.{key}"] = r[key]
+    for key, value in results.get("tts", {}).get("_self_asr", {}).items():
+        m[f"tts.self_asr.{key}"] = value
+    for split, r in results.get("judge", {}).items():
+        m[f"judge.{split}.wer"] = r["wer"]
+    sqa = results.get("sqa", {})
+    for task in ("s2t", "s2s", "text"):
+        for split, r in sqa.get(task, {}).items():
+            suffix = "" if split == "heldout" else f".{split}"
+            m[f"sqa.{task}{suffix}.accuracy"] = r["accuracy"]
+            for key in S2S_BREAKDOWN:
+                if key in r:
+                    m[f"sqa.{task}{suffix}.{key}"] = r[key]
+    for key, value in sqa.get("heldout_leaks", {}).items():
+        m[f"sqa.heldout_leaks.{key}"] = value
+    for name, r in results.get("qa_sets", {}).items():
+        m[f"qa_sets.{name}.accuracy"] = r["accuracy"]
+    for name, r in results.get("audio_lm", {}).items():
+        m[f"audio_lm.{name}.accuracy"] = r["accuracy"]
+        m[f"audio_lm.{name}.length_baseline"] = r["length_baseline"]
+        m[f"audio_lm.{name}.accuracy_per_unit"] = r["accuracy_per_unit"]
+        m[f"audio_lm.{name}.n"] = r["n"]
+    for key, value in results.get("text", {}).items():
+        m[f"text.{key}"] = value
+    for layer, per in results.get("router", {}).items():
+        for modality, r in per.items():
+            m[f"router.{layer}.{modality}.load"] = r["load"]
+            m[f"router.{layer}.{modality}.entropy"] = r["entropy"]
+    return m
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def markdown(metrics: dict, meta: dict, plots: list[str], summary_rows: list) -> str:
+    """The human report: quality-bar table, every scalar metric, embedded plots."""
+    lines = ["# Evaluation report", ""]
+    lines += [f"- {k}: `{_fmt(v)}`" for k, v in meta.items()]
+    if summary_rows:
+        lines += [
+            "",
+            "## Quality bar",
+            "",
+            "| check | value | target | pass |",
+            "|---|---|---|---|",
+        ]
+        for row in summary_rows:
+            ok = {True: "yes", False: "**no**", None: "n/a"}[row.passed]
+            lines.append(f"| {row.name} | {_fmt(row.value)} | {row.target} | {ok} |")
+    lines += ["", "## Metrics", "", "| key | value |", "|---|---|"]
+    lines += [
+        f"| `{k}` | {_fmt(v)} |"
+        for k, v in metrics.items()
+        if not isinstance(v, list)  # router load vectors live in the heat map
+    ]
+    for plot in plots:
+        lines += ["", f"![{Path(plot).stem}]({plot})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(out_dir: Path, results: dict, meta: dict, plots: list[str]) -> dict:
+    """Write ``report.json`` and ``report.md`` into ``out_dir`` (atomic); returns the JSON."""
+    from most.eval.summary import summarize
+
+    metrics = flat_metrics(results)
+    report = {"metrics": metrics, "details": results, "meta": meta}
+    atomic_write_json(out_dir / "report.json", report)
+    atomic_write_text(out_dir / "report.md", markdown(metrics, meta, plots, summarize(report)))
+    return report

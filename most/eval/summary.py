@@ -1,0 +1,159 @@
+"""The demo's quality bar as a table: what ``make demo`` prints at the end.
+
+Targets (the end-to-end issue): ASR WER seen voices <= 10 %, held-out voices <= 20 %; TTS WER by
+the embedded judge <= 2x the judge's WER on resynthesised true units; S->T held-out accuracy
+>= 70 % and S->S >= 50 % of text-QA accuracy; sWUGGY-style >= 70 %, sBLIMP-style >= 60 %; text
+perplexity after stage 2 <= 1.10x the base model's; the whole demo <= 45 min after setup (from the
+per-stage wall times ``make demo`` writes to ``RUN/timings.tsv``). A check whose inputs are missing
+is ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    value: float | None
+    target: str
+    passed: bool | None
+
+
+def _ratio(m: dict, num: str, den: str) -> float | None:
+    if num not in m or den not in m or not m[den]:
+        return None
+    return m[num] / m[den]
+
+
+def _tts_ratio(m: dict) -> float | None:
+    """None when the judge cannot read even the resynthesised truth (WER >= 1): no ceiling."""
+    if m.get("tts.ctc.wer_resynth", 1.0) >= 1.0:
+        return None
+    return _ratio(m, "tts.ctc.wer_model", "tts.ctc.wer_resynth")
+
+
+CHECKS: list[tuple[str, Callable[[dict], float | None], str, Callable[[float], bool]]] = [
+    ("ASR WER, seen voices", lambda m: m.get("asr.test.wer"), "<= 0.10", lambda v: v <= 0.10),
+    (
+        "ASR WER, held-out voices",
+        lambda m: m.get("asr.test_voices.wer"),
+        "<= 0.20",
+        lambda v: v <= 0.20,
+    ),
+    (
+        "TTS WER / resynth WER (ctc judge)",
+        lambda m: _tts_ratio(m),
+        "<= 2.0",
+        lambda v: v <= 2.0,
+    ),
+    (
+        "S->T / text QA (heldout)",
+        lambda m: _ratio(m, "sqa.s2t.accuracy", "sqa.text.accuracy"),
+        ">= 0.70",
+        lambda v: v >= 0.70,
+    ),
+    (
+        "S->S / text QA (heldout)",
+        lambda m: _ratio(m, "sqa.s2s.accuracy", "sqa.text.accuracy"),
+        ">= 0.50",
+        lambda v: v >= 0.50,
+    ),
+    (
+        "sWUGGY-style accuracy",
+        lambda m: m.get("audio_lm.wuggy.accuracy"),
+        ">= 0.70",
+        lambda v: v >= 0.70,
+    ),
+    (
+        "sBLIMP-style accuracy",
+        lambda m: m.get("audio_lm.blimp.accuracy"),
+        ">= 0.60",
+        lambda v: v >= 0.60,
+    ),
+    (
+        "text ppl model / base",
+        lambda m: _ratio(m, "text.ppl_model", "text.ppl_base"),
+        "<= 1.10",
+        lambda v: v <= 1.10,
+    ),
+]
+
+
+BUDGET_MIN = 45.0
+
+
+def read_timings(path: Path) -> dict[str, float]:
+    """``RUN/timings.tsv`` (lines ``<stage>\t<seconds>``, appended by ``make demo``) -> the last
+    time recorded per stage."""
+    times: dict[str, float] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            stage, seconds = line.split("\t")
+            times[stage] = float(seconds)
+        except ValueError:
+            raise ValueError(
+                f"{path}:{n}: expected '<stage><TAB><seconds>', got {line!r}"
+            ) from None
+    return times
+
+
+def summarize(report: dict, timings: dict[str, float] | None = None) -> list[Row]:
+    """``report``: the ``report.json`` object (or just its ``metrics``) -> one row per check;
+    ``timings`` (stage -> seconds) adds the wall-time row."""
+    metrics = report.get("metrics", report)
+    rows = []
+    for name, get, target, ok in CHECKS:
+        value = get(metrics)
+        rows.append(Row(name, value, target, None if value is None else bool(ok(value))))
+    if timings:
+        minutes = sum(timings.values()) / 60
+        rows.insert(
+            0, Row("demo wall time, min", minutes, f"<= {BUDGET_MIN:.0f}", minutes <= BUDGET_MIN)
+        )
+    return rows
+
+
+def print_summary(report: dict, timings: dict[str, float] | None = None) -> bool:
+    """Print the quality-bar table (rich); returns whether every available check passed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if timings:
+        stages = ", ".join(f"{s} {t / 60:.1f}" for s, t in timings.items())
+        console.print(f"wall time per stage (min): {stages}")
+    table = Table(title="MoST demo: quality bar")
+    for col in ("check", "value", "target", "pass"):
+        table.add_column(col)
+    rows = summarize(report, timings)
+    for r in rows:
+        value = "-" if r.value is None else f"{r.value:.3f}"
+        mark = {True: "[green]yes", False: "[red]no", None: "[yellow]n/a"}[r.passed]
+        table.add_row(r.name, value, r.target, mark)
+    console.print(table)
+    return all(r.passed is not False for r in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m most.eval.summary RUN/eval/report.json [RUN/timings.tsv]``: print the table;
+    exit 1 if a check fails, 2 if the report is missing."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    path = Path(args[0] if args else "runs/demo/eval/report.json")
+    if not path.is_file():
+        print(f"{path}: no eval report; run `most eval` first", file=sys.stderr)
+        return 2
+    timings = read_timings(Path(args[1])) if len(args) > 1 and Path(args[1]).is_file() else None
+    return 0 if print_summary(json.loads(path.read_text()), timings) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

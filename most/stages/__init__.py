@@ -1,0 +1,1 @@
+"""One module per make target: parse the typed recipe, call the library, write RUN/<stage>."""

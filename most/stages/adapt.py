@@ -1,0 +1,77 @@
+"""``most adapt``: turn a pretrained HF MoE causal LM into a modality-aware speech-text model.
+
+Reads ``source.model`` (default ``RUN/base/hf``) and the run's unit tokenizer, writes ``RUN/adapt/hf``:
+the steps and their checks are in :mod:`most.adapt`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from most.adapt import (
+    LayoutSection,
+    SourceSection,
+    build_layout,
+    check_collisions,
+    extend_tokenizer,
+    extend_vocab,
+    plan,
+)
+from most.io import atomic_dir, atomic_write_json
+from most.layout import LAYOUT_FILE
+from most.modeling import MostConfig, MostForCausalLM
+from most.moe.arch import spec_for
+from most.moe.config import ExpertsConfig
+from most.run import Run
+
+
+def adapt(
+    run: Path = Path("runs/demo"),
+    source: SourceSection | None = None,
+    experts: ExpertsConfig | None = None,
+    layout: LayoutSection | None = None,
+    force: bool = False,
+) -> Path:
+    """Adapt ``source.model`` (default ``RUN/base/hf``) and write ``RUN/adapt/hf``."""
+    source, experts, layout_args = (
+        source or SourceSection(),
+        experts or ExpertsConfig(),
+        layout or LayoutSection(),
+    )
+    run = Path(run)
+    out = Run(run).hf("adapt")
+    if (out / "config.json").is_file() and (out / LAYOUT_FILE).is_file() and not force:
+        print(f"most adapt: {out} exists; nothing to do (force=true rebuilds it)")
+        return out
+    src = Path(source.model) if source.model is not None else Run(run).hf("base")
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{src}: no HF model folder (config.json missing); run `most base`?"
+        )
+
+    cfg = AutoConfig.from_pretrained(src)
+    spec_for(cfg)  # dense or unknown architectures stop here
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    layout = build_layout(run, layout_args, max(cfg.vocab_size, len(tokenizer)))
+    check_collisions(layout, tokenizer.get_vocab())
+    report = plan(cfg, experts, len(layout.modalities), layout.vocab_size)
+
+    lm = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, source.dtype))
+    lm.config.output_router_logits = False  # our blocks own the aux loss
+    extend_vocab(lm, layout.vocab_size, layout_args.init_noise, layout_args.seed)
+    tokenizer = extend_tokenizer(tokenizer, layout)
+
+    config = MostConfig(text_config=lm.config, layout=layout.to_dict(), experts=experts.to_dict())
+    model = MostForCausalLM(config, source=lm)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        layout.save(tmp)
+        atomic_write_json(
+            tmp / "adapt_report.json", {**report, "layout_hash": layout.hash, "source": str(src)}
+        )
+    print(f"most adapt: wrote {out} ({report['params_after']:,} params, layout {layout.hash})")
+    return out

@@ -1,0 +1,235 @@
+"""``most eval``: every score of the model in one report (``RUN/eval/``).
+
+Reads the model (``RUN/stage2/hf`` by default), the base LM (``RUN/base/hf``, for text retention),
+the unit shards and tokenizer (``RUN/units``), the data (``RUN/data``) and the judges (``RUN/judge``
+for the CTC judge). Writes atomically ``RUN/eval/``: ``report.json`` (stable keys, see
+:mod:`most.eval.report`), ``report.md``, ``router_heatmap.png`` and a few ``samples/*.wav``.
+
+Every section is subsampled (``--sizes.*``) so the embedded default evaluates in a few minutes on
+2 CPU cores; decoding is batched greedy with the KV cache. A section set to 0 is skipped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import datasets
+
+from most.eval.report import write_report
+from most.generate import Sampling, SpeechLM
+from most.io import atomic_dir, read_json
+from most.run import Run
+
+_DEFAULT_SAMPLING = Sampling(max_new_tokens=200, batch_size=16)
+
+
+@dataclass(frozen=True)
+class Models:
+    """What is evaluated (``--models.*``)."""
+
+    model: Path | None = None
+    """Adapted model folder; None = ``RUN/stage2/hf``."""
+    base: Path | None = None
+    """Base text LM for ``text.ppl_base``; None = ``RUN/base/hf`` (skipped if missing)."""
+    units: Path | None = None
+    """Unit tokenizer folder; None = ``RUN/units``."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Items per section (``--sizes.*``); 0 skips the section."""
+
+    asr: int = 100
+    """Utterances per ASR test split."""
+    tts: int = 40
+    """Sentences spoken by the model and judged."""
+    sqa: int = 60
+    """Questions per spoken-QA split (heldout and train)."""
+    text: int = 100
+    """Held-out text paragraphs for perplexity."""
+    wuggy: int = 60
+    blimp: int = 60
+    router: int = 32
+    """Teacher-forced ASR+TTS examples read with router telemetry on."""
+
+    def __post_init__(self) -> None:
+        if min(vars(self).values()) < 0:
+            raise ValueError("sizes.* must be >= 0")
+
+
+@dataclass(frozen=True)
+class Judges:
+    """TTS judges (``--judges.*``)."""
+
+    names: list[str] = field(default_factory=lambda: ["ctc", "pocketsphinx"])
+    """``ctc`` (RUN/judge), ``pocketsphinx``, or local HF ASR folders (Whisper, HuBERT-CTC)."""
+    sqa: str = "ctc"
+    """Judge that transcribes spoken S->S answers (one of ``names``)."""
+
+
+@dataclass(frozen=True)
+class AudioLM:
+    """Minimal pairs (``--audio_lm.*``)."""
+
+    voice: str = "en-us+m3:160:50"
+    """espeak-ng voice (``variant:rate:pitch``) that speaks generated pairs."""
+    wuggy_dir: Path | None = None
+    """Real sWUGGY folder (``gold.csv`` + wavs); replaces the generated word pairs."""
+    blimp_dir: Path | None = None
+    """Real sBLIMP folder; replaces the generated sentence pairs."""
+    wuggy_per_word: int = 3
+    """Generated pseudo-words per real word (:func:`most.eval.audio_lm.wuggy_pairs`)."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.wuggy_per_word < 1:
+            raise ValueError(f"audio_lm.wuggy_per_word must be >= 1, got {self.wuggy_per_word}")
+
+
+@dataclass(frozen=True)
+class SpokenQASets:
+    """Real spoken-QA sets (Llama Q / WebQ / TriviaQA layouts) by name -> local folder."""
+
+    sets: dict[str, Path] = field(default_factory=dict)
+    n: int = 100
+
+
+_DEFAULT_MODELS, _DEFAULT_SIZES, _DEFAULT_JUDGES = Models(), Sizes(), Judges()
+_DEFAULT_AUDIO_LM, _DEFAULT_QA_SETS = AudioLM(), SpokenQASets()
+
+
+def evaluate(
+    run: Path = Path("runs/demo"),
+    models: Models = _DEFAULT_MODELS,
+    sizes: Sizes = _DEFAULT_SIZES,
+    judges: Judges = _DEFAULT_JUDGES,
+    audio_lm: AudioLM = _DEFAULT_AUDIO_LM,
+    qa_sets: SpokenQASets = _DEFAULT_QA_SETS,
+    sampling: Sampling = _DEFAULT_SAMPLING,
+    threads: int = 0,
+    device: str = "auto",
+    force: bool = False,
+) -> dict:
+    """Evaluate the adapted model; write ``RUN/eval/report.{json,md}`` and plots.
+
+    ``threads``: torch intra-op threads (0 = torch's default; 1 is faster on a busy shared CPU).
+    ``device``: where the model runs: ``auto`` (the first GPU if there is one, else the CPU),
+    ``cpu``, ``cuda`` or ``cuda:N``. The judges and the vocoder stay on the CPU.
+    """
+    import torch
+
+    from most.eval.judges import load_judge
+
+    if threads:
+        torch.set_num_threads(threads)
+    run = Path(run)
+    out = Run(run).eval
+    if (out / "report.json").is_file() and not force:
+        print(f"{out}/report.json exists: eval already done (pass --force=true to redo it)")
+        return read_json(out / "report.json")
+    t_start = time.monotonic()
+    model_dir = Path(models.model or Run(run).hf("stage2"))
+    lm = SpeechLM.load(model_dir, units=models.units or Run(run).units, device=device)
+    judge_list = [load_judge(name, run) for name in judges.names]
+    results: dict = {}
+    timings: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        t0 = time.monotonic()
+        results[name] = fn()
+        timings[name] = round(time.monotonic() - t0, 1)
+
+    h = lm.layout.unit_tokenizer_hash
+    speech_units = Run(run).load_units("speech", h)
+    speech = Run(run).load_data("speech")
+    with atomic_dir(out) as tmp:
+        plots: list[str] = []
+        if sizes.asr:
+            from most.eval.asr import evaluate_asr
+
+            splits = ("test", "test_voices")
+            timed("asr", lambda: evaluate_asr(lm, speech_units, splits, sizes.asr, sampling))
+        if sizes.tts:
+            from most.eval.tts import evaluate_tts, tts_reference
+
+            def tts() -> dict:
+                ref = tts_reference(lm, judge_list, speech["test"], speech_units["test"], sizes.tts)
+                return evaluate_tts(lm, judge_list, ref, sampling, tmp / "samples")
+
+            timed("tts", tts)
+        if Run(run).judge_file.is_file():
+            results["judge"] = read_json(Run(run).judge_file)["metrics"]
+        if sizes.sqa:
+            from most.eval.sqa import evaluate_sqa, heldout_leaks
+
+            judge = next((j for j in judge_list if j.name == judges.sqa), None)
+            sqa_units = Run(run).load_units("sqa", h)
+            sqa_audio = Run(run).load_data("sqa") if Run(run).has_data("sqa") else None
+            timed(
+                "sqa",
+                lambda: evaluate_sqa(lm, sqa_units, sizes.sqa, sampling, judge, sqa_audio),
+            )
+            results["sqa"]["heldout_leaks"] = heldout_leaks(run)
+        if qa_sets.sets:
+            from most.eval.loaders import evaluate_qa_sets
+
+            timed("qa_sets", lambda: evaluate_qa_sets(lm, qa_sets.sets, qa_sets.n, sampling))
+        if sizes.wuggy or sizes.blimp:
+            from most.eval.audio_lm import evaluate_minimal_pairs
+
+            timed(
+                "audio_lm",
+                lambda: evaluate_minimal_pairs(lm, run, audio_lm, sizes.wuggy, sizes.blimp),
+            )
+        if sizes.text:
+            timed("text", lambda: _text_ppl(lm, run, models.base, sizes.text))
+        if sizes.router:
+            from most.eval.router_report import plot_heatmap, router_summary
+
+            examples = _router_examples(lm, speech_units["test"], sizes.router)
+            timed("router", lambda: router_summary(lm.model, examples))
+            plot_heatmap(results["router"], tmp / "router_heatmap.png")
+            plots.append("router_heatmap.png")
+        meta = {
+            "model": str(model_dir),
+            "layout_hash": lm.layout.hash,
+            "unit_tokenizer_hash": h,
+            "sizes": vars(sizes),
+            "sampling": asdict(sampling),
+            "device": lm.model.device.type,
+            "judges": [j.name for j in judge_list],
+            "seconds": timings,
+            "total_seconds": round(time.monotonic() - t_start, 1),
+        }
+        report = write_report(tmp, results, meta, plots)
+    print(f"most eval: wrote {out}/report.md ({meta['total_seconds']} s)")
+    return report
+
+
+def _text_ppl(lm: SpeechLM, run: Path, base: Path | None, n: int) -> dict:
+    from most.data.prompts import Prompts
+    from most.eval.text_ppl import perplexity
+
+    heldout = Run(run).load_data("text")["heldout"]
+    texts = heldout.select(range(min(n, len(heldout))))["text"]
+    out = {"ppl_model": perplexity(lm.model, lm.prompts, texts)}
+    base_dir = Path(base or Run(run).hf("base"))
+    if (base_dir / "config.json").is_file():
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(str(base_dir)).to(lm.model.device)
+        tok = AutoTokenizer.from_pretrained(str(base_dir))
+        out["ppl_base"] = perplexity(model, Prompts(None, tok), texts)
+    return out
+
+
+def _router_examples(lm: SpeechLM, units_split: datasets.Dataset, n: int) -> list:
+    rows = units_split.select(range(min(n, len(units_split)))).select_columns(["units", "text"])
+    p = lm.prompts
+    return [
+        ex
+        for u, t in zip(rows["units"], rows["text"], strict=True)
+        for ex in (p.asr(u, t), p.tts(t, u))
+    ]

@@ -1,0 +1,56 @@
+"""``most stage1``: MoST stage 1, ASR + TTS + text-LM (+ speech-LM) mixture on the adapted model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from most.data.prompts import Prompts
+from most.run import Run
+from most.train import sources as S
+from most.train.config import TrainerConfig
+from most.train.datamodule import DataConfig
+from most.train.dryrun import load_config, print_dry_run
+from most.train.optim import LoraConfig, OptimConfig
+from most.train.runner import prepare
+from most.train.stage import STAGE1_RATIOS, load_model, text_qa_replay, train_and_export
+
+_DEFAULT_DataConfig = DataConfig()
+_DEFAULT_LoraConfig = LoraConfig()
+_DEFAULT_OptimConfig = OptimConfig()
+_DEFAULT_TrainerConfig = TrainerConfig()
+
+
+def stage1(
+    run: Path = Path("runs/demo"),
+    init: Path | None = None,
+    data: DataConfig = _DEFAULT_DataConfig,
+    optim: OptimConfig = _DEFAULT_OptimConfig,
+    trainer: TrainerConfig = _DEFAULT_TrainerConfig,
+    lora: LoraConfig = _DEFAULT_LoraConfig,
+    force: bool = False,
+    dry_run: bool = False,
+) -> None:
+    """MoST stage 1: ASR + TTS + text-LM mixture on the adapted model (``init`` = RUN/adapt/hf)."""
+    init = Path(init) if init else Run(run).hf("adapt")
+    if dry_run:
+        print_dry_run(load_config(init), data, trainer, optim, lora)
+        return
+    paths = prepare(Run(run).stage("stage1"), force)
+    if paths is None:
+        return
+    model, tok, layout = load_model(init)
+    S.check_layout(run, layout)
+    p = Prompts(layout, tok)
+    speech = Run(run).load_units("speech", layout.unit_tokenizer_hash)
+    text = Run(run).load_data("text")
+    train = [
+        S.asr(p, S.asr_train(speech), data.unit_noise),
+        S.tts(p, speech["train"], data.tts_history_noise),
+        S.text_lm(p, text["train"]),
+        S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans),
+    ]
+    train += text_qa_replay(run, p, layout, STAGE1_RATIOS, data)
+    val = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
+    train_and_export(
+        paths, model, tok, layout, train, STAGE1_RATIOS, val, data, optim, trainer, lora
+    )

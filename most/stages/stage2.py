@@ -1,0 +1,69 @@
+"""``most stage2``: MoST stage 2, spoken-QA and text instruction tuning with ASR/TTS replay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from most.data.prompts import Prompts, SpeechMode
+from most.run import Run
+from most.train import sources as S
+from most.train.config import TrainerConfig
+from most.train.datamodule import DataConfig
+from most.train.dryrun import load_config, print_dry_run
+from most.train.optim import LoraConfig, OptimConfig
+from most.train.runner import prepare
+from most.train.stage import STAGE2_RATIOS, load_model, text_qa_replay, train_and_export
+
+_DEFAULT_DataConfig = DataConfig()
+_DEFAULT_LoraConfig = LoraConfig()
+_DEFAULT_OptimConfig = OptimConfig()
+_DEFAULT_TrainerConfig = TrainerConfig()
+
+
+def stage2(
+    run: Path = Path("runs/demo"),
+    init: Path | None = None,
+    speech_mode: SpeechMode = "text_then_units",
+    answer_sentences: bool = True,
+    data: DataConfig = _DEFAULT_DataConfig,
+    optim: OptimConfig = _DEFAULT_OptimConfig,
+    trainer: TrainerConfig = _DEFAULT_TrainerConfig,
+    lora: LoraConfig = _DEFAULT_LoraConfig,
+    force: bool = False,
+    dry_run: bool = False,
+) -> None:
+    """MoST stage 2: spoken-QA and text instruction tuning with ASR/TTS replay.
+
+    Only ``qa_train`` facts are used; ``qa_heldout`` stays out of training and validation.
+    ``speech_mode``: spoken answers as text-then-units or units only.
+    ``answer_sentences``: text answers are the data's ``answer_sentence`` (the fact as a statement)
+    where it has one, else the short ``answer`` (see :func:`most.train.sources.answer_column`).
+    """
+    init = Path(init) if init else Run(run).hf("stage1")
+    if dry_run:
+        print_dry_run(load_config(init), data, trainer, optim, lora)
+        return
+    paths = prepare(Run(run).stage("stage2"), force)
+    if paths is None:
+        return
+    model, tok, layout = load_model(init)
+    S.check_layout(run, layout)
+    p = Prompts(layout, tok)
+    speech = Run(run).load_units("speech", layout.unit_tokenizer_hash)
+    qa = Run(run).load_units("sqa", layout.unit_tokenizer_hash)["qa_train"]
+    instr = Run(run).load_data("instructions")
+    text = Run(run).load_data("text")
+    train = [
+        S.s2t(p, qa, answer_sentences, data.unit_noise),
+        S.s2s(p, qa, speech_mode, answer_sentences, data.unit_noise),
+        S.instruct(p, instr["train"]),
+        S.asr(p, S.asr_train(speech), data.unit_noise),
+        S.tts(p, speech["train"], data.tts_history_noise),
+        S.text_lm(p, text["train"]),
+        S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans),
+        *text_qa_replay(run, p, layout, STAGE2_RATIOS, data, answer_sentences),
+    ]
+    val = [S.instruct(p, instr["test"]), S.asr(p, speech["dev"]), S.tts(p, speech["dev"])]
+    train_and_export(
+        paths, model, tok, layout, train, STAGE2_RATIOS, val, data, optim, trainer, lora
+    )

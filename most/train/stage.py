@@ -1,0 +1,125 @@
+"""The training path the three training stages share: mixture -> Lightning fit with resume -> HF export.
+
+:func:`train_and_export` builds the mixture, wraps the model in
+:class:`~most.train.module.CausalLMModule`, fits it with resume (:mod:`most.train.runner`) and writes
+the HF folder; :func:`load_model` reads a folder written by ``most adapt`` or a previous stage.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+import most.modeling  # noqa: F401  (registers the adapted model with transformers' Auto classes)
+from most.data.prompts import Example, Prompts
+from most.layout import TokenLayout
+from most.run import Run
+from most.train import sources as S
+from most.train.config import TrainerConfig
+from most.train.datamodule import DataConfig, MixtureDataModule
+from most.train.mixing import Source
+from most.train.module import CausalLMModule
+from most.train.optim import LoraConfig, OptimConfig, apply_lora, select_trainable
+from most.train.runner import StagePaths, export_hf, fit, write_metrics
+from most.train.textqa import qa_text
+
+BASE_RATIOS = {"text_lm": 0.9, "text_qa": 0.1}
+STAGE1_RATIOS = {"asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.0, "speech_lm": 0.0}
+STAGE2_RATIOS = {
+    "s2t": 0.4,
+    "s2s": 0.4,
+    "instruct": 0.1,
+    "asr": 0.05,
+    "tts": 0.05,
+    "text_lm": 0.0,
+    "text_qa": 0.0,
+    "speech_lm": 0.0,
+}
+
+
+def train_and_export(
+    paths: StagePaths,
+    model: torch.nn.Module,
+    tok,
+    layout: TokenLayout | None,
+    train: list[Source],
+    defaults: dict[str, float],
+    val: list[Source],
+    data: DataConfig,
+    optim: OptimConfig,
+    trainer: TrainerConfig,
+    lora: LoraConfig | None = None,
+) -> dict | None:
+    """Fit and export; returns the run metrics on the global-zero process, None elsewhere."""
+    train_sources, train_ratios = S.mixture(train, defaults, data.ratios)
+    val_ratios = [1.0] * len(val)
+    if lora is not None and lora.enabled:
+        model = apply_lora(model, lora)
+    trainable = select_trainable(model, optim)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    dm = MixtureDataModule(train_sources, train_ratios, val, val_ratios, data, pad_id)
+    n_old = layout.text_vocab_size if layout is not None else None
+    # torch's global generator starts from a random seed in this process (an import reseeds it),
+    # and dropout draws from it: seed it, so the same recipe gives the same model on every run.
+    L.seed_everything(data.seed, verbose=False)
+    module = CausalLMModule(model, optim, trainer.max_steps, n_old)
+    pl_trainer, metrics = fit(paths, module, dm, trainer)
+    if not pl_trainer.is_global_zero:
+        return None
+    export_hf(module.model, tok, layout, paths.hf)
+    metrics["trainable_params"] = sum(
+        p.numel() for n, p in model.named_parameters() if n in trainable
+    )
+    metrics["ratios"] = dict(zip([s.task for s in train_sources], train_ratios, strict=True))
+    write_metrics(paths, metrics)
+    return metrics
+
+
+def text_qa_replay(
+    run: Path,
+    p: Prompts,
+    layout: TokenLayout,
+    defaults: dict,
+    data: DataConfig,
+    sentences: bool = True,
+) -> list[Source]:
+    """The ``text_qa`` source of a speech stage (``qa_train`` only), read only when its ratio > 0."""
+    if {**defaults, **data.ratios}.get("text_qa", 0.0) <= 0:
+        return []
+    return [
+        S.text_qa(p, Run(run).load_units("sqa", layout.unit_tokenizer_hash)["qa_train"], sentences)
+    ]
+
+
+def text_qa_source(p: Prompts, ds) -> Source:
+    ds = ds.select_columns(["text", "answer"])
+
+    def build(row: dict) -> Example:
+        ex = p.text_lm(qa_text(row["text"], row["answer"]))
+        return Example(ex.input_ids, ex.labels, "text_lm")
+
+    return Source("text_qa", ds, build)
+
+
+def load_model(init: Path):
+    """Model, tokenizer and token layout of an HF folder written by ``most adapt`` or a stage."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if not (init / "config.json").is_file():
+        raise FileNotFoundError(f"{init}: no HF model folder (run the previous stage first)")
+    layout = TokenLayout.load(init)
+    model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(str(init))
+    rows = model.get_input_embeddings().num_embeddings
+    if rows < layout.vocab_size:
+        raise ValueError(f"{init}: embedding has {rows} rows, layout needs {layout.vocab_size}")
+    return model, tok, layout
+
+
+def maybe(load):
+    try:
+        return load()
+    except FileNotFoundError:
+        return None
