@@ -118,7 +118,7 @@ def load_qa_set(path: str | Path, n: int) -> list[dict]:
 
 def evaluate_qa_sets(lm, sets: dict[str, Path], n: int, sampling) -> dict:
     """S->T accuracy on each named real spoken-QA set: ``{name: {"accuracy", "n"}}``."""
-    from most.eval.metrics import contains_answer
+    from most.text import contains_answer
 
     out = {}
     for name, path in sets.items():

@@ -37,7 +37,7 @@ import datasets
 import numpy as np
 
 from most.eval.judges import Judge, audible
-from most.eval.metrics import accuracy, answer_forms, normalize
+from most.text import accuracy, answer_forms, normalize
 from most.generate import Sampling, SpeechLM
 from most.progress import progress
 from most.run import Run

@@ -8,10 +8,11 @@ twin of the spoken cross-modal transfer test.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import torch
+
+from most.text import contains_answer
 
 QUESTION = "Question: "
 ANSWER = " Answer:"
@@ -22,10 +23,6 @@ def qa_text(question: str, answer: str = "") -> str:
     return f"{QUESTION}{question}{ANSWER}" + (f" {answer}" if answer else "")
 
 
-def normalize(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9 ]", " ", text.lower()).split())
-
-
 def text_qa_accuracy(
     model,
     tokenizer,
@@ -34,7 +31,8 @@ def text_qa_accuracy(
     max_new_tokens: int = 12,
     n_examples: int = 5,
 ) -> dict:
-    """Greedy-decode an answer to each question; correct if it starts with the normalised answer."""
+    """Greedy-decode an answer to each question; correct if it contains the answer
+    (:func:`most.text.contains_answer`, the rule the eval's spoken-QA scores use)."""
     prompts = [qa_text(q) for q in questions]
     out = completion_accuracy(model, tokenizer, prompts, answers, max_new_tokens, n_examples)
     out["examples"] = [
@@ -54,7 +52,7 @@ def completion_accuracy(
     n_examples: int = 5,
 ) -> dict:
     """Greedy-continue each text prompt (a document start, as the text LM was trained); correct if
-    the continuation starts with the normalised answer."""
+    the continuation contains the answer (:func:`most.text.contains_answer`)."""
     model.eval()
     eos = tokenizer.eos_token_id
     correct = 0
@@ -71,7 +69,7 @@ def completion_accuracy(
             pad_token_id=eos,
         )
         pred = tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
-        ok = normalize(pred).startswith(normalize(a))
+        ok = contains_answer(pred, a)
         correct += ok
         if len(examples) < n_examples:
             examples.append(

@@ -2,7 +2,8 @@
 
 import pytest
 
-from most.eval.metrics import accuracy, answer_forms, cer, contains_answer, normalize, wer
+from most.eval.metrics import cer, wer
+from most.text import accuracy, answer_forms, contains_answer, normalize
 
 
 def test_normalizer_whisper_conventions():
