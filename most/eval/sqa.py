@@ -37,10 +37,10 @@ import datasets
 import numpy as np
 
 from most.eval.judges import Judge, audible
-from most.text import accuracy, answer_forms, normalize
 from most.generate import Sampling, SpeechLM
 from most.progress import progress
 from most.run import Run
+from most.text import accuracy, answer_forms, normalize
 
 SPLITS = {"heldout": "qa_heldout", "train": "qa_train"}
 

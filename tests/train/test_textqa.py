@@ -6,8 +6,8 @@ import torch
 from transformers import Qwen3MoeForCausalLM
 
 from most.testing import TINY_MODEL, sentences
-from most.text_tokenizer import TokenizerConfig, train_text_tokenizer
 from most.text import accuracy, normalize
+from most.text_tokenizer import TokenizerConfig, train_text_tokenizer
 from most.train.textqa import completion_accuracy, text_qa_accuracy
 
 
