@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import most  # noqa: F401
-from most.stages.release import merge_lora
+from most.export import merge_lora
 
 
 def test_lora_merge_matches_adapter(eval_run, tmp_path):
