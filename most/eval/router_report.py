@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import datasets
 import torch
 
 from most.data.prompts import Example
-from most.generate import device_of
+from most.generate import SpeechLM, device_of
 
 
 @torch.no_grad()
@@ -77,3 +78,14 @@ def plot_heatmap(summary: dict, path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def router_examples(lm: SpeechLM, units_split: datasets.Dataset, n: int) -> list[Example]:
+    """Teacher-forced ASR and TTS examples of the first ``n`` rows of a unit split."""
+    rows = units_split.select(range(min(n, len(units_split)))).select_columns(["units", "text"])
+    p = lm.prompts
+    return [
+        ex
+        for u, t in zip(rows["units"], rows["text"], strict=True)
+        for ex in (p.asr(u, t), p.tts(t, u))
+    ]

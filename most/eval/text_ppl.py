@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from most.data.prompts import IGNORE, Prompts
-from most.generate import device_of
+from most.generate import SpeechLM, device_of
 from most.progress import progress
+from most.run import Run
 
 
 @torch.no_grad()
@@ -56,3 +59,17 @@ def perplexity(
             count += int((target != IGNORE).sum())
             bar.advance(task, len(batch))
     return math.exp(total / max(count, 1))
+
+
+def text_retention(lm: SpeechLM, run: Path, base: Path | None, n: int) -> dict:
+    """Perplexity of the model and of the base LM (``base`` or ``RUN/base/hf``, when there is one)
+    on the first ``n`` held-out paragraphs of ``RUN/data/text``."""
+    heldout = Run(run).load_data("text")["heldout"]
+    texts = heldout.select(range(min(n, len(heldout))))["text"]
+    out = {"ppl_model": perplexity(lm.model, lm.prompts, texts)}
+    base_dir = Path(base or Run(run).hf("base"))
+    if (base_dir / "config.json").is_file():
+        model = AutoModelForCausalLM.from_pretrained(str(base_dir)).to(lm.model.device)
+        tok = AutoTokenizer.from_pretrained(str(base_dir))
+        out["ppl_base"] = perplexity(model, Prompts(None, tok), texts)
+    return out

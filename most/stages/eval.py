@@ -15,9 +15,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import datasets
+import torch
 
+from most.eval.asr import evaluate_asr
+from most.eval.audio_lm import evaluate_minimal_pairs
+from most.eval.judges import load_judge
+from most.eval.loaders import evaluate_qa_sets
 from most.eval.report import write_report
+from most.eval.router_report import plot_heatmap, router_examples, router_summary
+from most.eval.sqa import evaluate_sqa, heldout_leaks
+from most.eval.text_ppl import text_retention
+from most.eval.tts import evaluate_tts, tts_reference
 from most.generate import Sampling, SpeechLM
 from most.io import atomic_dir, read_json
 from most.run import Run
@@ -118,10 +126,6 @@ def evaluate(
     ``device``: where the model runs: ``auto`` (the first GPU if there is one, else the CPU),
     ``cpu``, ``cuda`` or ``cuda:N``. The judges and the vocoder stay on the CPU.
     """
-    import torch
-
-    from most.eval.judges import load_judge
-
     if threads:
         torch.set_num_threads(threads)
     run = Path(run)
@@ -147,12 +151,9 @@ def evaluate(
     with atomic_dir(out) as tmp:
         plots: list[str] = []
         if sizes.asr:
-            from most.eval.asr import evaluate_asr
-
             splits = ("test", "test_voices")
             timed("asr", lambda: evaluate_asr(lm, speech_units, splits, sizes.asr, sampling))
         if sizes.tts:
-            from most.eval.tts import evaluate_tts, tts_reference
 
             def tts() -> dict:
                 ref = tts_reference(lm, judge_list, speech["test"], speech_units["test"], sizes.tts)
@@ -162,8 +163,6 @@ def evaluate(
         if Run(run).judge_file.is_file():
             results["judge"] = read_json(Run(run).judge_file)["metrics"]
         if sizes.sqa:
-            from most.eval.sqa import evaluate_sqa, heldout_leaks
-
             judge = next((j for j in judge_list if j.name == judges.sqa), None)
             sqa_units = Run(run).load_units("sqa", h)
             sqa_audio = Run(run).load_data("sqa") if Run(run).has_data("sqa") else None
@@ -173,22 +172,16 @@ def evaluate(
             )
             results["sqa"]["heldout_leaks"] = heldout_leaks(run)
         if qa_sets.sets:
-            from most.eval.loaders import evaluate_qa_sets
-
             timed("qa_sets", lambda: evaluate_qa_sets(lm, qa_sets.sets, qa_sets.n, sampling))
         if sizes.wuggy or sizes.blimp:
-            from most.eval.audio_lm import evaluate_minimal_pairs
-
             timed(
                 "audio_lm",
                 lambda: evaluate_minimal_pairs(lm, run, audio_lm, sizes.wuggy, sizes.blimp),
             )
         if sizes.text:
-            timed("text", lambda: _text_ppl(lm, run, models.base, sizes.text))
+            timed("text", lambda: text_retention(lm, run, models.base, sizes.text))
         if sizes.router:
-            from most.eval.router_report import plot_heatmap, router_summary
-
-            examples = _router_examples(lm, speech_units["test"], sizes.router)
+            examples = router_examples(lm, speech_units["test"], sizes.router)
             timed("router", lambda: router_summary(lm.model, examples))
             plot_heatmap(results["router"], tmp / "router_heatmap.png")
             plots.append("router_heatmap.png")
@@ -206,30 +199,3 @@ def evaluate(
         report = write_report(tmp, results, meta, plots)
     print(f"most eval: wrote {out}/report.md ({meta['total_seconds']} s)")
     return report
-
-
-def _text_ppl(lm: SpeechLM, run: Path, base: Path | None, n: int) -> dict:
-    from most.data.prompts import Prompts
-    from most.eval.text_ppl import perplexity
-
-    heldout = Run(run).load_data("text")["heldout"]
-    texts = heldout.select(range(min(n, len(heldout))))["text"]
-    out = {"ppl_model": perplexity(lm.model, lm.prompts, texts)}
-    base_dir = Path(base or Run(run).hf("base"))
-    if (base_dir / "config.json").is_file():
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        model = AutoModelForCausalLM.from_pretrained(str(base_dir)).to(lm.model.device)
-        tok = AutoTokenizer.from_pretrained(str(base_dir))
-        out["ppl_base"] = perplexity(model, Prompts(None, tok), texts)
-    return out
-
-
-def _router_examples(lm: SpeechLM, units_split: datasets.Dataset, n: int) -> list:
-    rows = units_split.select(range(min(n, len(units_split)))).select_columns(["units", "text"])
-    p = lm.prompts
-    return [
-        ex
-        for u, t in zip(rows["units"], rows["text"], strict=True)
-        for ex in (p.asr(u, t), p.tts(t, u))
-    ]
