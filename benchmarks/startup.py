@@ -42,8 +42,10 @@ def measure(python: str, code: str, repeats: int) -> dict:
             capture_output=True,
             text=True,
             env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-            check=True,
+            check=False,
         )
+        if out.returncode != 0:  # e.g. a module an older checkout does not have
+            return {"error": out.stderr.strip().splitlines()[-1]}
         line = next(x for x in out.stderr.splitlines() if x.startswith("PROBE "))
         cpu, rss, *loaded = line.split()[1:]
         runs.append((float(cpu), int(rss) / 1024, loaded))
@@ -65,7 +67,8 @@ def main() -> None:
     results = {}
     for name, code in COMMANDS.items():
         r = measure(args.python, code, args.repeats)
-        r["cpu_vs_baseline"] = round(r["cpu_s"] / base["cpu_s"], 3)
+        if "cpu_s" in r:
+            r["cpu_vs_baseline"] = round(r["cpu_s"] / base["cpu_s"], 3)
         results[name] = r
     print(
         json.dumps(
