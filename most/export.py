@@ -17,6 +17,8 @@ from most.io import atomic_write_text, read_json
 from most.run import UNIT_TOKENIZER_FILE, Run
 
 SUMS_FILE = "SHA256SUMS"
+#: The release's copy of the eval report (report.json/.md, heat map, reload_check.json).
+REPORT_DIR = "eval"
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,15 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 import torch
+from pocketsphinx import get_model_path
 
+from most.corpora import world
+from most.corpora.speech import Voice, phonemes, require_espeak, synthesize
 from most.data.prompts import Prompts
+from most.eval.loaders import load_minimal_pairs
 from most.generate import device_of
 from most.progress import progress
+from most.run import Run
 
 VOWELS = "aeiou"
 
@@ -146,8 +151,6 @@ def wuggy_pairs(
 def english_words() -> frozenset[str]:
     """The CMU pronouncing dictionary's words (~126 k; shipped with pocketsphinx, a dependency):
     generated pseudo-words avoid them, as Wuggy's are not words of the language."""
-    from pocketsphinx import get_model_path
-
     path = Path(get_model_path()) / "en-us" / "cmudict-en-us.dict"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: pocketsphinx's English dictionary is missing")
@@ -184,8 +187,6 @@ def blimp_pairs(sentences: Sequence[str], n: int, seed: int = 0) -> list[tuple[s
 
 def speak_pairs(pairs: Sequence[tuple[str, str]], voice: str, tag: str) -> list[tuple]:
     """Text pairs -> audio pairs spoken by espeak-ng (``voice`` = ``variant:rate:pitch``)."""
-    from most.corpora.speech import Voice, require_espeak, synthesize
-
     require_espeak()
     v = Voice.parse(voice)
     return [
@@ -203,12 +204,6 @@ def minimal_pair_units(lm, run, cfg, n_wuggy: int, n_blimp: int) -> dict[str, li
     world's vocabulary lists; pseudo-words avoid every word of the held-out text. Sentence pairs
     come from ``speech/test`` transcripts (the world's templates).
     """
-    import datasets
-
-    from most.corpora import world
-    from most.corpora.speech import Voice, phonemes
-    from most.eval.loaders import load_minimal_pairs
-
     out = {}
     for name, n, real_dir in (("wuggy", n_wuggy, cfg.wuggy_dir), ("blimp", n_blimp, cfg.blimp_dir)):
         if n == 0:
@@ -217,7 +212,7 @@ def minimal_pair_units(lm, run, cfg, n_wuggy: int, n_blimp: int) -> dict[str, li
             audio = load_minimal_pairs(real_dir, n)
         elif name == "wuggy":
             words = list(world.CLASS_WORDS)
-            text = datasets.load_from_disk(f"{run}/data/text")["heldout"]["text"]
+            text = Run(run).load_data("text")["heldout"]["text"]
             known = {w.strip(".,?!").lower() for t in text for w in t.split()}
             variant = Voice.parse(cfg.voice).variant
             pairs = wuggy_pairs(
@@ -231,7 +226,7 @@ def minimal_pair_units(lm, run, cfg, n_wuggy: int, n_blimp: int) -> dict[str, li
             )
             audio = speak_pairs(pairs, cfg.voice, "wuggy")
         else:
-            sentences = datasets.load_from_disk(f"{run}/data/speech")["test"]["text"]
+            sentences = Run(run).load_data("speech")["test"]["text"]
             audio = speak_pairs(blimp_pairs(sentences, n, cfg.seed), cfg.voice, "blimp")
         units = lm.encode([w for pair in audio for w in pair])
         out[name] = list(zip(units[0::2], units[1::2], strict=True))

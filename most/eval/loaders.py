@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from most.audio import read_audio
+from most.text import contains_answer
 
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg")
 QUESTION_KEYS = ("question", "Question", "text")
@@ -118,8 +119,6 @@ def load_qa_set(path: str | Path, n: int) -> list[dict]:
 
 def evaluate_qa_sets(lm, sets: dict[str, Path], n: int, sampling) -> dict:
     """S->T accuracy on each named real spoken-QA set: ``{name: {"accuracy", "n"}}``."""
-    from most.text import contains_answer
-
     out = {}
     for name, path in sets.items():
         records = load_qa_set(path, n)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from most.export import (
+    REPORT_DIR,
     SUMS_FILE,
     ModelCard,
     copy_eval,
@@ -93,13 +94,13 @@ def release(
         lm.layout.save(tmp)
         lm.units.save(tmp / UNITS_DIR)
         atomic_write_json(tmp / "vocoder.json", vocoder_settings(tmp / UNITS_DIR))
-        copy_eval(Run(run).eval, tmp / "eval")
+        copy_eval(Run(run).eval, tmp / REPORT_DIR)
         atomic_write_text(tmp / "README.md", model_card(card, report, provenance(run), lm))
         if source.verify:
             examples = reload_examples(run, report, lm.layout.unit_tokenizer_hash)
             meta = report["meta"]
             check = verify_release(tmp, examples, meta.get("sampling", {}), meta.get("device"))
-            atomic_write_json(tmp / "eval" / "reload_check.json", check)
+            atomic_write_json(tmp / REPORT_DIR / "reload_check.json", check)
         write_checksums(tmp)
     print(f"most release: wrote {out}")
     return out
