@@ -28,6 +28,11 @@ def _tag() -> str:
     return f"{socket.gethostname().replace('-', '_')}-{os.getpid()}-"
 
 
+def temp_prefix(name: str) -> str:
+    """The prefix of a temporary sibling of ``name`` that :func:`remove_stale` understands."""
+    return f".{name}.tmp-{_tag()}"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -97,7 +102,7 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{_tag()}", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), dir=dest.parent))
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a run folder follows the umask
     try:
         yield tmp
@@ -133,7 +138,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{_tag()}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

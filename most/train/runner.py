@@ -8,14 +8,16 @@
                the stage finished, so a re-run is a no-op unless forced
     metrics.json  wall time, tokens/s, final losses per task
 
-Checkpoint files are written by Lightning's ``TorchCheckpointIO`` (serialised to memory, then written
-through an fsspec transaction: a temporary file renamed into place), so a kill never leaves a torn
-``last.ckpt``. Resume restores model, optimizer, scheduler, loop counters, the data position
+Checkpoint files are written by :class:`~most.train.checkpoint.AtomicCheckpointIO` (a temporary file in
+``ckpt/``, fsynced, renamed into place), so a kill or a full disk never leaves a torn ``last.ckpt``;
+a resume starts from the newest checkpoint that reads back whole and renames broken ones to
+``*.broken``. Resume restores model, optimizer, scheduler, loop counters, the data position
 (:class:`~most.train.datamodule.MixtureDataModule`) and RNG states (:class:`~most.train.callbacks.RngState`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -32,6 +34,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from most.io import atomic_dir, atomic_write_json
 from most.layout import TokenLayout
 from most.train.callbacks import RngState, RouterTelemetry, StageProgress, TokensPerSecond
+from most.train.checkpoint import AtomicCheckpointIO, resume_point
 from most.train.config import TrainerConfig
 from most.train.datamodule import MixtureDataModule
 from most.train.module import CausalLMModule
@@ -119,6 +122,8 @@ def build_trainer(
         enable_progress_bar=cfg.progress,
         enable_model_summary=False,
         default_root_dir=paths.root,
+        # DeepSpeed writes its own sharded checkpoint folders.
+        plugins=None if str(cfg.strategy).startswith("deepspeed") else [AtomicCheckpointIO()],
     )
     return trainer, throughput
 
@@ -135,10 +140,21 @@ def fit(
         torch.set_num_threads(cfg.threads)
     has_val = bool(datamodule.val_sources) and datamodule.cfg.val_batches > 0
     trainer, throughput = build_trainer(cfg, paths, has_val, extra_callbacks)
-    last = paths.ckpt / "last.ckpt"
-    resumed = last.is_file()
+    start, broken = resume_point(paths.ckpt)
+    for path in broken:  # every rank runs this; the first rename wins
+        target = path.with_name(path.name + ".broken")
+        with contextlib.suppress(FileNotFoundError):
+            path.rename(target)
+            print(
+                f"most {paths.root.name}: {path} is not a whole checkpoint (a write was cut "
+                f"short); moved to {target.name}",
+                flush=True,
+            )
+    if start is not None:
+        print(f"most {paths.root.name}: resuming from {start}", flush=True)
+    resumed = start is not None
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resumed else None)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(start) if resumed else None)
     if trainer.interrupted:
         raise KeyboardInterrupt
     wall = time.perf_counter() - t0
