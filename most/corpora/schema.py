@@ -5,8 +5,8 @@
 ``speech/`` -- ``DatasetDict``: ASR/TTS utterances.
     splits: ``train``, ``dev``, ``test`` (seen voices, sentences unseen in training) and, for
     corpora with held-out speakers, ``test_voices`` (voices never heard in training); the
-    embedded default adds ``train_novel`` (ASR-only sentences about entities outside the world)
-    and ``train_short`` (one- and two-word utterances, trained like ``train``).
+    embedded default adds ``train_short`` (one- and two-word utterances, read by the speech LM
+    and the unit encoder only).
     columns: ``id`` str, ``audio`` {``array``: float32[n], ``sampling_rate``: int}, ``text`` str,
     ``voice`` str, ``task`` str (``"asr_tts"``), ``duration`` float (seconds).
 

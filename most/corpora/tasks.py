@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from most.corpora.world import CLASS_WORDS, Fact, World, build_world, invented_names
+from most.corpora.world import CLASS_WORDS, Fact, World, invented_names
 
 MIN_WORDS, MAX_WORDS = 4, 20
 
@@ -88,32 +88,15 @@ def speech_sentences(
     return {"train": train, "dev": dev, "test": test}
 
 
-def novel_sentences(world: World, n: int, seed: int) -> list[str]:
-    """``n`` distinct sentences about a *novel* world: same templates and name generator as
-    ``world``, but none of its entities (all names differ) and independently drawn facts.
-
-    Why: trained on the world's own sentences only, stage 1 overfits them (tiny demo, 1500 steps:
-    ASR train loss 0.02 against 0.51 on dev; 77 of 135 sentences of its test hypotheses are
-    training sentences). Measured, 12,000 of these beside the 6,000 world sentences made ASR worse
-    (WER 0.27 / 0.36 -> 0.40 / 0.45, seen / held-out voices): test sentences state true facts of
-    the world, which the text prior helps to recognise, so the recipes keep ``n_novel: 0``.
-    """
-    rng = random.Random(seed)
-    novel = build_world(replace(world.config, seed=seed), exclude=invented_names(world))
-    by_subject = novel.facts_about()
-    return _draw(by_subject, sorted(by_subject), n, set(), rng)
-
-
 def short_utterances(world: World, sentences: Sequence[str], n: int, seed: int) -> list[str]:
     """``n`` one- or two-word utterances cut from ``sentences`` ("Forty eight.", "Was built."),
     none with an invented name or a word of :data:`CLASS_WORDS`.
 
-    Why: trained on sentences only, the speech LM is sure an utterance opens like a sentence, so a
-    word said alone (what sWUGGY-style pairs score) loses 10-13 nats on its first units whether it
-    is a word or not, and that noise swamps the difference between the two. These teach that an
-    utterance may be one word, with words that are neither invented (they would sound like the
-    pseudo-words) nor the pairs' own words (that would train on the test). Spans are drawn
-    uniformly over the distinct ones, so rare words are heard as often as "the".
+    Why: a speech LM trained on sentences only expects every utterance to open like a sentence, so
+    a word said alone (what sWUGGY-style pairs score) looks unlikely whether it is a word or not.
+    These teach that an utterance may be one word, with words that are neither invented (they would
+    sound like the pseudo-words) nor the pairs' own words (that would train on the test). Spans are
+    drawn uniformly over the distinct ones, so rare words are heard as often as "the".
     """
     names = {name.lower() for name in invented_names(world)}
     banned = {w.lower() for w in CLASS_WORDS}

@@ -12,7 +12,6 @@ answer; every relation has several statement templates (varied corpus) and quest
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from most.corpora.numbers import number_words
@@ -265,14 +264,10 @@ def _names(rng: random.Random, n: int, syllables: tuple[int, int], taken: set[st
     return names
 
 
-def build_world(config: WorldConfig, exclude: Iterable[str] = ()) -> World:
-    """Generate entities and facts; the result depends only on ``config`` and ``exclude``.
-
-    ``exclude``: invented names (as :func:`invented_names` returns them) this world must not use,
-    e.g. another world's, so that no entity of one is spoken of in the other.
-    """
+def build_world(config: WorldConfig) -> World:
+    """Generate entities and facts; the result depends only on ``config``."""
     rng = random.Random(config.seed)
-    taken: set[str] = set(exclude)
+    taken: set[str] = set()
     countries = _names(rng, config.n_countries, (2, 3), taken)
     cities = _names(rng, config.n_cities, (1, 2), taken)
     rivers = _names(rng, config.n_cities // 3 + 1, (2, 2), taken)

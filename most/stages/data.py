@@ -35,7 +35,6 @@ from most.corpora.librispeech import librispeech_items
 from most.corpora.speech import Voice, require_espeak
 from most.corpora.tasks import (
     instructions,
-    novel_sentences,
     qa_items,
     short_utterances,
     speech_sentences,
@@ -90,8 +89,6 @@ class SpeechConfig:
         train_voices: voices used for training (and for the seen-voice test split).
         test_voices: voices heard only in the ``test_voices`` split.
         n_train: ASR/TTS training utterances.
-        n_novel: ASR-only training utterances (split ``train_novel``) about a novel world: the
-            same templates and name generator, none of the world's entities. 0 = none.
         n_short: one- and two-word speech-LM utterances (split ``train_short``) cut from the
             training sentences, no invented names and no words of the sWUGGY-style pairs
             (:func:`most.corpora.tasks.short_utterances`). 0 = none.
@@ -113,7 +110,6 @@ class SpeechConfig:
     )
     test_voices: tuple[str, ...] = ("en-us+f5:170:62", "en-gb-scotland+m4:155:42")
     n_train: int = 6000
-    n_novel: int = 0
     n_short: int = 0
     n_dev: int = 200
     n_test: int = 300
@@ -129,9 +125,8 @@ class SpeechConfig:
         for name in ("n_train", "n_dev", "n_test"):
             if getattr(self, name) < 1:
                 raise ValueError(f"speech.{name} must be >= 1")
-        for name in ("n_novel", "n_short"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"speech.{name} must be >= 0, got {getattr(self, name)}")
+        if self.n_short < 0:
+            raise ValueError(f"speech.n_short must be >= 0, got {self.n_short}")
 
 
 def _settings_hash(*configs: object) -> str:
@@ -177,13 +172,7 @@ def _world_items(world_cfg: WorldConfig, speech: SpeechConfig) -> tuple[dict, di
         "test": spoken("test", sentences["test"], train_voices),
         "test_voices": spoken("test_voices", sentences["test"], test_voices),
     }
-    if speech.n_novel:  # own generators: the world's splits stay the same with or without it
-        novel = novel_sentences(world, speech.n_novel, seed + 10)
-        speech_items["train_novel"] = spoken(
-            "train_novel", novel, train_voices, random.Random(seed + 11)
-        )
-
-    if speech.n_short:  # own generators too
+    if speech.n_short:  # own generators: the world's splits stay the same with or without it
         short = short_utterances(world, sentences["train"], speech.n_short, seed + 12)
         speech_items["train_short"] = spoken(
             "train_short", short, train_voices, random.Random(seed + 13)

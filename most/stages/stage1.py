@@ -44,7 +44,7 @@ def stage1(
     speech = Run(run).load_units("speech", layout.unit_tokenizer_hash)
     text = Run(run).load_data("text")
     train = [
-        S.asr(p, S.asr_train(speech), data.unit_noise),
+        S.asr(p, speech["train"]),
         S.tts(p, speech["train"], data.tts_history_noise),
         S.text_lm(p, text["train"]),
         S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans),

@@ -54,10 +54,10 @@ def stage2(
     instr = Run(run).load_data("instructions")
     text = Run(run).load_data("text")
     train = [
-        S.s2t(p, qa, answer_sentences, data.unit_noise),
-        S.s2s(p, qa, speech_mode, answer_sentences, data.unit_noise),
+        S.s2t(p, qa, answer_sentences),
+        S.s2s(p, qa, speech_mode, answer_sentences),
         S.instruct(p, instr["train"]),
-        S.asr(p, S.asr_train(speech), data.unit_noise),
+        S.asr(p, speech["train"]),
         S.tts(p, speech["train"], data.tts_history_noise),
         S.text_lm(p, text["train"]),
         S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans),

@@ -110,10 +110,9 @@ class TrainerConfig:
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively: on AMX tiles (Intel Sapphire Rapids on) or with
-    AVX512-BF16 (AMD Zen 4, Intel Cooper Lake). Stage 1 of the tiny default in bf16-mixed vs fp32:
-    a step 0.46 s vs 0.62 s on a 2-core AMX machine; the demo's 2400 steps 28.5 vs 33.3 min on a
-    2-core AMD EPYC Zen 4 (a 2048^2 matmul there: 407 GFLOP/s in bf16, 183 in fp32). Without
-    either, bf16 has no native matmul and ``auto`` keeps fp32."""
+    AVX512-BF16 (AMD Zen 4, Intel Cooper Lake), where bf16-mixed trains the tiny default's stage 1
+    markedly faster than fp32 (docs/results.md). Without either, bf16 has no native matmul and
+    ``auto`` keeps fp32."""
     import torch
 
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")

@@ -36,10 +36,6 @@ class DataConfig:
     """Fixed held-out batches evaluated at every validation."""
     num_workers: int = 0
     """DataLoader worker processes (0 = in the training process)."""
-    unit_noise: float = 0.0
-    """Probability per input unit of training ASR and spoken-question examples being deleted,
-    replaced or followed by a random unit (:mod:`most.data.augment`); 0 = off. Targets and
-    validation data are never edited."""
     tts_history_noise: float = 0.0
     """Probability per unit of a TTS example's input history being replaced by a random unit while
     its targets stay true (:func:`most.data.augment.substitute`); 0 = off. Teaches the model to
@@ -51,8 +47,6 @@ class DataConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_len < 8:
             raise ValueError(f"data: batch_size >= 1 and max_len >= 8 required ({self})")
-        if not 0.0 <= self.unit_noise <= 1.0:
-            raise ValueError(f"data.unit_noise must be in [0, 1], got {self.unit_noise}")
         if not 0.0 <= self.tts_history_noise <= 1.0:
             raise ValueError(
                 f"data.tts_history_noise must be in [0, 1], got {self.tts_history_noise}"

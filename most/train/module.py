@@ -56,13 +56,11 @@ class CausalLMModule(L.LightningModule):
             use_cache=False,
         )
 
-    def loss(self, out, batch: dict[str, torch.Tensor], smooth: bool = True) -> torch.Tensor:
-        """The optimised loss of a forward ``out`` on ``batch`` (see the module doc); ``smooth``
-        applies ``optim.label_smoothing`` (training), off for validation."""
+    def loss(self, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The optimised loss of a forward ``out`` on ``batch`` (see the module doc)."""
         if self.optim_cfg.loss_weighting == "token":
             return out.loss
-        smoothing = self.optim_cfg.label_smoothing if smooth else 0.0
-        loss = example_mean_loss(out.logits, batch, smoothing)
+        loss = example_mean_loss(out.logits, batch)
         aux = getattr(out, "aux_loss", None)
         if aux is not None:
             # An adapted model returns its aux term already weighted; a plain HF MoE returns the raw
@@ -74,7 +72,7 @@ class CausalLMModule(L.LightningModule):
 
     def _step(self, batch: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
         out = self(batch)
-        loss = self.loss(out, batch, smooth=prefix == "train")
+        loss = self.loss(out, batch)
         bs = batch["input_ids"].shape[0]
         on_step = prefix == "train"
         self.log(
@@ -127,14 +125,11 @@ class CausalLMModule(L.LightningModule):
         return build_optimizer(self.model, self.optim_cfg, self.total_steps, fused=fused)
 
 
-def example_mean_loss(
-    logits: torch.Tensor, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0
-) -> torch.Tensor:
+def example_mean_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Next-token loss averaged over each example's answer tokens, then over examples.
 
-    ``logits (B, T, V)``; ``label_smoothing`` as in ``F.cross_entropy``; examples are the segments
-    of a row whose ``position_ids`` restart at 0 (packed rows hold several, padded rows one plus
-    padding, which has no targets).
+    ``logits (B, T, V)``; examples are the segments of a row whose ``position_ids`` restart at 0
+    (packed rows hold several, padded rows one plus padding, which has no targets).
     """
     labels = batch["labels"][:, 1:]
     starts = batch["position_ids"] == 0
@@ -144,12 +139,7 @@ def example_mean_loss(
     valid = labels != IGNORE
     if not valid.any():
         return logits.sum() * 0.0
-    nll = F.cross_entropy(
-        logits[:, :-1][valid].float(),
-        labels[valid],
-        reduction="none",
-        label_smoothing=label_smoothing,
-    )
+    nll = F.cross_entropy(logits[:, :-1][valid].float(), labels[valid], reduction="none")
     ids, seg_index = torch.unique(seg[valid], return_inverse=True)
     per_example = torch.zeros(len(ids), device=nll.device, dtype=nll.dtype)
     counts = torch.zeros_like(per_example)

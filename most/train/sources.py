@@ -1,18 +1,17 @@
 """Where each stage's examples come from: ``RUN/data`` and ``RUN/units`` datasets -> mixture sources.
 
-Column contracts (see ``data_prep/schema.py`` and the ``units`` stage): unit datasets replace ``audio``
+Column contracts (see :mod:`most.corpora.schema` and the ``units`` stage): unit datasets replace ``audio``
 by ``units`` (list[int]) and ``answer_audio`` by ``answer_units``; every other column is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import datasets
 import numpy as np
 
-from most.data.augment import crop, perturb, substitute
+from most.data.augment import crop, substitute
 from most.data.prompts import Prompts, SpeechMode
 from most.layout import TokenLayout
 from most.run import Run
@@ -38,56 +37,25 @@ def text_lm(p: Prompts, ds: datasets.Dataset) -> Source:
 
 def text_qa(p: Prompts, ds: datasets.Dataset, sentences: bool = True) -> Source:
     """``qa_train`` questions asked and answered in text, in the instruct format: replayed during the
-    speech stages so the model keeps retrieving the facts it learnt from text. (Tiny demo without it:
-    text QA on held-out facts 57 % for the base, 0 after stage 1, while completing the statements of
-    the same facts still worked 78 % of the time: the skill was lost, not the facts.)"""
+    speech stages so the model keeps the skill of answering questions about facts it learnt from
+    text (without it the facts stay, but answering questions about them is lost)."""
     col = answer_column(ds, sentences)
     return Source("text_qa", _cols(ds, "text", col), lambda r: p.instruct(r["text"], r[col]))
 
 
-def unit_noise(p: Prompts, prob: float) -> Callable[[dict, np.random.Generator], dict] | None:
-    """Row augmentation editing the input ``units`` (:func:`most.data.augment.perturb`); None
-    for ``prob`` 0, so a run without noise draws exactly the batches it drew before."""
-    if prob == 0.0:
-        return None
-    if p.layout is None:
-        raise ValueError("unit noise needs a token layout; this is a text-only model")
-    n_units = p.layout.n_units
-
-    def augment(row: dict, rng: np.random.Generator) -> dict:
-        return {**row, "units": perturb(row["units"], prob, n_units, rng)}
-
-    return augment
-
-
-def asr(p: Prompts, ds: datasets.Dataset, noise: float = 0.0) -> Source:
-    """``noise``: :func:`unit_noise` on the audio read (training only)."""
-    return Source(
-        "asr",
-        _cols(ds, "units", "text"),
-        lambda r: p.asr(r["units"], r["text"]),
-        unit_noise(p, noise),
-    )
+def asr(p: Prompts, ds: datasets.Dataset) -> Source:
+    return Source("asr", _cols(ds, "units", "text"), lambda r: p.asr(r["units"], r["text"]))
 
 
 def speech_lm_train(speech: datasets.DatasetDict) -> datasets.Dataset:
     """Speech-LM (unit continuation) rows: ``train`` plus, when the data has it, ``train_short``
-    (one- and two-word utterances: a word may be all an utterance says)."""
-    return _concat(speech, ["train", "train_short"])
-
-
-def asr_train(speech: datasets.DatasetDict) -> datasets.Dataset:
-    """ASR training rows: ``train`` plus, when the data has it, ``train_novel`` (speech about a
-    novel world, for ASR only: TTS on its invented names would teach the speech LM non-words).
-    TTS reads ``train`` alone: short utterances there made it drift (see ``speech.n_short``)."""
-    return _concat(speech, ["train", "train_novel"])
-
-
-def _concat(speech: datasets.DatasetDict, splits: list[str]) -> datasets.Dataset:
-    present = [s for s in splits if s in speech]
-    if present == ["train"]:
+    (one- and two-word utterances: a word may be all an utterance says). ASR and TTS read
+    ``train`` alone: short utterances in TTS made its readings of sentences worse."""
+    if "train_short" not in speech:
         return speech["train"]
-    return datasets.concatenate_datasets([_cols(speech[s], "units", "text") for s in present])
+    return datasets.concatenate_datasets(
+        [_cols(speech[s], "units", "text") for s in ("train", "train_short")]
+    )
 
 
 def tts(p: Prompts, ds: datasets.Dataset, history_noise: float = 0.0) -> Source:
@@ -135,20 +103,13 @@ def answer_column(ds: datasets.Dataset, sentences: bool = True) -> str:
     "The capital of Velmora is Tarsk.") where the data has it and ``sentences``, else ``answer``.
 
     A sentence answer continues a statement the text LM learnt, so a question about a fact known
-    only from text can be answered by the same completion (tiny demo, stage 2 from one stage-1
-    model: see recipes/tiny/stage2.yaml for the measured effect)."""
+    only from text can be answered by the same completion."""
     return "answer_sentence" if sentences and "answer_sentence" in ds.column_names else "answer"
 
 
-def s2t(p: Prompts, ds: datasets.Dataset, sentences: bool = True, noise: float = 0.0) -> Source:
-    """``noise``: :func:`unit_noise` on the spoken question."""
+def s2t(p: Prompts, ds: datasets.Dataset, sentences: bool = True) -> Source:
     col = answer_column(ds, sentences)
-    return Source(
-        "s2t",
-        _cols(ds, "units", col),
-        lambda r: p.s2t(r["units"], r[col]),
-        unit_noise(p, noise),
-    )
+    return Source("s2t", _cols(ds, "units", col), lambda r: p.s2t(r["units"], r[col]))
 
 
 def s2s(
@@ -156,17 +117,14 @@ def s2s(
     ds: datasets.Dataset,
     mode: SpeechMode,
     sentences: bool = True,
-    noise: float = 0.0,
 ) -> Source:
     """The spoken answer is ``answer_units`` (the embedded default speaks ``answer_sentence``);
-    with ``text_then_units`` the text written first follows :func:`answer_column`. ``noise``:
-    :func:`unit_noise` on the spoken question only, never on the answer the model learns to say."""
+    with ``text_then_units`` the text written first follows :func:`answer_column`."""
     col = answer_column(ds, sentences)
     return Source(
         "s2s",
         _cols(ds, "units", col, "answer_units"),
         lambda r: p.s2s(r["units"], r[col], r["answer_units"], mode),
-        unit_noise(p, noise),
     )
 
 

@@ -11,7 +11,7 @@ TINY_WORLD = WorldConfig(
     seed=7, n_countries=4, n_cities=8, n_people=12, n_animals=4, n_objects=4, corpus_words=3000
 )
 TINY_SPEECH = SpeechConfig(
-    n_train=24, n_novel=6, n_short=5, n_dev=4, n_test=6, n_instructions=16, text_heldout_words=1000
+    n_train=24, n_short=5, n_dev=4, n_test=6, n_instructions=16, text_heldout_words=1000
 )
 
 

@@ -16,10 +16,8 @@ from tests.data.conftest import TINY_SPEECH, TINY_WORLD, build_tiny
 def test_layout_and_schema(tiny_run):
     out = tiny_run / "data"
     speech = datasets.load_from_disk(str(out / "speech"))
-    assert set(speech) == {"train", "train_novel", "train_short", "dev", "test", "test_voices"}
+    assert set(speech) == {"train", "train_short", "dev", "test", "test_voices"}
     assert len(speech["train"]) == TINY_SPEECH.n_train
-    assert len(speech["train_novel"]) == TINY_SPEECH.n_novel
-    assert set(speech["train_novel"]["voice"]) <= set(TINY_SPEECH.train_voices)
     assert len(speech["train_short"]) == TINY_SPEECH.n_short
     assert set(speech["train_short"]["voice"]) <= set(TINY_SPEECH.train_voices)
     assert all(1 <= len(t.split()) <= 2 for t in speech["train_short"]["text"])
@@ -90,9 +88,8 @@ def test_short_utterances_leave_out_names_and_the_pair_words():
         SpeechConfig(n_short=-1)
 
 
-def test_novel_split_leaves_the_world_splits_unchanged():
-    """``train_novel`` and ``train_short`` draw from their own generators: adding them changes no
-    other split."""
+def test_short_split_leaves_the_world_splits_unchanged():
+    """``train_short`` draws from its own generators: adding it changes no other split."""
     from dataclasses import replace
 
     from most.stages.data import _world_items
@@ -104,10 +101,10 @@ def test_novel_split_leaves_the_world_splits_unchanged():
             for split, rows in splits.items()
         }
 
-    with_novel, text_a, _ = _world_items(TINY_WORLD, TINY_SPEECH)
-    without, text_b, _ = _world_items(TINY_WORLD, replace(TINY_SPEECH, n_novel=0, n_short=0))
-    a, b = columns(with_novel), columns(without)
-    assert set(a) - set(b) == {("speech", "train_novel"), ("speech", "train_short")}
+    with_short, text_a, _ = _world_items(TINY_WORLD, TINY_SPEECH)
+    without, text_b, _ = _world_items(TINY_WORLD, replace(TINY_SPEECH, n_short=0))
+    a, b = columns(with_short), columns(without)
+    assert set(a) - set(b) == {("speech", "train_short")}
     assert all(a[key] == b[key] for key in b)
     assert all(text_a[k][s]["text"] == text_b[k][s]["text"] for k in ("text",) for s in text_a[k])
 
