@@ -92,7 +92,7 @@ def test_short_split_leaves_the_world_splits_unchanged():
     """``train_short`` draws from its own generators: adding it changes no other split."""
     from dataclasses import replace
 
-    from most.stages.data import _world_items
+    from most.corpora.build import world_items
 
     def columns(items: dict) -> dict:
         return {
@@ -101,8 +101,8 @@ def test_short_split_leaves_the_world_splits_unchanged():
             for split, rows in splits.items()
         }
 
-    with_short, text_a, _ = _world_items(TINY_WORLD, TINY_SPEECH)
-    without, text_b, _ = _world_items(TINY_WORLD, replace(TINY_SPEECH, n_short=0))
+    with_short, text_a, _ = world_items(TINY_WORLD, TINY_SPEECH)
+    without, text_b, _ = world_items(TINY_WORLD, replace(TINY_SPEECH, n_short=0))
     a, b = columns(with_short), columns(without)
     assert set(a) - set(b) == {("speech", "train_short")}
     assert all(a[key] == b[key] for key in b)
@@ -126,7 +126,7 @@ def test_rerun_is_a_noop(tiny_run, capsys):
 
 
 def test_resume_after_kill_reaches_the_same_content(tiny_run, tmp_path, monkeypatch):
-    import most.stages.data as build
+    import most.corpora.build as build
 
     real_save = build.save_dataset
 
