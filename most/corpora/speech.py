@@ -62,7 +62,8 @@ def synthesize(text: str, voice: Voice, key: str, max_seconds: float | None = No
     """``text`` spoken by ``voice`` -> float32 mono at :data:`SAMPLE_RATE`. ``key`` seeds the jitter."""
     rate = voice.rate + _jitter(key + "/rate", 8)
     pitch = min(99, max(0, voice.pitch + _jitter(key + "/pitch", 5)))
-    cmd = [ESPEAK, "-v", voice.variant, "-s", str(rate), "-p", str(pitch), "--stdout", text]
+    # `--` ends the options: a text starting with "-" is spoken, never read as an option.
+    cmd = [ESPEAK, "-v", voice.variant, "-s", str(rate), "-p", str(pitch), "--stdout", "--", text]
     proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0 or not proc.stdout:
         raise AudioError("unreadable", f"espeak-ng failed for {key}: {proc.stderr.decode()[:200]}")
