@@ -298,7 +298,7 @@ def write_datasets(
             )
             parts[split] = load_split(shard_dir, features[name], work / "cache")
             all_files += shard_files(shard_dir)
-            rejects += read_rejects(shard_dir)
+            rejects += [{"dataset": name, "split": split, **r} for r in read_rejects(shard_dir)]
             manifest_datasets.setdefault(name, {})[split] = {
                 "items": stats.items,
                 "hours": round(stats.seconds / 3600, 4),

@@ -57,7 +57,10 @@ class SplitStats:
 
 
 def check_text(text: object, where: str) -> str:
-    """A transcript must be a non-empty printable string; returns it stripped."""
+    """A transcript must be a non-empty printable string; returns it stripped. ``None`` means the
+    corpus has audio without a transcript (rejected as ``no_transcript``)."""
+    if text is None:
+        raise AudioError("no_transcript", f"{where}: audio without a transcript")
     if not isinstance(text, str):
         raise AudioError("bad_text", f"{where}: transcript is {type(text).__name__}, not text")
     text = " ".join(text.split())

@@ -17,18 +17,21 @@ AUDIO_EXTENSIONS = (".flac", ".wav")
 def librispeech_items(root: str | Path, subset: str) -> list[SourceItem]:
     """Items of one subset (e.g. ``train-clean-100``) under ``root`` (the folder holding subsets).
 
-    A transcript line whose audio file is missing still yields an item: the builder records it as a
-    reject (``missing_file``) instead of silently dropping it.
+    A transcript line whose audio file is missing still yields an item, and so does an audio file
+    no transcript line names: the builder records them as rejects (``missing_file``,
+    ``no_transcript``) instead of silently dropping them.
     """
     base = Path(root) / subset
     if not base.is_dir():
         raise FileNotFoundError(f"{base}: LibriSpeech subset folder not found")
     items: list[SourceItem] = []
     for trans in sorted(base.glob("*/*/*.trans.txt")):
+        listed: set[str] = set()
         for n, line in enumerate(trans.read_text(errors="replace").splitlines(), 1):
             if not line.strip():
                 continue
             utt_id, _, text = line.strip().partition(" ")
+            listed.add(utt_id)
             speaker = utt_id.split("-")[0]
             audio = next(
                 (
@@ -46,6 +49,16 @@ def librispeech_items(root: str | Path, subset: str) -> list[SourceItem]:
                     source=f"{trans}:{n}" if not audio.exists() else str(audio),
                 )
             )
+        for audio in sorted(p for ext in AUDIO_EXTENSIONS for p in trans.parent.glob(f"*{ext}")):
+            if audio.stem not in listed:
+                items.append(
+                    SourceItem(
+                        id=audio.stem,
+                        columns={"text": None, "voice": "", "task": "asr_tts"},
+                        audio={"audio": FileAudio(str(audio))},
+                        source=str(audio),
+                    )
+                )
     if not items:
         raise FileNotFoundError(
             f"{base}: no *.trans.txt files found (is this a LibriSpeech subset?)"

@@ -42,11 +42,12 @@ def bad_corpus(tmp_path: Path) -> Path:
         "100-1-0006": lambda p: sf.write(p, _tone(5.0), SR),  # over max_seconds
         "100-1-0007": lambda p: sf.write(p, _tone(1.0), SR),  # empty transcript
         "100-1-0008": lambda p: sf.write(p, _tone(1.0), SR),  # binary transcript
+        "100-1-0010": lambda p: sf.write(p, _tone(1.0), SR),  # no transcript line at all
     }
     for utt, make in write.items():
         ext = ".wav" if utt in ("100-1-0004", "100-1-0005") else ".flac"
         make(chapter / f"{utt}{ext}")
-    lines = [f"{utt} SOME WORDS HERE" for utt in list(write)[:7]]
+    lines = [f"{utt} SOME WORDS HERE" for utt in list(write)[:7]]  # 0007-0010: see below
     lines += [
         "100-1-0007 ",
         "100-1-0008 \x00\x01\x02garbage",
@@ -77,11 +78,14 @@ def test_bad_inputs_are_skipped_and_listed(bad_corpus, tmp_path):
         "100-1-0007": "empty_text",
         "100-1-0008": "bad_text",
         "100-1-0009": "missing_file",
+        "100-1-0010": "no_transcript",
     }
+    assert {(r["dataset"], r["split"]) for r in rejects.values()} == {("speech", "train")}
+    assert rejects["100-1-0010"]["file"].endswith("100-1-0010.flac")
     assert rejects["100-1-0003"]["file"].endswith("100-1-0003.flac")
     assert rejects["100-1-0009"]["file"].endswith("100-1.trans.txt:10")
     manifest = json.loads((out / "manifest.json").read_text())
-    assert sum(manifest["datasets"]["speech"]["train"]["rejects"].values()) == 7
+    assert sum(manifest["datasets"]["speech"]["train"]["rejects"].values()) == 8
 
 
 def test_stereo_is_downmixed_by_averaging():
