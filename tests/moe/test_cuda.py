@@ -9,9 +9,7 @@ import pytest
 import torch
 
 from most.moe.experts import GroupedExperts
-from tests.moe.test_adapt import mixed_batch
-from tests.moe.test_experts import against_loop, skip_case
-from tests.moe.test_routing import load
+from most.testing import against_loop, load_adapted, mixed_batch, skip_case
 
 pytestmark = pytest.mark.gpu
 CUDA = torch.device("cuda")
@@ -57,7 +55,7 @@ def test_grouped_under_bf16_autocast_matches_fp32():
 def test_adapted_model_cuda_matches_cpu(router, base_dirs, tmp_path):
     """Same weights, same batch: CUDA fp32 logits and loss equal the CPU's; bf16 autocast is
     close; the backward pass reaches the experts on CUDA."""
-    model, layout = load(tmp_path, base_dirs, "qwen3_moe", router=router)
+    model, layout = load_adapted(tmp_path, base_dirs, "qwen3_moe", router=router)
     ids = mixed_batch(layout, batch=3)
     with torch.no_grad():
         cpu = model(ids, labels=ids)
@@ -75,7 +73,7 @@ def test_adapted_model_cuda_matches_cpu(router, base_dirs, tmp_path):
 
 def test_greedy_generation_cuda_equals_cpu(base_dirs, tmp_path):
     """KV-cached greedy decoding gives the same tokens on CUDA (fp32) as on the CPU."""
-    model, layout = load(tmp_path, base_dirs, "qwen3_moe")
+    model, layout = load_adapted(tmp_path, base_dirs, "qwen3_moe")
     ids = mixed_batch(layout, batch=2)
     kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=1)
     cpu = model.generate(ids, **kwargs)
@@ -87,7 +85,7 @@ def test_minimal_pair_scores_cuda_equal_cpu(base_dirs, tmp_path):
     """The audio-LM scorer moves its batches to the model's device: same log-probs on CUDA."""
     from most.eval.audio_lm import sequence_logprobs
 
-    model, layout = load(tmp_path, base_dirs, "qwen3_moe")
+    model, layout = load_adapted(tmp_path, base_dirs, "qwen3_moe")
     seqs = [[1, 2, 3, 4], [5, 6], [7, 8, 9, 10, 11, 12]]
     cpu = sequence_logprobs(model, layout, seqs)
     gpu = sequence_logprobs(model.to(CUDA), layout, seqs)

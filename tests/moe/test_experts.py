@@ -7,42 +7,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from most.moe import experts as experts_mod
-from most.moe.experts import GroupedExperts
-from tests.moe.test_adapt import mixed_batch
-from tests.moe.test_routing import load
-
-
-def loop_experts(m: GroupedExperts, x, index, weight):
-    """Reference: every token slot through its expert, one at a time."""
-    out = torch.zeros_like(x)
-    for t in range(x.shape[0]):
-        for i, w in zip(index[t].tolist(), weight[t], strict=True):
-            if i == m.num_experts:
-                continue
-            gate, up = (m.gate_up_proj[i] @ x[t]).chunk(2)
-            out[t] = out[t] + w * (m.down_proj[i] @ (m.act_fn(gate) * up))
-    return out
-
-
-def skip_case() -> tuple[GroupedExperts, torch.Tensor, torch.Tensor]:
-    """6 experts with non-trivial weights; 20 tokens x 3 slots, id 6 = skip, token 0 served by
-    nobody. Returns ``(experts, x, index)``."""
-    torch.manual_seed(0)
-    m = GroupedExperts(6, 16, 8)
-    torch.nn.init.normal_(m.gate_up_proj, std=0.3)
-    torch.nn.init.normal_(m.down_proj, std=0.3)
-    x = torch.randn(20, 16, requires_grad=True)
-    index = torch.randint(0, 7, (20, 3))
-    index[0] = 6
-    return m, x, index
-
-
-def against_loop(m: GroupedExperts, x, index, weight, wrt: list[torch.Tensor]):
-    """``(ours, reference, our grads, reference grads)``, gradients of ``sum(out^2)`` wrt ``wrt``."""
-    ours = m(x, index, weight, can_skip=True)
-    ref = loop_experts(m, x, index, weight)
-    grads = torch.autograd.grad(ours.square().sum(), wrt)
-    return ours, ref, grads, torch.autograd.grad(ref.square().sum(), wrt)
+from most.testing import against_loop, load_adapted, loop_experts, mixed_batch, skip_case
 
 
 def test_grouped_matches_loop_with_skips():
@@ -100,7 +65,7 @@ def test_skipped_slots_never_leak_garbage(monkeypatch):
 
 
 def test_lora_attaches_to_attention_and_experts(base_dirs, tmp_path):
-    model, layout = load(tmp_path, base_dirs, "qwen3_moe")
+    model, layout = load_adapted(tmp_path, base_dirs, "qwen3_moe")
     ids = mixed_batch(layout)
     with torch.no_grad():
         before = model(ids).logits

@@ -1,18 +1,14 @@
-"""Training-only regularisers: residual dropout hooks and label smoothing of the example loss."""
+"""Training-only regularisers: residual dropout hooks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from most.data.collate import pad_batch
-from most.data.prompts import IGNORE, Example
-from most.testing import TINY_MODEL
-from most.train.module import CausalLMModule, example_mean_loss
+from most.testing import TINY_MODEL, tiny_lm
+from most.train.module import CausalLMModule
 from most.train.optim import OptimConfig
 from most.train.regularize import add_residual_dropout, dropout
-from tests.train.test_optim import tiny
 
 
 def logits(model, ids: torch.Tensor) -> torch.Tensor:
@@ -20,7 +16,7 @@ def logits(model, ids: torch.Tensor) -> torch.Tensor:
 
 
 def test_residual_dropout_acts_in_training_only_and_is_removable() -> None:
-    model = tiny()
+    model = tiny_lm()
     ids = torch.randint(1, 64, (2, 12))
     model.eval()
     clean = logits(model, ids)
@@ -42,7 +38,7 @@ def test_residual_dropout_acts_in_training_only_and_is_removable() -> None:
 def test_residual_dropout_leaves_the_saved_model_plain(tmp_path) -> None:
     from transformers import AutoModelForCausalLM
 
-    model = tiny()
+    model = tiny_lm()
     CausalLMModule(model, OptimConfig(dropout=0.2), total_steps=4)
     model.save_pretrained(tmp_path)
     reloaded = AutoModelForCausalLM.from_pretrained(str(tmp_path)).train()
@@ -54,7 +50,7 @@ def test_residual_dropout_leaves_the_saved_model_plain(tmp_path) -> None:
 
 def test_residual_dropout_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
-        add_residual_dropout(tiny(), 1.0)
+        add_residual_dropout(tiny_lm(), 1.0)
     with pytest.raises(ValueError, match=r"no layers\.N\.self_attn"):
         add_residual_dropout(torch.nn.Linear(2, 2), 0.1)
     assert add_residual_dropout(torch.nn.Linear(2, 2), 0.0) == []
@@ -93,42 +89,6 @@ def test_dropout_is_reproducible_under_the_seed() -> None:
     assert torch.equal(dropout(x, 0.0), x)
 
 
-def test_label_smoothing_of_the_example_loss() -> None:
-    torch.manual_seed(0)
-    exs = [
-        Example(list(range(1, 9)), [IGNORE] * 3 + list(range(4, 9)), "asr"),
-        Example(list(range(1, 6)), [IGNORE] * 2 + list(range(3, 6)), "tts"),
-    ]
-    batch = pad_batch(exs, pad_id=0, max_len=16)
-    lg = torch.randn(*batch["input_ids"].shape, 64)
-    got = example_mean_loss(lg, batch, label_smoothing=0.1)
-    want = []
-    for r in range(2):
-        labels = batch["labels"][r, 1:]
-        keep = labels != IGNORE
-        want.append(F.cross_entropy(lg[r, :-1][keep], labels[keep], label_smoothing=0.1))
-    torch.testing.assert_close(got, torch.stack(want).mean())
-    assert got > example_mean_loss(lg, batch) - 1.0  # sanity: same scale as the plain loss
-    assert not torch.isclose(got, example_mean_loss(lg, batch))
-
-
-def test_label_smoothing_trains_but_validation_stays_plain() -> None:
-    module = CausalLMModule(
-        tiny(), OptimConfig(label_smoothing=0.2, loss_weighting="example"), total_steps=4
-    )
-    exs = [Example(list(range(1, 9)), [IGNORE] * 3 + list(range(4, 9)), "asr")] * 2
-    batch = pad_batch(exs, pad_id=0, max_len=16)
-    module.model.eval()
-    with torch.no_grad():
-        out = module(batch)
-        smoothed, plain = module.loss(out, batch), module.loss(out, batch, smooth=False)
-    aux = out.aux_loss * module.model.config.router_aux_loss_coef
-    torch.testing.assert_close(plain, example_mean_loss(out.logits, batch) + aux)
-    torch.testing.assert_close(smoothed, example_mean_loss(out.logits, batch, 0.2) + aux)
-
-
 def test_optim_config_checks_the_regularisers() -> None:
-    with pytest.raises(ValueError, match=r"label_smoothing needs optim\.loss_weighting: example"):
-        OptimConfig(label_smoothing=0.1, loss_weighting="token")
     with pytest.raises(ValueError, match="0 <= dropout < 1"):
         OptimConfig(dropout=-0.1)

@@ -1,4 +1,4 @@
-"""Generation: prompts from most.data.prompts, stop ids, batching, length guard, bad input."""
+"""``most.generate``: prompts from most.data.prompts, stop ids, batching, length guard, bad input."""
 
 import json
 import shutil

@@ -1,37 +1,24 @@
-"""`most adapt` on tiny configs of every supported architecture: the full life cycle."""
+"""`most adapt` on tiny configs of every supported architecture: the full life cycle; bad inputs
+fail before any weight is written; the command line."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GraniteMoeConfig, Qwen3Config
 
 import most  # noqa: F401  (registers the adapted model with the Auto classes)
 from most.adapt import SourceSection
-from most.stages.adapt import adapt
+from most.layout import LayoutError
 from most.modeling import MostForCausalLM, load_layout
-from most.moe.config import ExpertsConfig
-from tests.moe.conftest import ARCHS, TEXT_VOCAB, layout_args
+from most.moe.arch import ArchError
+from most.stages.adapt import adapt
+from most.testing import ARCHS, TEXT_VOCAB, layout_args, mixed_batch, run_adapt
 
-
-def run_adapt(tmp: Path, base: Path, **experts) -> Path:
-    return adapt(
-        run=tmp,
-        source=SourceSection(model=base),
-        experts=ExpertsConfig(**experts),
-        layout=layout_args(),
-    )
-
-
-def mixed_batch(layout, batch: int = 2, n_text: int = 6, n_speech: int = 6, seed: int = 0):
-    """Text ids, then <|begin_of_audio|> and unit ids: ``(B, n_text + 1 + n_speech)``."""
-    g = torch.Generator().manual_seed(seed)
-    text = torch.randint(4, TEXT_VOCAB, (batch, n_text), generator=g)
-    boa = torch.full((batch, 1), layout.special_id("<|begin_of_audio|>"))
-    units = layout.units_to_ids(torch.randint(0, layout.n_units, (batch, n_speech), generator=g))
-    return torch.cat([text, boa, units], dim=1)
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -131,3 +118,45 @@ def test_units_read_from_units_stage(base_dirs, tmp_path):
     out = adapt(run=tmp_path, source=SourceSection(model=base_dirs["mixtral"]))
     layout = load_layout(out)
     assert (layout.n_units, layout.unit_tokenizer_hash) == (11, "abc123")
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "match"),
+    [
+        (Qwen3Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, vocab_size=64), ArchError, "not a Mixture-of-Experts"),
+        (GraniteMoeConfig(num_local_experts=4, vocab_size=64), ArchError, "unknown MoE architecture"),
+    ],
+)  # fmt: skip
+def test_bad_models_rejected_before_writing(config, error, match, word_tokenizer, tmp_path):
+    src = tmp_path / "src"  # only config + tokenizer: adapt must fail before it needs weights
+    config.save_pretrained(src)
+    word_tokenizer.save_pretrained(src)
+    with pytest.raises(error, match=match):
+        adapt(run=tmp_path, source=SourceSection(model=src), layout=layout_args())
+    assert not (tmp_path / "adapt").exists()
+
+
+@pytest.mark.parametrize("token", ["<|asr|>", "<|u3|>"])
+def test_colliding_layout_rejected_before_writing(token, base_dirs, word_tokenizer, tmp_path):
+    src = tmp_path / "src"
+    for f in base_dirs["qwen3_moe"].iterdir():
+        (src / f.name).parent.mkdir(exist_ok=True)
+        (src / f.name).write_bytes(f.read_bytes())
+    word_tokenizer.add_tokens([token])
+    word_tokenizer.save_pretrained(src)
+    with pytest.raises(LayoutError, match="already in the base tokenizer"):
+        adapt(run=tmp_path, source=SourceSection(model=src), layout=layout_args())
+    assert not (tmp_path / "adapt").exists()
+
+
+def test_cli_runs_adapt(base_dirs, tmp_path, capsys):
+    from most.cli import main
+
+    args = ["adapt", "--config", str(REPO / "recipes/tiny/adapt.yaml"), "--run", str(tmp_path)]
+    args += [f"--source.model={base_dirs['olmoe']}", "--experts.router=top_p"]
+    assert main(args) == 2  # no units stage output and no explicit n_units
+    assert "most units" in capsys.readouterr().err
+    args += ["--layout.n_units=7", "--layout.unit_tokenizer_hash=h"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "adapt/hf/adapt_report.json").read_text())
+    assert report["model_type"] == "olmoe"

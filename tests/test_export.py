@@ -1,4 +1,5 @@
-"""`most release --source.lora=DIR`: the merged model computes what model + adapter computed."""
+"""``most.export.merge_lora`` (`most release --source.lora=DIR`): the merged model computes what
+model + adapter computed."""
 
 import pytest
 import torch

@@ -6,17 +6,9 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
-from most.modeling import load_layout
 from most.moe.block import ModalityMoE
-from tests.moe.conftest import TEXT_VOCAB
-from tests.moe.test_adapt import mixed_batch, run_adapt
-
-
-def load(tmp_path, base_dirs, arch="qwen3_moe", **experts):
-    out = run_adapt(tmp_path, base_dirs[arch], **experts)
-    return AutoModelForCausalLM.from_pretrained(out).eval(), load_layout(out)
+from most.testing import TEXT_VOCAB, load_adapted, mixed_batch
 
 
 def blocks(model) -> list[ModalityMoE]:
@@ -26,7 +18,7 @@ def blocks(model) -> list[ModalityMoE]:
 @pytest.mark.parametrize("router", ["modality", "most_compat", "top_p"])
 @pytest.mark.parametrize("arch", ["qwen3_moe", "deepseek_v3"])
 def test_tokens_only_reach_their_group(arch, router, base_dirs, tmp_path):
-    model, layout = load(tmp_path, base_dirs, arch, router=router)
+    model, layout = load_adapted(tmp_path, base_dirs, arch, router=router)
     model.most_telemetry(enable=True)
     with torch.no_grad():
         model(mixed_batch(layout, batch=3))
@@ -62,7 +54,7 @@ def reference_most_block(
 
 
 def test_most_compat_matches_reference(base_dirs, tmp_path):
-    model, _ = load(tmp_path, base_dirs, "qwen3_moe", router="most_compat")
+    model, _ = load_adapted(tmp_path, base_dirs, "qwen3_moe", router="most_compat")
     block = blocks(model)[0]
     g = torch.Generator().manual_seed(3)
     x = torch.randn(1, 10, 32, generator=g)
@@ -77,7 +69,7 @@ def test_most_compat_matches_reference(base_dirs, tmp_path):
 
 
 def test_aux_loss_ignores_padding(base_dirs, tmp_path):
-    model, layout = load(tmp_path, base_dirs, "qwen3_moe")
+    model, layout = load_adapted(tmp_path, base_dirs, "qwen3_moe")
     ids = mixed_batch(layout, batch=2)
     mask = torch.ones_like(ids)
     mask[1, -4:] = 0  # right padding on the second sequence
@@ -95,7 +87,7 @@ def test_aux_loss_ignores_padding(base_dirs, tmp_path):
 
 
 def test_aux_loss_in_total_loss_and_z_loss(base_dirs, tmp_path):
-    model, layout = load(tmp_path, base_dirs, "qwen3_moe", aux_alpha=0.5, z_loss=0.1)
+    model, layout = load_adapted(tmp_path, base_dirs, "qwen3_moe", aux_alpha=0.5, z_loss=0.1)
     ids = mixed_batch(layout)
     with torch.no_grad():
         out = model(ids, labels=ids)
@@ -109,7 +101,7 @@ def test_aux_loss_in_total_loss_and_z_loss(base_dirs, tmp_path):
 def test_top_p_experts_per_token_moves_with_p(base_dirs, tmp_path):
     per_p = {}
     for p in (0.3, 0.6, 0.95):
-        model, layout = load(
+        model, layout = load_adapted(
             tmp_path / str(p), base_dirs, "qwen3_moe", router="top_p", top_p=p, n_null=1, max_k=5
         )
         model.most_telemetry(enable=True)
@@ -123,7 +115,7 @@ def test_top_p_experts_per_token_moves_with_p(base_dirs, tmp_path):
 
 
 def test_top_p_null_experts_skip_compute(base_dirs, tmp_path):
-    model, _ = load(tmp_path, base_dirs, "qwen3_moe", router="top_p", top_p=0.99, n_null=2)
+    model, _ = load_adapted(tmp_path, base_dirs, "qwen3_moe", router="top_p", top_p=0.99, n_null=2)
     block = blocks(model)[0]
     with torch.no_grad():
         block.router.weight[block.router.num_experts :] = 0.0
@@ -142,7 +134,7 @@ def test_top_p_null_experts_skip_compute(base_dirs, tmp_path):
 
 
 def test_inputs_embeds_need_explicit_modality(base_dirs, tmp_path):
-    model, layout = load(tmp_path, base_dirs, "qwen3_moe")
+    model, layout = load_adapted(tmp_path, base_dirs, "qwen3_moe")
     ids = mixed_batch(layout)
     embeds = model.get_input_embeddings()(ids)
     with torch.no_grad():
@@ -154,7 +146,7 @@ def test_inputs_embeds_need_explicit_modality(base_dirs, tmp_path):
 
 
 def test_telemetry_json(base_dirs, tmp_path):
-    model, layout = load(tmp_path, base_dirs, "qwen2_moe")
+    model, layout = load_adapted(tmp_path, base_dirs, "qwen2_moe")
     with pytest.raises(RuntimeError):
         model.most_telemetry_summary()
     model.most_telemetry(enable=True)
@@ -171,7 +163,7 @@ def test_telemetry_json(base_dirs, tmp_path):
 
 
 def test_activation_checkpointing_routes_as_forward(base_dirs, tmp_path):
-    model, layout = load(tmp_path, base_dirs, "qwen3_moe")
+    model, layout = load_adapted(tmp_path, base_dirs, "qwen3_moe")
     model.train()
     ids = mixed_batch(layout)
     model(ids, labels=ids).loss.backward()

@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM
 
 from most.moe.arch import ArchError
 from most.moe.experts import SharedExpert
-from tests.moe.test_adapt import mixed_batch, run_adapt
+from most.testing import mixed_batch, run_adapt
 
 
 def blocks(model) -> list:

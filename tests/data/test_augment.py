@@ -1,4 +1,5 @@
-"""Unit noise: edits inputs at the asked rate, reproducibly, never the targets or an empty input."""
+"""Unit edits (TTS history noise, speech-LM spans): inputs at the asked rate, reproducibly, never the
+targets."""
 
 from __future__ import annotations
 
@@ -6,38 +7,13 @@ import datasets
 import numpy as np
 import pytest
 import torch
-from rapidfuzz.distance import Levenshtein
 
-from most.data.augment import crop, perturb, substitute
+from most.data.augment import crop, substitute
 from most.data.prompts import IGNORE, Prompts
 from most.layout import TokenLayout
+from most.testing import Chars
 from most.train import sources as S
 from most.train.mixing import MixtureStream
-from tests.train.test_sources import Chars
-
-
-@pytest.mark.parametrize("p", [0.05, 0.1, 0.3])
-def test_edit_rate_matches_p(p: float) -> None:
-    units = np.random.default_rng(0).integers(0, 256, size=20_000).tolist()
-    out = perturb(units, p, 256, np.random.default_rng(1))
-    # Each edit is one Levenshtein operation (a substitution by the same unit, 1/256, is none).
-    rate = Levenshtein.distance(units, out) / len(units)
-    assert abs(rate - p) < 0.15 * p + 0.005, rate
-    # Deletions and insertions are equally likely: the length barely moves.
-    assert abs(len(out) - len(units)) < 0.05 * len(units)
-    assert all(0 <= u < 256 for u in out)
-
-
-def test_off_reproducible_and_never_empty() -> None:
-    units = [3, 1, 4, 1, 5]
-    assert perturb(units, 0.0, 8, np.random.default_rng(0)) == units
-    a = perturb(units * 20, 0.2, 8, np.random.default_rng(7))
-    assert a == perturb(units * 20, 0.2, 8, np.random.default_rng(7))
-    assert a != units * 20
-    for seed in range(50):  # every unit edited: deletions alone must not empty the input
-        assert perturb([5], 1.0, 8, np.random.default_rng(seed))
-    with pytest.raises(ValueError, match="unit noise"):
-        perturb(units, 1.5, 8, np.random.default_rng(0))
 
 
 def _utterances() -> tuple[TokenLayout, Prompts, datasets.Dataset]:
@@ -51,35 +27,6 @@ def _utterances() -> tuple[TokenLayout, Prompts, datasets.Dataset]:
         }
     )
     return layout, Prompts(layout, Chars()), ds
-
-
-def test_asr_noise_edits_audio_not_transcript_and_batches_stay_reproducible() -> None:
-    layout, p, ds = _utterances()
-    assert S.asr(p, ds).augment is None and S.asr(p, ds, 0.0).augment is None
-    clean, noisy = S.asr(p, ds), S.asr(p, ds, 0.2)
-
-    def draw(src, seed: int = 3) -> list:
-        return MixtureStream([src], [1.0], 4, 128, 0, seed).draw(5)
-
-    def target(ex) -> list[int]:
-        return [i for i, lab in zip(ex.input_ids, ex.labels, strict=True) if lab != IGNORE]
-
-    a, b = draw(clean), draw(noisy)
-    # The same rows with and without noise (noise has its own generator): different audio,
-    # identical transcripts.
-    assert [target(x) for x in a] == [target(x) for x in b]
-    assert [x.input_ids for x in a] != [x.input_ids for x in b]
-    assert [x.input_ids for x in draw(noisy)] == [x.input_ids for x in b]
-    assert [x.input_ids for x in draw(noisy, seed=4)] != [x.input_ids for x in b]
-    for x in b:  # every utterance keeps its audio
-        assert layout.is_unit(torch.tensor(x.input_ids)).any()
-
-
-def test_unit_noise_refused_out_of_range() -> None:
-    from most.train.datamodule import DataConfig
-
-    with pytest.raises(ValueError, match="unit_noise"):
-        DataConfig(unit_noise=-0.1)
 
 
 def test_crop_spans_are_contiguous_reproducible_and_off_at_zero() -> None:

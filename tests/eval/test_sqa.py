@@ -1,39 +1,15 @@
-"""The S->S breakdown: the judge on the true answer recorded, resynthesised and spoken by the model,
-matched to the questions by id (the audio data may hold rows in another order)."""
+"""Spoken QA scoring: the S->S breakdown (the judge on the true answer recorded, resynthesised and
+spoken by the model, matched to the questions by id: the audio data may hold rows in another
+order), counterfactual answers, the judge fill-in check and the held-out leak check."""
 
 from __future__ import annotations
 
+import shutil
+
 import datasets
-import numpy as np
 
-from most.eval.sqa import _spoken_truth, counterfactuals, judge_fill_in
-
-
-class Voice:
-    """A vocoder/TTS stand-in: a "wav" is the unit list as floats."""
-
-    def __init__(self, says: dict[str, list[int]]) -> None:
-        self.says = says
-
-    def vocode(self, units) -> np.ndarray:
-        return np.asarray(units, dtype=np.float32)
-
-    def tts_units(self, texts, sampling=None, on_batch=None) -> list[list[int]]:
-        if on_batch:
-            on_batch(len(texts))
-        return [self.says[t] for t in texts]
-
-
-class Ear:
-    """A judge stand-in: knows which "wav" means which words."""
-
-    name = "ear"
-
-    def __init__(self, hears: dict[tuple, str]) -> None:
-        self.hears = hears
-
-    def transcribe(self, wavs) -> list[str]:
-        return [self.hears.get(tuple(np.asarray(w).tolist()), "") for w in wavs]
+from most.eval.sqa import _spoken_truth, counterfactuals, heldout_leaks, judge_fill_in
+from most.testing import Ear, Voice
 
 
 def test_breakdown_scores_each_step_on_the_right_rows() -> None:
@@ -181,3 +157,19 @@ def test_judge_fill_in_counts_true_answers_in_counterfactual_speech() -> None:
     out = judge_fill_in(Parrot("the capital is tarsk"), rows, voices, answers)
     assert out == {"judge_fill_in": 0.5, "counterfactual_heard": 0.5, "counterfactual_n": 2}
     assert judge_fill_in(Parrot("nothing"), rows, voices, answers)["judge_fill_in"] == 0.0
+
+
+def test_heldout_never_trained_on(eval_run, tmp_path):
+    assert heldout_leaks(eval_run)["fact_overlap"] == 0
+    # a leaked copy is caught: the held-out question inserted into qa_train and the instructions
+    leaked = tmp_path / "leaked"
+    shutil.copytree(eval_run / "data", leaked / "data")
+    sqa = datasets.load_from_disk(str(eval_run / "data" / "sqa"))
+    both = datasets.concatenate_datasets([sqa["qa_train"], sqa["qa_heldout"]])
+    datasets.DatasetDict(qa_train=both, qa_heldout=sqa["qa_heldout"]).save_to_disk(
+        str(leaked / "data" / "sqa2")
+    )
+    shutil.rmtree(leaked / "data" / "sqa")
+    (leaked / "data" / "sqa2").rename(leaked / "data" / "sqa")
+    leaks = heldout_leaks(leaked)
+    assert leaks["fact_overlap"] == 1 and leaks["question_in_qa_train"] == 1

@@ -1,4 +1,4 @@
-"""TTS scores: each judge on original / resynthesised / model speech, and the model's own ASR of
+"""``most.eval.tts``: each judge on original / resynthesised / model speech, and the model's own ASR of
 the true units and of its TTS units (content drift without vocoder or judge)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import datasets
 import numpy as np
 
 from most.eval.tts import evaluate_tts, tts_reference
-from tests.eval.test_sqa_breakdown import Ear, Voice
+from most.testing import Ear, Voice
 
 
 class Reader(Voice):

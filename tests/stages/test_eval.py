@@ -1,0 +1,61 @@
+"""`most eval` end to end on the tiny run: the report's keys and files, the judges' ceilings, the
+quality-bar summary of the report."""
+
+import json
+
+import pytest
+
+from most.eval.summary import print_summary, summarize
+from most.stages.eval import Sizes, evaluate
+
+
+def test_report_keys_and_files(evaluated):
+    run, report = evaluated
+    m = report["metrics"]
+    for key in [
+        "asr.test.wer", "asr.test.cer", "asr.test_voices.wer",
+        "tts.ctc.wer_original", "tts.ctc.wer_resynth", "tts.ctc.wer_model",
+        "tts.pocketsphinx.wer_original", "judge.test.wer",
+        "sqa.s2t.accuracy", "sqa.s2s.accuracy", "sqa.text.accuracy", "sqa.s2t.train.accuracy",
+        "sqa.s2s.original_accuracy", "sqa.s2s.resynth_accuracy", "sqa.s2s.tts_accuracy",
+        "sqa.s2s.train.tts_accuracy",
+        "audio_lm.wuggy.accuracy", "audio_lm.blimp.accuracy",
+        "text.ppl_base", "text.ppl_model",
+        "router.1.speech.load", "router.1.text.entropy",
+    ]:  # fmt: skip
+        assert key in m, key
+    assert m["sqa.heldout_leaks.fact_overlap"] == 0
+    assert m["asr.test.wer"] >= 0 and m["text.ppl_model"] > 1
+    assert sum(m["router.1.speech.load"]) == pytest.approx(1.0, abs=1e-3)
+    assert report["details"]["asr"]["test"]["n"] == 3
+    md = (run / "eval" / "report.md").read_text()
+    assert "![router_heatmap](router_heatmap.png)" in md and "asr.test.wer" in md
+    assert (run / "eval" / "router_heatmap.png").stat().st_size > 1000
+    assert json.loads((run / "eval" / "report.json").read_text())["metrics"] == m
+    # a finished eval is not redone
+    assert evaluate(run=run, sizes=Sizes(**report["meta"]["sizes"]))["meta"] == report["meta"]
+
+
+def test_judge_ceilings_computed(evaluated):
+    _, report = evaluated
+    for judge in ("ctc", "pocketsphinx"):
+        scores = report["details"]["tts"][judge]
+        assert set(scores) == {"wer_original", "wer_resynth", "wer_model"}
+        assert all(v >= 0 for v in scores.values())
+    own = report["details"]["tts"]["_self_asr"]
+    assert set(own) == {"wer_true_units", "wer_model_units"} and all(v >= 0 for v in own.values())
+    assert report["metrics"]["tts.self_asr.wer_model_units"] == own["wer_model_units"]
+
+
+def test_summary_rows(evaluated):
+    _, report = evaluated
+    rows = {r.name: r for r in summarize(report)}
+    asr = rows["ASR WER, seen voices"]
+    assert asr.value == report["metrics"]["asr.test.wer"] and asr.passed == (asr.value <= 0.10)
+    assert summarize({"asr.test.wer": 0.05})[0].passed is True
+    assert summarize({})[0].passed is None
+    tts = {"tts.ctc.wer_model": 0.3, "tts.ctc.wer_resynth": 0.2}
+    assert summarize(tts)[2].value == pytest.approx(1.5) and summarize(tts)[2].passed
+    # a judge that cannot read the resynthesised truth gives no ceiling: n/a, not a pass
+    assert summarize({"tts.ctc.wer_model": 1.0, "tts.ctc.wer_resynth": 1.0})[2].passed is None
+    print_summary(report)

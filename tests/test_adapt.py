@@ -1,0 +1,61 @@
+"""``most.adapt.plan``: what adapting a model would make of it, checked on the meta device."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from jsonargparse import ArgumentParser
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+from most.adapt import plan
+from most.moe.arch import ArchError
+from most.moe.config import ExpertsConfig
+from most.stages.adapt import adapt
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_split_needs_divisible_experts():
+    from transformers import Qwen3MoeConfig
+
+    cfg = Qwen3MoeConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_experts=5, vocab_size=64
+    )
+    with pytest.raises(ArchError, match="divisible"):
+        plan(cfg, ExpertsConfig(init="split"))
+
+
+def parse_recipe(path: Path):
+    parser = ArgumentParser()
+    parser.add_function_arguments(adapt)
+    return parser.parse_path(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "recipe", "experts_after", "billions"),
+    [
+        ("deepseek-v2-lite.config.json", "deepseek-v2-lite", 64, (15.0, 16.5)),
+        ("qwen3-30b-a3b.config.json", "qwen3-30b-a3b", 128, (30.0, 31.5)),
+        ("mixtral-8x7b-v0.1.config.json", None, 16, (46.0, 47.5)),
+    ],
+)
+def test_published_configs_plan_on_meta(name, recipe, experts_after, billions, realdata):
+    d = json.loads((realdata / "moe_configs" / name).read_text())
+    cfg = CONFIG_MAPPING[d["model_type"]].from_dict(d)
+    if recipe is not None:
+        experts = ExpertsConfig(
+            **vars(parse_recipe(REPO / "recipes" / recipe / "adapt.yaml").experts)
+        )
+    else:
+        experts = ExpertsConfig(init="upcycle")
+    report = plan(cfg, experts, n_groups=2, vocab_size=cfg.vocab_size + 1034)
+    assert report["experts_per_layer"]["after"] == experts_after
+    lo, hi = billions
+    assert lo < report["params_before"] / 1e9 < hi
+    if experts.init == "split":
+        vocab = 1034 * cfg.hidden_size * (1 if cfg.tie_word_embeddings else 2)
+        assert report["params_after"] - report["params_before"] == vocab
+    else:
+        assert report["params_after"] > 1.9 * report["params_before"] * 0.95
