@@ -8,7 +8,8 @@ are checked against real arguments::
     most units  --config recipes/tiny/units.yaml  --run runs/demo
 
 Only the module of the chosen command is imported, so ``most data`` does not pay for transformers.
-Errors the user can fix print as one line naming the key or file; ``MOST_DEBUG=1`` shows tracebacks.
+Errors the user can fix print as one line naming the key or file (exit 2); ``MOST_DEBUG=1`` shows
+tracebacks. A command that returns ``False`` (``most summary``: a check missed its target) exits 1.
 """
 
 from __future__ import annotations
@@ -145,9 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"most: unknown command {command!r}\n{usage()}", file=sys.stderr)
         return 2
     try:
-        run_command(command, rest)
-    except (ArgumentError, StageError, ValueError, FileNotFoundError) as e:
-        # Recipe keys, __post_init__ validation and stage input checks: one line naming the problem.
+        result = run_command(command, rest)
+    except (ArgumentError, StageError, ValueError, FileNotFoundError, ChildProcessError) as e:
+        # Recipe keys, __post_init__ validation, stage input checks and a failed sub-process stage
+        # (its log named): one line naming the problem.
         if os.environ.get("MOST_DEBUG"):
             raise
         message = " ".join(str(e).split())
@@ -156,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"most {command}: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
-    return 0
+    return 1 if result is False else 0
 
 
 if __name__ == "__main__":

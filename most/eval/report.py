@@ -2,7 +2,7 @@
 person reads.
 
 ``report.json`` = ``{"metrics": {flat key: number or list}, "details": {...}, "meta": {...}}``.
-The flat keys (documented in ``eval/README.md``) never change meaning:
+The flat keys (documented in ``docs/eval-report.md``) never change meaning:
 
 - ``asr.<split>.wer|cer`` (``test`` = seen voices, ``test_voices`` = held-out voices)
 - ``tts.<judge>.wer_original|wer_resynth|wer_model``; ``judge.<split>.wer`` (CTC judge training);

@@ -1,4 +1,4 @@
-"""The demo's quality bar as a table: what ``make demo`` prints at the end.
+"""The demo's quality bar: one row per check of the eval report, printed by ``most summary``.
 
 Targets (the end-to-end issue): ASR WER seen voices <= 10 %, held-out voices <= 20 %; TTS WER by
 the embedded judge <= 2x the judge's WER on resynthesised true units; S->T held-out accuracy
@@ -138,22 +138,3 @@ def print_summary(report: dict, timings: dict[str, float] | None = None) -> bool
         table.add_row(r.name, value, r.target, mark)
     console.print(table)
     return all(r.passed is not False for r in rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m most.eval.summary RUN/eval/report.json [RUN/timings.tsv]``: print the table;
-    exit 1 if a check fails, 2 if the report is missing."""
-    import json
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    path = Path(args[0] if args else "runs/demo/eval/report.json")
-    if not path.is_file():
-        print(f"{path}: no eval report; run `most eval` first", file=sys.stderr)
-        return 2
-    timings = read_timings(Path(args[1])) if len(args) > 1 and Path(args[1]).is_file() else None
-    return 0 if print_summary(json.loads(path.read_text()), timings) else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -37,8 +37,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
-from most.cli import StageError
-from most.io import atomic_write_json, atomic_write_text, read_json
+from most.eval.ablation import SETTINGS, collect, write_report
+from most.io import atomic_write_json, read_json
+from most.run import Run
 from most.stages.eval import Sizes
 
 Variant = Literal["modality", "vanilla", "upcycle", "no_shared", "top_p"]
@@ -52,27 +53,8 @@ VARIANTS: dict[str, dict[str, str | bool]] = {
     "top_p": {"init": "split", "router": "top_p", "shared_experts": True},
 }
 
-#: (name, header, eval report key, lower is better, tie tolerance): the quality columns.
-#: Tolerances: one point of WER/accuracy, 1 % of perplexity; a smaller difference is a tie.
-METRICS: list[tuple[str, str, str, bool, float]] = [
-    ("asr_seen", "ASR WER seen", "asr.test.wer", True, 0.01),
-    ("asr_heldout", "ASR WER held-out voices", "asr.test_voices.wer", True, 0.01),
-    ("tts", "TTS WER", "tts.{judge}.wer_model", True, 0.01),
-    ("wuggy", "wuggy acc", "audio_lm.wuggy.accuracy", False, 0.01),
-    ("blimp", "blimp acc", "audio_lm.blimp.accuracy", False, 0.01),
-    ("text_ppl", "text ppl", "text.ppl_model", True, 0.01),
-]
-TASKS = ("asr", "tts", "text_lm")
-
-#: (question, variant with the feature, variant without it, MoST claims it helps)
-COMPARISONS: list[tuple[str, str, str, bool]] = [
-    ("modality-aware routing", "modality", "vanilla", True),
-    ("shared experts", "modality", "no_shared", True),
-    ("split init instead of upcycle", "modality", "upcycle", False),
-    ("Top-P routing with null experts instead of top-k", "top_p", "modality", False),
-]
-
-SETTINGS = "variant.json"
+#: The inputs every variant reads from the source run (links, never written).
+INPUTS = ("data", "units", "judge", "base")
 _DEFAULT_SIZES = Sizes(asr=100, tts=40, sqa=0, text=100, wuggy=60, blimp=60, router=32)
 
 
@@ -106,7 +88,7 @@ def ablation(
     check_source(source, judge)
     if run.resolve() == source.resolve():
         raise ValueError(f"--run {run} is the source run; the ablation writes elsewhere")
-    base_shared = base_has_shared(source / "base" / "hf")
+    base_shared = base_has_shared(Run(source).hf("base"))
     if "no_shared" in variants and not base_shared and not add_shared:
         raise ValueError(
             "variant no_shared: the base has no shared experts, so it would equal modality; "
@@ -142,9 +124,10 @@ def ablation(
 
 def check_source(source: Path, judge: str) -> None:
     """One-line error naming the first missing input of the source run."""
-    needed = [source / "data", source / "units" / "manifest.json", source / "base/hf/config.json"]
+    src = Run(source)
+    needed = [src.data, src.units_manifest, src.hf("base") / "config.json"]
     if judge == "ctc":
-        needed.append(source / "judge" / "judge.json")
+        needed.append(src.judge_file)
     for path in needed:
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: run `make demo` (RUN={source}) first")
@@ -188,7 +171,7 @@ def variant_settings(
     # The recipe's time limit would stop a slower variant early: every variant trains max_steps.
     train = [f"--trainer.max_steps={max_steps}"] if max_steps else []
     train += ["--trainer.max_time_min=null", "--trainer.progress=false", *stage1_args]
-    evaluate = [f"--models.model={vdir / 'stage1' / 'hf'}"]
+    evaluate = [f"--models.model={Run(vdir).hf('stage1')}"]
     evaluate += [f"--sizes.{k}={v}" for k, v in asdict(sizes).items()]
     evaluate += [f"--judges.names=[{judge}]", f"--judges.sqa={judge}", *eval_args]
     return {
@@ -207,11 +190,11 @@ def run_variant(
     """Run the variant's stages unless it finished with the same settings; seconds per stage run."""
     recorded = read_json(vdir / SETTINGS) if (vdir / SETTINGS).is_file() else None
     if recorded is not None and recorded != settings and not force:
-        raise StageError(
+        raise ValueError(
             f"{vdir} was made with other settings ({vdir / SETTINGS}); pass --force=true to redo "
             "it, or choose another --run"
         )
-    if recorded == settings and (vdir / "eval" / "report.json").is_file() and not force:
+    if recorded == settings and Run(vdir).report.is_file() and not force:
         print(f"{tag}: finished earlier; skipped (--force=true redoes it)")
         return {}
     link_inputs(vdir, source)
@@ -228,14 +211,14 @@ def run_variant(
 
 
 def link_inputs(vdir: Path, source: Path) -> None:
-    """``vdir/{data,units,judge,base}`` -> the source run's folders (what the stages read)."""
+    """``vdir``'s :data:`INPUTS` -> the source run's folders (what the stages read)."""
     vdir.mkdir(parents=True, exist_ok=True)
-    for name in ("data", "units", "judge", "base"):
-        link, target = vdir / name, (source / name).resolve()
+    for name in INPUTS:
+        link, target = Run(vdir).stage(name), Run(source).stage(name).resolve()
         if link.is_symlink() and link.resolve() == target:
             continue
         if link.exists() or link.is_symlink():
-            raise StageError(f"{link} exists and is not a link to {target}")
+            raise ValueError(f"{link} exists and is not a link to {target}")
         if target.exists():
             link.symlink_to(target, target_is_directory=True)
 
@@ -248,168 +231,4 @@ def _most(stage: str, args: list[str], log: Path) -> None:
         cmd = [sys.executable, "-m", "most.cli", stage, *args]
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
     if rc:
-        raise StageError(f"`most {stage}` failed (exit {rc}); see {log}")
-
-
-# ---- the report -----------------------------------------------------------------------------
-
-
-def collect(vdir: Path, judge: str) -> dict:
-    """One table row from a finished variant's files."""
-    settings = read_json(vdir / SETTINGS)
-    adapt_report = read_json(vdir / "adapt" / "hf" / "adapt_report.json")
-    train = read_json(vdir / "stage1" / "metrics.json")
-    report = read_json(vdir / "eval" / "report.json")
-    m, final = report["metrics"], train.get("final", {})
-    return {
-        "experts": settings["experts"],
-        "params": adapt_report["params_after"],
-        "steps": train["steps"],
-        "metrics": {name: m.get(key.format(judge=judge)) for name, _, key, *_ in METRICS},
-        "train_loss": {t: final.get(f"train/loss_{t}") for t in TASKS},
-        "val_loss": final.get("val/loss"),
-        "stage1_min": round(train["wall_s"] / 60, 2),
-        "eval_min": round(report["meta"]["total_seconds"] / 60, 2),
-        "ceilings": {
-            "tts_wer_resynth": m.get(f"tts.{judge}.wer_resynth"),
-            "text_ppl_base": m.get("text.ppl_base"),
-        },
-    }
-
-
-def compare(rows: dict[str, dict], with_: str, without: str) -> dict:
-    """Metric by metric, is ``with_`` better, worse or tied against ``without``?"""
-    out: dict[str, list[str]] = {"better": [], "worse": [], "tie": []}
-    for name, header, _, lower, tol in METRICS:
-        a, b = rows[with_]["metrics"][name], rows[without]["metrics"][name]
-        if a is None or b is None:
-            continue
-        scale = b if name == "text_ppl" else 1.0  # perplexity ties are relative
-        diff = (b - a) if lower else (a - b)
-        key = "tie" if abs(diff) < tol * scale else ("better" if diff > 0 else "worse")
-        out[key].append(f"{header} {_fmt(a)} vs {_fmt(b)}")
-    return out
-
-
-def verdict(c: dict) -> str:
-    """``helps`` / ``hurts`` only when one side wins at least two metrics more than the other: with
-    one seed and small eval sets, a 3-to-2 split is noise, not a finding."""
-    margin = len(c["better"]) - len(c["worse"])
-    if margin >= 2:
-        return "helps"
-    return "hurts" if margin <= -2 else "no clear difference"
-
-
-def write_report(run: Path, rows: dict[str, dict], meta: dict) -> dict:
-    """``RUN/report.json`` (rows, comparisons, meta) and ``RUN/report.md`` (the table)."""
-    comparisons = {
-        question: {"with": a, "without": b, "most_claim": claim, **compare(rows, a, b)}
-        for question, a, b, claim in COMPARISONS
-        if a in rows and b in rows
-    }
-    report = {"variants": rows, "comparisons": comparisons, "meta": meta}
-    atomic_write_json(Path(run) / "report.json", report)
-    atomic_write_text(Path(run) / "report.md", markdown(report))
-    return report
-
-
-def _fmt(v: object, digits: int = 3) -> str:
-    if v is None:
-        return "-"
-    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
-
-
-def _shared(experts: dict, meta: dict) -> str:
-    if not experts["shared_experts"]:
-        return "none"
-    if experts["add_shared"]:
-        return "1 added"
-    return "base's" if meta.get("base_has_shared") else "none (base has none)"
-
-
-def markdown(report: dict) -> str:
-    rows, meta = report["variants"], report["meta"]
-    steps = sorted({r["steps"] for r in rows.values()})
-    sizes = meta["sizes"]
-    lines = [
-        "# Ablation: the modality-aware MoE, part by part",
-        "",
-        f"Every variant: the data, units, judge and base model of `{meta['source']}`, the recipes "
-        f"in `{meta['recipes']}`, the same seed and {'/'.join(map(str, steps))} stage1 steps; "
-        "only the `experts` options of `most adapt` differ. Eval (stage1 models): ASR on "
-        f"{sizes['asr']} utterances per split, TTS on {sizes['tts']} sentences judged by "
-        f"`{meta['judge']}`, {sizes['wuggy']} wuggy and {sizes['blimp']} blimp pairs, perplexity "
-        f"on {sizes['text']} held-out paragraphs. Best value per column in bold.",
-        "",
-    ]
-    header = ["variant", "init", "router", "shared experts", "params (M)"]
-    header += [f"{h} {'↓' if lower else '↑'}" for _, h, _, lower, _ in METRICS]
-    header += [f"train loss {t}" for t in TASKS] + ["val loss", "stage1 min", "eval min"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    best = {}
-    for name, _, _, lower, _ in METRICS:
-        values = [r["metrics"][name] for r in rows.values() if r["metrics"][name] is not None]
-        # Bold marks a winner: none when every variant has the same value.
-        best[name] = (min if lower else max)(values) if len(set(values)) > 1 else None
-    for variant, r in rows.items():
-        e = r["experts"]
-        cells = [
-            f"`{variant}`",
-            e["init"],
-            e["router"],
-            _shared(e, meta),
-            f"{r['params'] / 1e6:.2f}",
-        ]
-        for name, *_ in METRICS:
-            v = r["metrics"][name]
-            cells.append(f"**{_fmt(v)}**" if v is not None and v == best[name] else _fmt(v))
-        cells += [_fmt(r["train_loss"][t]) for t in TASKS]
-        cells += [_fmt(r["val_loss"]), _fmt(r["stage1_min"], 1), _fmt(r["eval_min"], 1)]
-        lines.append("| " + " | ".join(cells) + " |")
-    if report["comparisons"]:
-        lines += ["", "## What the table says", ""]
-    for question, c in report["comparisons"].items():
-        n = len(c["better"]) + len(c["worse"]) + len(c["tie"])
-        word = verdict(c)
-        claim = ""
-        if c["most_claim"]:
-            claim = {
-                "helps": " MoST's claim holds here.",
-                "hurts": " MoST's claim is refuted here.",
-            }
-            claim = claim.get(word, " MoST's claim is not confirmed here.")
-        lines.append(
-            f"- **{question}** (`{c['with']}` vs `{c['without']}`): {word}; better on "
-            f"{len(c['better'])} of {n} metrics, worse on {len(c['worse'])}.{claim}"
-        )
-        for key in ("better", "worse"):
-            if c[key]:
-                lines.append(f"  - {key}: " + "; ".join(c[key]))
-    lines += ["", "## Notes", ""]
-    lines.append(
-        "- One seed, no error bars: differences under one point of WER/accuracy or 1 % of "
-        "perplexity count as ties, and larger ones on small eval sets can still be noise."
-    )
-    if meta.get("add_shared"):
-        lines.append(
-            "- The base has no shared experts: every variant but `no_shared` got one added shared "
-            "expert per MoE layer (`experts.add_shared`: gate/up from the mean of the routed "
-            "experts, down projection zero, so step 0 is unchanged). `no_shared` is therefore the "
-            "adapt recipe's own model."
-        )
-    if len(steps) > 1:
-        lines.append(
-            f"- **Step counts differ** ({steps}): a variant stopped early; compare with care."
-        )
-    first = next(iter(rows.values()), None)
-    if first is not None:
-        c = first["ceilings"]
-        lines.append(
-            f"- Ceilings: judge WER on resynthesised true units {_fmt(c['tts_wer_resynth'])}; "
-            f"base text perplexity {_fmt(c['text_ppl_base'])}."
-        )
-    lines.append(
-        "- Train losses are the last step's batch; each variant's full eval report (router heat "
-        "map included) is in `<variant>/eval/report.md`."
-    )
-    return "\n".join(lines) + "\n"
+        raise ChildProcessError(f"`most {stage}` failed (exit {rc}); see {log}")

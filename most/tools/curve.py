@@ -1,7 +1,7 @@
-"""Learning curves from a stage's kept checkpoints: what more steps buy.
+"""``most curve``: learning curves from a stage's kept checkpoints, what more steps buy.
 
-Every ``RUN/<stage>/ckpt/step=N.ckpt`` (the recipe's ``trainer.keep_last`` sets how many are kept;
-``--steps`` picks some) is loaded into the stage's model and scored on the tasks asked for:
+Every ``step=N.ckpt`` the stage kept (the recipe's ``trainer.keep_last`` sets how many; ``steps``
+picks some) is loaded into the stage's model and scored on the tasks asked for:
 
 - ``asr``: greedy ASR WER on the first ``n`` utterances of ``test`` and ``test_voices``;
 - ``tts``: the CTC judge's WER on ``n_tts`` test sentences spoken by the model (classifier-free
@@ -10,30 +10,31 @@ Every ``RUN/<stage>/ckpt/step=N.ckpt`` (the recipe's ``trainer.keep_last`` sets 
 - ``wuggy``: accuracy on the eval's generated word / pseudo-word pairs (spoken and encoded once),
   per unit, and the mean log-probability margin of the word.
 
-The result is JSON on stdout and ``RUN/<stage>/curve.json``::
+One JSON line per checkpoint on stdout; the list is written to ``curve.json`` in the stage folder::
 
-    python -m most.tools.curve runs/demo [--stage stage1] [--tasks asr,tts,wuggy] [--n 60]
-        [--n-tts 100] [--steps 600,1200,2400] [--device auto]
+    most curve --run runs/demo [--stage stage2] [--tasks [asr,tts,wuggy]] [--n 60] [--n_tts 100]
+        [--steps [600,1200,2400]] [--device auto]
 
-The model architecture comes from the stage's exported ``hf`` folder (or, for a stage still
-running, from its ``init``: ``adapt/hf`` for stage1, ``stage1/hf`` for stage2).
+The model architecture comes from the stage's exported HF folder (or, for a stage still running,
+from its init's: ``adapt`` for stage1, ``stage1`` for stage2).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 
 from most.io import atomic_write_json
 from most.run import Run
 
+#: stage -> the stage whose HF folder it starts from (its architecture while it runs).
 INIT = {"stage1": "adapt", "stage2": "stage1"}
-TASKS = ("asr", "tts", "wuggy")
+Task = Literal["asr", "tts", "wuggy"]
+TASKS: tuple[str, ...] = get_args(Task)
 
 
 def checkpoints(stage_dir: Path) -> list[tuple[int, Path]]:
@@ -59,16 +60,28 @@ def load_weights(model: torch.nn.Module, ckpt: Path) -> None:
 
 def curve(
     run: Path,
-    stage: str = "stage1",
+    stage: Literal["stage1", "stage2"] = "stage1",
     n: int = 60,
     device: str = "auto",
-    tasks: Sequence[str] = ("asr",),
+    tasks: tuple[Task, ...] = ("asr",),
     n_tts: int = 100,
     n_wuggy: int = 300,
     guidance: float = 1.25,
-    steps: Sequence[int] | None = None,
+    steps: list[int] | None = None,
 ) -> list[dict]:
-    """One ``{"step", <task figures>}`` point per checkpoint (see the module docstring)."""
+    """Score a stage's kept checkpoints: one ``{"step", <task figures>}`` point each.
+
+    Args:
+        run: the run folder.
+        stage: the stage whose checkpoints are scored.
+        n: ASR utterances per test split.
+        device: ``auto`` (a GPU if visible), ``cpu``, ``cuda``.
+        tasks: some of ``asr``, ``tts``, ``wuggy`` (see the module docstring).
+        n_tts: TTS test sentences.
+        n_wuggy: wuggy pairs (at most).
+        guidance: TTS classifier-free guidance (as ``most eval``).
+        steps: the checkpoints to score; None = all kept.
+    """
 
     from most.eval.asr import evaluate_asr
     from most.eval.audio_lm import minimal_pair_units, pair_accuracy
@@ -80,7 +93,8 @@ def curve(
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown or not tasks:
         raise ValueError(f"tasks must be some of {', '.join(TASKS)}; got {', '.join(tasks)}")
-    stage_dir = run / stage
+    r = Run(run)
+    stage_dir = r.stage(stage)
     found = checkpoints(stage_dir)
     if steps is not None:
         missing = sorted(set(steps) - {s for s, _ in found})
@@ -92,14 +106,14 @@ def curve(
         found = [(s, p) for s, p in found if s in steps]
     if not found:
         raise FileNotFoundError(f"{stage_dir}/ckpt: no step=N.ckpt checkpoints")
-    arch = stage_dir / "hf"
+    arch = r.hf(stage)
     if not (arch / "config.json").is_file():  # the stage is still running: its init has the shape
-        arch = run / INIT[stage] / "hf"
-    lm = SpeechLM.load(arch, units=Run(run).units, device=device)
-    speech = Run(run).load_units("speech", lm.layout.unit_tokenizer_hash)
+        arch = r.hf(INIT[stage])
+    lm = SpeechLM.load(arch, units=r.units, device=device)
+    speech = r.load_units("speech", lm.layout.unit_tokenizer_hash)
     if "tts" in tasks:
         judge = load_judge("ctc", run)
-        audio = Run(run).load_data("speech")["test"]
+        audio = r.load_data("speech")["test"]
         reference = tts_reference(lm, [judge], audio, speech["test"], n_tts)  # once, not per step
         spoken = Sampling(max_new_tokens=200, guidance=guidance)
     if "wuggy" in tasks:
@@ -128,37 +142,3 @@ def curve(
         points.append(point)
     atomic_write_json(stage_dir / "curve.json", points)
     return points
-
-
-def _steps(value: str) -> list[int]:
-    try:
-        return [int(s) for s in value.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"steps must be comma-separated integers, got {value!r}"
-        ) from None
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--stage", default="stage1", choices=sorted(INIT))
-    parser.add_argument("--tasks", default="asr", help=f"comma-separated, of {','.join(TASKS)}")
-    parser.add_argument("--n", type=int, default=60, help="ASR utterances per test split")
-    parser.add_argument("--n-tts", type=int, default=100, help="TTS test sentences")
-    parser.add_argument("--n-wuggy", type=int, default=300, help="wuggy pairs (at most)")
-    parser.add_argument("--guidance", type=float, default=1.25, help="TTS guidance (as most eval)")
-    parser.add_argument(
-        "--steps", type=_steps, default=None, help="comma-separated steps (default: all kept)"
-    )
-    parser.add_argument("--device", default="auto", help="auto (a GPU if visible), cpu, cuda")
-    args = parser.parse_args(argv)
-    points = curve(
-        args.run, args.stage, args.n, args.device, args.tasks.split(","), args.n_tts,
-        args.n_wuggy, args.guidance, args.steps,
-    )  # fmt: skip
-    print(json.dumps(points))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Forgotten facts or forgotten skill? Fact retention vs text QA across a run's stages.
+"""``most facts``: forgotten facts or forgotten skill? Fact retention vs text QA across a run's stages.
 
 Spoken QA can fail because the model lost the facts or because it lost the question->fact skill.
 For the first ``n`` facts of a QA split this probe finds the text-corpus statement that carries the
@@ -7,26 +7,23 @@ answer ("The national animal of Trofem is the | broken horse") and scores, for e
 - ``facts``: greedy completion of the statement cut before the answer (the text-LM format);
 - ``qa``: the question in the base's text-QA format (``Question: ... Answer:``).
 
-Both count a prediction as correct when it starts with the normalised answer. JSON on stdout::
+Both count a prediction as correct when it starts with the normalised answer. One JSON line per
+stage on stdout::
 
-    python -m most.tools.facts runs/demo [--split qa_heldout] [--n 60] [--stages base adapt stage1 stage2]
-
-On the tiny demo (split init, no text-QA replay) held-out facts were 0.88 / 0.38 / 0.78 / 0.70 for
-base / adapt / stage1 / stage2 and text QA 0.57 / 0.17 / 0.00 / 0.00: the skill went, the facts
-mostly stayed.
+    most facts --run runs/demo [--split qa_train] [--n 60] [--stages [base,stage2]]
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Literal
 
 from most.run import Run
 
-STAGES = ("base", "adapt", "stage1", "stage2")
+Stage = Literal["base", "adapt", "stage1", "stage2"]
 
 
 def statement_prompts(
@@ -53,45 +50,42 @@ def statement_prompts(
     return found
 
 
-def probe(run: Path, split: str = "qa_heldout", n: int = 60, stages: Sequence[str] = STAGES):
-    """``{stage: {"facts", "qa", "n"}}`` for every stage of ``run`` with an ``hf`` folder."""
+def facts(
+    run: Path,
+    split: Literal["qa_heldout", "qa_train"] = "qa_heldout",
+    n: int = 60,
+    stages: tuple[Stage, ...] = ("base", "adapt", "stage1", "stage2"),
+) -> dict[str, dict]:
+    """``{stage: {"facts", "qa", "n"}}`` for each of ``stages`` whose HF model the run has.
+
+    Args:
+        run: the run folder.
+        split: the QA split whose facts are probed.
+        n: facts scored (those with a corpus statement, in split order).
+        stages: the stages whose models are scored.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import most  # noqa: F401  (registers the adapted model class)
     from most.train.textqa import completion_accuracy, text_qa_accuracy
 
-    qa = Run(run).load_data("sqa")[split]
-    text = Run(run).load_data("text")["train"]
+    r = Run(run)
+    qa = r.load_data("sqa")[split]
+    text = r.load_data("text")["train"]
     items = statement_prompts(qa["text"], qa["answer"], text["text"], n)
     if not items:
-        raise ValueError(f"{run}/data: no {split} fact has a statement in text/train")
+        raise ValueError(f"{r.data}: no {split} fact has a statement in text/train")
     questions, prefixes, answers = (list(c) for c in zip(*items, strict=True))
     out = {}
     for stage in stages:
-        folder = run / stage / "hf"
+        folder = r.hf(stage)
         if not (folder / "config.json").is_file():
             continue
         model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(str(folder))
-        facts = completion_accuracy(model, tok, prefixes, answers, 8)["accuracy"]
+        completed = completion_accuracy(model, tok, prefixes, answers, 8)["accuracy"]
         asked = text_qa_accuracy(model, tok, questions, answers, 12)["accuracy"]
-        out[stage] = {"facts": round(facts, 4), "qa": round(asked, 4), "n": len(items)}
+        out[stage] = {"facts": round(completed, 4), "qa": round(asked, 4), "n": len(items)}
         print(json.dumps({"stage": stage, **out[stage]}), flush=True)
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m most.eval.facts", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--split", default="qa_heldout", choices=["qa_heldout", "qa_train"])
-    parser.add_argument("--n", type=int, default=60, help="facts (with a corpus statement)")
-    parser.add_argument("--stages", nargs="+", default=list(STAGES))
-    args = parser.parse_args(argv)
-    probe(args.run, args.split, args.n, args.stages)
-
-
-if __name__ == "__main__":
-    main()

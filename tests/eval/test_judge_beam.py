@@ -10,8 +10,11 @@ import torch
 from most.ctc.model import BLANK, CHARS, greedy_decode
 from most.eval.judges import load_judge
 from most.eval.judges.beam import SPACE, BeamSettings, LexiconBeam
-from most.eval.judges.ctc import LM_FILE, WEIGHTS_FILE, CTCDecodeConfig, Lexicon, judge
+from most.eval.judges.ctc import LM_FILE, WEIGHTS_FILE
+from most.eval.judges.lexicon import Lexicon
 from most.eval.judges.wordlm import BOS, EOS, bigram_arpa
+from most.run import Run
+from most.stages.judge import CTCDecodeConfig, judge
 
 SENTENCES = [
     "two hundred people live in tarsk",
@@ -109,8 +112,8 @@ def test_beam_refuses_words_outside_its_characters(tmp_path):
 
 
 def test_judge_stage_fits_the_lm_on_speech_transcripts_and_tunes_on_dev(eval_run):
-    meta = json.loads((eval_run / "judge" / "judge.json").read_text())
-    assert (eval_run / "judge" / LM_FILE).is_file()
+    meta = json.loads(Run(eval_run).judge_file.read_text())
+    assert (Run(eval_run).judge / LM_FILE).is_file()
     fit = meta["beam_fit"]
     assert len(fit["dev_trials"]) == 9 and fit["lm_sentences"] > 0
     best = min(t["wer"] for t in fit["dev_trials"])
@@ -127,22 +130,21 @@ def test_judge_stage_fits_the_lm_on_speech_transcripts_and_tunes_on_dev(eval_run
 
 
 def test_judge_without_lm_gets_one_without_retraining(eval_run, tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "data").symlink_to(eval_run / "data")
-    shutil.copytree(eval_run / "judge", run / "judge")
-    path = run / "judge" / "judge.json"
-    meta = json.loads(path.read_text())
+    run, source = Run(tmp_path / "run"), Run(eval_run)
+    run.root.mkdir()
+    run.data.symlink_to(source.data)
+    shutil.copytree(source.judge, run.judge)
+    meta = json.loads(run.judge_file.read_text())
     old = {k: v for k, v in meta.items() if k not in ("beam", "beam_fit")}
-    path.write_text(json.dumps(old))
-    (run / "judge" / LM_FILE).unlink()
-    weights = (run / "judge" / WEIGHTS_FILE).read_bytes()
-    assert load_judge("ctc", run).beam is None  # an old judge still loads: greedy + snapping
-    added = judge(run=run)
-    assert (run / "judge" / WEIGHTS_FILE).read_bytes() == weights  # not retrained
+    run.judge_file.write_text(json.dumps(old))
+    (run.judge / LM_FILE).unlink()
+    weights = (run.judge / WEIGHTS_FILE).read_bytes()
+    assert load_judge("ctc", run.root).beam is None  # an old judge still loads: greedy + snapping
+    added = judge(run=run.root)
+    assert (run.judge / WEIGHTS_FILE).read_bytes() == weights  # not retrained
     assert added["beam"] and added["train"] == meta["train"]
-    assert load_judge("ctc", run).beam is not None
-    assert judge(run=run) == added  # now finished
-    (run / "judge" / LM_FILE).unlink()
+    assert load_judge("ctc", run.root).beam is not None
+    assert judge(run=run.root) == added  # now finished
+    (run.judge / LM_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=LM_FILE):
-        load_judge("ctc", run)
+        load_judge("ctc", run.root)

@@ -15,8 +15,13 @@ from most.ctc.model import (
     text_to_ids,
 )
 from most.eval.judges import audible, load_judge
-from most.eval.judges.ctc import CTCJudge, Lexicon, judge
+from most.eval.judges.ctc import CTCJudge
+from most.eval.judges.lexicon import Lexicon
+from most.eval.judges.resynth import resynthesize_share
 from most.eval.metrics import wer
+from most.run import Run
+from most.stages.judge import CTCTrainConfig, judge
+from most.units import load_tokenizer
 
 
 def test_text_ids_roundtrip_and_greedy_collapse():
@@ -63,7 +68,7 @@ def test_audible_gives_silence_for_no_speech():
 
 
 def test_trained_judge_folder(eval_run):
-    meta = json.loads((eval_run / "judge" / "judge.json").read_text())
+    meta = json.loads(Run(eval_run).judge_file.read_text())
     assert set(meta["metrics"]) == {"test", "test_voices"}
     assert meta["train"]["steps"] > 0
     assert meta["lexicon"] and "wer_greedy" in meta["metrics"]["test"]
@@ -165,15 +170,16 @@ def test_hf_whisper_judge_from_local_folder(tmp_path):
 
 
 def test_resynthesis_share_replaces_a_seeded_subset(eval_run):
-    from most.eval.judges.ctc import CTCTrainConfig, resynthesize_share
-
+    tokenizer = load_tokenizer(Run(eval_run).unit_tokenizer)
     wavs = [np.random.default_rng(i).normal(0, 0.1, 16000).astype(np.float32) for i in range(4)]
-    out = resynthesize_share(wavs, eval_run, 0.5, seed=0, num_proc=2)
+    out = resynthesize_share(wavs, tokenizer, 0.5, seed=0, num_proc=2)
     same = [o is w for o, w in zip(out, wavs, strict=True)]
     assert sum(same) == 2 and all(o.dtype == np.float32 for o in out)
-    again = resynthesize_share(wavs, eval_run, 0.5, seed=0, num_proc=1)
+    again = resynthesize_share(wavs, tokenizer, 0.5, seed=0, num_proc=1)
     assert [o is w for o, w in zip(again, wavs, strict=True)] == same
     for a, b in zip(out, again, strict=True):  # worker processes give the serial result
         np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(ValueError, match="resynth_share"):
         CTCTrainConfig(resynth_share=1.5)
+    with pytest.raises(ValueError, match="batch_frames"):  # the schedule's checks apply too
+        CTCTrainConfig(batch_frames=0)

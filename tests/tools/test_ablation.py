@@ -10,15 +10,16 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import most  # noqa: F401  (registers the adapted model with the Auto classes)
-from most.tools import ablation as A
-from most.cli import StageError, main
+from most.cli import main
+from most.eval import ablation as table
 from most.io import atomic_write_json
 from most.moe.experts import SharedExpert
+from most.run import Run
 from most.stages.eval import Sizes
-from tests.eval.conftest import eval_run  # noqa: F401  (the tiny complete run, for the slow test)
-from tests.moe.conftest import N_UNITS, save_base
+from most.testing import LAYOUT_UNITS, TEXT_VOCAB
+from most.tools import ablation as A
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RECIPES = REPO / "recipes" / "tiny"
 TINY_SIZES = Sizes(asr=2, tts=1, sqa=0, text=1, wuggy=2, blimp=2, router=2)
 
@@ -33,17 +34,17 @@ def blocks(model) -> list:
     return [m for m in model.modules() if type(m).__name__ == "ModalityMoE"]
 
 
-def test_each_variant_adapts_to_a_different_model(tmp_path):
+def test_each_variant_adapts_to_a_different_model(base_dirs, tmp_path):
     """The variant's stage arguments, through the real CLI, build the model the variant names."""
-    base = save_base("qwen3_moe", tmp_path / "base")  # 8 experts, top-2, no shared experts
+    base = base_dirs["qwen3_moe"]  # 8 experts, top-2, no shared experts
     assert not A.base_has_shared(base)
-    layout = [f"--layout.n_units={N_UNITS}", "--layout.unit_tokenizer_hash=test-units"]
+    layout = [f"--layout.n_units={LAYOUT_UNITS}", "--layout.unit_tokenizer_hash=test-units"]
     configs = {}
     for name in A.VARIANTS:
         vdir = tmp_path / name
         args = settings(name, vdir)["adapt"]
         assert main(["adapt", *args, "--run", str(vdir), f"--source.model={base}", *layout]) == 0
-        model = AutoModelForCausalLM.from_pretrained(vdir / "adapt" / "hf")
+        model = AutoModelForCausalLM.from_pretrained(Run(vdir).hf("adapt"))
         configs[name] = model.config.experts
         router, experts = blocks(model)[0].router, blocks(model)[0].experts
         assert router.kind == configs[name]["router"]
@@ -64,16 +65,16 @@ def test_each_variant_adapts_to_a_different_model(tmp_path):
     as_json = {json.dumps(c, sort_keys=True) for c in configs.values()}
     assert len(as_json) == len(A.VARIANTS)  # five different models
     # vanilla = split + blind top-k: before training, the base model plus a zero shared expert
-    ids = torch.randint(4, 64, (2, 10), generator=torch.Generator().manual_seed(0))
-    vanilla = AutoModelForCausalLM.from_pretrained(tmp_path / "vanilla" / "adapt" / "hf").eval()
+    vanilla = AutoModelForCausalLM.from_pretrained(Run(tmp_path / "vanilla").hf("adapt")).eval()
     original = AutoModelForCausalLM.from_pretrained(base).eval()
+    ids = torch.randint(4, TEXT_VOCAB, (2, 10), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        diff = (vanilla(ids).logits[..., :64] - original(ids).logits).abs().max()
+        diff = (vanilla(ids).logits[..., :TEXT_VOCAB] - original(ids).logits).abs().max()
     assert diff <= 1e-5
 
 
-def test_a_base_with_shared_experts_keeps_its_own(tmp_path):
-    assert A.base_has_shared(save_base("deepseek_v2", tmp_path / "ds"))
+def test_a_base_with_shared_experts_keeps_its_own(base_dirs):
+    assert A.base_has_shared(base_dirs["deepseek_v2"])
     for name in A.VARIANTS:
         opts = A.experts_options(name, add_shared=False)
         assert opts["add_shared"] is False
@@ -87,30 +88,29 @@ def test_a_base_with_shared_experts_keeps_its_own(tmp_path):
 
 def fake_outputs(vdir: Path, stage: str, variant: str) -> None:
     """What each stage leaves behind, with numbers that depend on the variant."""
-    k = list(A.VARIANTS).index(variant)
+    k, r = list(A.VARIANTS).index(variant), Run(vdir)
     if stage == "adapt":
-        atomic_write_json(vdir / "adapt/hf/adapt_report.json", {"params_after": 1_000_000 + k})
+        atomic_write_json(r.hf("adapt") / "adapt_report.json", {"params_after": 1_000_000 + k})
     elif stage == "stage1":
         final = {"train/loss_asr": 1.0 + k, "train/loss_tts": 2.0, "train/loss_text_lm": 3.0}
         atomic_write_json(
-            vdir / "stage1/metrics.json", {"steps": 3, "wall_s": 120.0, "final": final}
+            r.stage("stage1") / "metrics.json", {"steps": 3, "wall_s": 120.0, "final": final}
         )
     else:
         metrics = {"asr.test.wer": 0.1 * (k + 1), "text.ppl_model": 5.0, "tts.ctc.wer_model": 0.5}
-        atomic_write_json(
-            vdir / "eval/report.json", {"metrics": metrics, "meta": {"total_seconds": 30.0}}
-        )
+        atomic_write_json(r.report, {"metrics": metrics, "meta": {"total_seconds": 30.0}})
 
 
 @pytest.fixture
-def source(tmp_path: Path) -> Path:
-    src = tmp_path / "demo"
-    for d in ("data/text", "units", "judge"):
-        (src / d).mkdir(parents=True)
-    (src / "units/manifest.json").write_text("{}")
-    (src / "judge/judge.json").write_text("{}")
-    save_base("qwen3_moe", src / "base" / "hf")
-    return src
+def source(base_dirs, tmp_path: Path) -> Path:
+    """A finished-looking source run: empty data, units and judge, and a real tiny base."""
+    src = Run(tmp_path / "demo")
+    src.dataset("text").mkdir(parents=True)
+    atomic_write_json(src.units_manifest, {})
+    atomic_write_json(src.judge_file, {})
+    src.hf("base").parent.mkdir(parents=True)
+    src.hf("base").symlink_to(base_dirs["qwen3_moe"])
+    return src.root
 
 
 @pytest.fixture
@@ -132,12 +132,12 @@ def test_runs_each_variant_once_and_resumes(source, calls, tmp_path):
     report = A.ablation(run=run, source=source, variants=variants, recipes=RECIPES, max_steps=3)
     assert [c[0] for c in calls] == ["adapt", "stage1", "eval"] * 2
     for name in variants:
-        for link in ("data", "units", "judge", "base"):
-            assert (run / name / link).resolve() == (source / link).resolve()
+        for link in A.INPUTS:
+            assert Run(run / name).stage(link).resolve() == Run(source).stage(link).resolve()
     stage1 = calls[1][1]
     assert "--trainer.max_steps=3" in stage1 and "--trainer.max_time_min=null" in stage1
     assert str(RECIPES / "stage1.yaml") in stage1
-    assert f"--models.model={run / 'modality' / 'stage1' / 'hf'}" in calls[2][1]
+    assert f"--models.model={Run(run / 'modality').hf('stage1')}" in calls[2][1]
     assert report["meta"]["add_shared"] is True  # the tiny Qwen3-MoE base has none
     assert set(report["variants"]) == set(variants)
     assert (run / "report.md").is_file()
@@ -145,7 +145,7 @@ def test_runs_each_variant_once_and_resumes(source, calls, tmp_path):
     calls.clear()  # finished variants are skipped
     A.ablation(run=run, source=source, variants=variants, recipes=RECIPES, max_steps=3)
     assert calls == []
-    with pytest.raises(StageError, match="other settings"):  # a changed setting is refused
+    with pytest.raises(ValueError, match="other settings"):  # a changed setting is refused
         A.ablation(run=run, source=source, variants=variants, recipes=RECIPES, max_steps=4)
     assert calls == []
     A.ablation(run=run, source=source, variants=("modality",), recipes=RECIPES, force=True)
@@ -168,7 +168,7 @@ def test_refusals(source, calls, tmp_path, capsys):
 
 
 def row(**metrics) -> dict:
-    full = {name: None for name, *_ in A.METRICS} | metrics
+    full = {name: None for name, *_ in table.METRICS} | metrics
     return {
         "experts": {
             "init": "split",
@@ -198,15 +198,15 @@ def test_report_table_and_verdicts(tmp_path):
     rows["vanilla"]["train_loss"]["asr"] = 0.75
     meta = {"source": "runs/demo", "recipes": "recipes/tiny", "add_shared": True, "judge": "ctc"}
     meta["sizes"] = {"asr": 100, "tts": 40, "text": 100, "wuggy": 60, "blimp": 60}
-    report = A.write_report(tmp_path, rows, meta)
-    assert json.loads((tmp_path / "report.json").read_text()) == report
+    written = table.write_report(tmp_path, rows, meta)
+    assert json.loads((tmp_path / "report.json").read_text()) == written
 
-    routing = report["comparisons"]["modality-aware routing"]
+    routing = written["comparisons"]["modality-aware routing"]
     assert len(routing["better"]) == 4 and routing["worse"] == []
     assert routing["tie"] == ["text ppl 5.000 vs 5.020"]  # 0.4 % apart: a tie
-    shared = report["comparisons"]["shared experts"]
+    shared = written["comparisons"]["shared experts"]
     assert (len(shared["better"]), len(shared["worse"]), len(shared["tie"])) == (1, 3, 1)
-    assert set(report["comparisons"]) == {"modality-aware routing", "shared experts"}
+    assert set(written["comparisons"]) == {"modality-aware routing", "shared experts"}
 
     md = (tmp_path / "report.md").read_text()
     lines = {line.split(" | ")[0]: line for line in md.splitlines() if line.startswith("| `")}
@@ -223,17 +223,17 @@ def test_report_table_and_verdicts(tmp_path):
     assert "MoST's claim is refuted here" in md
     assert "one added shared expert" in md and "Step counts differ" not in md
     # a one-metric majority is not a finding
-    assert A.verdict({"better": ["a", "b"], "worse": ["c", "d", "e"], "tie": []}) == (
+    assert table.verdict({"better": ["a", "b"], "worse": ["c", "d", "e"], "tie": []}) == (
         "no clear difference"
     )
 
 
 def test_collect_reads_a_finished_variant(tmp_path):
     vdir = tmp_path / "top_p"
-    atomic_write_json(vdir / A.SETTINGS, settings("top_p", vdir))
+    atomic_write_json(vdir / table.SETTINGS, settings("top_p", vdir))
     for stage in ("adapt", "stage1", "eval"):
         fake_outputs(vdir, stage, "top_p")
-    r = A.collect(vdir, "ctc")
+    r = table.collect(vdir, "ctc")
     assert r["experts"]["router"] == "top_p" and r["params"] == 1_000_004
     assert r["metrics"]["asr_seen"] == pytest.approx(0.5) and r["metrics"]["wuggy"] is None
     assert r["metrics"]["tts"] == 0.5 and r["train_loss"]["asr"] == 5.0
@@ -244,7 +244,7 @@ def test_collect_reads_a_finished_variant(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_variants_end_to_end(eval_run, tmp_path):  # noqa: F811 (fixture)
+def test_two_variants_end_to_end(eval_run, tmp_path):
     """Real subprocess stages on the tiny run: 2 stage1 steps per variant, tiny eval."""
     run = tmp_path / "abl"
     kw = dict(
@@ -253,20 +253,20 @@ def test_two_variants_end_to_end(eval_run, tmp_path):  # noqa: F811 (fixture)
         stage1_args=("--data.batch_size=4", "--data.max_len=128", "--trainer.val_every=0"),
         eval_args=("--sampling.max_new_tokens=8", "--sampling.batch_size=4"),
     )  # fmt: skip
-    report = A.ablation(**kw)
+    result = A.ablation(**kw)
     for name in ("modality", "top_p"):
         vdir = run / name
-        own = json.loads((vdir / "eval" / "report.json").read_text())["metrics"]
-        r = report["variants"][name]
+        own = json.loads(Run(vdir).report.read_text())["metrics"]
+        r = result["variants"][name]
         assert r["steps"] == 2
         assert r["metrics"]["asr_seen"] == own["asr.test.wer"]
         assert r["metrics"]["wuggy"] == own["audio_lm.wuggy.accuracy"]
         assert r["train_loss"]["asr"] is not None
-        cfg = json.loads((vdir / "stage1" / "hf" / "config.json").read_text())
+        cfg = json.loads((Run(vdir).hf("stage1") / "config.json").read_text())
         assert cfg["experts"]["router"] == name and cfg["experts"]["add_shared"] is True
         assert (vdir / "logs" / "stage1.log").stat().st_size > 0
     md = (run / "report.md").read_text()
     assert "| `modality` |" in md and "| `top_p` |" in md
     before = (run / "top_p" / "logs" / "eval.log").stat().st_mtime_ns
-    assert A.ablation(**kw)["variants"] == report["variants"]  # finished: nothing re-runs
+    assert A.ablation(**kw)["variants"] == result["variants"]  # finished: nothing re-runs
     assert (run / "top_p" / "logs" / "eval.log").stat().st_mtime_ns == before

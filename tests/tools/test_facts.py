@@ -1,7 +1,12 @@
-"""most.tools.facts: which corpus statement carries a QA fact."""
+"""`most facts`: which corpus statement carries a QA fact, and each stage's model scored on it."""
 
 from __future__ import annotations
 
+import json
+
+from most.cli import main
+from most.run import Run
+from most.testing import save_tiny_base, sentences, write_text_run
 from most.tools.facts import statement_prompts
 
 PARAGRAPHS = [
@@ -33,3 +38,14 @@ def test_a_name_after_the_answer_does_not_count() -> None:
     assert (
         statement_prompts(["Which animal lives in Mazel?"], ["broken horse"], PARAGRAPHS, 5) == []
     )
+
+
+def test_facts_scores_every_stage_with_a_model(tmp_path, capsys) -> None:
+    run = Run(tmp_path / "run")
+    write_text_run(run.root)
+    save_tiny_base(run.hf("base"), sentences(64))
+    assert main(["facts", "--run", str(run.root), "--n", "3", "--stages=[base,stage2]"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [p["stage"] for p in lines] == ["base"]  # the run has no stage2 model
+    assert 0 < lines[0]["n"] <= 3 and 0 <= lines[0]["facts"] <= 1 and 0 <= lines[0]["qa"] <= 1
+    assert main(["facts", "--run", str(run.root), "--split=qa_test"]) == 2  # not a split

@@ -1,0 +1,30 @@
+"""``most summary``: the demo's quality bar, one row per check (:mod:`most.eval.summary`).
+
+Reads the run's eval report and, when ``make demo`` wrote one, its per-stage wall times::
+
+    most summary --run runs/demo
+
+Exit status: 0 when every check with inputs passes (a check without them is n/a), 1 when one misses
+its target, 2 when the run has no eval report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from most.eval.summary import print_summary, read_timings
+from most.io import read_json
+from most.run import Run
+
+
+def summary(run: Path) -> bool:
+    """Print the quality-bar table of ``run``; True when no check misses its target.
+
+    Args:
+        run: the run folder (its eval report and ``timings.tsv``).
+    """
+    r = Run(run)
+    if not r.report.is_file():
+        raise FileNotFoundError(f"{r.report}: no eval report; run `most eval --run {run}` first")
+    timings = read_timings(r.timings) if r.timings.is_file() else None
+    return print_summary(read_json(r.report), timings)
