@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from most.audio import read_audio
-from most.stages.units import fit_audio
+from most.run import Run
 from most.units.mel_kmeans import MelKMeansTokenizer
+from most.units.sample import fit_audio
 
 FALLBACK = [
     "the capital of velmora is tarsk",
@@ -59,8 +60,9 @@ def load_corpus(data: Path | None, fit_seconds: float, n_test: int, seed: int):
 
     if data is None:
         return espeak_corpus(Path(tempfile.mkdtemp()))
-    train = fit_audio(data / "speech", fit_seconds, seed)
-    test = datasets.load_from_disk(str(data / "speech"))["test"]
+    speech = datasets.load_from_disk(str(data / "speech"))
+    train = fit_audio(speech, fit_seconds, seed).wavs
+    test = speech["test"]
     pick = np.random.default_rng(seed).permutation(len(test))[:n_test]
     rows = test.select(sorted(pick.tolist())).with_format("numpy")
     return train, [(r["audio"]["array"], str(r["text"])) for r in rows]
@@ -168,7 +170,7 @@ def main() -> None:
     p.add_argument("--sweep", action="store_true")
     a = p.parse_args()
     data = a.data or next(
-        (d for d in (Path("runs/units-dev/data"), Path("runs/demo/data")) if d.is_dir()), None
+        (d for d in (Run("runs/units-dev").data, Run("runs/demo").data) if d.is_dir()), None
     )
     train, test = load_corpus(data, a.fit_seconds, a.n_test, a.seed)
     wavs, texts = [w for w, _ in test], [t for _, t in test]

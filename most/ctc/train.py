@@ -37,10 +37,6 @@ class CTCSchedule:
     warmup: float = 0.05
     """Share of the progress spent warming up the learning rate."""
     seed: int = 0
-    warp: float = 0.0
-    """Vocal-tract-length perturbation: every time an utterance is trained on, its mel axis is
-    stretched by a factor drawn uniformly from ``[1 - warp, 1 + warp]`` (:func:`warp_mel`), so
-    the recogniser meets more voices than the corpus has. 0 = off."""
     threads: int = 0
     """Torch intra-op threads for training; 0 keeps torch's default. On a CPU shared with other
     jobs 1 is several times faster (measured 0.5 s vs 2.6 s per step with 2 threads)."""
@@ -50,8 +46,6 @@ class CTCSchedule:
             raise ValueError("train.batch_frames and train.epochs must be > 0")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ValueError("train.max_minutes must be > 0 or null (no cap)")
-        if not 0.0 <= self.warp < 0.5:
-            raise ValueError(f"train.warp must be in [0, 0.5), got {self.warp}")
 
 
 def read_rows(ds: datasets.Dataset, rows: Sequence[int]) -> tuple[list[np.ndarray], list[str]]:
@@ -59,18 +53,6 @@ def read_rows(ds: datasets.Dataset, rows: Sequence[int]) -> tuple[list[np.ndarra
     picked = ds.select(list(rows)).select_columns(["audio", "text"]).with_format("numpy")
     wavs = [np.asarray(a["array"], dtype=np.float32) for a in picked["audio"]]
     return wavs, [str(t) for t in picked["text"]]
-
-
-def warp_mel(feat: torch.Tensor, factor: float) -> torch.Tensor:
-    """``(T, n_mels)`` features with the mel axis stretched by ``factor`` (> 1 moves energy to
-    higher bins, as a shorter vocal tract does): bin ``j`` takes the value at ``j / factor``,
-    linearly interpolated and clamped at the top bin."""
-    n = feat.shape[-1]
-    src = (torch.arange(n, dtype=torch.float32) / factor).clamp(max=n - 1)
-    lo = src.floor().long()
-    hi = (lo + 1).clamp(max=n - 1)
-    w = src - lo
-    return feat[..., lo] * (1 - w) + feat[..., hi] * w
 
 
 def batches(lengths: Sequence[int], batch_frames: int, rng: random.Random) -> list[list[int]]:
@@ -102,7 +84,6 @@ def train_recognizer(
     cfg = schedule
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    warp_rng = random.Random(cfg.seed + 1)  # its own stream: warping leaves the batch order alone
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     feats: list[torch.Tensor] = []
@@ -139,7 +120,7 @@ def train_recognizer(
                 lr = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
                 for g in opt.param_groups:
                     g["lr"] = lr
-                x, x_len = pad([_augment(feats[i].float(), cfg.warp, warp_rng) for i in batch])
+                x, x_len = pad([feats[i].float() for i in batch])
                 logp, out_len = model(x, x_len)
                 y = [targets[i] for i in batch]
                 loss = ctc(
@@ -164,7 +145,3 @@ def train_recognizer(
         "final_loss": float(np.mean(losses[-20:])) if losses else None,
     }
     return model.eval(), log
-
-
-def _augment(feat: torch.Tensor, warp: float, rng: random.Random) -> torch.Tensor:
-    return warp_mel(feat, rng.uniform(1 - warp, 1 + warp)) if warp > 0 else feat

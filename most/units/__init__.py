@@ -5,9 +5,10 @@ Public API for training, data and eval code::
     from most.units import load_tokenizer, decode
     tok = load_tokenizer("runs/demo")              # or RUN/units/tokenizer
     ids = tok.encode(wav, 16_000)                   # (T,) long
-    wav = decode(tok, ids)                          # (n,) float32 at 16 kHz (mel_kmeans)
+    wav = decode(tok, ids)                          # (n,) float32 at 16 kHz (kinds with a decoder)
 
-See :mod:`most.units.base` for the interface and :mod:`most.stages.units` for ``most units``.
+See :mod:`most.units.base` for the interface, :mod:`most.units.kinds` for the kinds and
+:mod:`most.stages.units` for ``most units``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from most.units.base import TOKENIZER_FILE, UnitTokenizer, load_tokenizer
+from most.units.base import TOKENIZER_FILE, UnitTokenizer
+from most.units.kinds import load_tokenizer
 
 __all__ = ["TOKENIZER_FILE", "UnitTokenizer", "decode", "load_tokenizer"]
 

@@ -1,4 +1,4 @@
-"""The unit-tokenizer interface every implementation follows, and loading one from disk.
+"""The unit-tokenizer interface every kind follows, and the helpers they share to save and hash.
 
 A unit tokenizer turns 16 kHz speech into a sequence of discrete ids the LLM reads as
 ``<|u0|>`` ... tokens, and (where it has a decoder) turns ids back into audio. It is saved as a
@@ -9,12 +9,8 @@ folder holding :data:`TOKENIZER_FILE` (JSON: ``kind``, ``vocab_size``, ``frame_r
 changes (settings, centroids, the feature model). Unit shards are stored under it and the token
 layout records it, so a model never silently reads ids from a different tokenizer.
 
-Implementations: :mod:`most.units.ctc_phones` (embedded default: the phonemes a small CTC
-encoder trained on the run's speech hears; decodes with Griffin-Lim), :mod:`most.units.ctc_kmeans`
-(that encoder trained on letters, its states clustered; decodes with Griffin-Lim), :mod:`most.units.mel_kmeans` (log-mel
-k-means, no training, decodes with Griffin-Lim) and :mod:`most.units.hubert_kmeans` (HuBERT/mHuBERT features from a local folder, encode only).
-Neural codecs (several ids per frame from residual codebooks) will be a third ``kind``; they
-will return ``(T, n_codebooks)`` ids and report ``n_codebooks`` in their JSON.
+The kinds, each a tokenizer class with its config, are listed in :mod:`most.units.kinds`, which
+also loads a saved tokenizer of any kind.
 """
 
 from __future__ import annotations
@@ -31,8 +27,9 @@ from safetensors.torch import load_file, save_file
 
 from most.audio import SAMPLE_RATE, check_audio
 from most.io import atomic_write_json
+from most.run import UNIT_TOKENIZER_FILE
 
-TOKENIZER_FILE = "unit_tokenizer.json"
+TOKENIZER_FILE = UNIT_TOKENIZER_FILE
 WEIGHTS_FILE = "unit_tokenizer.safetensors"
 
 
@@ -127,30 +124,12 @@ def read_tokenizer(directory: str | Path) -> tuple[dict[str, Any], dict[str, tor
     return meta, load_file(str(directory / WEIGHTS_FILE))
 
 
-def load_tokenizer(path: str | Path) -> UnitTokenizer:
-    """Load any saved unit tokenizer; the JSON's ``kind`` picks the class.
+def check_vocab(k: int, kind: str) -> None:
+    """Raise ``ValueError`` unless ``k`` (clusters = unit vocabulary) is in [2, 65536]."""
+    if not 2 <= k <= 65_536:
+        raise ValueError(f"tokenizer.{kind}.k must be in [2, 65536], got {k}")
 
-    ``path`` is the tokenizer folder, ``RUN/units`` or ``RUN`` (``RUN/units/tokenizer`` is used).
-    The stored hash is recomputed and must match, so an edited file is caught here.
-    """
-    path = Path(path)
-    for candidate in (path / "tokenizer", path / "units" / "tokenizer"):
-        if not (path / TOKENIZER_FILE).is_file() and (candidate / TOKENIZER_FILE).is_file():
-            path = candidate
-    meta, _ = read_tokenizer(path)
-    kind = meta.get("kind")
-    # Imported lazily so the mel path never imports transformers.
-    if kind == "mel_kmeans":
-        from most.units.mel_kmeans import MelKMeansTokenizer as cls
-    elif kind == "ctc_kmeans":
-        from most.units.ctc_kmeans import CTCKMeansTokenizer as cls
-    elif kind == "ctc_phones":
-        from most.units.ctc_phones import CTCPhonesTokenizer as cls
-    elif kind == "hubert_kmeans":
-        from most.units.hubert_kmeans import HubertKMeansTokenizer as cls
-    else:
-        raise ValueError(f"{path}: unknown unit tokenizer kind {kind!r}")
-    tok = cls.load(path)
-    if tok.hash != meta.get("hash"):
-        raise ValueError(f"{path}: stored hash {meta.get('hash')} != recomputed {tok.hash}")
-    return tok
+
+def differing(**pairs: tuple[Any, Any]) -> dict[str, tuple[Any, Any]]:
+    """``name=(saved, wanted)`` pairs -> those whose two values differ."""
+    return {name: (a, b) for name, (a, b) in pairs.items() if a != b}

@@ -1,13 +1,9 @@
-"""Phonetic units from a small supervised encoder: CTC-recogniser hidden states -> k-means.
+"""Phonetic units from a small supervised encoder (``ctc_kmeans``): CTC-recogniser hidden states -> k-means.
 
-Why: k-means on log-mel frames clusters *voices* as much as sounds. Measured on the embedded
-default (40 sentences x 4 espeak-ng voices, K=512, normalised unit edit distance): the same
-sentence read twice by one voice differs by 0.41, read by two voices by 0.80, two different
-sentences by 0.96; the model has to learn one unit "dialect" per voice. A recogniser trained with
-character CTC on the run's own transcribed speech learns features that keep the sounds and drop the
-voice: clustering its layer-2 states (K=256) gives 0.42 / 0.58 / 0.94, at 21 instead of 33 units
-per second. This is the recipe of supervised speech tokenizers (an ASR encoder + vector
-quantisation, e.g. CosyVoice's S3 tokenizer), scaled to a 3-minute CPU budget.
+Why: k-means on log-mel frames clusters *voices* as much as sounds. A recogniser trained with
+character CTC on the run's own transcribed speech learns features that keep the sounds and drop
+the voice, so clustering its states gives units that depend less on who speaks (the recipe of
+supervised speech tokenizers: an ASR encoder + vector quantisation, e.g. CosyVoice's S3 tokenizer).
 
 Encoding: per-utterance normalised log-mel (100 Hz) -> :class:`~most.ctc.model.CTCRecognizer`
 up to ``layer`` (frames stacked x4: 25 Hz) -> L2-normalised states -> nearest centroid (cosine)
@@ -22,8 +18,10 @@ speech has one neutral voice.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 from torch import nn
@@ -32,9 +30,19 @@ from most.audio import SAMPLE_RATE
 from most.ctc.model import MEL, STACK, CTCModelConfig, CTCRecognizer, features, stack_steps
 from most.ctc.train import CTCSchedule, train_recognizer
 from most.mel import TARGET_RMS, LogMel
-from most.units.base import base_meta, content_hash, read_tokenizer, to_waveform, write_tokenizer
+from most.units.base import (
+    base_meta,
+    check_vocab,
+    content_hash,
+    differing,
+    read_tokenizer,
+    to_waveform,
+    write_tokenizer,
+)
 from most.units.dedup import collapse_repeats, fit_durations, frame_ids
+from most.units.encoder import EncoderConfig
 from most.units.kmeans import assign, fit_kmeans
+from most.units.sample import Utterances
 from most.units.vocoder import GriffinLim
 
 #: Part of the hash: bump it whenever a code change (features, assignment) can change an id.
@@ -219,3 +227,50 @@ def _templates(wavs: Sequence[torch.Tensor], ids: Sequence[torch.Tensor], k: int
     mean_all = total.sum(0) / count.sum().clamp(min=1)
     out = torch.where(count[:, None, None] > 0, total / count.clamp(min=1)[:, None, None], mean_all)
     return out.float()
+
+
+@dataclass
+class CTCKMeansConfig:
+    """``--tokenizer.ctc_kmeans.*``: an encoder trained on the letters of the transcripts, its
+    states clustered."""
+
+    k: int = 512
+    """Number of k-means clusters = unit vocabulary size."""
+    layer: int = 2
+    """Encoder layer whose states are clustered (1-3)."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+    def __post_init__(self) -> None:
+        check_vocab(self.k, "ctc_kmeans")
+        n_layers = CTCModelConfig().layers
+        if not 1 <= self.layer <= n_layers:
+            raise ValueError(f"tokenizer.ctc_kmeans.layer must be in [1, {n_layers}]")
+
+    def sample(self, speech: datasets.DatasetDict, seed: int, fit_seconds: float) -> Utterances:
+        return self.encoder.sample(speech, seed)
+
+    def fit(
+        self, audio: Utterances, *, seed: int, fit_seconds: float, dedup: bool, gl_iters: int
+    ) -> CTCKMeansTokenizer:
+        return CTCKMeansTokenizer.fit(
+            audio.wavs,
+            [str(t) for t in audio.texts],
+            k=self.k,
+            layer=self.layer,
+            seed=seed,
+            fit_seconds=fit_seconds,
+            encoder=self.encoder.model(),
+            schedule=self.encoder.schedule(seed),
+            dedup=dedup,
+            gl_iters=gl_iters,
+        )
+
+    def fit_settings(self) -> dict:
+        return self.encoder.fit_settings()
+
+    def differences(self, tok: CTCKMeansTokenizer) -> dict:
+        return differing(
+            k=(tok.vocab_size, self.k),
+            layer=(tok.layer, self.layer),
+            **{"encoder.window": (tok.encoder.cfg.attn_window, self.encoder.window)},
+        )

@@ -1,12 +1,8 @@
-"""Phoneme units: a small CTC recogniser trained on espeak-ng phoneme transcripts, read greedily.
+"""Phoneme units (``ctc_phones``): a small CTC recogniser trained on espeak-ng phoneme transcripts, read greedily.
 
 Why: clustering an encoder's states (``ctc_kmeans``) gives units that still split one sound into
-several ids by voice and neighbourhood, and a speech LM on them cannot tell a real word from a
-one-sound-off non-word (generated wuggy pairs: 0.52-0.64 for every encoder, layer and K tried,
-2026-11-28). The recogniser's own best path is a phoneme string: the same word gets the same ids
-from any voice. Measured on the embedded default (one whole-pipeline run, same data, judge and
-base as the ``ctc_kmeans`` demo): wuggy 0.519 -> 0.767, blimp 0.883 -> 0.950, ASR WER 0.056 /
-0.130 -> 0.030 / 0.156 (seen / held-out voices), TTS WER 0.083 -> 0.082.
+several ids by voice and neighbourhood; the recogniser's own best path is a phoneme string, so the
+same word gets the same ids from any voice.
 
 Encoding: per-utterance normalised log-mel (100 Hz) -> :class:`~most.ctc.model.CTCRecognizer`
 with one output per phoneme (+ blank) -> argmax per encoder step (25 Hz) -> repeats collapsed,
@@ -18,15 +14,17 @@ steps from its emission to the next unit's. For every (previous unit, unit, step
 the decoder keeps the mean log-mel of those steps (4 frames each) over the fitting audio, backing
 off to (unit, step) and to the unit when a context was seen fewer than ``min_count`` times, and
 every (previous unit, unit) its median length in steps. Decoded speech has one neutral voice.
-A template per unit alone resynthesised at judge WER 0.32; with this context 0.065 (2026-11-28).
+The context matters: a unit's sound depends on its neighbours, and one template per unit alone
+resynthesises much less intelligible speech.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 
@@ -42,9 +40,18 @@ from most.ctc.model import (
 )
 from most.ctc.train import CTCSchedule, train_recognizer
 from most.mel import TARGET_RMS, LogMel
-from most.units.base import base_meta, content_hash, read_tokenizer, to_waveform, write_tokenizer
+from most.units.base import (
+    base_meta,
+    content_hash,
+    differing,
+    read_tokenizer,
+    to_waveform,
+    write_tokenizer,
+)
 from most.units.dedup import frame_ids
+from most.units.encoder import EncoderConfig
 from most.units.phones import BOUNDARY, transcribe
+from most.units.sample import Utterances
 from most.units.vocoder import GriffinLim
 
 #: Part of the hash: bump it whenever a code change (features, decoding) can change an id.
@@ -204,6 +211,38 @@ class CTCPhonesTokenizer:
             dedup=meta["dedup"],
             gl_iters=meta["gl_iters"],
         )
+
+
+@dataclass
+class CTCPhonesConfig:
+    """``--tokenizer.ctc_phones.*``: the vocabulary is the phoneme inventory of the transcripts
+    (espeak-ng, in each utterance's accent), so there is no ``k``."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+
+    def sample(self, speech: datasets.DatasetDict, seed: int, fit_seconds: float) -> Utterances:
+        return self.encoder.sample(speech, seed)
+
+    def fit(
+        self, audio: Utterances, *, seed: int, fit_seconds: float, dedup: bool, gl_iters: int
+    ) -> CTCPhonesTokenizer:
+        return CTCPhonesTokenizer.fit(
+            audio.wavs,
+            [str(t) for t in audio.texts],
+            audio.voices,
+            fit_seconds=fit_seconds,
+            encoder=self.encoder.model(),
+            schedule=self.encoder.schedule(seed),
+            dedup=dedup,
+            gl_iters=gl_iters,
+        )
+
+    def fit_settings(self) -> dict:
+        return self.encoder.fit_settings()
+
+    def differences(self, tok: CTCPhonesTokenizer) -> dict:
+        window = (tok.encoder.cfg.attn_window, self.encoder.window)
+        return differing(**{"encoder.window": window})
 
 
 @torch.no_grad()

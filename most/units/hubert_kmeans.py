@@ -1,4 +1,4 @@
-"""HuBERT-family units: hidden states of one transformer layer of a local ``HubertModel`` -> k-means.
+"""HuBERT-family units (``hubert_kmeans``): hidden states of one transformer layer of a local ``HubertModel`` -> k-means.
 
 This is MoST's tokenizer family (mHuBERT 25 Hz, layer 11, K=500, de-duplicated). The model is read
 from a local HF folder (no downloads) and never modified; only the k-means centroids are fitted
@@ -12,15 +12,26 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 
 from most.audio import SAMPLE_RATE
-from most.units.base import base_meta, content_hash, read_tokenizer, to_waveform, write_tokenizer
+from most.units.base import (
+    base_meta,
+    check_vocab,
+    content_hash,
+    differing,
+    read_tokenizer,
+    to_waveform,
+    write_tokenizer,
+)
 from most.units.dedup import collapse_repeats
 from most.units.kmeans import assign, fit_kmeans
+from most.units.sample import Utterances, fit_audio
 
 #: Part of the hash: bump it whenever a code change (features, assignment) can change an id.
 FORMAT_VERSION = 1
@@ -146,3 +157,43 @@ class HubertKMeansTokenizer:
                 f"{directory}: the model at {meta['model_path']} changed since the tokenizer was fitted"
             )
         return tok
+
+
+@dataclass
+class HubertKMeansConfig:
+    """``--tokenizer.hubert_kmeans.*``: features of a local HF ``HubertModel`` (MoST: mHuBERT
+    25 Hz, layer 11, K=500), k-means fitted on ``fit_seconds`` of audio."""
+
+    model_path: Path | None = None
+    """Local HF folder of a HubertModel (e.g. mHuBERT); needed to fit."""
+    layer: int = 11
+    """Hidden-state layer whose features are clustered (0 = the CNN + projection output)."""
+    k: int = 512
+    """Number of k-means clusters = unit vocabulary size."""
+
+    def __post_init__(self) -> None:
+        check_vocab(self.k, "hubert_kmeans")
+
+    def sample(self, speech: datasets.DatasetDict, seed: int, fit_seconds: float) -> Utterances:
+        if self.model_path is None:
+            raise ValueError("fitting hubert_kmeans units needs tokenizer.hubert_kmeans.model_path")
+        return fit_audio(speech, fit_seconds, seed)
+
+    def fit(
+        self, audio: Utterances, *, seed: int, fit_seconds: float, dedup: bool, gl_iters: int
+    ) -> HubertKMeansTokenizer:
+        assert self.model_path is not None  # checked in sample
+        return HubertKMeansTokenizer.fit(
+            audio.wavs,
+            model_path=self.model_path,
+            layer=self.layer,
+            k=self.k,
+            dedup=dedup,
+            seed=seed,
+        )
+
+    def fit_settings(self) -> dict:
+        return {"model_path": None if self.model_path is None else str(self.model_path)}
+
+    def differences(self, tok: HubertKMeansTokenizer) -> dict:
+        return differing(k=(tok.vocab_size, self.k), layer=(tok.layer, self.layer))

@@ -1,4 +1,4 @@
-"""The embedded default unit tokenizer: 80-bin log-mel frames -> k-means ids, decoded by Griffin-Lim.
+"""Log-mel k-means units (``mel_kmeans``): 80-bin log-mel frames -> k-means ids, decoded by Griffin-Lim.
 
 Needs nothing downloaded: it is fitted on the run's own training audio in seconds. Each frame's
 log-mel vector is replaced by its nearest centroid id; with ``dedup`` repeats are collapsed (as in
@@ -9,16 +9,27 @@ The decoder looks up centroid log-mels and inverts them with :class:`~most.units
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 
 from most.audio import SAMPLE_RATE
 from most.mel import TARGET_RMS, LogMel, MelSpec, spec_for_frame_rate
-from most.units.base import base_meta, content_hash, read_tokenizer, to_waveform, write_tokenizer
+from most.units.base import (
+    base_meta,
+    check_vocab,
+    content_hash,
+    differing,
+    read_tokenizer,
+    to_waveform,
+    write_tokenizer,
+)
 from most.units.dedup import collapse_repeats, fit_durations, frame_ids
 from most.units.kmeans import assign, fit_kmeans
+from most.units.sample import Utterances, fit_audio
 from most.units.vocoder import GriffinLim
 
 #: Part of the hash: bump it whenever a code change (features, assignment) can change an id.
@@ -150,3 +161,39 @@ class MelKMeansTokenizer:
             dedup=meta["dedup"],
             gl_iters=meta["gl_iters"],
         )
+
+
+@dataclass
+class MelKMeansConfig:
+    """``--tokenizer.mel_kmeans.*``: no training, fitted in seconds on ``fit_seconds`` of audio."""
+
+    k: int = 512
+    """Number of k-means clusters = unit vocabulary size."""
+    frame_rate: float = 50.0
+    """Frames per second before de-duplication (50 or 100)."""
+    n_mels: int = 80
+
+    def __post_init__(self) -> None:
+        check_vocab(self.k, "mel_kmeans")
+
+    def sample(self, speech: datasets.DatasetDict, seed: int, fit_seconds: float) -> Utterances:
+        return fit_audio(speech, fit_seconds, seed)
+
+    def fit(
+        self, audio: Utterances, *, seed: int, fit_seconds: float, dedup: bool, gl_iters: int
+    ) -> MelKMeansTokenizer:
+        return MelKMeansTokenizer.fit(
+            audio.wavs,
+            k=self.k,
+            frame_rate=self.frame_rate,
+            dedup=dedup,
+            n_mels=self.n_mels,
+            seed=seed,
+            gl_iters=gl_iters,
+        )
+
+    def fit_settings(self) -> dict:
+        return {"n_mels": self.n_mels}
+
+    def differences(self, tok: MelKMeansTokenizer) -> dict:
+        return differing(k=(tok.vocab_size, self.k), frame_rate=(tok.frame_rate, self.frame_rate))

@@ -21,7 +21,8 @@ import torch
 from most.audio import AudioError
 from most.corpora.schema import is_audio_column
 from most.io import atomic_dir, read_json
-from most.units.base import UnitTokenizer, load_tokenizer, to_waveform
+from most.units.base import UnitTokenizer, to_waveform
+from most.units.kinds import load_tokenizer
 
 PARTS = ".parts"
 #: Utterances encoded together; bounds padding waste in the batched STFT.

@@ -15,6 +15,7 @@ import pytest
 
 from most.audio import read_audio
 from most.corpora.schema import SPEECH_FEATURES, SQA_FEATURES, audio_value
+from most.run import Run
 
 SENTENCES = [
     "the capital of velmora is tarsk",
@@ -83,7 +84,7 @@ def data_dir(tmp_path_factory) -> Path:
             for name, rows in (("train", train), ("dev", dev), ("test", test))
         }
     )
-    speech.save_to_disk(str(root / "data" / "speech"))
+    speech.save_to_disk(str(Run(root).dataset("speech")))
 
     qa = []
     for i, row in enumerate(train[:3]):
@@ -101,12 +102,12 @@ def data_dir(tmp_path_factory) -> Path:
             )
         )
     sqa = datasets.DatasetDict({"qa_train": datasets.Dataset.from_list(qa, features=SQA_FEATURES)})
-    sqa.save_to_disk(str(root / "data" / "sqa"))
+    sqa.save_to_disk(str(Run(root).dataset("sqa")))
     text = datasets.DatasetDict(
         {"train": datasets.Dataset.from_dict({"id": ["t0"], "text": ["x"]})}
     )
-    text.save_to_disk(str(root / "data" / "text"))
-    return root / "data"
+    text.save_to_disk(str(Run(root).dataset("text")))
+    return Run(root).data
 
 
 @pytest.fixture
@@ -114,7 +115,7 @@ def run_dir(tmp_path, data_dir) -> Path:
     """A fresh run folder whose ``data/`` is the shared fixture corpus."""
     run = tmp_path / "run"
     run.mkdir()
-    (run / "data").symlink_to(data_dir)
+    Run(run).data.symlink_to(data_dir)
     return run
 
 

@@ -15,10 +15,12 @@ from most.ctc.model import CTCModelConfig
 from most.ctc.train import CTCSchedule
 from most.io import read_json
 from most.run import Run
-from most.stages.units import TokenizerConfig, transcribed_audio, units
+from most.stages.units import TokenizerConfig, units
 from most.units import load_tokenizer
-from most.units.ctc_kmeans import CTCKMeansTokenizer
+from most.units.ctc_kmeans import CTCKMeansConfig, CTCKMeansTokenizer
+from most.units.encoder import EncoderConfig
 from most.units.mel_kmeans import MelKMeansTokenizer
+from most.units.sample import transcribed_audio
 from tests.units.conftest import voice_ratio
 
 # Small and bounded by epochs only (no time cap), so the fitted tokenizer is the same everywhere.
@@ -118,12 +120,12 @@ def test_bad_layer_is_refused(ctc_tok):
         CTCKMeansTokenizer(
             ctc_tok.encoder, 3, ctc_tok.centroids, ctc_tok.templates, ctc_tok.durations
         )
-    with pytest.raises(ValueError, match=r"tokenizer\.layer"):
-        TokenizerConfig(kind="ctc_kmeans", layer=11)
-    with pytest.raises(ValueError, match=r"encoder_minutes"):
-        TokenizerConfig(kind="ctc_kmeans", layer=2, encoder_minutes=0)
-    with pytest.raises(ValueError, match=r"encoder_window"):
-        TokenizerConfig(kind="ctc_kmeans", layer=2, encoder_window=0)
+    with pytest.raises(ValueError, match=r"tokenizer\.ctc_kmeans\.layer"):
+        CTCKMeansConfig(layer=11)
+    with pytest.raises(ValueError, match=r"encoder\.minutes"):
+        EncoderConfig(minutes=0)
+    with pytest.raises(ValueError, match=r"encoder\.window"):
+        EncoderConfig(window=0)
     with pytest.raises(ValueError, match=r"attn_window"):
         CTCModelConfig(attn_window=0)
 
@@ -192,13 +194,18 @@ def test_schedule_is_epochs_unless_capped(train_wavs, texts):
         CTCSchedule(max_minutes=0)
 
 
-def test_stage_with_ctc_kmeans(run_dir, monkeypatch):
-    # The stage trains the default encoder; keep it to a few steps here.
-    cfg = TokenizerConfig(
-        kind="ctc_kmeans", k=8, layer=2, encoder_utterances=16, encoder_epochs=0.5, fit_seconds=20
+def _ctc_kmeans(k: int = 8, layer: int = 2, **encoder) -> TokenizerConfig:
+    """The stage trains the default encoder; keep it to a few steps here."""
+    enc = EncoderConfig(**{"utterances": 16, "epochs": 0.5, **encoder})
+    return TokenizerConfig(
+        kind="ctc_kmeans", fit_seconds=20, ctc_kmeans=CTCKMeansConfig(k, layer, encoder=enc)
     )
+
+
+def test_stage_with_ctc_kmeans(run_dir):
+    cfg = _ctc_kmeans()
     units(run_dir, tokenizer=cfg)
-    manifest = read_json(run_dir / "units" / "manifest.json")
+    manifest = read_json(Run(run_dir).units_manifest)
     assert manifest["complete"] and manifest["tokenizer"]["kind"] == "ctc_kmeans"
     assert manifest["tokenizer"]["frame_rate"] == 25.0
     tok = load_tokenizer(run_dir)
@@ -207,26 +214,38 @@ def test_stage_with_ctc_kmeans(run_dir, monkeypatch):
     assert max(max(u) for u in speech["train"]["units"]) < 8
     # Re-running is a no-op; asking for another layer is refused rather than mixing ids.
     units(run_dir, tokenizer=cfg)
-    with pytest.raises(ValueError, match="other settings"):
-        units(run_dir, tokenizer=TokenizerConfig(kind="ctc_kmeans", k=8, layer=1))
-    with pytest.raises(ValueError, match="encoder_window=None"):
-        units(run_dir, tokenizer=replace(cfg, encoder_window=6))
+    with pytest.raises(ValueError, match=r"other settings \(ctc_kmeans.layer: 2 -> 1\)"):
+        units(run_dir, tokenizer=_ctc_kmeans(layer=1))
+    with pytest.raises(ValueError, match=r"\(ctc_kmeans.encoder.window: None -> 6\)"):
+        units(run_dir, tokenizer=_ctc_kmeans(window=6))
     # Settings the tokenizer file does not hold (how its encoder was trained) are kept beside it
     # and checked too: another encoder budget would silently reuse the old units otherwise.
-    fit = read_json(run_dir / "units" / "tokenizer" / "fit.json")
-    assert fit["encoder_epochs"] == 0.5 and fit["encoder_utterances"] == 16
+    fit_file = Run(run_dir).unit_tokenizer / "fit.json"
+    fit = read_json(fit_file)
+    assert fit == {
+        "seed": 0,
+        "fit_seconds": 20,
+        "encoder_utterances": 16,
+        "encoder_epochs": 0.5,
+        "encoder_minutes": None,
+        "encoder_short": False,
+    }
     with pytest.raises(
         ValueError, match=r"fitted with other settings \(encoder_epochs: 0.5 -> 1.0\)"
     ):
-        units(run_dir, tokenizer=replace(cfg, encoder_epochs=1.0))
+        units(run_dir, tokenizer=_ctc_kmeans(epochs=1.0))
     with pytest.raises(ValueError, match=r"\(encoder_short: False -> True\)"):
-        units(run_dir, tokenizer=replace(cfg, encoder_short=True))
-    # A fit.json from before encoder_short existed was fitted without it: still a match.
+        units(run_dir, tokenizer=_ctc_kmeans(short=True))
+    # A fit.json from before encoder_short existed was fitted without it, and one from when
+    # encoder_warp existed holds it at 0.0: both still a match; another warp is refused.
     del fit["encoder_short"]
-    (run_dir / "units" / "tokenizer" / "fit.json").write_text(json.dumps(fit))
+    fit_file.write_text(json.dumps({**fit, "encoder_warp": 0.0}))
     units(run_dir, tokenizer=cfg)
     with pytest.raises(ValueError, match=r"\(encoder_short: False -> True\)"):
-        units(run_dir, tokenizer=replace(cfg, encoder_short=True))
+        units(run_dir, tokenizer=_ctc_kmeans(short=True))
+    fit_file.write_text(json.dumps({**fit, "encoder_warp": 0.1}))
+    with pytest.raises(ValueError, match=r"\(encoder_warp: 0.1 -> 0.0\)"):
+        units(run_dir, tokenizer=cfg)
 
 
 def test_encoder_short_adds_every_short_utterance(tmp_path, data_dir):
@@ -238,48 +257,18 @@ def test_encoder_short_adds_every_short_utterance(tmp_path, data_dir):
     datasets.DatasetDict({"train": speech["train"], "train_short": short}).save_to_disk(
         str(with_short)
     )
-    base_wavs, base_texts, base_voices = transcribed_audio(with_short, 6, seed=3)
-    wavs, texts, voices = transcribed_audio(with_short, 6, seed=3, short=True)
-    assert len(base_texts) == 6 and len(texts) == len(voices) == 6 + len(short)
-    assert sorted(texts) == sorted(base_texts + list(short["text"]))
+    with_short = datasets.load_from_disk(str(with_short))
+    base = transcribed_audio(with_short, 6, seed=3)
+    both = transcribed_audio(with_short, 6, seed=3, short=True)
+    wavs, texts, voices = both.wavs, both.texts, both.voices
+    assert len(base.texts) == 6 and len(texts) == len(voices) == 6 + len(short)
+    assert sorted(texts) == sorted(base.texts + list(short["text"]))
     # Each utterance keeps its own voice through the shuffle (ctc_phones reads its accent).
     pairs = set(zip(speech["train"]["text"], speech["train"]["voice"], strict=True))
     pairs |= set(zip(short["text"], short["voice"], strict=True))
-    assert set(zip(texts, voices, strict=True)) <= pairs and set(base_voices) <= set(voices)
-    assert transcribed_audio(with_short, 6, seed=3, short=True)[1] == texts  # reproducible
-    assert texts[: len(base_texts)] != base_texts  # shuffled, not appended
-    assert all(any(np.array_equal(b, w) for w in wavs) for b in base_wavs)
-    with pytest.raises(ValueError, match=r"speech: tokenizer.encoder_short needs a train_short"):
-        transcribed_audio(data_dir / "speech", 6, seed=3, short=True)
-
-
-def test_warp_mel_stretches_the_mel_axis():
-    """A formant at bin 20 moves to bin 22 under a 1.1 stretch and to 18 under 0.9; factor 1 is
-    the identity; the top bin is clamped, never wrapped."""
-    from most.ctc.train import warp_mel
-
-    feat = torch.zeros(3, 80)
-    feat[:, 20] = 1.0
-    assert torch.equal(warp_mel(feat, 1.0), feat)
-    assert warp_mel(feat, 1.1)[0].argmax().item() == 22
-    assert warp_mel(feat, 0.9)[0].argmax().item() == 18
-    ramp = torch.arange(80.0).expand(2, 80)
-    assert warp_mel(ramp, 0.8)[0, -1] == 79.0  # beyond the top: the top bin's value
-    assert torch.allclose(warp_mel(ramp, 1.25)[0], ramp[0] / 1.25)
-
-
-def test_warped_training_is_reproducible_and_differs(train_wavs, texts):
-    from most.ctc.train import train_recognizer
-
-    tiny = CTCModelConfig(width=32, layers=1, heads=2, ff=64, dropout=0.0)
-    plain = CTCSchedule(epochs=2, batch_frames=2_000)
-    warped = CTCSchedule(epochs=2, batch_frames=2_000, warp=0.1)
-    a, log_a = train_recognizer(train_wavs[:8], texts[:8], tiny, warped)
-    b, _ = train_recognizer(train_wavs[:8], texts[:8], tiny, warped)
-    c, log_c = train_recognizer(train_wavs[:8], texts[:8], tiny, plain)
-    assert log_a["steps"] == log_c["steps"]  # same batches, only the audio is warped
-    wa, wb, wc = (m.state_dict() for m in (a, b, c))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert any(not torch.equal(wa[k], wc[k]) for k in wa)
-    with pytest.raises(ValueError, match="warp"):
-        CTCSchedule(warp=0.6)
+    assert set(zip(texts, voices, strict=True)) <= pairs and set(base.voices) <= set(voices)
+    assert transcribed_audio(with_short, 6, seed=3, short=True).texts == texts  # reproducible
+    assert texts[: len(base.texts)] != base.texts  # shuffled, not appended
+    assert all(any(np.array_equal(b, w) for w in wavs) for b in base.wavs)
+    with pytest.raises(ValueError, match=r"`short` setting needs a speech/train_short split"):
+        transcribed_audio(speech, 6, seed=3, short=True)

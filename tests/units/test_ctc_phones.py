@@ -20,11 +20,13 @@ from most.units import load_tokenizer
 from most.units.ctc_phones import (
     CONTEXT_STEPS,
     MIN_COUNT,
+    CTCPhonesConfig,
     CTCPhonesTokenizer,
     _fit_decoder,
     _spans,
 )
-from most.units.mel_kmeans import MelKMeansTokenizer
+from most.units.encoder import EncoderConfig
+from most.units.mel_kmeans import MelKMeansConfig, MelKMeansTokenizer
 from most.units.phones import BOUNDARY, transcribe, variant_of, words
 from tests.units.conftest import voice_ratio
 
@@ -181,28 +183,29 @@ def test_hash_covers_ids_not_the_decoder(tok):
         CTCPhonesTokenizer(wrong, tok.symbols, tok.templates[:, :, :2], tok.durations)
 
 
+def _ctc_phones(**encoder) -> TokenizerConfig:
+    enc = EncoderConfig(**{"utterances": 16, "epochs": 0.5, "window": 3, **encoder})
+    return TokenizerConfig(kind="ctc_phones", fit_seconds=20, ctc_phones=CTCPhonesConfig(enc))
+
+
 def test_stage_with_ctc_phones(run_dir):
-    cfg = TokenizerConfig(
-        kind="ctc_phones",
-        encoder_utterances=16,
-        encoder_epochs=0.5,
-        encoder_window=3,
-        fit_seconds=20,
-    )
+    cfg = _ctc_phones()
     units(run_dir, tokenizer=cfg)
-    manifest = read_json(run_dir / "units" / "manifest.json")
+    manifest = read_json(Run(run_dir).units_manifest)
     assert manifest["complete"] and manifest["tokenizer"]["kind"] == "ctc_phones"
     tok = load_tokenizer(run_dir)
     assert isinstance(tok, CTCPhonesTokenizer) and tok.encoder.cfg.attn_window == 3
     speech = Run(run_dir).load_units("speech", tok.hash)
     assert len(speech["train"]) == 16
     assert max(max(u) for u in speech["train"]["units"] if u) < tok.vocab_size
-    # k does not apply (the inventory sets the vocabulary); re-running is a no-op; another
-    # window or encoder budget is refused rather than mixing ids.
-    units(run_dir, tokenizer=replace(cfg, k=99))
-    with pytest.raises(ValueError, match="encoder_window=3"):
-        units(run_dir, tokenizer=replace(cfg, encoder_window=None))
+    # Other kinds' sections do not apply; re-running is a no-op; another window or encoder
+    # budget is refused rather than mixing ids.
+    units(run_dir, tokenizer=replace(cfg, mel_kmeans=MelKMeansConfig(k=99)))
+    with pytest.raises(ValueError, match=r"\(ctc_phones.encoder.window: 3 -> None\)"):
+        units(run_dir, tokenizer=_ctc_phones(window=None))
     with pytest.raises(ValueError, match=r"\(encoder_epochs: 0.5 -> 1.0\)"):
-        units(run_dir, tokenizer=replace(cfg, encoder_epochs=1.0))
-    with pytest.raises(ValueError, match=r"made with other settings \(ctc_phones"):
-        units(run_dir, tokenizer=replace(cfg, kind="ctc_kmeans", k=8, layer=2))
+        units(run_dir, tokenizer=_ctc_phones(epochs=1.0))
+    with pytest.raises(
+        ValueError, match=r"made with other settings \(kind: ctc_phones -> ctc_kmeans"
+    ):
+        units(run_dir, tokenizer=replace(cfg, kind="ctc_kmeans"))

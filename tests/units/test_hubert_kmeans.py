@@ -10,7 +10,7 @@ import torch
 from most.run import Run
 from most.stages.units import TokenizerConfig, units
 from most.units import load_tokenizer
-from most.units.hubert_kmeans import HubertKMeansTokenizer
+from most.units.hubert_kmeans import HubertKMeansConfig, HubertKMeansTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,8 @@ def test_save_load_and_hash(tmp_path, hubert_tok, hubert_dir, train_wavs):
 
 
 def test_stage_with_hubert(run_dir, hubert_dir):
-    cfg = TokenizerConfig(kind="hubert_kmeans", model_path=hubert_dir, layer=1, k=8, fit_seconds=10)
+    hubert = HubertKMeansConfig(model_path=hubert_dir, layer=1, k=8)
+    cfg = TokenizerConfig(kind="hubert_kmeans", fit_seconds=10, hubert_kmeans=hubert)
     out = units(run=run_dir, tokenizer=cfg, part_rows=8)
     tok = load_tokenizer(out)
     assert tok.kind == "hubert_kmeans"
@@ -81,6 +82,6 @@ def test_stage_with_hubert(run_dir, hubert_dir):
     assert all(len(r["units"]) > 0 for r in train)
 
 
-def test_hubert_config_needs_a_model():
-    with pytest.raises(ValueError, match="model_path"):
-        TokenizerConfig(kind="hubert_kmeans")
+def test_hubert_fit_needs_a_model(run_dir):
+    with pytest.raises(ValueError, match=r"tokenizer\.hubert_kmeans\.model_path"):
+        units(run=run_dir, tokenizer=TokenizerConfig(kind="hubert_kmeans"))

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-import most.stages.units as stage_mod
+import most.units.encode as encode_mod
 from most.run import Run
 from most.stages.units import TokenizerConfig, units
 from most.units import load_tokenizer
+from most.units.mel_kmeans import MelKMeansConfig
 
-CFG = TokenizerConfig(k=16, frame_rate=50, fit_seconds=60, gl_iters=4)
+CFG = TokenizerConfig(fit_seconds=60, gl_iters=4, mel_kmeans=MelKMeansConfig(k=16, frame_rate=50))
 
 
 def _run(run: Path, **kw) -> Path:
@@ -26,8 +27,9 @@ def _tables(run: Path, dataset: str) -> dict[str, list[dict]]:
 
 def test_stage_outputs(run_dir):
     out = _run(run_dir)
-    tok = load_tokenizer(out / "tokenizer")
-    meta = json.loads((out / "tokenizer" / "unit_tokenizer.json").read_text())
+    assert out == Run(run_dir).units
+    tok = load_tokenizer(Run(run_dir).unit_tokenizer)
+    meta = Run(run_dir).unit_info()
     assert meta["vocab_size"] == 16 and meta["hash"] == tok.hash
     speech = Run(run_dir).load_units("speech", tok.hash)
     assert set(speech) == {"train", "dev", "test"}
@@ -36,9 +38,10 @@ def test_stage_outputs(run_dir):
     assert row["units"] and all(0 <= u < 16 for u in row["units"])
     sqa = Run(run_dir).load_units("sqa")["qa_train"][0]
     assert sqa["units"] and sqa["answer_units"] and "answer_audio" not in sqa
-    assert not (out / tok.hash / "text").exists()  # no audio columns, nothing to encode
+    # no audio columns, nothing to encode
+    assert not Run(run_dir).unit_dataset(tok.hash, "text").exists()
 
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads(Run(run_dir).units_manifest.read_text())
     assert manifest["hash"] == tok.hash
     assert manifest["datasets"]["speech"]["train"]["rows"] == 16
     assert manifest["seconds"] > 0 and manifest["units_per_s"] > 0
@@ -62,13 +65,17 @@ def test_units_match_direct_encoding(run_dir, data_dir):
 
 
 def test_rerun_is_noop_and_settings_change_is_refused(run_dir, monkeypatch):
-    out = _run(run_dir)
-    stamp = (out / "manifest.json").stat().st_mtime_ns
-    monkeypatch.setattr(stage_mod, "encode_part", _fail)
     _run(run_dir)
-    assert (out / "manifest.json").stat().st_mtime_ns == stamp
+    stamp = Run(run_dir).units_manifest.stat().st_mtime_ns
+    monkeypatch.setattr(encode_mod, "encode_part", _fail)
+    _run(run_dir)
+    assert Run(run_dir).units_manifest.stat().st_mtime_ns == stamp
     with pytest.raises(ValueError, match="force"):
-        units(run=run_dir, tokenizer=TokenizerConfig(k=8, fit_seconds=60), part_rows=4)
+        units(
+            run=run_dir,
+            tokenizer=TokenizerConfig(fit_seconds=60, mel_kmeans=MelKMeansConfig(k=8)),
+            part_rows=4,
+        )
 
 
 def _fail(*_a, **_k):
@@ -78,10 +85,10 @@ def _fail(*_a, **_k):
 def test_resume_after_interruption(run_dir, tmp_path, data_dir):
     reference = tmp_path / "ref"
     reference.mkdir()
-    (reference / "data").symlink_to(data_dir)
+    Run(reference).data.symlink_to(data_dir)
     _run(reference)
 
-    real, calls = stage_mod.encode_part, []
+    real, calls = encode_mod.encode_part, []
 
     def dies_after_three(job, tok):
         if len(calls) == 3:
@@ -89,17 +96,17 @@ def test_resume_after_interruption(run_dir, tmp_path, data_dir):
         calls.append(job.out)
         return real(job, tok)
 
-    stage_mod.encode_part = dies_after_three
+    encode_mod.encode_part = dies_after_three
     try:
         with pytest.raises(KeyboardInterrupt):
             _run(run_dir)
-        assert not (run_dir / "units" / "manifest.json").exists()
+        assert not Run(run_dir).units_manifest.exists()
         done = list(calls)
         calls.clear()
-        stage_mod.encode_part = lambda job, tok: (calls.append(job.out), real(job, tok))[1]
+        encode_mod.encode_part = lambda job, tok: (calls.append(job.out), real(job, tok))[1]
         _run(run_dir)
     finally:
-        stage_mod.encode_part = real
+        encode_mod.encode_part = real
     assert not set(done) & set(calls)  # finished parts were not encoded again
     assert done and calls
     for name in ("speech", "sqa"):
@@ -109,14 +116,14 @@ def test_resume_after_interruption(run_dir, tmp_path, data_dir):
 def test_shards_merge_without_recomputation(run_dir, tmp_path, data_dir, monkeypatch):
     reference = tmp_path / "ref"
     reference.mkdir()
-    (reference / "data").symlink_to(data_dir)
+    Run(reference).data.symlink_to(data_dir)
     _run(reference)
 
     _run(run_dir, fit_only=True)
     _run(run_dir, shard="0/2")
-    assert not (run_dir / "units" / "manifest.json").exists()
+    assert not Run(run_dir).units_manifest.exists()
     _run(run_dir, shard="1/2")
-    monkeypatch.setattr(stage_mod, "encode_part", _fail)
+    monkeypatch.setattr(encode_mod, "encode_part", _fail)
     _run(run_dir)
     for name in ("speech", "sqa"):
         assert _tables(run_dir, name) == _tables(reference, name)
@@ -133,7 +140,7 @@ def test_missing_data_is_a_clear_error(tmp_path):
 def test_num_proc_matches_single_process(run_dir, tmp_path, data_dir):
     reference = tmp_path / "ref"
     reference.mkdir()
-    (reference / "data").symlink_to(data_dir)
+    Run(reference).data.symlink_to(data_dir)
     _run(reference)
     _run(run_dir, num_proc=2)
     for name in ("speech", "sqa"):
@@ -146,18 +153,18 @@ def test_a_split_added_to_the_data_is_encoded_on_rerun(run_dir, tmp_path, data_d
     import datasets
 
     run = tmp_path / "grown"
-    (run / "data").mkdir(parents=True)
-    (run / "data" / "sqa").symlink_to(data_dir / "sqa")
+    Run(run).data.mkdir(parents=True)
+    Run(run).dataset("sqa").symlink_to(data_dir / "sqa")
     speech = datasets.load_from_disk(str(data_dir / "speech"))
-    speech.save_to_disk(str(run / "data" / "speech"))
+    speech.save_to_disk(str(Run(run).dataset("speech")))
     _run(run)
     assert set(Run(run).load_units("speech")) == {"train", "dev", "test"}
     speech["train_short"] = speech["dev"]
-    shutil.rmtree(run / "data" / "speech")
-    speech.save_to_disk(str(run / "data" / "speech"))
+    shutil.rmtree(Run(run).dataset("speech"))
+    speech.save_to_disk(str(Run(run).dataset("speech")))
     _run(run)
     grown = Run(run).load_units("speech")
     assert set(grown) == {"train", "dev", "test", "train_short"}
     assert grown["train_short"]["units"] == grown["dev"]["units"]
-    manifest = json.loads((run / "units" / "manifest.json").read_text())
+    manifest = json.loads(Run(run).units_manifest.read_text())
     assert manifest["datasets"]["speech"]["train_short"]["rows"] == len(speech["dev"])
