@@ -15,6 +15,7 @@ from most.eval.summary import summarize
 from most.generate import SpeechLM
 from most.io import atomic_write_text, read_json
 from most.run import UNIT_TOKENIZER_FILE, Run
+from most.units import UnitTokenizer
 
 SUMS_FILE = "SHA256SUMS"
 #: The release's copy of the eval report (report.json/.md, heat map, reload_check.json).
@@ -43,10 +44,12 @@ def merge_lora(model, adapter: Path):
     return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
 
 
-def vocoder_settings(units_dir: Path) -> dict:
+def vocoder_settings(tokenizer: UnitTokenizer, units_dir: Path) -> dict:
+    """``vocoder.json``: how the shipped unit tokenizer turns units into audio (every kind with a
+    decoder renders log-mel frames with Griffin-Lim), with its settings from ``units_dir``."""
     meta = read_json(units_dir / UNIT_TOKENIZER_FILE)
     keep = ("kind", "sample_rate", "frame_rate", "dedup", "gl_iters", "spec", "hash")
-    vocoder = "griffin_lim" if meta.get("kind") == "mel_kmeans" else None
+    vocoder = "griffin_lim" if tokenizer.has_decoder else None
     return {"vocoder": vocoder, **{k: meta[k] for k in keep if k in meta}}
 
 
@@ -170,6 +173,11 @@ def verify_release(
     made on (``cuda`` only where one is visible, else the CPU); raise if any output differs."""
     import torch
 
+    if not examples:
+        raise ValueError(
+            "the report has no ASR examples to reproduce (eval sizes.asr = 0?); a release is only "
+            "written with a reload check (or pass --source.verify=false)"
+        )
     device = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
     job = {"dir": str(directory), "examples": examples, "sampling": sampling, "device": device}
     proc = subprocess.run(

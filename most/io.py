@@ -70,12 +70,20 @@ def remove_stale(dest: str | Path) -> list[Path]:
 
 
 def fsync_tree(root: Path) -> None:
-    """Flush every file below ``root`` and every directory (``root`` included) to disk."""
-    for dirpath, _, filenames in os.walk(root):
+    """Flush every file below ``root`` and every directory (``root`` included) to disk, with the
+    permissions the umask gives a new file (libraries that stage files with ``mkstemp`` make
+    them 0600; run outputs and releases are meant to be read by others)."""
+    mask = _umask()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, (os.stat(path).st_mode | 0o777) & ~mask & 0o7777)
         for name in filenames:
             path = os.path.join(dirpath, name)
             if os.path.islink(path):
                 continue
+            os.chmod(path, (os.stat(path).st_mode | 0o666) & ~mask & 0o7777)
             fd = os.open(path, os.O_RDONLY)
             try:
                 os.fsync(fd)

@@ -15,10 +15,13 @@ No other module spells a stage folder: they ask :class:`Run` for it.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from most.io import atomic_write_json
 
 if TYPE_CHECKING:
     import datasets
@@ -107,6 +110,60 @@ class Run:
         """Per-stage wall times the demo appends to (``stage<TAB>seconds``)."""
         return self.root / "timings.tsv"
 
+    # -- provenance --------------------------------------------------------------------------
+    def record_path(self, stage: str) -> Path:
+        return self.stage(stage) / FINGERPRINT_FILE
+
+    def recorded(self, stage: str) -> dict[str, Any] | None:
+        """The fingerprint stage ``stage`` recorded for its outputs (None: none yet)."""
+        path = self.record_path(stage)
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+    def output_id(self, stage: str) -> str:
+        """The fingerprint of stage ``stage``'s outputs, for the stages that read them (a folder
+        written before fingerprints existed: a hash of its files' names, sizes and times)."""
+        record = self.recorded(stage)
+        if record is not None:
+            return str(record["id"])
+        if not self.stage(stage).is_dir():
+            raise FileNotFoundError(
+                f"{self.stage(stage)}: missing; run `most {stage} --run {self.root}` first"
+            )
+        return folder_id(self.stage(stage))
+
+    def check(
+        self,
+        stage: str,
+        current: dict[str, Any],
+        force: bool,
+        ignore: tuple[str, ...] = (),
+    ) -> bool:
+        """Whether stage ``stage``'s recorded outputs match ``current`` (a :func:`fingerprint`):
+        True = up to date. Outputs made from other settings or inputs raise :class:`StaleOutput`
+        naming what changed, unless ``force`` (then False: redo). ``ignore`` lists settings that
+        may differ (step budgets on resume, logging)."""
+        old = self.recorded(stage)
+        if old is None:
+            return False
+        diff = changes(old, current, ignore)
+        if not diff:
+            return True
+        if force:
+            return False
+        raise StaleOutput(
+            f"{self.stage(stage)} was made from other settings or inputs ({'; '.join(diff)}); "
+            f"pass --force to redo {stage} (its outputs are replaced)"
+        )
+
+    def record(self, stage: str, current: dict[str, Any], **extra: Any) -> Path:
+        """Write ``current`` (plus ``extra`` fields) as stage ``stage``'s fingerprint."""
+        return atomic_write_json(self.record_path(stage), {**current, **extra})
+
     # -- loaders -----------------------------------------------------------------------------
     def load_data(self, name: str) -> datasets.DatasetDict:
         """``RUN/data/<name>`` as a DatasetDict; a missing one names the command that makes it."""
@@ -160,3 +217,67 @@ class Run:
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: no units for dataset {name!r}")
         return datasets.load_from_disk(str(path))
+
+
+# -- provenance ---------------------------------------------------------------------------------
+#: Beside every stage's outputs: the settings and input fingerprints they were made from.
+FINGERPRINT_FILE = "fingerprint.json"
+
+
+class StaleOutput(ValueError):
+    """A stage's existing outputs were made from other settings or inputs (one line: what changed)."""
+
+
+def flatten(settings: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts / dataclasses -> ``{"section.key": value}`` with JSON-safe leaves."""
+    if is_dataclass(settings) and not isinstance(settings, type):
+        settings = asdict(settings)
+    if isinstance(settings, dict):
+        out: dict[str, Any] = {}
+        for k, v in settings.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    if not isinstance(settings, str | int | float | bool | type(None)):
+        settings = json.loads(json.dumps(settings, default=str))  # tuples, paths, ... as JSON
+    return {prefix.rstrip(".") if prefix else "": settings}
+
+
+def fingerprint(settings: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
+    """``{"id", "settings", "inputs"}``: ``id`` hashes the flattened settings and the inputs' ids."""
+    flat = flatten(settings)
+    blob = json.dumps({"settings": flat, "inputs": inputs}, sort_keys=True, default=str)
+    return {
+        "id": hashlib.sha256(blob.encode()).hexdigest()[:16],
+        "settings": flat,
+        "inputs": inputs,
+    }
+
+
+def changes(old: dict[str, Any], new: dict[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
+    """What differs between two fingerprints, as ``"key old -> new"`` phrases (``ignore``: setting
+    keys, or key prefixes ending in ``.``, that may differ)."""
+
+    def skip(key: str) -> bool:
+        return any(key == i or (i.endswith(".") and key.startswith(i)) for i in ignore)
+
+    out = []
+    for kind in ("inputs", "settings"):
+        a, b = old.get(kind, {}), new.get(kind, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key) and not (kind == "settings" and skip(key)):
+                label = f"input {key}" if kind == "inputs" else key
+                out.append(f"{label} {a.get(key, '(none)')} -> {b.get(key, '(none)')}")
+    return out
+
+
+def folder_id(path: Path) -> str:
+    """A model or data folder's fingerprint: its stage's record when a stage of ours wrote it
+    (``RUN/<stage>/hf``), else a hash of its files' names, sizes and modification times."""
+    record = path.parent / FINGERPRINT_FILE if path.name == "hf" else path / FINGERPRINT_FILE
+    if record.is_file():
+        return str(json.loads(record.read_text())["id"])
+    h = hashlib.sha256()
+    for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        st = p.stat()
+        h.update(f"{p.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]

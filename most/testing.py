@@ -14,9 +14,11 @@ from pathlib import Path
 
 import datasets
 
+from most.ctc.model import CTCModelConfig
 from most.io import atomic_write_json
 from most.layout import TokenLayout
 from most.run import UNIT_TOKENIZER_FILE, Run
+from most.stages.judge import CTCTrainConfig, judge
 from most.text_tokenizer import TokenizerConfig, train_text_tokenizer
 from most.train.config import ModelConfig
 
@@ -371,6 +373,11 @@ def save_tiny_base(folder: Path, texts: list[str], seed: int = 0) -> Path:
     return Path(folder)
 
 
+#: The judge of :func:`write_spoken_run` (a re-run with these settings is a no-op).
+JUDGE_MODEL = CTCModelConfig(width=32, layers=1, heads=2, ff=64)
+JUDGE_TRAIN = CTCTrainConfig(epochs=2, batch_frames=4000, eval_utterances=4)
+
+
 def write_spoken_run(run: Path) -> Path:
     """A complete untrained tiny run: :func:`write_spoken_data`, ``units`` (a 16-unit mel k-means
     through the real stage), ``base/hf`` (:func:`save_tiny_base`), ``stage2/hf`` (the base through
@@ -379,9 +386,7 @@ def write_spoken_run(run: Path) -> Path:
     import shutil
 
     from most.adapt import SourceSection
-    from most.ctc.model import CTCModelConfig
     from most.stages.adapt import adapt
-    from most.stages.judge import CTCTrainConfig, judge
     from most.stages.units import TokenizerConfig as UnitTokenizerConfig
     from most.stages.units import units
     from most.units.mel_kmeans import MelKMeansConfig
@@ -393,9 +398,5 @@ def write_spoken_run(run: Path) -> Path:
     texts = SPEECH_SENTENCES * 4 + [q for q, _ in SPEECH_QA]
     base = save_tiny_base(r.hf("base"), texts)
     shutil.copytree(adapt(run=r.root, source=SourceSection(model=base)), r.hf("stage2"))
-    judge(
-        run=r.root,
-        model=CTCModelConfig(width=32, layers=1, heads=2, ff=64),
-        train=CTCTrainConfig(epochs=2, batch_frames=4000, eval_utterances=4),
-    )
+    judge(run=r.root, model=JUDGE_MODEL, train=JUDGE_TRAIN)
     return r.root

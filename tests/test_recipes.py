@@ -4,13 +4,14 @@ not a real argument, or a value its dataclass's validation refuses, fails here."
 
 from __future__ import annotations
 
+import inspect
 from argparse import ArgumentError
 from pathlib import Path
 
 import pytest
 import yaml
 
-from most.cli import COMMANDS, build_parser, resolve
+from most.cli import COMMANDS, build_parser, expand_argv, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted(REPO.glob("recipes/*/*.yaml"))
@@ -21,8 +22,14 @@ def parse(recipe: Path):
     """The recipe's arguments as ``most <stem> --config RECIPE`` gets them, dataclasses built."""
     command = recipe.stem
     assert command in COMMANDS, f"{recipe}: no `most {command}` command"
-    parser = build_parser(command, resolve(command))
-    return parser.instantiate(parser.parse_args(["--config", str(recipe)]))
+    func = resolve(command)
+    parser = build_parser(command, func)
+    required = frozenset(
+        p.name for p in inspect.signature(func).parameters.values() if p.default is p.empty
+    )
+    given = [w for name in sorted(required) for w in (f"--{name}", f"runs/{name}")]  # e.g. --run
+    argv = expand_argv(command, ["--config", str(recipe), *given], positional=required)
+    return parser.instantiate(parser.parse_args(argv))
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")

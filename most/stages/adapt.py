@@ -25,11 +25,11 @@ from most.layout import LAYOUT_FILE
 from most.modeling import MostConfig, MostForCausalLM
 from most.moe.arch import spec_for
 from most.moe.config import ExpertsConfig
-from most.run import Run
+from most.run import Run, fingerprint, folder_id
 
 
 def adapt(
-    run: Path = Path("runs/demo"),
+    run: Path,
     source: SourceSection | None = None,
     experts: ExpertsConfig | None = None,
     layout: LayoutSection | None = None,
@@ -42,15 +42,21 @@ def adapt(
         layout or LayoutSection(),
     )
     run = Path(run)
-    out = Run(run).hf("adapt")
-    if (out / "config.json").is_file() and (out / LAYOUT_FILE).is_file() and not force:
-        print(f"most adapt: {out} exists; nothing to do (force=true rebuilds it)")
-        return out
-    src = Path(source.model) if source.model is not None else Run(run).hf("base")
+    R = Run(run)
+    out = R.hf("adapt")
+    src = Path(source.model) if source.model is not None else R.hf("base")
     if not (src / "config.json").is_file():
         raise FileNotFoundError(
             f"{src}: no HF model folder (config.json missing); run `most base`?"
         )
+    inputs = {"source": folder_id(src)}
+    if layout_args.n_units is None:  # the layout reads the run's unit tokenizer
+        inputs["units"] = R.output_id("units")
+    current = fingerprint(dict(source=source, experts=experts, layout=layout_args), inputs)
+    finished = (out / "config.json").is_file() and (out / LAYOUT_FILE).is_file()
+    if finished and not force and (R.recorded("adapt") is None or R.check("adapt", current, False)):
+        print(f"most adapt: {out} is up to date (pass --force=true to rebuild it)")
+        return out
 
     cfg = AutoConfig.from_pretrained(src)
     spec_for(cfg)  # dense or unknown architectures stop here
@@ -73,5 +79,6 @@ def adapt(
         atomic_write_json(
             tmp / "adapt_report.json", {**report, "layout_hash": layout.hash, "source": str(src)}
         )
+    R.record("adapt", current)
     print(f"most adapt: wrote {out} ({report['params_after']:,} params, layout {layout.hash})")
     return out

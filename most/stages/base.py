@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen3MoeForCausalLM
 
 from most.data.prompts import Prompts
-from most.run import Run
+from most.run import Run, fingerprint
 from most.text_tokenizer import TokenizerConfig, train_text_tokenizer
 from most.train import sources as S
 from most.train.config import ModelConfig, TrainerConfig
@@ -66,7 +67,7 @@ _DEFAULT_TrainerConfig = TrainerConfig()
 
 
 def base(
-    run: Path = Path("runs/demo"),
+    run: Path,
     model: ModelConfig = _DEFAULT_ModelConfig,
     tokenizer: TokenizerConfig = _DEFAULT_TokenizerConfig,
     data: DataConfig = _DEFAULT_DataConfig,
@@ -80,27 +81,26 @@ def base(
     if dry_run:
         print_dry_run(model.hf_config(tokenizer.vocab_size, 0), data, trainer, optim)
         return
-    paths = prepare(Run(run).stage("base"), force)
+    R = Run(run)
+    settings = dict(model=model, tokenizer=tokenizer, data=data, optim=optim, trainer=trainer)
+    current = fingerprint({**settings, "evaluation": evaluation}, {"data": R.output_id("data")})
+    paths = prepare(R, "base", current, force)
     if paths is None:
         return
-    text = Run(run).load_data("text")
+    text = R.load_data("text")
     tok_dir = paths.root / "tokenizer"
     if (tok_dir / "tokenizer.json").is_file():  # resumed run: the ids must not change
-        from transformers import AutoTokenizer
-
         tok = AutoTokenizer.from_pretrained(str(tok_dir))
     else:
         tok = train_text_tokenizer(text["train"]["text"], tokenizer)
         if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
             tok.save_pretrained(str(tok_dir))
-    from transformers import Qwen3MoeForCausalLM
-
     L.seed_everything(data.seed, verbose=False)
     hf_model = Qwen3MoeForCausalLM(model.hf_config(len(tok), tok.eos_token_id))
     p = Prompts(None, tok)
     train = [S.text_lm(p, text["train"])]
     val = [S.text_lm(p, text["heldout"])]
-    sqa = maybe(lambda: Run(run).load_data("sqa"))
+    sqa = maybe(lambda: R.load_data("sqa"))
     if sqa is not None:
         train.append(text_qa_source(p, sqa["qa_train"]))
     metrics = train_and_export(
@@ -108,8 +108,6 @@ def base(
     )
     if metrics is None or sqa is None or evaluation.n_questions == 0:
         return
-    from transformers import AutoModelForCausalLM
-
     reloaded = AutoModelForCausalLM.from_pretrained(str(paths.hf))
     # Held-out facts were seen only as statements; qa_train facts also in the QA format, so the
     # pair separates "knows the fact" from "can retrieve a fact it never saw asked".

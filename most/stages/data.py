@@ -27,12 +27,12 @@ from most.corpora.build import (
 )
 from most.corpora.speech import require_espeak
 from most.corpora.world import WorldConfig
-from most.io import atomic_write_json, atomic_write_text
-from most.run import Run
+from most.io import atomic_write_json, atomic_write_text, read_json
+from most.run import Run, fingerprint
 
 
 def data(
-    run: Path = Path("runs/demo"),
+    run: Path,
     corpus: CorpusConfig = CorpusConfig(),
     world: WorldConfig = WorldConfig(),
     speech: SpeechConfig = SpeechConfig(),
@@ -49,17 +49,19 @@ def data(
         num_jobs: worker processes for synthesis and audio decoding.
         force: rebuild even if ``RUN/data`` is complete for these settings.
     """
-    out = Run(run).data
-    settings = (
-        settings_hash(corpus, world, speech) if corpus.kind == "world" else settings_hash(corpus)
-    )
+    R = Run(run)
+    out = R.data
+    configs = dict(corpus=corpus, world=world, speech=speech) if corpus.kind == "world" else {}
+    configs = configs or dict(corpus=corpus)  # a real corpus ignores world and speech
+    settings = settings_hash(*configs.values())
+    current = fingerprint(configs, {})
     manifest_path = out / "manifest.json"
     if manifest_path.exists() and not force:
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("settings_hash") == settings:
-            print(
-                f"most data: {out} is up to date (settings {settings}); use --force=true to rebuild"
-            )
+        legacy = R.recorded("data") is None  # built before fingerprints: its settings hash
+        if (legacy and read_json(manifest_path).get("settings_hash") == settings) or (
+            not legacy and R.check("data", current, False)
+        ):
+            print(f"most data: {out} is up to date ({current['id']}); --force=true rebuilds it")
             return out
     if num_jobs < 1:
         raise ValueError(f"num_jobs must be >= 1, got {num_jobs}")
@@ -90,7 +92,8 @@ def data(
     manifest["rejects"] = len(rejects)
     manifest["content_hash"] = content_hash(all_files, text_sets)
     manifest["build_seconds"] = round(time.perf_counter() - start, 1)
-    atomic_write_json(manifest_path, manifest)
+    R.record("data", current, content_hash=manifest["content_hash"])
+    atomic_write_json(manifest_path, manifest)  # written last: marks the build complete
     shutil.rmtree(out / ".work", ignore_errors=True)  # shards only serve an interrupted build
     print_summary(out, manifest)
     return out

@@ -27,8 +27,8 @@ from most.eval.sqa import evaluate_sqa, heldout_leaks
 from most.eval.text_ppl import text_retention
 from most.eval.tts import evaluate_tts, tts_reference
 from most.generate import Sampling, SpeechLM
-from most.io import atomic_dir, read_json
-from most.run import Run
+from most.io import atomic_dir, atomic_write_json, read_json
+from most.run import FINGERPRINT_FILE, Run, fingerprint, folder_id
 
 _DEFAULT_SAMPLING = Sampling(max_new_tokens=200, batch_size=16)
 
@@ -109,7 +109,7 @@ _DEFAULT_AUDIO_LM, _DEFAULT_QA_SETS = AudioLM(), SpokenQASets()
 
 
 def evaluate(
-    run: Path = Path("runs/demo"),
+    run: Path,
     models: Models = _DEFAULT_MODELS,
     sizes: Sizes = _DEFAULT_SIZES,
     judges: Judges = _DEFAULT_JUDGES,
@@ -129,13 +129,26 @@ def evaluate(
     if threads:
         torch.set_num_threads(threads)
     run = Path(run)
-    out = Run(run).eval
-    if (out / "report.json").is_file() and not force:
-        print(f"{out}/report.json exists: eval already done (pass --force=true to redo it)")
-        return read_json(out / "report.json")
+    R = Run(run)
+    out = R.eval
+    model_dir = Path(models.model or R.hf("stage2"))
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no model to evaluate; run `most stage2` first")
+    base_dir = Path(models.base or R.hf("base"))
+    inputs = {"model": folder_id(model_dir), "data": R.output_id("data")}
+    inputs["units"] = folder_id(Path(models.units)) if models.units else R.output_id("units")
+    if "ctc" in judges.names:
+        inputs["judge"] = R.output_id("judge")
+    if (base_dir / "config.json").is_file():
+        inputs["base"] = folder_id(base_dir)
+    settings = dict(models=models, sizes=sizes, judges=judges, audio_lm=audio_lm)
+    current = fingerprint({**settings, "qa_sets": qa_sets, "sampling": sampling}, inputs)
+    done = R.report.is_file()
+    if done and not force and (R.recorded("eval") is None or R.check("eval", current, False)):
+        print(f"{R.report} is up to date (pass --force=true to redo it)")
+        return read_json(R.report)
     t_start = time.monotonic()
-    model_dir = Path(models.model or Run(run).hf("stage2"))
-    lm = SpeechLM.load(model_dir, units=models.units or Run(run).units, device=device)
+    lm = SpeechLM.load(model_dir, units=models.units or R.units, device=device)
     judge_list = [load_judge(name, run) for name in judges.names]
     results: dict = {}
     timings: dict[str, float] = {}
@@ -146,8 +159,8 @@ def evaluate(
         timings[name] = round(time.monotonic() - t0, 1)
 
     h = lm.layout.unit_tokenizer_hash
-    speech_units = Run(run).load_units("speech", h)
-    speech = Run(run).load_data("speech")
+    speech_units = R.load_units("speech", h)
+    speech = R.load_data("speech")
     with atomic_dir(out) as tmp:
         plots: list[str] = []
         if sizes.asr:
@@ -160,12 +173,12 @@ def evaluate(
                 return evaluate_tts(lm, judge_list, ref, sampling, tmp / "samples")
 
             timed("tts", tts)
-        if Run(run).judge_file.is_file():
-            results["judge"] = read_json(Run(run).judge_file)["metrics"]
+        if R.judge_file.is_file():
+            results["judge"] = read_json(R.judge_file)["metrics"]
         if sizes.sqa:
             judge = next((j for j in judge_list if j.name == judges.sqa), None)
-            sqa_units = Run(run).load_units("sqa", h)
-            sqa_audio = Run(run).load_data("sqa") if Run(run).has_data("sqa") else None
+            sqa_units = R.load_units("sqa", h)
+            sqa_audio = R.load_data("sqa") if R.has_data("sqa") else None
             timed(
                 "sqa",
                 lambda: evaluate_sqa(lm, sqa_units, sizes.sqa, sampling, judge, sqa_audio),
@@ -197,5 +210,6 @@ def evaluate(
             "total_seconds": round(time.monotonic() - t_start, 1),
         }
         report = write_report(tmp, results, meta, plots)
+        atomic_write_json(tmp / FINGERPRINT_FILE, current)
     print(f"most eval: wrote {out}/report.md ({meta['total_seconds']} s)")
     return report

@@ -47,7 +47,7 @@ from most.eval.judges.ctc import (
 from most.eval.judges.lexicon import Lexicon
 from most.eval.judges.resynth import resynthesize_share
 from most.io import atomic_dir, atomic_write_json, read_json
-from most.run import Run
+from most.run import FINGERPRINT_FILE, Run, fingerprint
 from most.units import load_tokenizer
 
 
@@ -132,7 +132,7 @@ _DEFAULT_DECODE = CTCDecodeConfig()
 
 
 def judge(
-    run: Path = Path("runs/demo"),
+    run: Path,
     model: CTCModelConfig = _DEFAULT_MODEL,
     train: CTCTrainConfig = _DEFAULT_TRAIN,
     decode: CTCDecodeConfig = _DEFAULT_DECODE,
@@ -144,12 +144,20 @@ def judge(
     decoding. A finished judge without the requested LM gets one (no retraining).
     """
     r = Run(run)
+    inputs = {"data": r.output_id("data")}
+    if train.resynth_share > 0:  # trains on audio resynthesised through the unit tokenizer
+        inputs["units"] = r.output_id("units")
+    current = fingerprint(dict(model=model, train=train, decode=decode), inputs)
     if r.judge_file.is_file() and not force:
         meta = read_json(r.judge_file)
         if decode.lm and not meta.get("beam") and meta.get("lexicon"):
-            return _add_beam(r, meta, train, decode)
-        print(f"{r.judge} exists: judge already trained (pass --force=true to retrain)")
-        return meta
+            r.check("judge", current, False, ignore=("decode.",))  # the training must match
+            meta = _add_beam(r, meta, train, decode)
+            r.record("judge", current)
+            return meta
+        if r.recorded("judge") is None or r.check("judge", current, False):
+            print(f"{r.judge} is up to date (pass --force=true to retrain)")
+            return meta
     speech = r.load_data("speech")
     wavs, texts = read_split(speech["train"], train.max_utterances)
     if train.resynth_share > 0:
@@ -168,6 +176,7 @@ def judge(
         meta["metrics"] = score_splits(scorer, speech, train.eval_utterances)
         save_weights(recognizer, tmp)
         atomic_write_json(tmp / JUDGE_FILE, meta)
+        atomic_write_json(tmp / FINGERPRINT_FILE, current)
     print(f"judge: {meta['metrics']}")
     return meta
 

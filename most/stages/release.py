@@ -43,7 +43,7 @@ from most.export import (
 )
 from most.generate import UNITS_DIR, SpeechLM
 from most.io import atomic_dir, atomic_write_json, atomic_write_text, read_json
-from most.run import Run
+from most.run import FINGERPRINT_FILE, Run, fingerprint, folder_id
 
 
 @dataclass(frozen=True)
@@ -64,26 +64,41 @@ _DEFAULT_SOURCE, _DEFAULT_CARD = ReleaseSource(), ModelCard()
 
 
 def release(
-    run: Path = Path("runs/demo"),
+    run: Path,
     source: ReleaseSource = _DEFAULT_SOURCE,
     card: ModelCard = _DEFAULT_CARD,
     force: bool = False,
 ) -> Path:
     """Export ``RUN/release/`` from the evaluated model (needs ``RUN/eval/report.json``)."""
     run = Path(run)
-    out = Run(run).release
-    if (out / SUMS_FILE).is_file() and not force:
-        print(f"{out} exists: already released (pass --force=true to redo it)")
+    R = Run(run)
+    out = R.release
+    if not R.report.is_file():
+        raise FileNotFoundError(f"{R.report}: no eval report; run `most eval` first")
+    model_dir = Path(source.model or R.hf("stage2"))
+    units_dir = Path(source.units or R.units)
+    inputs = {"eval": R.output_id("eval"), "model": folder_id(model_dir)}
+    current = fingerprint(dict(source=source, card=card), inputs)
+    done = (out / SUMS_FILE).is_file()
+    if done and not force and (R.recorded("release") is None or R.check("release", current, False)):
+        print(f"{out} is up to date (pass --force=true to redo it)")
         return out
-    report_path = Run(run).report
-    if not report_path.is_file():
-        raise FileNotFoundError(f"{report_path}: no eval report; run `most eval` first")
-    report = read_json(report_path)
-    lm = SpeechLM.load(
-        source.model or Run(run).hf("stage2"), units=source.units or Run(run).units, device="cpu"
-    )
+    report = read_json(R.report)
+    evaluated = (R.recorded("eval") or {}).get("inputs", {}).get("model")
+    if evaluated is not None and evaluated != inputs["model"]:
+        raise ValueError(
+            f"{R.report} scores another model than {model_dir} (model {evaluated} != "
+            f"{inputs['model']}); run `most eval --force` on the model you release"
+        )
+    lm = SpeechLM.load(model_dir, units=units_dir, device="cpu")
     if lm.units is None:
-        raise FileNotFoundError(f"{source.units or Run(run).units}: no unit tokenizer to ship")
+        raise FileNotFoundError(f"{units_dir}: no unit tokenizer to ship")
+    shipped = report.get("meta", {}).get("layout_hash")
+    if shipped != lm.layout.hash:
+        raise ValueError(
+            f"{R.report}: report made with token layout {shipped}, the model has "
+            f"{lm.layout.hash}; run `most eval --force` on the model you release"
+        )
     model = merge_lora(lm.model, source.lora) if source.lora else lm.model
     gen = model.generation_config
     gen.eos_token_id, gen.pad_token_id = lm.prompts.stop_ids(), lm.pad_id
@@ -93,14 +108,15 @@ def release(
         lm.tokenizer.save_pretrained(str(tmp))
         lm.layout.save(tmp)
         lm.units.save(tmp / UNITS_DIR)
-        atomic_write_json(tmp / "vocoder.json", vocoder_settings(tmp / UNITS_DIR))
-        copy_eval(Run(run).eval, tmp / REPORT_DIR)
+        atomic_write_json(tmp / "vocoder.json", vocoder_settings(lm.units, tmp / UNITS_DIR))
+        copy_eval(R.eval, tmp / REPORT_DIR)
         atomic_write_text(tmp / "README.md", model_card(card, report, provenance(run), lm))
         if source.verify:
             examples = reload_examples(run, report, lm.layout.unit_tokenizer_hash)
             meta = report["meta"]
             check = verify_release(tmp, examples, meta.get("sampling", {}), meta.get("device"))
             atomic_write_json(tmp / REPORT_DIR / "reload_check.json", check)
+        atomic_write_json(tmp / FINGERPRINT_FILE, current)
         write_checksums(tmp)
     print(f"most release: wrote {out}")
     return out

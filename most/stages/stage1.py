@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from most.data.prompts import Prompts
-from most.run import Run
+from most.run import Run, fingerprint, folder_id
 from most.train import sources as S
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
@@ -21,7 +21,7 @@ _DEFAULT_TrainerConfig = TrainerConfig()
 
 
 def stage1(
-    run: Path = Path("runs/demo"),
+    run: Path,
     init: Path | None = None,
     data: DataConfig = _DEFAULT_DataConfig,
     optim: OptimConfig = _DEFAULT_OptimConfig,
@@ -35,7 +35,10 @@ def stage1(
     if dry_run:
         print_dry_run(load_config(init), data, trainer, optim, lora)
         return
-    paths = prepare(Run(run).stage("stage1"), force)
+    R = Run(run)
+    settings = dict(data=data, optim=optim, trainer=trainer, lora=lora)
+    inputs = dict(init=folder_id(init), units=R.output_id("units"), data=R.output_id("data"))
+    paths = prepare(R, "stage1", fingerprint(settings, inputs), force)
     if paths is None:
         return
     model, tok, layout = load_model(init)

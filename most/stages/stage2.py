@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from most.data.prompts import Prompts, SpeechMode
-from most.run import Run
+from most.run import Run, fingerprint, folder_id
 from most.train import sources as S
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
@@ -21,7 +21,7 @@ _DEFAULT_TrainerConfig = TrainerConfig()
 
 
 def stage2(
-    run: Path = Path("runs/demo"),
+    run: Path,
     init: Path | None = None,
     speech_mode: SpeechMode = "text_then_units",
     answer_sentences: bool = True,
@@ -43,7 +43,11 @@ def stage2(
     if dry_run:
         print_dry_run(load_config(init), data, trainer, optim, lora)
         return
-    paths = prepare(Run(run).stage("stage2"), force)
+    R = Run(run)
+    settings = dict(data=data, optim=optim, trainer=trainer, lora=lora)
+    settings |= dict(speech_mode=speech_mode, answer_sentences=answer_sentences)
+    inputs = dict(init=folder_id(init), units=R.output_id("units"), data=R.output_id("data"))
+    paths = prepare(R, "stage2", fingerprint(settings, inputs), force)
     if paths is None:
         return
     model, tok, layout = load_model(init)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import datasets
 
-from most.run import Run
+from most.run import Run, fingerprint
 from most.units.encode import audio_datasets, is_done, merge, parts_root, plan_jobs, run_jobs
 from most.units.fit import prepare_tokenizer
 from most.units.kinds import TokenizerConfig
@@ -31,7 +31,7 @@ __all__ = ["TokenizerConfig", "units"]
 
 
 def units(
-    run: Path = Path("runs/demo"),
+    run: Path,
     tokenizer: TokenizerConfig | None = None,
     num_proc: int = 1,
     shard: str | None = None,
@@ -56,6 +56,9 @@ def units(
     if not r.data.is_dir():
         raise FileNotFoundError(f"{r.data}: no data; run `most data --run {run}` first")
     shard_ix, n_shards = parse_shard(shard)
+    current = fingerprint({"tokenizer": cfg}, {"data": r.output_id("data")})
+    if not force:  # units made from other data or settings: refused, naming what changed
+        r.check("units", current, False)
     tok = prepare_tokenizer(cfg, r, force=force and shard is None)
     if fit_only:
         print(f"most units: tokenizer {tok.hash} ready in {r.unit_tokenizer}")
@@ -78,6 +81,7 @@ def units(
     if missing:  # another process removed parts, or a shard failed: never merge a partial set
         raise RuntimeError(f"{len(missing)} parts missing after encoding; re-run to resume")
     merge(sets, jobs, tok, r)
+    r.record("units", current)
     return r.units
 
 

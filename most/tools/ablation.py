@@ -59,8 +59,8 @@ _DEFAULT_SIZES = Sizes(asr=100, tts=40, sqa=0, text=100, wuggy=60, blimp=60, rou
 
 
 def ablation(
-    run: Path = Path("runs/ablation"),
-    source: Path = Path("runs/demo"),
+    run: Path,
+    source: Path,
     variants: tuple[Variant, ...] = ("modality", "vanilla", "upcycle", "no_shared", "top_p"),
     recipes: Path = Path("recipes/tiny"),
     max_steps: int | None = None,

@@ -33,6 +33,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from most.io import atomic_dir, atomic_write_json
 from most.layout import TokenLayout
+from most.run import Run
 from most.train.callbacks import RngState, RouterTelemetry, StageProgress, TokensPerSecond
 from most.train.checkpoint import AtomicCheckpointIO, resume_point
 from most.train.config import TrainerConfig
@@ -60,14 +61,46 @@ class StagePaths:
         return (self.hf / "config.json").is_file()
 
 
-def prepare(root: Path, force: bool) -> StagePaths | None:
-    """The stage's paths, or None if it already finished (and ``force`` is off)."""
-    paths = StagePaths(Path(root))
+#: Settings that never change the model: a finished stage ignores them when judging its outputs.
+COSMETIC = (
+    "trainer.log_every",
+    "trainer.progress",
+    "trainer.threads",
+    "trainer.keep_last",
+    "trainer.ckpt_every",
+    "trainer.val_every",
+    "evaluation.",
+)
+#: Settings a resumed run may change besides those: its step budget and where it runs.
+RESUMABLE = (
+    "trainer.max_steps",
+    "trainer.max_time_min",
+    "trainer.devices",
+    "trainer.num_nodes",
+    "trainer.accelerator",
+    "trainer.strategy",
+)
+
+
+def prepare(run: Run, stage: str, current: dict, force: bool) -> StagePaths | None:
+    """The stage's paths, or None if it already finished from the same settings and inputs.
+
+    A finished stage made from other settings or inputs, or a half-done one whose model or data
+    settings changed, raises :class:`~most.run.StaleOutput` naming what changed; ``force`` deletes
+    the stage folder and starts over. A half-done stage otherwise resumes (its step budget may
+    change). ``current`` is :func:`most.run.fingerprint` of the settings and inputs.
+    """
+    paths = StagePaths(run.stage(stage))
     if force and paths.root.exists():
         shutil.rmtree(paths.root)
     if paths.finished():
-        print(f"{paths.hf} exists: stage already finished (pass --force=true to redo it)")
-        return None
+        if run.recorded(stage) is None or run.check(stage, current, False, COSMETIC):
+            print(f"{paths.hf} exists: {stage} is up to date (pass --force=true to redo it)")
+            return None
+    elif run.recorded(stage) is not None:
+        run.check(stage, current, False, COSMETIC + RESUMABLE)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    run.record(stage, current)
     return paths
 
 

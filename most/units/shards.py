@@ -29,6 +29,10 @@ PARTS = ".parts"
 BATCH = 16
 
 
+#: Inside a part folder: its encoded rows as a saved ``datasets.Dataset`` (not the run's data).
+PART_TABLE = "data"
+
+
 def units_column(audio_column: str) -> str:
     """``audio`` -> ``units``, ``answer_audio`` -> ``answer_units``."""
     return audio_column[: -len("audio")] + "units"
@@ -117,7 +121,7 @@ def encode_part(job: Job, tok: UnitTokenizer) -> dict:
         "encode_s": time.perf_counter() - t0,
     }
     with atomic_dir(job.out) as tmp:
-        datasets.Dataset.from_dict(table, features=features).save_to_disk(str(tmp / "data"))
+        datasets.Dataset.from_dict(table, features=features).save_to_disk(str(tmp / PART_TABLE))
         (tmp / "rejects.json").write_text(json.dumps(rejects))
         (tmp / "stats.json").write_text(json.dumps(stats))
     return stats
@@ -171,7 +175,9 @@ def _reject(job: Job, item_id: str, column: str, reason: str, message: str) -> d
 
 def merge_split(parts: list[Path]) -> tuple[datasets.Dataset, list[dict], dict]:
     """Concatenate finished parts (in order) -> dataset, rejects, summed stats."""
-    ds = datasets.concatenate_datasets([datasets.load_from_disk(str(p / "data")) for p in parts])
+    ds = datasets.concatenate_datasets(
+        [datasets.load_from_disk(str(p / PART_TABLE)) for p in parts]
+    )
     rejects = [r for p in parts for r in read_json(p / "rejects.json")]
     stats = {"rows": 0, "seconds": 0.0, "units": 0, "rejects": 0, "encode_s": 0.0}
     for p in parts:

@@ -1,6 +1,7 @@
 """Judges: the CTC recogniser's pieces, the trained tiny judge, pocketsphinx and a local HF model."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,8 +20,9 @@ from most.eval.judges.ctc import CTCJudge
 from most.eval.judges.lexicon import Lexicon
 from most.eval.judges.resynth import resynthesize_share
 from most.eval.metrics import wer
-from most.run import Run
+from most.run import Run, StaleOutput
 from most.stages.judge import CTCTrainConfig, judge
+from most.testing import JUDGE_MODEL, JUDGE_TRAIN
 from most.units import load_tokenizer
 
 
@@ -72,7 +74,9 @@ def test_trained_judge_folder(eval_run):
     assert set(meta["metrics"]) == {"test", "test_voices"}
     assert meta["train"]["steps"] > 0
     assert meta["lexicon"] and "wer_greedy" in meta["metrics"]["test"]
-    assert judge(run=eval_run) == meta  # finished: not retrained
+    assert judge(run=eval_run, model=JUDGE_MODEL, train=JUDGE_TRAIN) == meta  # finished: kept
+    with pytest.raises(StaleOutput, match=r"train.epochs 2 -> 3"):  # other settings: refused
+        judge(run=eval_run, model=JUDGE_MODEL, train=replace(JUDGE_TRAIN, epochs=3))
     scorer = load_judge("ctc", eval_run)
     out = scorer.transcribe([np.zeros(800, np.float32), np.ones(16000, np.float32) * 0.1])
     assert len(out) == 2 and all(isinstance(t, str) for t in out)

@@ -6,6 +6,8 @@ import json
 import pytest
 
 from most.eval.summary import print_summary, summarize
+from most.generate import Sampling
+from most.run import StaleOutput
 from most.stages.eval import Sizes, evaluate
 
 
@@ -32,8 +34,12 @@ def test_report_keys_and_files(evaluated):
     assert "![router_heatmap](router_heatmap.png)" in md and "asr.test.wer" in md
     assert (run / "eval" / "router_heatmap.png").stat().st_size > 1000
     assert json.loads((run / "eval" / "report.json").read_text())["metrics"] == m
-    # a finished eval is not redone
-    assert evaluate(run=run, sizes=Sizes(**report["meta"]["sizes"]))["meta"] == report["meta"]
+    # a finished eval is not redone with the same settings, and refused with others (it names them)
+    meta = report["meta"]
+    same = dict(sizes=Sizes(**meta["sizes"]), sampling=Sampling(**meta["sampling"]))
+    assert evaluate(run=run, **same)["meta"] == report["meta"]
+    with pytest.raises(StaleOutput, match=r"\(sizes.asr 3 -> 5\); pass --force to redo eval"):
+        evaluate(run=run, **{**same, "sizes": Sizes(**{**report["meta"]["sizes"], "asr": 5})})
 
 
 def test_judge_ceilings_computed(evaluated):

@@ -25,6 +25,7 @@ from most.adapt import SourceSection
 from most.cli import main as most_main
 from most.layout import LayoutError, TokenLayout
 from most.modeling import MostForCausalLM
+from most.run import StaleOutput
 from most.stages.adapt import adapt
 from most.stages.stage1 import stage1
 from most.stages.stage2 import stage2
@@ -73,9 +74,12 @@ def test_stage1_and_stage2_train_and_export(speech_run: Path) -> None:
     header = (speech_run / "stage2" / "logs" / "metrics.csv").read_text().splitlines()[0]
     assert "train/loss_s2t" in header and "train/loss_s2s" in header
 
-    # finished: a re-run is a no-op (the weights file is not rewritten)
+    # finished: a re-run is a no-op (the weights file is not rewritten); other settings are refused
     before = (speech_run / "stage2" / "hf" / "model.safetensors").stat().st_mtime_ns
-    stage2(run=speech_run, data=DATA, optim=OPTIM, trainer=FAST)
+    stage2(run=speech_run, data=DATA, optim=OPTIM, trainer=FAST, speech_mode="units")
+    assert (speech_run / "stage2" / "hf" / "model.safetensors").stat().st_mtime_ns == before
+    with pytest.raises(StaleOutput, match=r"speech_mode units -> text_then_units\); pass --force"):
+        stage2(run=speech_run, data=DATA, optim=OPTIM, trainer=FAST)
     assert (speech_run / "stage2" / "hf" / "model.safetensors").stat().st_mtime_ns == before
 
 

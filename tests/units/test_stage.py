@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import most.units.encode as encode_mod
-from most.run import Run
+from most.run import Run, StaleOutput
 from most.stages.units import TokenizerConfig, units
 from most.units import load_tokenizer
 from most.units.mel_kmeans import MelKMeansConfig
@@ -147,9 +147,10 @@ def test_num_proc_matches_single_process(run_dir, tmp_path, data_dir):
         assert _tables(run_dir, name) == _tables(reference, name)
 
 
-def test_a_split_added_to_the_data_is_encoded_on_rerun(run_dir, tmp_path, data_dir):
+def test_units_of_changed_data_are_refused_then_redone(run_dir, tmp_path, data_dir):
     """``most data`` re-run with a new split (e.g. ``speech.n_short``), then ``most units``: the
-    new split must be encoded, not reported "up to date"."""
+    units made from the old data are refused (naming the input), never reported "up to date";
+    ``--force`` encodes the new data."""
     import datasets
 
     run = tmp_path / "grown"
@@ -162,7 +163,9 @@ def test_a_split_added_to_the_data_is_encoded_on_rerun(run_dir, tmp_path, data_d
     speech["train_short"] = speech["dev"]
     shutil.rmtree(Run(run).dataset("speech"))
     speech.save_to_disk(str(Run(run).dataset("speech")))
-    _run(run)
+    with pytest.raises(StaleOutput, match=r"\(input data \w+ -> \w+\); pass --force to redo units"):
+        _run(run)
+    _run(run, force=True)
     grown = Run(run).load_units("speech")
     assert set(grown) == {"train", "dev", "test", "train_short"}
     assert grown["train_short"]["units"] == grown["dev"]["units"]
