@@ -17,9 +17,12 @@ from __future__ import annotations
 import importlib
 import inspect
 import json
+import linecache
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 #: command -> "module:function". The function's signature *is* the command's interface.
 COMMANDS: dict[str, str] = {
@@ -40,6 +43,10 @@ COMMANDS: dict[str, str] = {
     "tts": "most.tools.infer:tts",
     "chat": "most.tools.infer:chat",
 }
+
+
+#: The package's folder: errors raised by code below it are the user's to fix (see main).
+PACKAGE = Path(__file__).resolve().parent
 
 
 class StageError(RuntimeError):
@@ -114,7 +121,9 @@ def build_parser(command: str, func: Callable):
     """The command's parser: ``--config`` YAML plus one option per (nested) argument of ``func``."""
     from jsonargparse import ActionConfigFile, ArgumentParser
 
-    parser = ArgumentParser(prog=f"most {command}", exit_on_error=False, description=func.__doc__)
+    parser = ArgumentParser(
+        prog=f"most {command}", exit_on_error=False, description=func.__doc__, allow_abbrev=False
+    )
     parser.add_argument("--config", action=ActionConfigFile, help="recipe YAML")
     # Parameters without a default (e.g. `most asr FILE...`) are positional.
     parser.add_function_arguments(func, as_group=False, as_positional=True)
@@ -134,6 +143,32 @@ def run_command(command: str, args: Sequence[str]) -> object:
     return func(**kwargs)
 
 
+def raised_by_us(e: BaseException) -> bool:
+    """Whether ``e`` comes from a ``raise`` statement in this package (a check that names the
+    problem), not from a library or a builtin deep inside it."""
+    tb, last = e.__traceback__, None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    if last is None:
+        return False
+    path = Path(last.tb_frame.f_code.co_filename).resolve()
+    line = linecache.getline(str(path), last.tb_lineno).strip()
+    return path.is_relative_to(PACKAGE) and line.startswith("raise ")
+
+
+def one_line(e: BaseException) -> str:
+    """The error as one line; an OSError names its file and the system's reason."""
+    if isinstance(e, OSError) and e.strerror:
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None)
+        return f"{where}: {e.strerror}" if where else e.strerror
+    return " ".join(str(e).split())
+
+
+def is_force(arg: str) -> bool:
+    """``--force``, ``--force=true`` and the like: dropped from the command that resumes."""
+    return arg.split("=", 1)[0] in ("--force",) and not arg.endswith("=false")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from argparse import ArgumentError
 
@@ -147,16 +182,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result = run_command(command, rest)
-    except (ArgumentError, StageError, ValueError, FileNotFoundError, ChildProcessError) as e:
-        # Recipe keys, __post_init__ validation, stage input checks and a failed sub-process stage
-        # (its log named): one line naming the problem.
-        if os.environ.get("MOST_DEBUG"):
+    except (ArgumentError, StageError, ChildProcessError, OSError, ValueError) as e:
+        # Recipe keys, config validation, stage input checks, stale outputs, a failed sub-process
+        # stage, and the machine (disk full, read-only, permissions, missing files): one line.
+        # A ValueError that a library or a builtin raised is a bug: its traceback is kept.
+        if os.environ.get("MOST_DEBUG") or (isinstance(e, ValueError) and not raised_by_us(e)):
             raise
-        message = " ".join(str(e).split())
-        print(f"most {command}: error: {message}", file=sys.stderr)
+        print(f"most {command}: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"most {command}: interrupted; re-run the same command to resume", file=sys.stderr)
+        again = shlex.join(["most", command, *(a for a in rest if not is_force(a))])
+        print(f"most {command}: interrupted; to resume, run: {again}", file=sys.stderr)
         return 130
     return 1 if result is False else 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -69,6 +70,13 @@ def remove_stale(dest: str | Path) -> list[Path]:
     return removed
 
 
+def os_errno(e: BaseException) -> int | None:
+    """The OS error number a non-OSError carries in its message (``... (os error 28)``, as
+    libraries written in Rust report I/O failures), else None."""
+    m = re.search(r"\(os error (\d+)\)", str(e))
+    return int(m.group(1)) if m else None
+
+
 def fsync_tree(root: Path) -> None:
     """Flush every file below ``root`` and every directory (``root`` included) to disk, with the
     permissions the umask gives a new file (libraries that stage files with ``mkstemp`` make
@@ -115,8 +123,11 @@ def atomic_dir(dest: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         fsync_tree(tmp)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        code = os_errno(e)
+        if code is not None and not isinstance(e, OSError):  # e.g. safetensors' Rust I/O errors
+            raise OSError(code, os.strerror(code), str(dest)) from e
         raise
     old = None
     if dest.exists():

@@ -61,3 +61,65 @@ def test_shell_style_arguments_are_expanded():
         "--output",
         "x.wav",
     ]
+
+
+def test_abbreviated_options_are_refused(tmp_path, capsys):
+    assert main(["stage1", "--run", str(tmp_path), "--trainer.max_step=3"]) == 2
+    assert "unrecognized arguments: --trainer.max_step=3" in capsys.readouterr().err
+
+
+def test_run_is_required(capsys):
+    assert main(["data", "--world.seed=3"]) == 2
+    assert "required: run" in capsys.readouterr().err
+
+
+ADAPT = ["--layout.n_units=16", "--layout.unit_tokenizer_hash=0123456789abcdef"]
+
+
+@pytest.mark.parametrize("fault", ["read_only", "disk_full"])
+def test_machine_faults_are_one_line_and_leave_nothing(fault, base_dirs, tmp_path, capsys):
+    """`most adapt` into a read-only folder or a full disk (a tmpfs of each kind): exit 2, one line
+    naming the path and the reason, nothing left behind. Skips (saying why) where mounting fails."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    opts = "ro,size=1m" if fault == "read_only" else "size=64k"
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(mnt)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if proc.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+    try:
+        argv = ["adapt", "--run", str(mnt / "run"), f"--source.model={base_dirs['qwen3_moe']}"]
+        assert main([*argv, *ADAPT]) == 2
+        err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("most adapt")]
+        reason = "Read-only file system" if fault == "read_only" else "No space left on device"
+        assert len(err) == 1 and err[0].endswith(reason) and str(mnt) in err[0], err
+        assert not [p for p in mnt.rglob("*") if p.is_file()]
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """A ValueError a library raises inside a stage is a bug, not the user's: it propagates."""
+    import most.stages.data as stage
+
+    def broken(*args, **kwargs):
+        return int("not a number")  # raised by a builtin, not by a check of ours
+
+    monkeypatch.setattr(stage, "fingerprint", broken)
+    with pytest.raises(ValueError, match="invalid literal"):
+        main(["data", "--run", "/tmp/unused-most-run"])
+
+
+def test_an_interrupt_names_the_command_that_resumes(monkeypatch, capsys):
+    import most.stages.data as stage
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "fingerprint", interrupted)
+    assert main(["data", "--run", "/tmp/r", "--world.seed=3", "--force=true"]) == 130
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("to resume, run: most data --run /tmp/r --world.seed=3")
+    )
