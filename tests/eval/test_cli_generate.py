@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from most.audio import read_audio
 from most.cli import main
@@ -27,29 +28,74 @@ def test_asr_on_real_recordings(model_dir, realdata, capsys):
     assert len(files) >= 10  # flac 16 kHz, wav 8/22.05 kHz, mp3, 44.1 kHz stereo 24-bit
     args = ["asr", "--model", str(model_dir), "--sampling.max_new_tokens=4"]
     assert main([*args, f"--files={json.dumps(files)}"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split("\t")[0] for line in lines] == files
+    lines = capsys.readouterr().out.rstrip("\n").split("\n")
+    from most.generate import Sampling, SpeechLM
+
+    lm = SpeechLM.load(model_dir, device="cpu")
+    texts = lm.asr([read_audio(f) for f in files], Sampling(max_new_tokens=4))
+    assert lines == [f"{f}\t{t}" for f, t in zip(files, texts, strict=True)]  # file<TAB>its text
 
 
-def test_tts_and_chat(model_dir, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def speaking_model(model_dir, tmp_path_factory):
+    """``model_dir`` whose output layer can only say units: ``lm_head`` is untied from the input
+    embeddings, every non-unit row is zero and the second unit's row is minus the first's, so one
+    of them has a positive logit and greedy decoding says units until ``max_new_tokens``."""
+    from transformers import AutoModelForCausalLM
+
+    from most.layout import TokenLayout
+
+    out = tmp_path_factory.mktemp("speaking") / "model"
+    shutil.copytree(model_dir, out)
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    layout = TokenLayout.load(out)
+    for cfg in (model.config, model.config.text_config):
+        cfg.tie_word_embeddings = False
+    head = model.get_output_embeddings()
+    head.weight = torch.nn.Parameter(head.weight.detach().clone())
+    first = layout.unit_offset
+    with torch.no_grad():
+        head.weight[:first] = 0.0
+        head.weight[first + layout.n_units :] = 0.0
+        head.weight[first + 1] = -head.weight[first]
+    model.save_pretrained(str(out))
+    return out
+
+
+def test_tts_writes_a_wav_of_the_units_it_spoke(speaking_model, tmp_path, capsys):
     out = tmp_path / "out.wav"
-    rc = main(["tts", "--text", "the old gate", "--output", str(out), "--model", str(model_dir),
-               "--sampling.max_new_tokens=12"])  # fmt: skip
-    assert (
-        rc == 0 or "no speech units" in capsys.readouterr().err
-    )  # an untrained model may stop at once
-    if rc == 0:
-        assert read_audio(out).size > 0
+    rc = main(["tts", "--text", "the old gate", "--output", str(out), "--model",
+               str(speaking_model), "--sampling.max_new_tokens=12"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    wav = read_audio(out)
+    assert f"wrote {out} ({wav.size / 16_000:.2f} s)" in capsys.readouterr().out
+    from most.generate import Sampling, SpeechLM
+
+    lm = SpeechLM.load(speaking_model, device="cpu")
+    (units,) = lm.tts_units(["the old gate"], Sampling(max_new_tokens=12))
+    assert len(units) == 12  # it spoke until the length guard
+    assert wav.size == lm.vocode(units).size > 0  # the file holds exactly those units' audio
+
+
+def test_chat_answers_in_text_and_in_speech(model_dir, speaking_model, tmp_path, capsys):
     wav = tmp_path / "q.wav"
     from most.audio import write_wav
+    from most.generate import Sampling, SpeechLM
 
     write_wav(wav, np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32))
-    rc = main(["chat", "--model", str(model_dir), "--audio", str(wav), "--speak=true",
-               "--output", str(tmp_path / "a.wav"), "--sampling.max_new_tokens=6"])  # fmt: skip
+    answer = tmp_path / "a.wav"
+    rc = main(["chat", "--model", str(speaking_model), "--audio", str(wav), "--speak=true",
+               "--output", str(answer), "--sampling.max_new_tokens=12"])  # fmt: skip
     assert rc == 0
+    assert f"(spoken answer: {answer})" in capsys.readouterr().out
+    assert read_audio(answer).size > 0
     rc = main(["chat", "--model", str(model_dir), "--text", "repeat tarsk",
                "--sampling.max_new_tokens=4"])  # fmt: skip
     assert rc == 0
+    printed = capsys.readouterr().out.splitlines()
+    lm = SpeechLM.load(model_dir, device="cpu")
+    reply = lm.chat([{"role": "user", "text": "repeat tarsk"}], sampling=Sampling(max_new_tokens=4))
+    assert printed[-1] == reply.text  # the model's own answer, printed as it is
 
 
 @pytest.mark.parametrize(
