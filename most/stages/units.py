@@ -56,7 +56,7 @@ def units(
     if not r.data.is_dir():
         raise FileNotFoundError(f"{r.data}: no data; run `most data --run {run}` first")
     shard_ix, n_shards = parse_shard(shard)
-    current = fingerprint({"tokenizer": cfg}, {"data": r.output_id("data")})
+    current = fingerprint({"tokenizer": cfg.fingerprint_settings()}, {"data": r.output_id("data")})
     if not force:  # units made from other data or settings: refused, naming what changed
         r.check("units", current, False)
     tok = prepare_tokenizer(cfg, r, force=force and shard is None)

@@ -104,6 +104,12 @@ class TokenizerConfig:
         """The section of the chosen kind."""
         return getattr(self, self.kind)
 
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """What the units depend on: the shared settings and the chosen kind's section (the other
+        kinds' sections do not apply)."""
+        shared = ("kind", "path", "dedup", "seed", "fit_seconds", "gl_iters")
+        return {**{k: getattr(self, k) for k in shared}, self.kind: self.settings}
+
     def fit_settings(self) -> dict[str, Any]:
         """What ``fit.json`` beside a fitted tokenizer holds, so a re-run can tell."""
         return {"seed": self.seed, "fit_seconds": self.fit_seconds, **self.settings.fit_settings()}

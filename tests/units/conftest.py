@@ -16,17 +16,9 @@ import pytest
 from most.audio import read_audio
 from most.corpora.schema import SPEECH_FEATURES, SQA_FEATURES, audio_value
 from most.run import Run
+from most.testing import UNIT_SENTENCES
 
-SENTENCES = [
-    "the capital of velmora is tarsk",
-    "a red lantern hangs above the old gate",
-    "nine sailors crossed the silver river at dawn",
-    "she keeps the brass key in a wooden box",
-    "the market opens when the bells ring twice",
-    "tomorrow the council will vote on the bridge",
-    "my brother found a map under the stairs",
-    "green apples grow in the northern valley",
-]
+SENTENCES = UNIT_SENTENCES
 VOICES = ["en-us+f3", "en-us+m3", "en-us+f2"]
 
 
@@ -50,20 +42,6 @@ def _rows(items: list[tuple[str, str]], tmp: Path, prefix: str) -> list[dict]:
             }
         )
     return rows
-
-
-def voice_ratio(tok, train_wavs: list[np.ndarray]) -> float:
-    """Mean normalised unit edit distance between one sentence's two voices (train rows 2i, 2i+1),
-    over that between two different sentences: low = units that ignore the voice."""
-    from rapidfuzz.distance import Levenshtein
-
-    seqs = [tok.encode(w, 16_000).tolist() for w in train_wavs]
-    n = len(seqs)
-    same = np.mean([Levenshtein.normalized_distance(*seqs[i : i + 2]) for i in range(0, n, 2)])
-    diff = np.mean(
-        [Levenshtein.normalized_distance(seqs[i], seqs[(i + 3) % n]) for i in range(0, n, 2)]
-    )
-    return float(same / diff)
 
 
 @pytest.fixture(scope="session")

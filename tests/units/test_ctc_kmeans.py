@@ -16,12 +16,12 @@ from most.ctc.train import CTCSchedule
 from most.io import read_json
 from most.run import Run
 from most.stages.units import TokenizerConfig, units
+from most.testing import voice_ratio
 from most.units import load_tokenizer
 from most.units.ctc_kmeans import CTCKMeansConfig, CTCKMeansTokenizer
 from most.units.encoder import EncoderConfig
 from most.units.mel_kmeans import MelKMeansTokenizer
 from most.units.sample import transcribed_audio
-from tests.units.conftest import voice_ratio
 
 # Small and bounded by epochs only (no time cap), so the fitted tokenizer is the same everywhere.
 SCHEDULE = CTCSchedule(epochs=60, lr=3e-3, batch_frames=2_000)
@@ -214,10 +214,17 @@ def test_stage_with_ctc_kmeans(run_dir):
     assert max(max(u) for u in speech["train"]["units"]) < 8
     # Re-running is a no-op; asking for another layer is refused rather than mixing ids.
     units(run_dir, tokenizer=cfg)
+    with pytest.raises(
+        ValueError, match=r"other settings or inputs \(tokenizer.ctc_kmeans.layer 2 -> 1\)"
+    ):
+        units(run_dir, tokenizer=_ctc_kmeans(layer=1))
+    with pytest.raises(ValueError, match=r"\(tokenizer.ctc_kmeans.encoder.window None -> 6\)"):
+        units(run_dir, tokenizer=_ctc_kmeans(window=6))
+    # A run made before fingerprints has only the tokenizer's own records to go by: its saved
+    # settings and fit.json still refuse another layer or encoder budget.
+    Run(run_dir).record_path("units").unlink()
     with pytest.raises(ValueError, match=r"other settings \(ctc_kmeans.layer: 2 -> 1\)"):
         units(run_dir, tokenizer=_ctc_kmeans(layer=1))
-    with pytest.raises(ValueError, match=r"\(ctc_kmeans.encoder.window: None -> 6\)"):
-        units(run_dir, tokenizer=_ctc_kmeans(window=6))
     # Settings the tokenizer file does not hold (how its encoder was trained) are kept beside it
     # and checked too: another encoder budget would silently reuse the old units otherwise.
     fit_file = Run(run_dir).unit_tokenizer / "fit.json"

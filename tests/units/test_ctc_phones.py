@@ -16,6 +16,7 @@ from most.io import read_json
 from most.mel import LogMel
 from most.run import Run
 from most.stages.units import TokenizerConfig, units
+from most.testing import voice_ratio
 from most.units import load_tokenizer
 from most.units.ctc_phones import (
     CONTEXT_STEPS,
@@ -28,7 +29,6 @@ from most.units.ctc_phones import (
 from most.units.encoder import EncoderConfig
 from most.units.mel_kmeans import MelKMeansConfig, MelKMeansTokenizer
 from most.units.phones import BOUNDARY, transcribe, variant_of, words
-from tests.units.conftest import voice_ratio
 
 # Small and bounded by epochs only (no time cap), so the fitted tokenizer is the same everywhere.
 SCHEDULE = CTCSchedule(epochs=60, lr=3e-3, batch_frames=2_000)
@@ -201,8 +201,11 @@ def test_stage_with_ctc_phones(run_dir):
     # Other kinds' sections do not apply; re-running is a no-op; another window or encoder
     # budget is refused rather than mixing ids.
     units(run_dir, tokenizer=replace(cfg, mel_kmeans=MelKMeansConfig(k=99)))
-    with pytest.raises(ValueError, match=r"\(ctc_phones.encoder.window: 3 -> None\)"):
+    with pytest.raises(ValueError, match=r"\(tokenizer.ctc_phones.encoder.window 3 -> None\)"):
         units(run_dir, tokenizer=_ctc_phones(window=None))
+    with pytest.raises(ValueError, match=r"\(tokenizer.ctc_phones.encoder.epochs 0.5 -> 1.0\)"):
+        units(run_dir, tokenizer=_ctc_phones(epochs=1.0))
+    Run(run_dir).record_path("units").unlink()  # made before fingerprints: fit.json still guards
     with pytest.raises(ValueError, match=r"\(encoder_epochs: 0.5 -> 1.0\)"):
         units(run_dir, tokenizer=_ctc_phones(epochs=1.0))
     with pytest.raises(

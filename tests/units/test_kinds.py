@@ -12,13 +12,13 @@ import pytest
 import torch
 
 import most
+from most.testing import UNIT_SENTENCES as SENTENCES
 from most.units import load_tokenizer
 from most.units.base import TOKENIZER_FILE
 from most.units.ctc_kmeans import CTCKMeansTokenizer
 from most.units.ctc_phones import CTCPhonesTokenizer
 from most.units.kinds import KINDS, TokenizerConfig, kind
 from most.units.sample import Utterances
-from tests.units.conftest import SENTENCES
 
 #: Kinds a tiny fit can make here; hubert_kmeans needs a local model (tests/units/test_hubert_kmeans).
 FITTABLE = ("ctc_phones", "ctc_kmeans", "mel_kmeans")

@@ -1,8 +1,8 @@
+"""A tiny embedded-default corpus through the real data stage (a few seconds of espeak-ng)."""
+
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from most.corpora.world import WorldConfig
 from most.stages.data import SpeechConfig, data
@@ -16,12 +16,6 @@ TINY_SPEECH = SpeechConfig(
 
 
 def build_tiny(run: Path, **overrides) -> Path:
+    """``most data`` with :data:`TINY_WORLD` and :data:`TINY_SPEECH` into ``run``."""
     kwargs = {"world": TINY_WORLD, "speech": TINY_SPEECH, "num_jobs": 2, **overrides}
     return data(run=run, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("tiny")
-    build_tiny(run)
-    return run

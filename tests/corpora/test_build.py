@@ -10,7 +10,7 @@ import pytest
 
 from most.corpora.world import RELATIONS, build_world, split_facts
 from most.stages.data import SpeechConfig, data
-from tests.data.conftest import TINY_SPEECH, TINY_WORLD, build_tiny
+from most.testing import TINY_SPEECH, TINY_WORLD, build_tiny
 
 
 def test_layout_and_schema(tiny_run):

@@ -1,0 +1,151 @@
+"""Small stand-in models and the helpers the MoE tests share (tiny bases through ``most adapt``,
+grouped expert dispatch against a per-token loop)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from most.layout import TokenLayout
+from most.testing.runs import TINY_MODEL
+
+# Small stand-ins shared by tests of several modules.
+
+
+class Chars:
+    """A character-level stand-in tokenizer: one id per character."""
+
+    eos_token_id = 0
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(c) for c in text]
+
+
+def tiny_lm(vocab_size: int = 64):
+    """A random :data:`TINY_MODEL` ``Qwen3MoeForCausalLM`` (seed 0) over ``vocab_size`` ids."""
+    from transformers import Qwen3MoeForCausalLM
+
+    torch.manual_seed(0)
+    return Qwen3MoeForCausalLM(TINY_MODEL.hf_config(vocab_size, 0))
+
+
+class Voice:
+    """A vocoder/TTS stand-in: a "wav" is the unit list as floats."""
+
+    def __init__(self, says: dict[str, list[int]]) -> None:
+        self.says = says
+
+    def vocode(self, units):
+
+        return np.asarray(units, dtype=np.float32)
+
+    def tts_units(self, texts, sampling=None, on_batch=None) -> list[list[int]]:
+        if on_batch:
+            on_batch(len(texts))
+        return [self.says[t] for t in texts]
+
+
+class Ear:
+    """A judge stand-in: knows which "wav" means which words."""
+
+    name = "ear"
+
+    def __init__(self, hears: dict[tuple, str]) -> None:
+        self.hears = hears
+
+    def transcribe(self, wavs) -> list[str]:
+
+        return [self.hears.get(tuple(np.asarray(w).tolist()), "") for w in wavs]
+
+
+# What `most adapt` makes of the tiny MoE bases (the ``base_dirs`` fixture of tests/conftest.py).
+
+TEXT_VOCAB = 64  # the bases' text vocabulary
+LAYOUT_UNITS = 20  # unit tokens `layout_args` adds
+ARCHS = ("qwen3_moe", "qwen2_moe", "olmoe", "mixtral", "deepseek_v3", "deepseek_v2")
+
+
+def layout_args():
+    """The ``layout`` section of ``most adapt`` for the tiny bases: :data:`LAYOUT_UNITS` units."""
+    from most.adapt import LayoutSection
+
+    return LayoutSection(n_units=LAYOUT_UNITS, unit_tokenizer_hash="test-units")
+
+
+def run_adapt(run: Path, base: Path, **experts) -> Path:
+    """``most adapt`` of ``base`` into ``run`` with ``ExpertsConfig(**experts)``; the HF folder."""
+    from most.adapt import SourceSection
+    from most.moe.config import ExpertsConfig
+    from most.stages.adapt import adapt
+
+    return adapt(
+        run=run,
+        source=SourceSection(model=base),
+        experts=ExpertsConfig(**experts),
+        layout=layout_args(),
+    )
+
+
+def load_adapted(run: Path, bases: dict[str, Path], arch: str = "qwen3_moe", **experts):
+    """``run_adapt`` then load: ``(model in eval mode, TokenLayout)``."""
+    from transformers import AutoModelForCausalLM
+
+    from most.modeling import load_layout
+
+    out = run_adapt(run, bases[arch], **experts)
+    return AutoModelForCausalLM.from_pretrained(out).eval(), load_layout(out)
+
+
+def mixed_batch(
+    layout: TokenLayout, batch: int = 2, n_text: int = 6, n_speech: int = 6, seed: int = 0
+):
+    """Text ids, then <|begin_of_audio|> and unit ids: ``(B, n_text + 1 + n_speech)``."""
+
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randint(4, TEXT_VOCAB, (batch, n_text), generator=g)
+    boa = torch.full((batch, 1), layout.special_id("<|begin_of_audio|>"))
+    units = layout.units_to_ids(torch.randint(0, layout.n_units, (batch, n_speech), generator=g))
+    return torch.cat([text, boa, units], dim=1)
+
+
+# Grouped expert dispatch against a per-token reference loop.
+
+
+def loop_experts(m, x, index, weight):
+    """Reference for ``GroupedExperts``: every token slot through its expert, one at a time."""
+
+    out = torch.zeros_like(x)
+    for t in range(x.shape[0]):
+        for i, w in zip(index[t].tolist(), weight[t], strict=True):
+            if i == m.num_experts:
+                continue
+            gate, up = (m.gate_up_proj[i] @ x[t]).chunk(2)
+            out[t] = out[t] + w * (m.down_proj[i] @ (m.act_fn(gate) * up))
+    return out
+
+
+def skip_case():
+    """6 experts with non-trivial weights; 20 tokens x 3 slots, id 6 = skip, token 0 served by
+    nobody. Returns ``(experts, x, index)``."""
+
+    from most.moe.experts import GroupedExperts
+
+    torch.manual_seed(0)
+    m = GroupedExperts(6, 16, 8)
+    torch.nn.init.normal_(m.gate_up_proj, std=0.3)
+    torch.nn.init.normal_(m.down_proj, std=0.3)
+    x = torch.randn(20, 16, requires_grad=True)
+    index = torch.randint(0, 7, (20, 3))
+    index[0] = 6
+    return m, x, index
+
+
+def against_loop(m, x, index, weight, wrt: list):
+    """``(ours, reference, our grads, reference grads)``, gradients of ``sum(out^2)`` wrt ``wrt``."""
+
+    ours = m(x, index, weight, can_skip=True)
+    ref = loop_experts(m, x, index, weight)
+    grads = torch.autograd.grad(ours.square().sum(), wrt)
+    return ours, ref, grads, torch.autograd.grad(ref.square().sum(), wrt)
