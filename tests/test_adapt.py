@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from jsonargparse import ArgumentParser
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from most.adapt import plan
+from most.cli import build_parser
 from most.moe.arch import ArchError
 from most.moe.config import ExpertsConfig
 from most.stages.adapt import adapt
@@ -28,9 +28,9 @@ def test_split_needs_divisible_experts():
 
 
 def parse_recipe(path: Path):
-    parser = ArgumentParser()
-    parser.add_function_arguments(adapt)
-    return parser.parse_path(path)
+    """The adapt recipe as `most adapt --config PATH` reads it (the CLI's own parser)."""
+    parser = build_parser("adapt", adapt)
+    return parser.parse_args(["--config", str(path), "runs/x"])
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from most.eval.judges.lexicon import Lexicon
 from most.eval.judges.wordlm import BOS, EOS, bigram_arpa
 from most.run import Run
 from most.stages.judge import CTCDecodeConfig, judge
+from most.testing import JUDGE_MODEL, JUDGE_TRAIN
 
 SENTENCES = [
     "two hundred people live in tarsk",
@@ -133,6 +134,7 @@ def test_judge_without_lm_gets_one_without_retraining(eval_run, tmp_path):
     run, source = Run(tmp_path / "run"), Run(eval_run)
     run.root.mkdir()
     run.data.symlink_to(source.data)
+    run.units.symlink_to(source.units)
     shutil.copytree(source.judge, run.judge)
     meta = json.loads(run.judge_file.read_text())
     old = {k: v for k, v in meta.items() if k not in ("beam", "beam_fit")}
@@ -140,11 +142,11 @@ def test_judge_without_lm_gets_one_without_retraining(eval_run, tmp_path):
     (run.judge / LM_FILE).unlink()
     weights = (run.judge / WEIGHTS_FILE).read_bytes()
     assert load_judge("ctc", run.root).beam is None  # an old judge still loads: greedy + snapping
-    added = judge(run=run.root)
+    added = judge(run=run.root, model=JUDGE_MODEL, train=JUDGE_TRAIN)
     assert (run.judge / WEIGHTS_FILE).read_bytes() == weights  # not retrained
     assert added["beam"] and added["train"] == meta["train"]
     assert load_judge("ctc", run.root).beam is not None
-    assert judge(run=run.root) == added  # now finished
+    assert judge(run=run.root, model=JUDGE_MODEL, train=JUDGE_TRAIN) == added  # now finished
     (run.judge / LM_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=LM_FILE):
         load_judge("ctc", run.root)
