@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+import most.modeling  # noqa: F401  (registers the adapted model class)
 from most.data.prompts import Prompts
 from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, LayoutError, TokenLayout
 from most.threads import single_thread
@@ -118,9 +120,6 @@ class SpeechLM:
         Raises ``FileNotFoundError`` for a missing folder and ``ValueError`` (``LayoutError``) when
         the layout file, the model config and the unit tokenizer disagree.
         """
-        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-        import most  # noqa: F401  (registers the adapted model class)
 
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from most.eval.summary import summarize
 from most.io import atomic_write_json, atomic_write_text
 
 #: Per-split S->S keys besides ``accuracy`` (see :mod:`most.eval.sqa`).
@@ -114,7 +115,6 @@ def markdown(metrics: dict, meta: dict, plots: list[str], summary_rows: list) ->
 
 def write_report(out_dir: Path, results: dict, meta: dict, plots: list[str]) -> dict:
     """Write ``report.json`` and ``report.md`` into ``out_dir`` (atomic); returns the JSON."""
-    from most.eval.summary import summarize
 
     metrics = flat_metrics(results)
     report = {"metrics": metrics, "details": results, "meta": meta}

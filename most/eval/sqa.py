@@ -36,6 +36,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from most.corpora.speech import Voice, require_espeak, synthesize
 from most.eval.judges import Judge, audible
 from most.generate import Sampling, SpeechLM
 from most.progress import progress
@@ -159,7 +160,6 @@ def judge_fill_in(
     judge: Judge, rows: datasets.Dataset, voices: list[str], answers: list[list[str]]
 ) -> dict:
     """``{"judge_fill_in", "counterfactual_heard", "counterfactual_n"}`` (module doc)."""
-    from most.corpora.speech import Voice, require_espeak, synthesize
 
     require_espeak()
     questions = [str(q) for q in rows["text"]]

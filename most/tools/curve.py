@@ -28,8 +28,14 @@ from typing import Literal, get_args
 
 import torch
 
+from most.eval.asr import evaluate_asr
+from most.eval.audio_lm import minimal_pair_units, pair_accuracy
+from most.eval.judges import load_judge
+from most.eval.tts import evaluate_tts, tts_reference
+from most.generate import Sampling, SpeechLM
 from most.io import atomic_write_json
 from most.run import Run
+from most.stages.eval import AudioLM
 
 #: stage -> the stage whose HF folder it starts from (its architecture while it runs).
 INIT = {"stage1": "adapt", "stage2": "stage1"}
@@ -82,13 +88,6 @@ def curve(
         guidance: TTS classifier-free guidance (as ``most eval``).
         steps: the checkpoints to score; None = all kept.
     """
-
-    from most.eval.asr import evaluate_asr
-    from most.eval.audio_lm import minimal_pair_units, pair_accuracy
-    from most.eval.judges import load_judge
-    from most.eval.tts import evaluate_tts, tts_reference
-    from most.generate import Sampling, SpeechLM
-    from most.stages.eval import AudioLM
 
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown or not tasks:

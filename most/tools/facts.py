@@ -21,7 +21,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+import most.modeling  # noqa: F401  (registers the adapted model class)
 from most.run import Run
+from most.train.textqa import completion_accuracy, text_qa_accuracy
 
 Stage = Literal["base", "adapt", "stage1", "stage2"]
 
@@ -64,11 +69,6 @@ def facts(
         n: facts scored (those with a corpus statement, in split order).
         stages: the stages whose models are scored.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    import most  # noqa: F401  (registers the adapted model class)
-    from most.train.textqa import completion_accuracy, text_qa_accuracy
 
     r = Run(run)
     qa = r.load_data("sqa")[split]

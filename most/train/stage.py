@@ -11,6 +11,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import most.modeling  # noqa: F401  (registers the adapted model with transformers' Auto classes)
 from most.data.prompts import Example, Prompts
@@ -105,7 +106,6 @@ def text_qa_source(p: Prompts, ds) -> Source:
 
 def load_model(init: Path):
     """Model, tokenizer and token layout of an HF folder written by ``most adapt`` or a stage."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not (init / "config.json").is_file():
         raise FileNotFoundError(f"{init}: no HF model folder (run the previous stage first)")
