@@ -125,6 +125,18 @@ def test_rerun_is_a_noop(tiny_run, capsys):
     assert "up to date" in capsys.readouterr().out
 
 
+def test_other_settings_into_a_finished_run_are_refused(tiny_run):
+    """`most data --world.seed=8` into a finished run: refused naming the key, nothing rewritten."""
+    from dataclasses import replace
+
+    from most.run import StaleOutput
+
+    before = (tiny_run / "data" / "manifest.json").read_text()
+    with pytest.raises(StaleOutput, match=r"\(world.seed 7 -> 8\); pass --force to redo data"):
+        build_tiny(tiny_run, world=replace(TINY_WORLD, seed=8))
+    assert (tiny_run / "data" / "manifest.json").read_text() == before
+
+
 def test_resume_after_kill_reaches_the_same_content(tiny_run, tmp_path, monkeypatch):
     import most.corpora.build as build
 
