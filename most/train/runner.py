@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -192,7 +193,17 @@ def fit(
         raise KeyboardInterrupt
     wall = time.perf_counter() - t0
     metrics = {k: round(float(v), 4) for k, v in trainer.callback_metrics.items()}
+    cut = trainer.global_step < cfg.max_steps  # only the max_time_min safety stop ends it early
+    if cut and trainer.is_global_zero:
+        print(
+            f"most {paths.root.name}: WARNING: the trainer.max_time_min={cfg.max_time_min} safety "
+            f"stop ended training at step {trainer.global_step} of {cfg.max_steps}; the learning-"
+            "rate schedule did not finish, so this is not the model the recipe describes",
+            file=sys.stderr,
+            flush=True,
+        )
     return trainer, {
+        "cut_by_time_cap": cut,
         "resumed": resumed,
         "steps": trainer.global_step,
         "wall_s": round(wall, 1),

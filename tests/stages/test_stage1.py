@@ -105,6 +105,17 @@ def test_bad_recipe_keys_refused(tmp_path: Path, capsys) -> None:
     assert "max_stepz" in capsys.readouterr().err
 
 
+def test_a_time_cap_that_cuts_the_budget_is_reported(speech_run: Path, capsys) -> None:
+    """The max_time_min safety stop ending training early is said on stderr and in metrics.json."""
+    capped = TrainerConfig(max_steps=10_000, max_time_min=0.005, val_every=0, ckpt_every=50, progress=False)  # fmt: skip
+    stage1(run=speech_run, data=DATA, optim=OPTIM, trainer=capped)
+    metrics = json.loads((speech_run / "stage1" / "metrics.json").read_text())
+    assert metrics["cut_by_time_cap"] is True and 0 < metrics["steps"] < 10_000
+    err = capsys.readouterr().err
+    assert f"ended training at step {metrics['steps']} of 10000" in err
+    assert "schedule did not finish" in err
+
+
 def test_force_redoes_a_finished_stage(speech_run: Path) -> None:
     short = TrainerConfig(max_steps=2, val_every=0, ckpt_every=1, progress=False)
     stage1(run=speech_run, data=DATA, trainer=short)
