@@ -72,7 +72,6 @@ demo: setup
 	@$(STAGE) eval     # ASR, TTS, spoken QA, audio LM, text perplexity, routing  (~2 min)
 	@$(STAGE) release  # HF folder + model card + reload check                    (<1 min)
 	@-$(MOST) summary --run $(RUN)  # the quality bar, pass/fail per row (a miss does not fail make)
-	@echo "report: $(RUN)/eval/report.md   release: $(RUN)/release"
 
 # adapt -> stage1 -> eval once per experts variant, from the finished $(RUN) (run `make demo`
 # first); the table lands in $(ABLATION)/report.md. Takes ~30-75 min; not in CI.

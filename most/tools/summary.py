@@ -27,4 +27,9 @@ def summary(run: Path) -> bool:
     if not r.report.is_file():
         raise FileNotFoundError(f"{r.report}: no eval report; run `most eval --run {run}` first")
     timings = read_timings(r.timings) if r.timings.is_file() else None
-    return print_summary(read_json(r.report), timings)
+    passed = print_summary(read_json(r.report), timings)
+    print(
+        f"report: {r.eval / 'report.md'}"
+        + (f"   release: {r.release}" if r.release.is_dir() else "")
+    )
+    return passed

@@ -39,6 +39,7 @@ def test_a_passing_run_exits_0(tmp_path, capsys):
     assert "demo wall time" in out and "data 2.0, stage1 25.0" in out
     # checks without inputs (no spoken QA here) are n/a, not failures
     assert "n/a" in out
+    assert f"report: {run / 'eval' / 'report.md'}" in out and "release:" not in out  # none yet
 
 
 @pytest.mark.parametrize(
