@@ -130,8 +130,9 @@ def build_parser(command: str, func: Callable):
     return parser
 
 
-def run_command(command: str, args: Sequence[str]) -> object:
-    """Parse ``args`` for ``command`` and call it; bad keys/values raise ``ArgumentError``."""
+def parse_command(command: str, args: Sequence[str]) -> dict:
+    """``most <command> args`` parsed and validated (config dataclasses built), not run: the
+    keyword arguments of the command's function. Bad keys/values raise ``ArgumentError``."""
     func = resolve(command)
     parser = build_parser(command, func)
     params = inspect.signature(func).parameters.values()
@@ -140,7 +141,12 @@ def run_command(command: str, args: Sequence[str]) -> object:
     cfg = parser.parse_args(expand_argv(command, args, bools, required))
     kwargs = parser.instantiate(cfg).as_dict()
     kwargs.pop("config", None)
-    return func(**kwargs)
+    return kwargs
+
+
+def run_command(command: str, args: Sequence[str]) -> object:
+    """Parse ``args`` for ``command`` and call it."""
+    return resolve(command)(**parse_command(command, args))
 
 
 def raised_by_us(e: BaseException) -> bool:

@@ -9,10 +9,9 @@ import pytest
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from most.adapt import plan
-from most.cli import build_parser
+from most.cli import parse_command
 from most.moe.arch import ArchError
 from most.moe.config import ExpertsConfig
-from most.stages.adapt import adapt
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,10 +26,9 @@ def test_split_needs_divisible_experts():
         plan(cfg, ExpertsConfig(init="split"))
 
 
-def parse_recipe(path: Path):
-    """The adapt recipe as `most adapt --config PATH` reads it (the CLI's own parser)."""
-    parser = build_parser("adapt", adapt)
-    return parser.parse_args(["--config", str(path), "runs/x"])
+def recipe_experts(path: Path) -> ExpertsConfig:
+    """The ``experts`` section of an adapt recipe as `most adapt --config PATH` builds it."""
+    return parse_command("adapt", ["--config", str(path), "--run", "runs/x"])["experts"]
 
 
 @pytest.mark.parametrize(
@@ -45,9 +43,7 @@ def test_published_configs_plan_on_meta(name, recipe, experts_after, billions, r
     d = json.loads((realdata / "moe_configs" / name).read_text())
     cfg = CONFIG_MAPPING[d["model_type"]].from_dict(d)
     if recipe is not None:
-        experts = ExpertsConfig(
-            **vars(parse_recipe(REPO / "recipes" / recipe / "adapt.yaml").experts)
-        )
+        experts = recipe_experts(REPO / "recipes" / recipe / "adapt.yaml")
     else:
         experts = ExpertsConfig(init="upcycle")
     report = plan(cfg, experts, n_groups=2, vocab_size=cfg.vocab_size + 1034)

@@ -9,7 +9,6 @@ code blocks are read: a ``console`` block shows output, such as an error on purp
 
 from __future__ import annotations
 
-import inspect
 import re
 import shlex
 from argparse import ArgumentError
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from most.cli import COMMANDS, StageError, build_parser, expand_argv, resolve
+from most.cli import COMMANDS, StageError, parse_command
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -62,17 +61,6 @@ def calls(line: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-def parse(command: str, args: list[str]) -> None:
-    """Parse ``args`` as ``most <command>`` would and run the config dataclasses' validation."""
-    func = resolve(command)
-    parser = build_parser(command, func)
-    params = inspect.signature(func).parameters.values()
-    bools = frozenset(p.name for p in params if p.annotation in (bool, "bool"))
-    required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
-    cfg = parser.parse_args(expand_argv(command, args, bools, required))
-    parser.instantiate(cfg)
-
-
 CALLS = [
     (f"{doc.name}: {line}", c)
     for doc in DOCS
@@ -94,7 +82,7 @@ def test_readme_command_parses(line, call, monkeypatch):
     assert command in COMMANDS, f"`most {command}` is no command: {line}"
     monkeypatch.chdir(REPO)  # recipes are named relative to the checkout
     try:
-        parse(command, args)
+        parse_command(command, args)
     except USER_ERRORS as e:
         pytest.fail(f"does not parse as `most {command}`:\n  {line}\n  {e}")
 
@@ -111,4 +99,4 @@ def test_a_wrong_key_or_value_fails(line, monkeypatch):
     monkeypatch.chdir(REPO)
     (command, args), *_ = calls(line)
     with pytest.raises(USER_ERRORS):
-        parse(command, args)
+        parse_command(command, args)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from most.cli import COMMANDS, build_parser, expand_argv, resolve
+from most.cli import COMMANDS, parse_command, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted(REPO.glob("recipes/*/*.yaml"))
@@ -22,14 +22,10 @@ def parse(recipe: Path):
     """The recipe's arguments as ``most <stem> --config RECIPE`` gets them, dataclasses built."""
     command = recipe.stem
     assert command in COMMANDS, f"{recipe}: no `most {command}` command"
-    func = resolve(command)
-    parser = build_parser(command, func)
-    required = frozenset(
-        p.name for p in inspect.signature(func).parameters.values() if p.default is p.empty
-    )
+    required = [p.name for p in inspect.signature(resolve(command)).parameters.values()
+                if p.default is p.empty]  # fmt: skip
     given = [w for name in sorted(required) for w in (f"--{name}", f"runs/{name}")]  # e.g. --run
-    argv = expand_argv(command, ["--config", str(recipe), *given], positional=required)
-    return parser.instantiate(parser.parse_args(argv))
+    return parse_command(command, ["--config", str(recipe), *given])
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
