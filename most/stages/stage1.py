@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from most.data.prompts import Prompts
-from most.run import Run, fingerprint, folder_id
+from most.run import Run
 from most.train import sources as S
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.dryrun import load_config, print_dry_run
 from most.train.optim import LoraConfig, OptimConfig
-from most.train.runner import prepare
-from most.train.stage import STAGE1_RATIOS, load_model, text_qa_replay, train_and_export
+from most.train.stage import STAGE1_RATIOS, start_speech_stage, text_qa_replay, train_and_export
 
 _DEFAULT_DataConfig = DataConfig()
 _DEFAULT_LoraConfig = LoraConfig()
@@ -37,15 +35,12 @@ def stage1(
         return
     R = Run(run)
     settings = dict(data=data, optim=optim, trainer=trainer, lora=lora)
-    inputs = dict(init=folder_id(init), units=R.output_id("units"), data=R.output_id("data"))
-    paths = prepare(R, "stage1", fingerprint(settings, inputs), force)
-    if paths is None:
+    st = start_speech_stage(R, "stage1", init, settings, force)
+    if st is None:
         return
-    model, tok, layout = load_model(init)
-    S.check_layout(run, layout)
-    p = Prompts(layout, tok)
-    speech = Run(run).load_units("speech", layout.unit_tokenizer_hash)
-    text = Run(run).load_data("text")
+    p, layout = st.prompts, st.layout
+    speech = R.load_units("speech", layout.unit_tokenizer_hash)
+    text = R.load_data("text")
     train = [
         S.asr(p, speech["train"]),
         S.tts(p, speech["train"], data.tts_history_noise),
@@ -55,5 +50,5 @@ def stage1(
     train += text_qa_replay(run, p, layout, STAGE1_RATIOS, data)
     val = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
     train_and_export(
-        paths, model, tok, layout, train, STAGE1_RATIOS, val, data, optim, trainer, lora
+        st.paths, st.model, st.tok, layout, train, STAGE1_RATIOS, val, data, optim, trainer, lora
     )

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from most.data.prompts import Prompts, SpeechMode
-from most.run import Run, fingerprint, folder_id
+from most.data.prompts import SpeechMode
+from most.run import Run
 from most.train import sources as S
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.dryrun import load_config, print_dry_run
 from most.train.optim import LoraConfig, OptimConfig
-from most.train.runner import prepare
-from most.train.stage import STAGE2_RATIOS, load_model, text_qa_replay, train_and_export
+from most.train.stage import STAGE2_RATIOS, start_speech_stage, text_qa_replay, train_and_export
 
 _DEFAULT_DataConfig = DataConfig()
 _DEFAULT_LoraConfig = LoraConfig()
@@ -46,17 +45,14 @@ def stage2(
     R = Run(run)
     settings = dict(data=data, optim=optim, trainer=trainer, lora=lora)
     settings |= dict(speech_mode=speech_mode, answer_sentences=answer_sentences)
-    inputs = dict(init=folder_id(init), units=R.output_id("units"), data=R.output_id("data"))
-    paths = prepare(R, "stage2", fingerprint(settings, inputs), force)
-    if paths is None:
+    st = start_speech_stage(R, "stage2", init, settings, force)
+    if st is None:
         return
-    model, tok, layout = load_model(init)
-    S.check_layout(run, layout)
-    p = Prompts(layout, tok)
-    speech = Run(run).load_units("speech", layout.unit_tokenizer_hash)
-    qa = Run(run).load_units("sqa", layout.unit_tokenizer_hash)["qa_train"]
-    instr = Run(run).load_data("instructions")
-    text = Run(run).load_data("text")
+    p, layout = st.prompts, st.layout
+    speech = R.load_units("speech", layout.unit_tokenizer_hash)
+    qa = R.load_units("sqa", layout.unit_tokenizer_hash)["qa_train"]
+    instr = R.load_data("instructions")
+    text = R.load_data("text")
     train = [
         S.s2t(p, qa, answer_sentences),
         S.s2s(p, qa, speech_mode, answer_sentences),
@@ -69,5 +65,5 @@ def stage2(
     ]
     val = [S.instruct(p, instr["test"]), S.asr(p, speech["dev"]), S.tts(p, speech["dev"])]
     train_and_export(
-        paths, model, tok, layout, train, STAGE2_RATIOS, val, data, optim, trainer, lora
+        st.paths, st.model, st.tok, layout, train, STAGE2_RATIOS, val, data, optim, trainer, lora
     )

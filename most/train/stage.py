@@ -7,6 +7,7 @@ the HF folder; :func:`load_model` reads a folder written by ``most adapt`` or a 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -16,14 +17,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 import most.modeling  # noqa: F401  (registers the adapted model with transformers' Auto classes)
 from most.data.prompts import Example, Prompts
 from most.layout import TokenLayout
-from most.run import Run
+from most.run import Run, fingerprint, folder_id
 from most.train import sources as S
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig, MixtureDataModule
 from most.train.mixing import Source
 from most.train.module import CausalLMModule
 from most.train.optim import LoraConfig, OptimConfig, apply_lora, select_trainable
-from most.train.runner import StagePaths, export_hf, fit, write_metrics
+from most.train.runner import StagePaths, export_hf, fit, prepare, write_metrics
 from most.train.textqa import qa_text
 
 BASE_RATIOS = {"text_lm": 0.9, "text_qa": 0.1}
@@ -38,6 +39,33 @@ STAGE2_RATIOS = {
     "text_qa": 0.0,
     "speech_lm": 0.0,
 }
+
+
+@dataclass
+class SpeechStage:
+    """A speech training stage ready to build its mixture: where it writes, and the model it
+    starts from with that model's tokenizer, token layout and prompt formats."""
+
+    paths: StagePaths
+    model: torch.nn.Module
+    tok: object
+    layout: TokenLayout
+    prompts: Prompts
+
+
+def start_speech_stage(
+    run: Run, stage: str, init: Path, settings: dict, force: bool
+) -> SpeechStage | None:
+    """Fingerprint ``settings`` with the inputs every speech stage reads (the ``init`` model, the
+    run's units and data), then :func:`~most.train.runner.prepare`: None when the stage is up to
+    date; else the ``init`` model, refused unless its layout matches the run's units."""
+    inputs = dict(init=folder_id(init), units=run.output_id("units"), data=run.output_id("data"))
+    paths = prepare(run, stage, fingerprint(settings, inputs), force)
+    if paths is None:
+        return None
+    model, tok, layout = load_model(init)
+    S.check_layout(run.root, layout)
+    return SpeechStage(paths, model, tok, layout, Prompts(layout, tok))
 
 
 def train_and_export(
