@@ -61,38 +61,120 @@ class OptimConfig:
 
 @dataclass
 class LoraConfig:
-    """LoRA adapters via peft; the exported HF folder has them merged into the weights."""
+    """LoRA adapters via peft; the exported HF folder has them merged into the weights.
+
+    Beside the adapters, by default the new speech rows of the input and output embeddings and the
+    routers train in full: a frozen random unit embedding cannot carry speech whatever the
+    adapters learn, and routers decide which experts a speech token reaches.
+    """
 
     enabled: bool = False
     r: int = 8
     alpha: int = 16
     dropout: float = 0.0
+    """Dropout on the adapters' input; must be 0 with ``target_parameters`` (peft cannot factor it
+    out of a parameter's update)."""
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
+    """Linear layers that get an adapter, by module-name suffix."""
+    target_parameters: list[str] = field(default_factory=list)
+    """Stacked expert weights that get an adapter per expert, by parameter-name suffix, e.g.
+    ``experts.gate_up_proj`` / ``experts.down_proj``: the experts are most of an MoE's weights."""
+    train_new_rows: bool = True
+    """The rows of tokens added after the text vocabulary (ids >= the layout's
+    ``text_vocab_size``) of ``embed_tokens`` and ``lm_head`` train (peft trainable tokens): the unit
+    tokens start random and must learn; the text rows stay bit-identical."""
+    train_routers: bool = True
+    """Every MoE block's ``router`` trains in full: speech routing is new, and a router is tiny."""
+
+    def __post_init__(self) -> None:
+        if self.r <= 0:
+            raise ValueError(f"lora.r must be > 0, got {self.r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+        if self.dropout and self.target_parameters:
+            raise ValueError(
+                "lora.dropout must be 0 with lora.target_parameters (peft applies no dropout to "
+                "parameter targets)"
+            )
 
 
 def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
-    """Wrap ``model`` in peft LoRA; only adapter weights stay trainable."""
+    """Wrap ``model`` in peft LoRA. Trainable afterwards: the adapters, then as ``cfg`` says the
+    new token rows of the input/output embeddings (:func:`new_token_rows`) and the routers; every
+    other weight is frozen (:func:`select_trainable` may add some back).
+
+    Tied embeddings share one set of trainable rows, so the merged export equals the adapter model.
+    """
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
+    rows = new_token_rows(model) if cfg.train_new_rows else []
+    emb, out = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = out is not None and out.weight is emb.weight
+    tokens = {_module_name(model, emb): rows} if rows else None
+    if rows and out is not None and not tied:
+        tokens[_module_name(model, out)] = rows
     peft_cfg = PeftLoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
         target_modules=list(cfg.target_modules),
+        target_parameters=list(cfg.target_parameters) or None,
+        trainable_token_indices=tokens,
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, peft_cfg)
+    peft_model = get_peft_model(model, peft_cfg)
+    if rows and tied:
+        _tie_output_rows(model, out, rows)
+    if cfg.train_routers:
+        for name, module in model.named_modules():
+            if name.rpartition(".")[2] == "router":
+                module.requires_grad_(True)
+    return peft_model
+
+
+def new_token_rows(model: nn.Module) -> list[int]:
+    """Embedding rows of the tokens added after the text vocabulary (ids >= the layout's
+    ``text_vocab_size``, padding rows included); none for a model without a token layout."""
+    layout = getattr(model, "layout", None)
+    if layout is None:
+        return []
+    return list(range(layout.text_vocab_size, model.get_input_embeddings().num_embeddings))
+
+
+def _module_name(model: nn.Module, module: nn.Module) -> str:
+    return next(n for n, m in model.named_modules() if m is module)
+
+
+def _tie_output_rows(model: nn.Module, out: nn.Module, rows: list[int]) -> None:
+    """Wrap the output embedding ``out`` (tied to the input one) so it reads the input embedding's
+    trainable rows: peft finds no tied weights on a model whose tying sits in a sub-model."""
+    from peft.utils.other import TrainableTokensWrapper
+
+    adapter = model.get_input_embeddings().token_adapter
+    parent, _, child = _module_name(model, out).rpartition(".")
+    wrapper = TrainableTokensWrapper(out, "default", token_indices=rows, tied_adapter=adapter)
+    wrapper.set_adapter("default", inference_mode=False)
+    setattr(model.get_submodule(parent), child, wrapper)
 
 
 def select_trainable(model: nn.Module, cfg: OptimConfig) -> list[str]:
-    """Apply ``train``/``freeze`` to ``requires_grad``; return the names left trainable."""
+    """Apply ``train``/``freeze`` to ``requires_grad``; return the names left trainable.
+
+    On a plain model ``train`` keeps only the parameters it matches. On a LoRA model
+    (:func:`apply_lora`) what LoRA made trainable stays so and ``train`` adds the base weights it
+    matches. ``freeze`` then freezes what it matches, adapters included. Regexes see the names
+    without peft's wrapping (:func:`plain_name`), the same with and without LoRA.
+    """
+    lora = getattr(model, "peft_config", None) is not None
     for name, p in model.named_parameters():
-        if cfg.train and p.requires_grad:
-            p.requires_grad = any(re.search(r, name) for r in cfg.train)
-        if any(re.search(r, name) for r in cfg.freeze):
+        plain = plain_name(name)
+        if cfg.train:
+            hit = any(re.search(r, plain) for r in cfg.train)
+            p.requires_grad = (p.requires_grad or hit) if lora else (p.requires_grad and hit)
+        if any(re.search(r, plain) for r in cfg.freeze):
             p.requires_grad = False
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     if not names:
@@ -100,16 +182,22 @@ def select_trainable(model: nn.Module, cfg: OptimConfig) -> list[str]:
     return names
 
 
+def plain_name(name: str) -> str:
+    """A parameter's name as it is without peft: no ``base_model.model.`` prefix, no
+    ``base_layer`` / ``token_adapter`` levels (adapter weights keep their ``lora_A`` ... part)."""
+    name = name.removeprefix("base_model.model.")
+    return re.sub(r"\.(base_layer|token_adapter)(?=\.)", "", name)
+
+
 def mask_old_embedding_rows(model: nn.Module, n_old: int) -> None:
     """Zero the gradient of rows ``< n_old`` of the input and output embeddings.
 
     Those rows get no weight decay (see :func:`param_groups`), so AdamW leaves them bit-identical.
     """
-    mats = {
-        id(m.weight): m.weight
-        for m in (model.get_input_embeddings(), model.get_output_embeddings())
-    }
-    for w in mats.values():
+    mods = (model.get_input_embeddings(), model.get_output_embeddings())
+    # Under LoRA trainable tokens the matrix sits in the wrapper's base layer.
+    mats = [m.token_adapter.get_base_layer() if hasattr(m, "token_adapter") else m for m in mods]
+    for w in {id(m.weight): m.weight for m in mats}.values():
         if w.requires_grad:
             w.register_hook(lambda g: torch.cat([torch.zeros_like(g[:n_old]), g[n_old:]]))
 
@@ -124,8 +212,9 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        mult = next((m for r, m in cfg.lr_groups.items() if re.search(r, name)), 1.0)
-        groups.setdefault((mult, _no_decay(name, p)), []).append(p)
+        plain = plain_name(name)
+        mult = next((m for r, m in cfg.lr_groups.items() if re.search(r, plain)), 1.0)
+        groups.setdefault((mult, _no_decay(plain, p)), []).append(p)
     return [
         {
             "params": params,

@@ -86,7 +86,9 @@ def train_and_export(
     val_ratios = [1.0] * len(val)
     if lora is not None and lora.enabled:
         model = apply_lora(model, lora)
-    trainable = select_trainable(model, optim)
+    select_trainable(model, optim)
+    # Counted now: the export merges LoRA adapters away, and their parameters with them.
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     dm = MixtureDataModule(train_sources, train_ratios, val, val_ratios, data, pad_id)
     n_old = layout.text_vocab_size if layout is not None else None
@@ -98,9 +100,7 @@ def train_and_export(
     if not pl_trainer.is_global_zero:
         return None
     export_hf(module.model, tok, layout, paths.hf)
-    metrics["trainable_params"] = sum(
-        p.numel() for n, p in model.named_parameters() if n in trainable
-    )
+    metrics["trainable_params"] = n_trainable
     metrics["ratios"] = dict(zip([s.task for s in train_sources], train_ratios, strict=True))
     write_metrics(paths, metrics)
     return metrics

@@ -1,4 +1,4 @@
-"""What trains: LoRA trains only adapters, freeze/train regexes, new-embedding rows, per-group LRs."""
+"""What trains: LoRA alone trains only adapters, freeze/train regexes, new-embedding rows, per-group LRs."""
 
 from __future__ import annotations
 
@@ -43,13 +43,19 @@ def trained_module(run: Path, **kw):
     return before, ckpt["state_dict"]
 
 
-def test_lora_trains_only_adapters(speech_run: Path) -> None:
-    lora = LoraConfig(enabled=True, r=4, alpha=8)
+def test_lora_without_rows_and_routers_trains_only_adapters(speech_run: Path) -> None:
+    """Stage 1 with LoRA alone (tests/train/test_lora.py covers the rows and routers): the base
+    weights stay, metrics.json counts the adapters, the export has them merged."""
+    import json
+
+    lora = LoraConfig(enabled=True, r=4, alpha=8, train_new_rows=False, train_routers=False)
     before, after = trained_module(
         speech_run, lora=lora, optim=OptimConfig(lr=1e-2, warmup_steps=1)
     )
     adapters = {k: v for k, v in after.items() if "lora_" in k}
     assert adapters
+    metrics = json.loads((speech_run / "stage1" / "metrics.json").read_text())
+    assert metrics["trainable_params"] == sum(v.numel() for v in adapters.values())
     assert any(not torch.all(v == 0) for k, v in adapters.items() if "lora_B" in k)  # B starts at 0
     for k, v in after.items():
         if "lora_" in k:
