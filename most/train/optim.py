@@ -126,7 +126,7 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
         task_type="CAUSAL_LM",
     )
     peft_model = get_peft_model(model, peft_cfg)
-    if rows and tied:
+    if rows and tied and not hasattr(model.get_output_embeddings(), "token_adapter"):
         _tie_output_rows(model, out, rows)
     if cfg.train_routers:
         for name, module in model.named_modules():
@@ -150,7 +150,8 @@ def _module_name(model: nn.Module, module: nn.Module) -> str:
 
 def _tie_output_rows(model: nn.Module, out: nn.Module, rows: list[int]) -> None:
     """Wrap the output embedding ``out`` (tied to the input one) so it reads the input embedding's
-    trainable rows: peft finds no tied weights on a model whose tying sits in a sub-model."""
+    trainable rows, as peft does itself for models that declare their tied weights at the top (the
+    adapted model's tying sits in its base sub-model)."""
     from peft.utils.other import TrainableTokensWrapper
 
     adapter = model.get_input_embeddings().token_adapter
