@@ -50,8 +50,9 @@ class SourceSection:
 
     model: Path | None = None
     """Local HF folder (config, safetensors, tokenizer). None: ``RUN/base/hf`` (the base stage)."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Dtype the weights are loaded, adapted and saved in."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Dtype the weights are loaded, adapted and saved in; ``auto`` = the checkpoint's own (its
+    config's ``dtype``), so no copy in a wider dtype is ever made."""
 
 
 @dataclass

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from most.adapt import (
     LayoutSection,
@@ -26,6 +25,7 @@ from most.modeling import MostConfig, MostForCausalLM
 from most.moe.arch import spec_for
 from most.moe.config import ExpertsConfig
 from most.run import Run, fingerprint, folder_id
+from most.weights import bounded_heap, default_dtype, load_causal_lm
 
 
 def adapt(
@@ -65,20 +65,32 @@ def adapt(
     check_collisions(layout, tokenizer.get_vocab())
     report = plan(cfg, experts, len(layout.modalities), layout.vocab_size)
 
-    lm = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, source.dtype))
+    with bounded_heap():
+        out = _convert_and_save(src, out, source, experts, layout_args, layout, tokenizer, report)
+    R.record("adapt", current)
+    print(f"most adapt: wrote {out} ({report['params_after']:,} params, layout {layout.hash})")
+    return out
+
+
+def _convert_and_save(src, out, source, experts, layout_args, layout, tokenizer, report) -> Path:
+    """Load, extend the vocabulary, convert and save; host memory stays near one model copy."""
+    lm = load_causal_lm(src, source.dtype)
     lm.config.output_router_logits = False  # our blocks own the aux loss
     extend_vocab(lm, layout.vocab_size, layout_args.init_noise, layout_args.seed)
     tokenizer = extend_tokenizer(tokenizer, layout)
 
     config = MostConfig(text_config=lm.config, layout=layout.to_dict(), experts=experts.to_dict())
-    model = MostForCausalLM(config, source=lm)
+    # Blocks are converted one layer at a time (each old block is freed once its successor is
+    # filled); new blocks are created directly in the weights' dtype, never in a wider one first.
+    with default_dtype(lm.dtype):
+        model = MostForCausalLM(config, source=lm)
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
+        # Stacked expert tensors as they are in memory: writing transformers' per-expert layout
+        # would first copy every layer's gate/up halves (about half the model at once).
+        model.save_pretrained(tmp, save_original_format=False)
         tokenizer.save_pretrained(tmp)
         layout.save(tmp)
         atomic_write_json(
             tmp / "adapt_report.json", {**report, "layout_hash": layout.hash, "source": str(src)}
         )
-    R.record("adapt", current)
-    print(f"most adapt: wrote {out} ({report['params_after']:,} params, layout {layout.hash})")
     return out
