@@ -59,7 +59,11 @@ def build_checkpoint(folder: Path) -> None:
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+        tokenizer_object=tok,
+        bos_token="<s>",
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
     )
     cfg = Qwen3MoeConfig(**SHAPE, bos_token_id=0, pad_token_id=1, eos_token_id=2)
     torch.manual_seed(0)
@@ -131,7 +135,9 @@ def main() -> None:
     if not args.skip_baseline:
         runs["baseline_float32"] = ("--source.dtype=float32",)
     for name, extra in runs.items():
-        r = peak_rss(args.python, adapt_argv(args.python, src, args.work / name, args.n_units, *extra))
+        r = peak_rss(
+            args.python, adapt_argv(args.python, src, args.work / name, args.n_units, *extra)
+        )
         out = args.work / name / "adapt" / "hf"
         r["out_gib"] = round(checkpoint_bytes(out) / 2**30, 3)
         r["ratio_to_file"] = round(r["peak_rss_gib"] * 2**30 / size, 3)

@@ -18,6 +18,7 @@ between the many unit tokens, which would otherwise receive identical gradients.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,7 @@ from most.layout import (
     LayoutError,
     TokenLayout,
 )
+from most.modeling import MostConfig
 from most.moe.arch import moe_layers, spec_for
 from most.moe.block import RoutingState
 from most.moe.config import ExpertsConfig
@@ -129,6 +131,15 @@ def extend_tokenizer(tokenizer, layout: TokenLayout):
     if got != want:
         raise LayoutError("tokenizer ids of the new tokens do not follow the layout")
     return tokenizer
+
+
+def adapted_config(cfg: PreTrainedConfig, layout: TokenLayout, experts: ExpertsConfig):
+    """The config of the model adapt builds from a base with config ``cfg`` (nothing is loaded)."""
+    text = copy.deepcopy(cfg)
+    text.vocab_size = layout.vocab_size
+    config = MostConfig(text_config=text, layout=layout.to_dict(), experts=experts.to_dict())
+    config.dtype = cfg.dtype
+    return config
 
 
 def plan(

@@ -163,7 +163,7 @@ def load_causal_lm(folder: Path, dtype: str | torch.dtype = AUTO, empty: bool = 
         return cls.from_pretrained(str(folder), config=config, dtype=dt)
     with ExitStack() as stack, _sequential_loading(), bounded_heap():
         handles = [stack.enter_context(_open(safe_open, f)) for f in files]
-        lazy = {k: h.get_slice(k) for h in handles for k in h.keys()}
+        lazy = {k: h.get_slice(k) for h in handles for k in h.keys()}  # noqa: SIM118
         model = cls.from_pretrained(None, config=config, state_dict=lazy, dtype=dt)
     if (folder / "generation_config.json").is_file():
         from transformers import GenerationConfig

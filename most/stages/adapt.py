@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoTokenizer
 from most.adapt import (
     LayoutSection,
     SourceSection,
+    adapted_config,
     build_layout,
     check_collisions,
     extend_tokenizer,
@@ -25,7 +26,8 @@ from most.modeling import MostConfig, MostForCausalLM
 from most.moe.arch import spec_for
 from most.moe.config import ExpertsConfig
 from most.run import Run, fingerprint, folder_id
-from most.weights import bounded_heap, default_dtype, load_causal_lm
+from most.train.dryrun import adapt_dry_run, load_config, print_report
+from most.weights import bounded_heap, default_dtype, load_causal_lm, resolve_dtype
 
 
 def adapt(
@@ -34,8 +36,13 @@ def adapt(
     experts: ExpertsConfig | None = None,
     layout: LayoutSection | None = None,
     force: bool = False,
-) -> Path:
-    """Adapt ``source.model`` (default ``RUN/base/hf``) and write ``RUN/adapt/hf``."""
+    dry_run: bool = False,
+) -> Path | dict:
+    """Adapt ``source.model`` (default ``RUN/base/hf``) and write ``RUN/adapt/hf``.
+
+    ``dry_run``: print (and return) what adapt would build and the host RAM it needs, reading only
+    the config (``source.model`` may then also be a ``config.json`` file) and the tokenizer.
+    """
     source, experts, layout_args = (
         source or SourceSection(),
         experts or ExpertsConfig(),
@@ -45,6 +52,8 @@ def adapt(
     R = Run(run)
     out = R.hf("adapt")
     src = Path(source.model) if source.model is not None else R.hf("base")
+    if dry_run:
+        return _dry_run(run, src, source, experts, layout_args)
     if not (src / "config.json").is_file():
         raise FileNotFoundError(
             f"{src}: no HF model folder (config.json missing); run `most base`?"
@@ -70,6 +79,25 @@ def adapt(
     R.record("adapt", current)
     print(f"most adapt: wrote {out} ({report['params_after']:,} params, layout {layout.hash})")
     return out
+
+
+def _dry_run(
+    run: Path, src: Path, source: SourceSection, experts: ExpertsConfig, layout_args: LayoutSection
+) -> dict:
+    cfg = load_config(src)
+    spec_for(cfg)
+    tokenizer = None
+    if src.is_dir() and (src / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(src)
+    vocab = max(cfg.vocab_size, len(tokenizer)) if tokenizer is not None else cfg.vocab_size
+    layout = build_layout(run, layout_args, vocab)
+    if tokenizer is not None:
+        check_collisions(layout, tokenizer.get_vocab())
+    report = plan(cfg, experts, len(layout.modalities), layout.vocab_size)
+    folder = src if src.is_dir() else src.parent
+    dt = resolve_dtype(source.dtype, folder, cfg)
+    adapted = adapted_config(cfg, layout, experts)
+    return print_report(adapt_dry_run(cfg, adapted, report, dt.itemsize))
 
 
 def _convert_and_save(src, out, source, experts, layout_args, layout, tokenizer, report) -> Path:
