@@ -5,8 +5,9 @@ with a word-level tokenizer over its vocabulary, then runs ``most adapt`` on it 
 (the layout is given, so no units stage is needed) and reads the process's peak RSS
 (``getrusage(RUSAGE_CHILDREN).ru_maxrss`` in a wrapper process of its own). The figure is the ratio
 of that peak to the checkpoint's size on disk; goal <= 1.3. The baseline, measured in the same run,
-is the previous default, ``--source.dtype=float32`` (every weight upcast on load), and the file size
-itself. ``--reuse`` keeps a checkpoint built by an earlier run.
+is the previous default, ``--source.dtype=float32`` (every weight upcast on load), the file size
+itself, and ``imports_only_gib``, a process that only imports what adapt imports (the part of the
+peak that does not grow with the model). ``--reuse`` keeps a checkpoint built by an earlier run.
 
     python benchmarks/adapt_rss.py [--work /tmp/adapt_rss] [--n-units 1000] [--skip-baseline]
 """
@@ -131,6 +132,8 @@ def main() -> None:
         },
         "n_units": args.n_units,
     }
+    floor = [args.python, "-c", "import most.cli, most.stages.adapt, most.modeling"]
+    report["imports_only_gib"] = peak_rss(args.python, floor)["peak_rss_gib"]
     runs = {"default": ()}
     if not args.skip_baseline:
         runs["baseline_float32"] = ("--source.dtype=float32",)

@@ -6,9 +6,15 @@ Steps, each checked before any weight is written:
    models stop here with a clear error;
 2. build the :class:`~most.layout.TokenLayout` (text vocab + specials + unit tokens) and refuse
    layouts whose tokens already exist in the base tokenizer;
-3. load the weights, extend embeddings / LM head, add the tokens to the tokenizer;
-4. swap every MoE block for a :class:`~most.moe.block.ModalityMoE` (``split`` or ``upcycle``);
-5. save an HF folder (safetensors, config, tokenizer, ``token_layout.json``) atomically.
+3. load the weights in the checkpoint's dtype (:func:`most.weights.load_causal_lm`), extend
+   embeddings / LM head, add the tokens to the tokenizer;
+4. swap every MoE block for a :class:`~most.moe.block.ModalityMoE` (``split`` or ``upcycle``), one
+   layer at a time, each new block created in the weights' dtype;
+5. save an HF folder (safetensors with the experts stacked as in memory, config, tokenizer,
+   ``token_layout.json``) atomically.
+
+Host memory stays near one copy of the model plus one layer's new experts
+(``benchmarks/adapt_rss.py`` measures it); ``--dry-run`` prints the estimate for any config.
 
 New embedding rows are the mean of the pretrained rows plus small Gaussian noise
 (``noise * per-dimension std``): starting at the centre of the embedding cloud gives new tokens

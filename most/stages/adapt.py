@@ -1,7 +1,8 @@
 """``most adapt``: turn a pretrained HF MoE causal LM into a modality-aware speech-text model.
 
 Reads ``source.model`` (default ``RUN/base/hf``) and the run's unit tokenizer, writes ``RUN/adapt/hf``:
-the steps and their checks are in :mod:`most.adapt`.
+the steps and their checks are in :mod:`most.adapt`. ``--dry-run`` reads only the config and the
+tokenizer and prints the plan, the adapted parameter counts and the host RAM adapt needs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from most.modeling import MostConfig, MostForCausalLM
 from most.moe.arch import spec_for
 from most.moe.config import ExpertsConfig
 from most.run import Run, fingerprint, folder_id
-from most.train.dryrun import adapt_dry_run, load_config, print_report
 from most.weights import bounded_heap, default_dtype, load_causal_lm, resolve_dtype
 
 
@@ -84,6 +84,9 @@ def adapt(
 def _dry_run(
     run: Path, src: Path, source: SourceSection, experts: ExpertsConfig, layout_args: LayoutSection
 ) -> dict:
+    # Imported here: the training package pulls Lightning, which adapt itself does not need.
+    from most.train.dryrun import adapt_dry_run, load_config, print_report
+
     cfg = load_config(src)
     spec_for(cfg)
     tokenizer = None
