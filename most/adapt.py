@@ -6,9 +6,15 @@ Steps, each checked before any weight is written:
    models stop here with a clear error;
 2. build the :class:`~most.layout.TokenLayout` (text vocab + specials + unit tokens) and refuse
    layouts whose tokens already exist in the base tokenizer;
-3. load the weights, extend embeddings / LM head, add the tokens to the tokenizer;
-4. swap every MoE block for a :class:`~most.moe.block.ModalityMoE` (``split`` or ``upcycle``);
-5. save an HF folder (safetensors, config, tokenizer, ``token_layout.json``) atomically.
+3. load the weights in the checkpoint's dtype (:func:`most.weights.load_causal_lm`), extend
+   embeddings / LM head, add the tokens to the tokenizer;
+4. swap every MoE block for a :class:`~most.moe.block.ModalityMoE` (``split`` or ``upcycle``), one
+   layer at a time, each new block created in the weights' dtype;
+5. save an HF folder (safetensors with the experts stacked as in memory, config, tokenizer,
+   ``token_layout.json``) atomically.
+
+Host memory stays near one copy of the model plus one layer's new experts
+(``benchmarks/adapt_rss.py`` measures it); ``--dry-run`` prints the estimate for any config.
 
 New embedding rows are the mean of the pretrained rows plus small Gaussian noise
 (``noise * per-dimension std``): starting at the centre of the embedding cloud gives new tokens
@@ -18,6 +24,7 @@ between the many unit tokens, which would otherwise receive identical gradients.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -33,6 +40,7 @@ from most.layout import (
     LayoutError,
     TokenLayout,
 )
+from most.modeling import MostConfig
 from most.moe.arch import moe_layers, spec_for
 from most.moe.block import RoutingState
 from most.moe.config import ExpertsConfig
@@ -50,8 +58,9 @@ class SourceSection:
 
     model: Path | None = None
     """Local HF folder (config, safetensors, tokenizer). None: ``RUN/base/hf`` (the base stage)."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Dtype the weights are loaded, adapted and saved in."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Dtype the weights are loaded, adapted and saved in; ``auto`` = the checkpoint's own (its
+    config's ``dtype``), so no copy in a wider dtype is ever made."""
 
 
 @dataclass
@@ -128,6 +137,15 @@ def extend_tokenizer(tokenizer, layout: TokenLayout):
     if got != want:
         raise LayoutError("tokenizer ids of the new tokens do not follow the layout")
     return tokenizer
+
+
+def adapted_config(cfg: PreTrainedConfig, layout: TokenLayout, experts: ExpertsConfig):
+    """The config of the model adapt builds from a base with config ``cfg`` (nothing is loaded)."""
+    text = copy.deepcopy(cfg)
+    text.vocab_size = layout.vocab_size
+    config = MostConfig(text_config=text, layout=layout.to_dict(), experts=experts.to_dict())
+    config.dtype = cfg.dtype
+    return config
 
 
 def plan(

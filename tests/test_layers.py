@@ -3,7 +3,8 @@
 Layers, lowest first (a module may import a lower layer or its own sub-package; core modules may
 import each other)::
 
-    0 core      most (package), io, audio, mel, layout, run, progress, threads, text, text_tokenizer
+    0 core      most (package), io, audio, mel, layout, run, progress, threads, text, text_tokenizer,
+                weights
     1 blocks    corpora, data, moe, ctc
     2 units     units
     3 model     modeling
@@ -29,7 +30,19 @@ import most
 ROOT = Path(most.__file__).parent
 LAYERS: dict[str, int] = {
     **dict.fromkeys(
-        ["io", "audio", "mel", "layout", "run", "progress", "threads", "text", "text_tokenizer"], 0
+        [
+            "io",
+            "audio",
+            "mel",
+            "layout",
+            "run",
+            "progress",
+            "threads",
+            "text",
+            "text_tokenizer",
+            "weights",
+        ],
+        0,
     ),
     **dict.fromkeys(["corpora", "data", "moe", "ctc"], 1),
     "units": 2,

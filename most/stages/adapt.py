@@ -1,19 +1,20 @@
 """``most adapt``: turn a pretrained HF MoE causal LM into a modality-aware speech-text model.
 
 Reads ``source.model`` (default ``RUN/base/hf``) and the run's unit tokenizer, writes ``RUN/adapt/hf``:
-the steps and their checks are in :mod:`most.adapt`.
+the steps and their checks are in :mod:`most.adapt`. ``--dry-run`` reads only the config and the
+tokenizer and prints the plan, the adapted parameter counts and the host RAM adapt needs.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from most.adapt import (
     LayoutSection,
     SourceSection,
+    adapted_config,
     build_layout,
     check_collisions,
     extend_tokenizer,
@@ -26,6 +27,7 @@ from most.modeling import MostConfig, MostForCausalLM
 from most.moe.arch import spec_for
 from most.moe.config import ExpertsConfig
 from most.run import Run, fingerprint, folder_id
+from most.weights import bounded_heap, default_dtype, load_causal_lm, resolve_dtype
 
 
 def adapt(
@@ -34,8 +36,13 @@ def adapt(
     experts: ExpertsConfig | None = None,
     layout: LayoutSection | None = None,
     force: bool = False,
-) -> Path:
-    """Adapt ``source.model`` (default ``RUN/base/hf``) and write ``RUN/adapt/hf``."""
+    dry_run: bool = False,
+) -> Path | dict:
+    """Adapt ``source.model`` (default ``RUN/base/hf``) and write ``RUN/adapt/hf``.
+
+    ``dry_run``: print (and return) what adapt would build and the host RAM it needs, reading only
+    the config (``source.model`` may then also be a ``config.json`` file) and the tokenizer.
+    """
     source, experts, layout_args = (
         source or SourceSection(),
         experts or ExpertsConfig(),
@@ -45,6 +52,8 @@ def adapt(
     R = Run(run)
     out = R.hf("adapt")
     src = Path(source.model) if source.model is not None else R.hf("base")
+    if dry_run:
+        return _dry_run(run, src, source, experts, layout_args)
     if not (src / "config.json").is_file():
         raise FileNotFoundError(
             f"{src}: no HF model folder (config.json missing); run `most base`?"
@@ -65,20 +74,54 @@ def adapt(
     check_collisions(layout, tokenizer.get_vocab())
     report = plan(cfg, experts, len(layout.modalities), layout.vocab_size)
 
-    lm = AutoModelForCausalLM.from_pretrained(src, dtype=getattr(torch, source.dtype))
+    with bounded_heap():
+        out = _convert_and_save(src, out, source, experts, layout_args, layout, tokenizer, report)
+    R.record("adapt", current)
+    print(f"most adapt: wrote {out} ({report['params_after']:,} params, layout {layout.hash})")
+    return out
+
+
+def _dry_run(
+    run: Path, src: Path, source: SourceSection, experts: ExpertsConfig, layout_args: LayoutSection
+) -> dict:
+    # Imported here: the training package pulls Lightning, which adapt itself does not need.
+    from most.train.dryrun import adapt_dry_run, load_config, print_report
+
+    cfg = load_config(src)
+    spec_for(cfg)
+    tokenizer = None
+    if src.is_dir() and (src / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(src)
+    vocab = max(cfg.vocab_size, len(tokenizer)) if tokenizer is not None else cfg.vocab_size
+    layout = build_layout(run, layout_args, vocab)
+    if tokenizer is not None:
+        check_collisions(layout, tokenizer.get_vocab())
+    report = plan(cfg, experts, len(layout.modalities), layout.vocab_size)
+    folder = src if src.is_dir() else src.parent
+    dt = resolve_dtype(source.dtype, folder, cfg)
+    adapted = adapted_config(cfg, layout, experts)
+    return print_report(adapt_dry_run(cfg, adapted, report, dt.itemsize))
+
+
+def _convert_and_save(src, out, source, experts, layout_args, layout, tokenizer, report) -> Path:
+    """Load, extend the vocabulary, convert and save; host memory stays near one model copy."""
+    lm = load_causal_lm(src, source.dtype)
     lm.config.output_router_logits = False  # our blocks own the aux loss
     extend_vocab(lm, layout.vocab_size, layout_args.init_noise, layout_args.seed)
     tokenizer = extend_tokenizer(tokenizer, layout)
 
     config = MostConfig(text_config=lm.config, layout=layout.to_dict(), experts=experts.to_dict())
-    model = MostForCausalLM(config, source=lm)
+    # Blocks are converted one layer at a time (each old block is freed once its successor is
+    # filled); new blocks are created directly in the weights' dtype, never in a wider one first.
+    with default_dtype(lm.dtype):
+        model = MostForCausalLM(config, source=lm)
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
+        # Stacked expert tensors as they are in memory: writing transformers' per-expert layout
+        # would first copy every layer's gate/up halves (about half the model at once).
+        model.save_pretrained(tmp, save_original_format=False)
         tokenizer.save_pretrained(tmp)
         layout.save(tmp)
         atomic_write_json(
             tmp / "adapt_report.json", {**report, "layout_hash": layout.hash, "source": str(src)}
         )
-    R.record("adapt", current)
-    print(f"most adapt: wrote {out} ({report['params_after']:,} params, layout {layout.hash})")
     return out

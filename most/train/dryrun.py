@@ -1,11 +1,25 @@
 """``--dry-run``: validate a recipe against a model config and estimate memory, loading no weights.
 
 The model is instantiated on the ``meta`` device (shapes only, no storage), so a 30B-parameter config
-is counted in a second. Memory per GPU for bf16 mixed precision with AdamW (ZeRO paper accounting):
-bf16 weights 2 B + bf16 grads 2 B + fp32 master, m, v 12 B per trainable parameter (frozen ones only
-2 B), divided by the data-parallel size where the strategy shards them: DDP shards nothing, ZeRO-2
-shards grads and optimizer state, ZeRO-3/FSDP also the weights. Activations use Korthikanti et al.'s
-``34 * tokens * hidden`` bytes per layer (flash attention, no recomputation) plus fp32 logits.
+is counted in seconds; base configs and adapted ones (``model_type: most``, the base config under
+``text_config``) alike.
+
+Parameters: ``total``; ``active`` = everything but the routed experts, plus ``top_k`` of each MoE
+layer's experts (the convention of Qwen's and Mistral's published figures); ``active_compute`` =
+``active`` without the input embedding table, of which a token reads one row (DeepSeek's
+convention); ``trainable`` after LoRA and the recipe's ``optim.train`` / ``freeze``.
+
+Memory per GPU, with AdamW (ZeRO paper accounting): weights and gradients in the dtype the strategy
+keeps them in (fp32 under ``32-true`` and the ``*-mixed`` precisions, except DeepSpeed, which keeps
+16-bit weights and gradients and fp32 master weights in the optimizer: 12 B per trainable parameter),
+AdamW's two moments in the weights' dtype elsewhere, all divided by the data-parallel size where the
+strategy shards them: DDP shards nothing, ZeRO-2 shards gradients and optimizer state, ZeRO-3/FSDP
+also the weights. Activations use Korthikanti et al.'s ``34 * tokens * hidden`` bytes per layer
+(flash attention, no recomputation) plus the logits and their fp32 copy for the loss.
+
+Host RAM per node: the weights are read in the checkpoint's dtype; every rank reads its own copy
+under DDP and ZeRO-2, only one rank per node under FSDP and ZeRO-3 (the others are built on the
+``meta`` device and receive their shards); plus :data:`RANK_RUNTIME_GIB` per rank.
 """
 
 from __future__ import annotations
@@ -21,11 +35,22 @@ from most.train.datamodule import DataConfig
 from most.train.optim import LoraConfig, OptimConfig, apply_lora, select_trainable
 
 GIB = 2**30
+#: Host memory per training process besides the weights: Python, torch, the CUDA context, data
+#: loader workers. An allowance, not a measurement (torch + transformers alone: 0.4 GiB on CPU).
+RANK_RUNTIME_GIB = 3.0
+#: Resident memory of a process that has imported torch and transformers (measured: 0.36 GiB).
+PROCESS_GIB = 0.4
+SHARDED = ("fsdp", "deepspeed_stage_3")
+_EXPERT_KEYS = ("num_experts", "n_routed_experts", "num_local_experts", "moe_num_experts")
+_TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "top_k", "moe_k")
+_BYTES = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2}
 
 
 def load_config(path: Path):
     """An HF config from a model folder or a ``*.json`` config file (no weights, no remote code)."""
     from transformers import AutoConfig
+
+    import most.modeling  # noqa: F401  (adapted configs: model_type "most")
 
     path = Path(path)
     if path.is_file():
@@ -35,37 +60,76 @@ def load_config(path: Path):
     return AutoConfig.from_pretrained(str(path))
 
 
-def _experts(config) -> tuple[int, int]:
-    n = next(
-        getattr(config, k)
-        for k in ("num_experts", "n_routed_experts", "num_local_experts")
-        if getattr(config, k, None)
-    )
-    return int(n), int(config.num_experts_per_tok)
+def _text_config(cfg):
+    """The language model's config: ``cfg.text_config`` where there is one, else ``cfg``."""
+    sub = getattr(cfg, "text_config", None)
+    return sub if sub is not None and getattr(sub, "hidden_size", None) else cfg
+
+
+def _lookup(cfg, keys: tuple[str, ...]) -> int | None:
+    """The first positive value of ``keys`` in ``cfg``, its ``text_config`` or ``ffn_config``."""
+    text = _text_config(cfg)
+    for scope in (cfg, text, getattr(text, "ffn_config", None)):
+        for key in keys:
+            value = scope.get(key) if isinstance(scope, dict) else getattr(scope, key, None)
+            if isinstance(value, int) and value > 0:
+                return value
+    return None
+
+
+def _moe_shape(cfg) -> tuple[int, int]:
+    """``(routed experts per layer, experts per token)`` of a base or adapted MoE config."""
+    n, k = _lookup(cfg, _EXPERT_KEYS), _lookup(cfg, _TOP_K_KEYS)
+    if n is None or k is None:
+        raise ValueError(
+            f"{getattr(cfg, 'model_type', '?')} config: no expert count ({'/'.join(_EXPERT_KEYS)}) "
+            "or experts per token; --dry-run counts Mixture-of-Experts models"
+        )
+    return n, k
+
+
+def _dtype_bytes(cfg) -> int:
+    named = getattr(cfg, "dtype", None) or getattr(_text_config(cfg), "dtype", None)
+    if isinstance(named, str):
+        named = getattr(torch, named, None)
+    return _BYTES.get(named, 4)
 
 
 def count_params(config, optim: OptimConfig, lora: LoraConfig | None = None) -> dict[str, int]:
     """Total, active-per-token and trainable parameter counts of ``config``'s model."""
     from transformers import AutoModelForCausalLM
 
+    import most.modeling  # noqa: F401  (adapted configs: model_type "most")
+
+    n_experts, top_k = _moe_shape(config)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
+    embed = model.get_input_embeddings().weight.numel()
     if lora is not None and lora.enabled:
         model = apply_lora(model, lora)
     select_trainable(model, optim)
-    n_experts, top_k = _experts(config)
-    total = trainable = routed = 0
+    total = trainable = routed = routed_active = 0
     for name, p in model.named_parameters():
         total += p.numel()
         trainable += p.numel() if p.requires_grad else 0
-        if (
-            ".experts." in name
-            or name.endswith(".experts.gate_up_proj")
-            or name.endswith(".experts.down_proj")
-        ):
+        if "experts" in name.split(".") and "lora_" not in name:
+            # stacked (E, ...) tensors carry their own expert count (an upcycled model has G*E)
+            e = p.shape[0] if p.dim() == 3 else n_experts
             routed += p.numel()
-    active = total - routed + routed * top_k // n_experts
-    return {"total": total, "active": active, "trainable": trainable, "routed_experts": routed}
+            routed_active += p.numel() * top_k // e
+    active = total - routed + routed_active
+    return {
+        "total": total,
+        "active": active,
+        "active_compute": active - embed,
+        "trainable": trainable,
+        "routed_experts": routed,
+    }
+
+
+def _precision(trainer: TrainerConfig) -> str:
+    """The precision a GPU run of the recipe uses (``auto`` is bf16-mixed on a GPU)."""
+    return "bf16-mixed" if trainer.precision == "auto" else trainer.precision
 
 
 def memory_per_gpu(
@@ -73,14 +137,20 @@ def memory_per_gpu(
 ) -> dict[str, float]:
     """GiB per GPU of weights, grads, optimizer state and activations for ``trainer.strategy``."""
     p, t = counts["total"], counts["trainable"]
-    shard_opt = trainer.strategy.startswith(("deepspeed", "fsdp"))
-    shard_weights = trainer.strategy in ("deepspeed_stage_3", "fsdp")
-    weights = 2 * p / (world if shard_weights else 1)
-    grads = 2 * t / (world if shard_opt else 1)
-    optimizer = 12 * t / (world if shard_opt else 1)
+    precision, strategy = _precision(trainer), trainer.strategy
+    half = precision.startswith(("bf16", "16"))
+    deepspeed = strategy.startswith("deepspeed")
+    w_bytes = 2 if (half and (deepspeed or precision.endswith("-true"))) else 4
+    opt_bytes = 12 if (deepspeed and half) else 2 * w_bytes
+    shard_opt = strategy.startswith(("deepspeed", "fsdp"))
+    shard_weights = strategy in SHARDED
+    text = _text_config(config)
+    weights = w_bytes * p / (world if shard_weights else 1)
+    grads = w_bytes * t / (world if shard_opt else 1)
+    optimizer = opt_bytes * t / (world if shard_opt else 1)
     tokens = data.batch_size * data.max_len
-    acts = 34 * tokens * config.hidden_size * config.num_hidden_layers
-    logits = 6 * tokens * config.vocab_size  # bf16 logits + fp32 copy for the loss
+    acts = 34 * tokens * text.hidden_size * text.num_hidden_layers
+    logits = 6 * tokens * text.vocab_size  # bf16 logits + fp32 copy for the loss
     est = {
         "weights": weights,
         "grads": grads,
@@ -89,6 +159,27 @@ def memory_per_gpu(
     }
     est = {k: round(v / GIB, 2) for k, v in est.items()}
     est["total"] = round(sum(est.values()), 2)
+    return est
+
+
+def host_ram_per_node(
+    counts: dict[str, int], config, trainer: TrainerConfig, devices: int, per_rank_gib: float
+) -> dict[str, Any]:
+    """GiB of host RAM a node needs to load the model for ``trainer.strategy`` (see the module doc);
+    on a CPU run the per-rank training state (``per_rank_gib``) lives in host RAM as well."""
+    loaders = 1 if trainer.strategy in SHARDED else devices
+    weights = counts["total"] * _dtype_bytes(config) / GIB
+    est = {
+        "ranks_loading_weights": loaders,
+        "weights_once_gib": round(weights, 2),
+        "weights_gib": round(loaders * weights, 2),
+        "runtime_gib": round(devices * RANK_RUNTIME_GIB, 2),
+    }
+    if trainer.accelerator == "cpu":
+        est["training_state_gib"] = round(devices * per_rank_gib, 2)
+    est["total_gib"] = round(
+        est["weights_gib"] + est["runtime_gib"] + est.get("training_state_gib", 0.0), 2
+    )
     return est
 
 
@@ -102,18 +193,42 @@ def dry_run(
     devices = trainer.devices if isinstance(trainer.devices, int) else 8
     world = devices * trainer.num_nodes
     counts = count_params(config, optim, lora)
+    memory = memory_per_gpu(counts, config, data, trainer, world)
     return {
         "model_type": config.model_type,
         "params": counts,
         "strategy": trainer.strategy,
+        "precision": _precision(trainer),
+        "devices_per_node": devices,
         "world_size": world,
         "global_batch": data.batch_size * trainer.accumulate * world,
         "tokens_per_step": data.batch_size * data.max_len * trainer.accumulate * world,
-        "memory_gib_per_gpu": memory_per_gpu(counts, config, data, trainer, world),
+        "memory_gib_per_gpu": memory,
+        "host_ram_per_node": host_ram_per_node(counts, config, trainer, devices, memory["total"]),
     }
 
 
-def print_dry_run(config, data, trainer, optim, lora: LoraConfig | None = None) -> dict[str, Any]:
-    report = dry_run(config, data, trainer, optim, lora)
+def adapt_dry_run(config, adapted, report: dict, weight_bytes: int) -> dict[str, Any]:
+    """What ``most adapt`` would build from ``config`` (``report``: :func:`most.adapt.plan`) and the
+    host RAM it needs: the larger of the model before and after, one MoE layer's new experts
+    (built while the old ones still exist), and the process itself. ``adapted``: the config of
+    the model it writes; ``weight_bytes``: bytes per weight of the dtype adapt works in."""
+    counts = count_params(adapted, OptimConfig())
+    n_layers = max(len(report["moe_layers"]), 1)
+    after_experts = counts["routed_experts"] / n_layers
+    peak = max(report["params_before"], report["params_after"]) + after_experts
+    return {
+        "plan": report,
+        "params_after": counts,
+        "bytes_per_weight": weight_bytes,
+        "host_ram_gib": round(peak * weight_bytes / GIB + PROCESS_GIB, 2),
+    }
+
+
+def print_report(report: dict[str, Any]) -> dict[str, Any]:
     print(json.dumps(report, indent=2))
     return report
+
+
+def print_dry_run(config, data, trainer, optim, lora: LoraConfig | None = None) -> dict[str, Any]:
+    return print_report(dry_run(config, data, trainer, optim, lora))

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, SingleDeviceStrategy
+from transformers import AutoTokenizer
 
 import most.modeling  # noqa: F401  (registers the adapted model with transformers' Auto classes)
 from most.data.prompts import Example, Prompts
@@ -26,6 +27,7 @@ from most.train.module import CausalLMModule
 from most.train.optim import LoraConfig, OptimConfig, apply_lora, select_trainable
 from most.train.runner import StagePaths, export_hf, fit, prepare, write_metrics
 from most.train.textqa import qa_text
+from most.weights import AUTO, load_causal_lm
 
 BASE_RATIOS = {"text_lm": 0.9, "text_qa": 0.1}
 STAGE1_RATIOS = {"asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.0, "speech_lm": 0.0}
@@ -54,16 +56,17 @@ class SpeechStage:
 
 
 def start_speech_stage(
-    run: Run, stage: str, init: Path, settings: dict, force: bool
+    run: Run, stage: str, init: Path, settings: dict, force: bool, empty: bool = False
 ) -> SpeechStage | None:
     """Fingerprint ``settings`` with the inputs every speech stage reads (the ``init`` model, the
     run's units and data), then :func:`~most.train.runner.prepare`: None when the stage is up to
-    date; else the ``init`` model, refused unless its layout matches the run's units."""
+    date; else the ``init`` model, refused unless its layout matches the run's units
+    (``empty``: on the ``meta`` device, see :func:`load_model`)."""
     inputs = dict(init=folder_id(init), units=run.output_id("units"), data=run.output_id("data"))
     paths = prepare(run, stage, fingerprint(settings, inputs), force)
     if paths is None:
         return None
-    model, tok, layout = load_model(init)
+    model, tok, layout = load_model(init, empty=empty)
     S.check_layout(run.root, layout)
     return SpeechStage(paths, model, tok, layout, Prompts(layout, tok))
 
@@ -96,7 +99,7 @@ def train_and_export(
     # and dropout draws from it: seed it, so the same recipe gives the same model on every run.
     L.seed_everything(data.seed, verbose=False)
     module = CausalLMModule(model, optim, trainer.max_steps, n_old)
-    pl_trainer, metrics = fit(paths, module, dm, trainer)
+    pl_trainer, metrics = fit(paths, module, dm, trainer, [TrainDtype()])
     if not pl_trainer.is_global_zero:
         return None
     export_hf(module.model, tok, layout, paths.hf)
@@ -132,18 +135,51 @@ def text_qa_source(p: Prompts, ds) -> Source:
     return Source("text_qa", ds, build)
 
 
-def load_model(init: Path):
-    """Model, tokenizer and token layout of an HF folder written by ``most adapt`` or a stage."""
+def load_model(init: Path, dtype: str | torch.dtype = AUTO, empty: bool = False):
+    """Model, tokenizer and token layout of an HF folder written by ``most adapt`` or a stage.
 
+    The model comes in ``dtype`` (``"auto"``: the checkpoint's own, read with host memory bounded
+    by one copy, :func:`most.weights.load_causal_lm`); :class:`TrainDtype` then gives it the dtype
+    the trainer's precision needs, on the training device. ``empty=True`` builds it on the
+    ``meta`` device without reading a weight, for the ranks of a sharded strategy (fsdp,
+    deepspeed_stage_3) that receive their shards from a rank that loaded it: the caller
+    materialises it there (``to_empty`` on the device, then a broadcast or
+    ``set_model_state_dict(..., broadcast_from_rank0=True)``).
+    """
     if not (init / "config.json").is_file():
         raise FileNotFoundError(f"{init}: no HF model folder (run the previous stage first)")
     layout = TokenLayout.load(init)
-    model = AutoModelForCausalLM.from_pretrained(str(init), dtype=torch.float32)
+    model = load_causal_lm(init, dtype, empty)
     tok = AutoTokenizer.from_pretrained(str(init))
     rows = model.get_input_embeddings().num_embeddings
     if rows < layout.vocab_size:
         raise ValueError(f"{init}: embedding has {rows} rows, layout needs {layout.vocab_size}")
     return model, tok, layout
+
+
+class TrainDtype(L.Callback):
+    """Gives the weights the dtype the trainer's precision trains in, on the training device.
+
+    Weights load in the checkpoint's dtype (bf16 for most published MoE models). ``32-true`` and
+    the ``*-mixed`` precisions train fp32 weights (autocast makes the 16-bit copies), so narrower
+    weights are moved to the device first and widened there: no rank holds an fp32 copy in host
+    RAM for a GPU run. ``bf16-true`` / ``16-true`` are converted by Lightning's own precision
+    plugin. DeepSpeed and FSDP are left alone: their plugins own the dtype of their shards. Runs
+    in ``setup``, before a resumed checkpoint is restored into the weights.
+    """
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        strategy = trainer.strategy
+        if not isinstance(strategy, SingleDeviceStrategy | DDPStrategy) or isinstance(
+            strategy, DeepSpeedStrategy
+        ):
+            return
+        if trainer.precision.endswith("-true") and not trainer.precision.startswith("32"):
+            return
+        narrow = any(p.is_floating_point() and p.element_size() < 4 for p in pl_module.parameters())
+        if narrow:
+            pl_module.to(device=strategy.root_device)
+            pl_module.to(dtype=torch.float32)
 
 
 def maybe(load):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, GraniteMoeConfig, Qwen3Config
 
 import most  # noqa: F401  (registers the adapted model with the Auto classes)
@@ -17,6 +18,7 @@ from most.modeling import MostForCausalLM, load_layout
 from most.moe.arch import ArchError
 from most.stages.adapt import adapt
 from most.testing import ARCHS, TEXT_VOCAB, layout_args, mixed_batch, run_adapt
+from most.weights import load_causal_lm
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -160,3 +162,41 @@ def test_cli_runs_adapt(base_dirs, tmp_path, capsys):
     assert main(args) == 0
     report = json.loads((tmp_path / "adapt/hf/adapt_report.json").read_text())
     assert report["model_type"] == "olmoe"
+
+
+def test_adapt_keeps_the_checkpoint_dtype(base_dirs, tmp_path):
+    """A bf16 checkpoint is loaded, converted and saved in bf16 (``source.dtype: auto``); the
+    split experts are the base's own bits."""
+    src = tmp_path / "bf16"
+    base = AutoModelForCausalLM.from_pretrained(base_dirs["qwen3_moe"], dtype=torch.bfloat16)
+    base.save_pretrained(src)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        (src / f).write_bytes((base_dirs["qwen3_moe"] / f).read_bytes())
+    out = adapt(run=tmp_path, source=SourceSection(model=src), layout=layout_args())
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        dtypes = {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118
+    assert dtypes == {"BF16"}
+    model = load_causal_lm(out)
+    assert isinstance(model, MostForCausalLM) and model.dtype == torch.bfloat16
+    got = model.lm.model.layers[0].mlp.experts.gate_up_proj
+    assert torch.equal(got, base.model.layers[0].mlp.experts.gate_up_proj)
+
+
+def test_dry_run_reports_the_plan_and_host_ram(base_dirs, tmp_path, capsys):
+    report = adapt(
+        run=tmp_path,
+        source=SourceSection(model=base_dirs["deepseek_v2"]),
+        layout=layout_args(),
+        dry_run=True,
+    )
+    assert json.loads(capsys.readouterr().out) == report
+    assert not (tmp_path / "adapt").exists()
+    plan = report["plan"]
+    assert plan["experts_per_layer"] == {"before": 8, "after": 8, "group_size": 4}
+    built = run_adapt(tmp_path, base_dirs["deepseek_v2"])
+    model = AutoModelForCausalLM.from_pretrained(built)
+    assert report["params_after"]["total"] == sum(p.numel() for p in model.parameters())
+    assert report["bytes_per_weight"] == 4  # the tiny bases are fp32 checkpoints
+    weights_gib = report["params_after"]["total"] * 4 / 2**30
+    assert weights_gib < report["host_ram_gib"] < weights_gib + 1.0
