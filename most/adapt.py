@@ -24,7 +24,6 @@ from typing import Literal
 
 import torch
 from transformers import PreTrainedConfig
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 from transformers.tokenization_utils_base import AddedToken
 
 from most.layout import (
@@ -33,10 +32,11 @@ from most.layout import (
     LayoutError,
     TokenLayout,
 )
-from most.moe.arch import moe_layers, spec_for
+from most.moe.arch import moe_shape, text_config
 from most.moe.block import RoutingState
 from most.moe.config import ExpertsConfig
-from most.moe.surgery import convert, group_size
+from most.moe.discover import build_lm, find_spec, get_path, moe_layers
+from most.moe.surgery import convert, expert_weights, group_size
 from most.run import Run
 
 #: Filler tokens that pad a tokenizer shorter than the embedding table, so that added token ids
@@ -133,13 +133,18 @@ def extend_tokenizer(tokenizer, layout: TokenLayout):
 def plan(
     cfg: PreTrainedConfig, experts: ExpertsConfig, n_groups: int = 2, vocab_size: int | None = None
 ) -> dict:
-    """What adapt would build, computed on the ``meta`` device (no weights, any model size)."""
-    spec = spec_for(cfg)
+    """What adapt would build, computed on the ``meta`` device (no weights, any model size).
+
+    ``cfg``: the base config, a wrapper around it (``text_config``) or an adapted model's config.
+    """
+    cfg = text_config(cfg)
     with torch.device("meta"):
-        lm = MODEL_FOR_CAUSAL_LM_MAPPING[type(cfg)](cfg)
+        lm = build_lm(cfg)
+    spec = find_spec(lm)
     before = sum(p.numel() for p in lm.parameters())
     layers = moe_layers(lm, spec)
-    e = getattr(layers[0][1], spec.block).experts.down_proj.shape[0]
+    _, down = expert_weights(get_path(getattr(layers[0][1], spec.block), spec.experts))
+    e = down.shape[0]
     eg = group_size(e, n_groups, experts.init)
     convert(lm, spec, experts, n_groups, RoutingState(), copy_weights=False)
     after = sum(p.numel() for p in lm.parameters())
@@ -150,7 +155,7 @@ def plan(
         "model_type": cfg.model_type,
         "moe_layers": [i for i, _ in layers],
         "experts_per_layer": {"before": e, "after": n_groups * eg, "group_size": eg},
-        "top_k": spec.routing(cfg).top_k,
+        "top_k": moe_shape(cfg)[1],
         "params_before": before,
         "params_after": after + vocab_params,
     }

@@ -1,41 +1,144 @@
-"""Where each supported architecture keeps its MoE pieces, and how it routes.
+"""What a base config says about its Mixture-of-Experts: the language-model config inside any
+wrapper, the expert count and top-k, and the routing rule it declares.
 
-Adding an architecture is one :class:`ArchSpec` entry: the decoder-layer attribute of the MoE block,
-the names of its router / experts / shared experts inside the block, and a function reading the
-base routing rule from the config. Every supported transformers class stores experts the same way
-(``experts.gate_up_proj (E, 2I, H)``, ``experts.down_proj (E, H, I)``, ``gate.weight (E, H)``).
+The *structure* (which module of a decoder layer is the MoE block, where its router, experts and
+shared experts live) is found on the model itself by :mod:`most.moe.discover`; the rule read here
+is only the first guess that :mod:`most.moe.probe` checks against the base block on real weights.
+:data:`RULES` pins the rule of architectures whose gate code is known exactly (the six supported
+before discovery, so models adapted then reload with the same rule); :data:`REFUSED` names what is
+missing for MoE types whose block the generic one cannot reproduce.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 
-from torch import nn
 from transformers import PretrainedConfig
 
 from most.moe.router import BaseRouting
 
 
 class ArchError(ValueError):
-    """The model cannot be adapted (not MoE, or an architecture with no table entry)."""
+    """The model cannot be adapted (dense, or an MoE block the generic one cannot reproduce)."""
 
 
-@dataclass(frozen=True)
-class ArchSpec:
-    """Attribute paths of one architecture's MoE block and its base routing rule."""
+#: Config fields holding the number of routed experts, in the order they are trusted.
+EXPERT_KEYS = ("n_routed_experts", "num_local_experts", "num_experts", "moe_num_experts")
+#: Config fields holding the experts per token.
+TOPK_KEYS = (
+    "num_experts_per_tok",
+    "num_experts_per_token",
+    "moe_topk",
+    "moe_k",
+    "top_k_experts",
+    "moe_top_k",
+)
+#: Sub-configs that hold the MoE fields of a wrapper config (multimodal wrappers, DBRX).
+NESTED = ("text_config", "ffn_config")
 
-    routing: Callable[[PretrainedConfig], BaseRouting]
-    experts_key: str
-    """Config field with the number of routed experts (0 or missing means a dense model)."""
-    layers: str = "model.layers"
-    block: str = "mlp"
-    gate: str = "gate"
-    experts: str = "experts"
-    shared: str | None = None
-    shared_gate: str | None = None
-    score_bias: str | None = None
-    """Buffer of the gate used only for expert *selection* (DeepSeek-V3's score correction)."""
+
+def text_config(cfg: PretrainedConfig) -> PretrainedConfig:
+    """The base language model's config inside ``cfg``: an adapted model's (``model_type`` most)
+    ``text_config``, a multimodal wrapper's ``text_config``, or ``cfg`` itself."""
+    seen = 0
+    while seen < 4:
+        sub = getattr(cfg, "text_config", None)
+        if sub is None or isinstance(sub, dict) or sub is cfg:
+            return cfg
+        if cfg.model_type != "most" and _expert_count(cfg):
+            return cfg
+        cfg, seen = sub, seen + 1
+    return cfg
+
+
+def _field(cfg: PretrainedConfig, keys: tuple[str, ...]) -> int:
+    for k in keys:
+        v = getattr(cfg, k, None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    ffn = getattr(cfg, "ffn_config", None)
+    if ffn is not None and not isinstance(ffn, dict):
+        return _field(ffn, keys)
+    return 0
+
+
+def _expert_count(cfg: PretrainedConfig) -> int:
+    return _field(cfg, EXPERT_KEYS)
+
+
+def moe_shape(cfg: PretrainedConfig) -> tuple[int, int]:
+    """``(routed experts per MoE layer, experts per token)`` of any (wrapped, adapted) config;
+    ``(0, 0)`` for a dense model."""
+    cfg = text_config(cfg)
+    e = _expert_count(cfg)
+    return (e, _field(cfg, TOPK_KEYS)) if e else (0, 0)
+
+
+def _get(cfg: PretrainedConfig, *keys: str, default=None):
+    for k in keys:
+        v = getattr(cfg, k, None)
+        if v is not None:
+            return v
+    return default
+
+
+def declared_rule(cfg: PretrainedConfig, has_bias: bool = False) -> BaseRouting:
+    """The routing rule the config declares (scoring, top-k normalisation, expert groups, scale),
+    with the usual default for each field it leaves out; ``has_bias``: the gate has a selection bias
+    (DeepSeek-V3-style gates score with a sigmoid)."""
+    cfg = text_config(cfg)
+    rule = RULES.get(cfg.model_type)
+    if rule is not None:
+        return rule(cfg)
+    _, k = moe_shape(cfg)
+    scoring = str(_get(cfg, "scoring_func", "expert_selection_fn", default="")).lower()
+    if scoring not in ("softmax", "sigmoid"):
+        scoring = "sigmoid" if has_bias else "softmax"
+    norm = _get(cfg, "norm_topk_prob", "moe_renormalize", "moe_normalize_expert_weights")
+    n_group = int(_get(cfg, "n_group", "num_expert_group", default=1) or 1)
+    topk_group = int(_get(cfg, "topk_group", default=1) or 1)
+    if n_group <= 1 or topk_group >= n_group:
+        n_group, topk_group = 1, 1
+    scale = float(_get(cfg, "routed_scaling_factor", "moe_routed_scaling_factor", default=1.0))
+    return BaseRouting(
+        top_k=k,
+        scoring=scoring,
+        norm_topk=bool(norm) if norm is not None else scoring == "sigmoid",
+        scale=scale,
+        n_group=n_group,
+        topk_group=topk_group,
+        group_score="top2sum" if scoring == "sigmoid" else "max",
+        fp32_logits=scoring == "sigmoid",
+    )
+
+
+def candidate_rules(cfg: PretrainedConfig, has_bias: bool) -> Iterator[BaseRouting]:
+    """The declared rule first, then its variants (other scoring, normalisation, scale, grouping),
+    for :mod:`most.moe.probe` to try against the base block when the declared one does not match."""
+    first = declared_rule(cfg, has_bias)
+    yield first
+    seen = {first}
+    for scoring in (first.scoring, "softmax" if first.scoring == "sigmoid" else "sigmoid"):
+        for norm in (first.norm_topk, not first.norm_topk):
+            for scale in dict.fromkeys((first.scale, 1.0)):
+                groups = [(first.n_group, first.topk_group, first.group_score)]
+                if first.n_group > 1:
+                    other = "max" if first.group_score == "top2sum" else "top2sum"
+                    groups += [(first.n_group, first.topk_group, other), (1, 1, "max")]
+                for n_group, topk_group, group_score in groups:
+                    rule = replace(
+                        first,
+                        scoring=scoring,
+                        norm_topk=norm,
+                        scale=scale,
+                        n_group=n_group,
+                        topk_group=topk_group,
+                        group_score=group_score,
+                    )
+                    if rule not in seen:
+                        seen.add(rule)
+                        yield rule
 
 
 def _softmax_topk(cfg: PretrainedConfig) -> BaseRouting:
@@ -72,55 +175,37 @@ def _deepseek_v3(cfg: PretrainedConfig) -> BaseRouting:
     )
 
 
-ARCHS: dict[str, ArchSpec] = {
-    "qwen3_moe": ArchSpec(_softmax_topk, "num_experts"),
-    "qwen2_moe": ArchSpec(
-        _softmax_topk, "num_experts", shared="shared_expert", shared_gate="shared_expert_gate"
-    ),
-    "olmoe": ArchSpec(_softmax_topk, "num_experts"),
-    "mixtral": ArchSpec(_mixtral, "num_local_experts"),
-    "deepseek_v2": ArchSpec(_deepseek_v2, "n_routed_experts", shared="shared_experts"),
-    "deepseek_v3": ArchSpec(
-        _deepseek_v3,
-        "n_routed_experts",
-        shared="shared_experts",
-        score_bias="e_score_correction_bias",
-    ),
+#: Routing rules read from the gate code of these architectures (the probe still checks them).
+RULES: dict[str, Callable[[PretrainedConfig], BaseRouting]] = {
+    "qwen3_moe": _softmax_topk,
+    "qwen2_moe": _softmax_topk,
+    "olmoe": _softmax_topk,
+    "mixtral": _mixtral,
+    "deepseek_v2": _deepseek_v2,
+    "deepseek_v3": _deepseek_v3,
 }
 
-#: Config fields that betray an MoE model of an architecture we do not know.
-_MOE_HINTS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_intermediate_size")
+#: MoE causal-LM types whose block the generic one cannot reproduce, and what it lacks.
+REFUSED: dict[str, str] = {}
 
 
-def spec_for(cfg: PretrainedConfig) -> ArchSpec:
-    """The table entry for ``cfg``; a clear :class:`ArchError` for dense or unknown models."""
-    model_type = getattr(cfg, "model_type", None)
-    spec = ARCHS.get(model_type)
-    if spec is None:
-        if any(getattr(cfg, k, None) for k in _MOE_HINTS):
-            raise ArchError(
-                f"unknown MoE architecture {model_type!r}; supported: {sorted(ARCHS)} "
-                "(add an ArchSpec entry in most/moe/arch.py)"
-            )
+def check_config(cfg: PretrainedConfig) -> PretrainedConfig:
+    """The base LM config of ``cfg`` if it is an MoE model that may be adapted; else one-line
+    :class:`ArchError`."""
+    inner = text_config(cfg)
+    model_type = getattr(inner, "model_type", None)
+    if model_type in REFUSED:
+        raise ArchError(f"{model_type}: {REFUSED[model_type]}")
+    e, k = moe_shape(inner)
+    if not e:
         raise ArchError(f"{model_type!r} is not a Mixture-of-Experts model; `most adapt` needs one")
-    if not getattr(cfg, spec.experts_key, 0):
-        raise ArchError(f"{model_type!r} config has {spec.experts_key}=0: a dense model, not MoE")
-    return spec
+    if not k:
+        raise ArchError(f"{model_type}: its config names no experts-per-token field {TOPK_KEYS}")
+    return inner
 
 
-def get_path(obj: object, path: str) -> object:
-    for name in path.split("."):
-        obj = getattr(obj, name)
-    return obj
+def spec_for(cfg: PretrainedConfig):
+    """:func:`most.moe.discover.spec_for` (the structure of the model ``cfg`` describes)."""
+    from most.moe.discover import spec_for as discover
 
-
-def moe_layers(lm: nn.Module, spec: ArchSpec) -> list[tuple[int, nn.Module]]:
-    """``(layer index, decoder layer)`` for each layer whose block is a (base or adapted) MoE."""
-    found = []
-    for i, layer in enumerate(get_path(lm, spec.layers)):
-        block = getattr(layer, spec.block)
-        if hasattr(block, spec.experts) and (hasattr(block, spec.gate) or hasattr(block, "router")):
-            found.append((i, layer))
-    if not found:
-        raise ArchError(f"no MoE layers found at {spec.layers}[*].{spec.block}")
-    return found
+    return discover(cfg)
