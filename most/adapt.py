@@ -32,11 +32,18 @@ from most.layout import (
     LayoutError,
     TokenLayout,
 )
-from most.moe.arch import moe_shape, text_config
+from most.moe.arch import (
+    build_lm,
+    expert_weights,
+    find_spec,
+    get_path,
+    moe_layers,
+    moe_shape,
+    text_config,
+)
 from most.moe.block import RoutingState
 from most.moe.config import ExpertsConfig
-from most.moe.discover import build_lm, find_spec, get_path, moe_layers
-from most.moe.surgery import convert, expert_weights, group_size
+from most.moe.surgery import convert, group_size
 from most.run import Run
 
 #: Filler tokens that pad a tokenizer shorter than the embedding table, so that added token ids
@@ -101,6 +108,9 @@ def extend_vocab(lm: torch.nn.Module, new_size: int, noise: float, seed: int) ->
     """Grow input embeddings and (untied) LM head to ``new_size`` rows; see the module docstring."""
     old = lm.get_input_embeddings().weight.shape[0]
     lm.resize_token_embeddings(new_size, mean_resizing=False)
+    if getattr(lm.config, "unpadded_vocab_size", None) is not None:
+        # LM heads sized by their own field (Inkling-2) are rebuilt from it on reload.
+        lm.config.unpadded_vocab_size = new_size
     gen = torch.Generator().manual_seed(seed)
     heads = [lm.get_input_embeddings().weight]
     out = lm.get_output_embeddings()
@@ -148,7 +158,7 @@ def plan(
     eg = group_size(e, n_groups, experts.init)
     convert(lm, spec, experts, n_groups, RoutingState(), copy_weights=False)
     after = sum(p.numel() for p in lm.parameters())
-    tied = bool(cfg.tie_word_embeddings)
+    tied = bool(getattr(cfg, "tie_word_embeddings", False))
     added_rows = 0 if vocab_size is None else vocab_size - cfg.vocab_size
     vocab_params = added_rows * cfg.hidden_size * (1 if tied else 2)
     return {

@@ -30,9 +30,9 @@ from transformers.modeling_outputs import MoeCausalLMOutputWithPast
 
 from most.io import atomic_write_json
 from most.layout import LAYOUT_FILE, TokenLayout
+from most.moe.arch import build_lm, find_spec
 from most.moe.block import RoutingState
 from most.moe.config import ExpertsConfig
-from most.moe.discover import build_lm, find_spec
 from most.moe.router import BaseRouting
 from most.moe.surgery import convert
 from most.moe.telemetry import Telemetry
@@ -69,7 +69,7 @@ class MostConfig(PreTrainedConfig):
             # implementation: wrapping it must not change how that LM runs.
             self.text_config._attn_implementation = attn
         # Tying is the base model's business; mirrored here because loading reads the top config.
-        self.tie_word_embeddings = bool(self.text_config.tie_word_embeddings)
+        self.tie_word_embeddings = bool(getattr(self.text_config, "tie_word_embeddings", False))
 
 
 class MostForCausalLM(PreTrainedModel, GenerationMixin):
@@ -126,6 +126,10 @@ class MostForCausalLM(PreTrainedModel, GenerationMixin):
 
     def _init_weights(self, module):
         self.lm._init_weights(module)
+
+    def _supports_default_dynamic_cache(self) -> bool:
+        # Generation builds the cache here, for the base LM: it decides (MiniMax has its own).
+        return self.lm._supports_default_dynamic_cache()
 
     # ---- modality --------------------------------------------------------------------------
     def modality_of(self, input_ids: Tensor) -> Tensor:

@@ -1,211 +1,279 @@
-"""What a base config says about its Mixture-of-Experts: the language-model config inside any
-wrapper, the expert count and top-k, and the routing rule it declares.
+"""Where a model keeps its MoE pieces: the MoE block of each decoder layer, found by its structure
+in any transformers architecture (what its config says is read by :mod:`most.moe.rules`, re-exported
+here: :func:`text_config`, :func:`moe_shape`, :class:`ArchError`).
 
-The *structure* (which module of a decoder layer is the MoE block, where its router, experts and
-shared experts live) is found on the model itself by :mod:`most.moe.discover`; the rule read here
-is only the first guess that :mod:`most.moe.probe` checks against the base block on real weights.
-:data:`RULES` pins the rule of architectures whose gate code is known exactly (the six supported
-before discovery, so models adapted then reload with the same rule); :data:`REFUSED` names what is
-missing for MoE types whose block the generic one cannot reproduce.
+A decoder layer's MoE block is the child module holding an ``experts`` module of stacked expert
+tensors (3-D parameters, one slice per expert) next to a router: a module with a weight of one row
+per expert, ``(E, H)``. Optional pieces found beside them: shared experts (a child named
+``shared...``), a shared-expert gate (a ``Linear`` to one output), a selection-only bias of the
+router (``e_score_correction_bias``, ``expert_bias``: shape ``(E,)``, used to pick experts, not to
+weight them) and a logit bias (the router's own ``bias``). Everything is read from an instantiated
+model, so meta-device models (no weights) are discovered as well as loaded ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+import inspect
+import re
+from dataclasses import dataclass
 
-from transformers import PretrainedConfig
+import torch
+from torch import Tensor, nn
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from most.moe.router import BaseRouting
+from most.moe.rules import ArchError, check_config, declared_rule, moe_shape, text_config
+
+#: Names of a router's selection-only bias (added to the scores that choose experts).
+SELECTION_BIAS = ("e_score_correction_bias", "expert_bias", "score_correction_bias")
 
 
-class ArchError(ValueError):
-    """The model cannot be adapted (dense, or an MoE block the generic one cannot reproduce)."""
+@dataclass(frozen=True)
+class ArchSpec:
+    """Where one model keeps its MoE pieces (attribute paths), and its declared routing rule."""
+
+    model_type: str
+    layers: str
+    """Path of the decoder layers' ``ModuleList`` in the causal LM (``model.layers``)."""
+    block: str
+    """Decoder-layer attribute of the MoE block (``mlp``, ``feed_forward``, ``block_sparse_moe``)."""
+    gate: str
+    """Path, inside the block, of the router weight ``(E, H)`` (``gate.weight``, ``gate.wg.weight``)."""
+    experts: str = "experts"
+    shared: str | None = None
+    shared_gate: str | None = None
+    score_bias: str | None = None
+    """Path inside the block of the selection-only bias ``(E,)``."""
+    logit_bias: str | None = None
+    """Path inside the block of the bias added to the router logits ``(E,)`` (gpt-oss)."""
+    routing: BaseRouting | None = None
+    """Rule read from the config; :func:`most.moe.probe.fit_routing` checks it on real weights."""
+    tuple_output: bool = False
+    """The decoder layer unpacks ``(hidden, extra)`` from the block (gpt-oss)."""
 
 
-#: Config fields holding the number of routed experts, in the order they are trusted.
-EXPERT_KEYS = ("n_routed_experts", "num_local_experts", "num_experts", "moe_num_experts")
-#: Config fields holding the experts per token.
-TOPK_KEYS = (
-    "num_experts_per_tok",
-    "num_experts_per_token",
-    "moe_topk",
-    "moe_k",
-    "top_k_experts",
-    "moe_top_k",
-)
-#: Sub-configs that hold the MoE fields of a wrapper config (multimodal wrappers, DBRX).
-NESTED = ("text_config", "ffn_config")
+def get_path(obj: object, path: str) -> object:
+    for name in path.split("."):
+        obj = getattr(obj, name)
+    return obj
 
 
-def text_config(cfg: PretrainedConfig) -> PretrainedConfig:
-    """The base language model's config inside ``cfg``: an adapted model's (``model_type`` most)
-    ``text_config``, a multimodal wrapper's ``text_config``, or ``cfg`` itself."""
-    seen = 0
-    while seen < 4:
-        sub = getattr(cfg, "text_config", None)
-        if sub is None or isinstance(sub, dict) or sub is cfg:
-            return cfg
-        if cfg.model_type != "most" and _expert_count(cfg):
-            return cfg
-        cfg, seen = sub, seen + 1
-    return cfg
+def decoder_layers(lm: nn.Module) -> tuple[str, nn.ModuleList]:
+    """``(path, layers)``: the longest ``ModuleList`` of the causal LM named ``layers``/``h``/``blocks``."""
+    found = [
+        (name, mod)
+        for name, mod in lm.named_modules()
+        if isinstance(mod, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "h", "blocks")
+    ]
+    if not found:
+        raise ArchError(f"{type(lm).__name__}: no decoder layers (a ModuleList named layers) found")
+    return max(found, key=lambda nm: len(nm[1]))
 
 
-def _field(cfg: PretrainedConfig, keys: tuple[str, ...]) -> int:
-    for k in keys:
-        v = getattr(cfg, k, None)
-        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-            return v
-    ffn = getattr(cfg, "ffn_config", None)
-    if ffn is not None and not isinstance(ffn, dict):
-        return _field(ffn, keys)
-    return 0
+def expert_weights(experts: nn.Module) -> tuple[Tensor, Tensor] | None:
+    """``gate_up (E, 2I, H)`` and ``down (E, H, I)`` views of a base experts module's weights,
+    whatever its layout; None when they are not stacked expert tensors.
+
+    Layouts: stacked (``gate_up_proj``/``down_proj``, transposed ones ``(E, H, 2I)``/``(E, I, H)``)
+    and DBRX's flat ``mlp.w1``/``mlp.v1``/``mlp.w2`` ``(E*I, H)`` matrices.
+    """
+    own = dict(experts.named_parameters(recurse=False))
+    gu, down = own.get("gate_up_proj"), own.get("down_proj")
+    if gu is not None and down is not None and gu.dim() == down.dim() == 3:
+        transposed = getattr(experts, "is_transposed", None)
+        if transposed is None:  # undecorated class: is the down projection (E, I, H)?
+            transposed = down.shape[1] * 2 == gu.shape[2] and down.shape[2] == gu.shape[1]
+        return (gu.transpose(1, 2), down.transpose(1, 2)) if transposed else (gu, down)
+    mlp = getattr(experts, "mlp", None)
+    n = getattr(experts, "num_experts", None)
+    if n and all(isinstance(getattr(mlp, w, None), nn.Parameter) for w in ("w1", "v1", "w2")):
+        h = mlp.w1.shape[1]
+        w1, v1, w2 = (getattr(mlp, w).view(n, -1, h) for w in ("w1", "v1", "w2"))
+        return torch.cat([w1, v1], dim=1), w2.transpose(1, 2)
+    return None
 
 
-def _expert_count(cfg: PretrainedConfig) -> int:
-    return _field(cfg, EXPERT_KEYS)
+def stacked(experts: nn.Module) -> bool:
+    """Whether ``experts`` stores every expert in stacked tensors (:func:`expert_weights`)."""
+    return expert_weights(experts) is not None
 
 
-def moe_shape(cfg: PretrainedConfig) -> tuple[int, int]:
-    """``(routed experts per MoE layer, experts per token)`` of any (wrapped, adapted) config;
-    ``(0, 0)`` for a dense model."""
-    cfg = text_config(cfg)
-    e = _expert_count(cfg)
-    return (e, _field(cfg, TOPK_KEYS)) if e else (0, 0)
+def _block_of(layer: nn.Module) -> tuple[str, nn.Module] | None:
+    for name, child in layer.named_children():
+        experts = getattr(child, "experts", None)
+        if isinstance(experts, nn.Module) and (stacked(experts) or hasattr(child, "router")):
+            return name, child
+    return None
 
 
-def _get(cfg: PretrainedConfig, *keys: str, default=None):
-    for k in keys:
-        v = getattr(cfg, k, None)
-        if v is not None:
-            return v
-    return default
+def _describe(lm: nn.Module, model_type: str) -> str:
+    """Why no layer of ``lm`` has a block the generic one can replace (one line)."""
+    path, layers = decoder_layers(lm)
+    for i, layer in enumerate(layers):
+        for name, child in layer.named_children():
+            experts = getattr(child, "experts", None)
+            if isinstance(experts, nn.ModuleList):
+                return (
+                    f"{model_type}: the MoE block at {path}[{i}].{name} has experts as a ModuleList "
+                    "of per-expert MLPs, not stacked expert tensors"
+                )
+            if isinstance(experts, nn.Module):
+                names = ", ".join(n for n, _ in experts.named_parameters()) or "none"
+                return (
+                    f"{model_type}: the experts at {path}[{i}].{name}.experts "
+                    f"({type(experts).__name__}) have no stacked gate_up_proj/down_proj tensors "
+                    f"(parameters: {names})"
+                )
+    return f"{model_type}: no decoder layer under {path} has an MoE block with stacked experts"
 
 
-def declared_rule(cfg: PretrainedConfig, has_bias: bool = False) -> BaseRouting:
-    """The routing rule the config declares (scoring, top-k normalisation, expert groups, scale),
-    with the usual default for each field it leaves out; ``has_bias``: the gate has a selection bias
-    (DeepSeek-V3-style gates score with a sigmoid)."""
-    cfg = text_config(cfg)
-    rule = RULES.get(cfg.model_type)
-    if rule is not None:
-        return rule(cfg)
-    _, k = moe_shape(cfg)
-    scoring = str(_get(cfg, "scoring_func", "expert_selection_fn", default="")).lower()
-    if scoring not in ("softmax", "sigmoid"):
-        scoring = "sigmoid" if has_bias else "softmax"
-    norm = _get(cfg, "norm_topk_prob", "moe_renormalize", "moe_normalize_expert_weights")
-    n_group = int(_get(cfg, "n_group", "num_expert_group", default=1) or 1)
-    topk_group = int(_get(cfg, "topk_group", default=1) or 1)
-    if n_group <= 1 or topk_group >= n_group:
-        n_group, topk_group = 1, 1
-    scale = float(_get(cfg, "routed_scaling_factor", "moe_routed_scaling_factor", default=1.0))
-    return BaseRouting(
-        top_k=k,
-        scoring=scoring,
-        norm_topk=bool(norm) if norm is not None else scoring == "sigmoid",
-        scale=scale,
-        n_group=n_group,
-        topk_group=topk_group,
-        group_score="top2sum" if scoring == "sigmoid" else "max",
-        fp32_logits=scoring == "sigmoid",
+def _split_args(text: str) -> list[str]:
+    """Top-level comma-separated pieces of a call's argument text."""
+    depth, cur, out = 0, "", []
+    for ch in text:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [a.strip() for a in [*out, cur] if a.strip()]
+
+
+def call_site(layer: nn.Module, attr: str) -> tuple[bool, list[str]]:
+    """How the decoder layer's ``forward`` calls its block ``attr``: ``(unpacks a tuple, arguments)``,
+    read from the source (``(False, [])`` when it cannot be read)."""
+    try:
+        src = inspect.getsource(type(layer).forward)
+    except (OSError, TypeError):
+        return False, []
+    m = re.search(rf"^([ \t]*)([^\n=]*?)=\s*self\.{re.escape(attr)}\(", src, re.M)
+    if m is None:
+        return False, []
+    start, depth, i = m.end(), 1, m.end()
+    while i < len(src) and depth:
+        depth += src[i] == "("
+        depth -= src[i] == ")"
+        i += 1
+    return "," in m.group(2), _split_args(src[start : i - 1])
+
+
+def find_spec(lm: PreTrainedModel) -> ArchSpec:
+    """Discover the MoE pieces of ``lm`` (a base causal LM, possibly on the meta device)."""
+    cfg = check_config(lm.config)
+    model_type = cfg.model_type
+    path, layers = decoder_layers(lm)
+    found = [(i, b) for i, layer in enumerate(layers) if (b := _block_of(layer)) is not None]
+    if not found:
+        raise ArchError(_describe(lm, model_type))
+    i, (attr, block) = found[0]
+    where = f"{path}[{i}].{attr}"
+    if type(block).__name__ == "ModalityMoE":
+        raise ArchError(f"{model_type}: {where} is already a modality-aware block")
+    experts = block.experts
+    weights = expert_weights(experts)
+    if weights is None:
+        raise ArchError(_describe(lm, model_type))
+    e, h = weights[1].shape[0], weights[1].shape[1]
+    if getattr(experts, "has_post_expert_norm", False):
+        raise ArchError(f"{model_type}: the experts at {where} apply a norm after each expert")
+    gate = score_bias = logit_bias = shared = shared_gate = None
+    for name, p in block.named_parameters():
+        if name.startswith("experts.") or "shared" in name:
+            continue
+        if tuple(p.shape) == (e, h) and gate is None:
+            gate = name
+    for name, t in [*block.named_parameters(), *block.named_buffers()]:
+        last = name.rsplit(".", 1)[-1]
+        if t.numel() == e and t.shape[-1] == e and not name.startswith("experts."):
+            if last in SELECTION_BIAS:
+                score_bias = name
+            elif gate is not None and name == gate.rsplit(".", 1)[0] + ".bias":
+                logit_bias = name
+    for name, child in block.named_children():
+        if name in ("experts",) or "shared" not in name:
+            continue
+        if isinstance(child, nn.Linear) and child.out_features == 1:
+            shared_gate = name
+        else:
+            shared = name
+    unpacks, args = call_site(layers[i], attr)
+    if len(args) > 1:
+        raise ArchError(
+            f"{model_type}: the decoder layer calls the MoE block at {where} with more than the "
+            f"hidden states ({', '.join(args[1:])})"
+        )
+    if gate is None:
+        raise ArchError(
+            f"{model_type}: the MoE block at {where} has no router weight of one row per expert "
+            f"({e}, {h})"
+        )
+    known = {"experts", shared, shared_gate, (gate or "").split(".", 1)[0]}
+    extra = [
+        f"{name} ({type(child).__name__})"
+        for name, child in block.named_children()
+        if name not in known and any(True for _ in child.parameters())
+    ]
+    if extra:
+        raise ArchError(
+            f"{model_type}: the MoE block at {where} has parts the generic block lacks: "
+            + ", ".join(extra)
+        )
+    spec = ArchSpec(
+        model_type=model_type,
+        layers=path,
+        block=attr,
+        gate=gate,
+        shared=shared,
+        shared_gate=shared_gate,
+        score_bias=score_bias,
+        logit_bias=logit_bias,
+        tuple_output=unpacks,
     )
+    return ArchSpec(**{**spec.__dict__, "routing": declared_rule(cfg, score_bias is not None)})
 
 
-def candidate_rules(cfg: PretrainedConfig, has_bias: bool) -> Iterator[BaseRouting]:
-    """The declared rule first, then its variants (other scoring, normalisation, scale, grouping),
-    for :mod:`most.moe.probe` to try against the base block when the declared one does not match."""
-    first = declared_rule(cfg, has_bias)
-    yield first
-    seen = {first}
-    for scoring in (first.scoring, "softmax" if first.scoring == "sigmoid" else "sigmoid"):
-        for norm in (first.norm_topk, not first.norm_topk):
-            for scale in dict.fromkeys((first.scale, 1.0)):
-                groups = [(first.n_group, first.topk_group, first.group_score)]
-                if first.n_group > 1:
-                    other = "max" if first.group_score == "top2sum" else "top2sum"
-                    groups += [(first.n_group, first.topk_group, other), (1, 1, "max")]
-                for n_group, topk_group, group_score in groups:
-                    rule = replace(
-                        first,
-                        scoring=scoring,
-                        norm_topk=norm,
-                        scale=scale,
-                        n_group=n_group,
-                        topk_group=topk_group,
-                        group_score=group_score,
-                    )
-                    if rule not in seen:
-                        seen.add(rule)
-                        yield rule
+def moe_layers(lm: nn.Module, spec: ArchSpec) -> list[tuple[int, nn.Module]]:
+    """``(layer index, decoder layer)`` for each layer whose block is a (base or adapted) MoE."""
+    found = []
+    for i, layer in enumerate(get_path(lm, spec.layers)):
+        block = getattr(layer, spec.block, None)
+        if block is not None and isinstance(getattr(block, "experts", None), nn.Module):
+            found.append((i, layer))
+    if not found:
+        raise ArchError(f"no MoE layers found at {spec.layers}[*].{spec.block}")
+    return found
 
 
-def _softmax_topk(cfg: PretrainedConfig) -> BaseRouting:
-    return BaseRouting(top_k=cfg.num_experts_per_tok, norm_topk=bool(cfg.norm_topk_prob))
+def build_lm(cfg: PretrainedConfig) -> PreTrainedModel:
+    """The base causal LM of ``cfg`` (a base LM config: see :func:`text_config`),
+    built on the current default device with random weights."""
+    cls = MODEL_FOR_CAUSAL_LM_MAPPING.get(type(cfg), None)
+    if cls is None:
+        raise ArchError(f"{cfg.model_type}: transformers has no causal-LM class for this config")
+    return cls(cfg)
 
 
-def _mixtral(cfg: PretrainedConfig) -> BaseRouting:
-    # Mixtral's optional training-time input jitter (router_jitter_noise, 0 in released configs)
-    # is not reproduced.
-    return BaseRouting(top_k=cfg.num_experts_per_tok, norm_topk=True)
+def spec_for(cfg: PretrainedConfig) -> ArchSpec:
+    """Discover the MoE pieces of the model ``cfg`` describes, on the meta device (no weights, any
+    size); one-line :class:`ArchError` for dense models and blocks the generic one cannot take."""
+    inner = check_config(cfg)
+    with torch.device("meta"):
+        lm = build_lm(inner)
+    return find_spec(lm)
 
 
-def _deepseek_v2(cfg: PretrainedConfig) -> BaseRouting:
-    limited = cfg.topk_method == "group_limited_greedy"
-    return BaseRouting(
-        top_k=cfg.num_experts_per_tok,
-        scale=cfg.routed_scaling_factor,
-        n_group=cfg.n_group if limited else 1,
-        topk_group=cfg.topk_group if limited else 1,
-        fp32_logits=True,
-    )
-
-
-def _deepseek_v3(cfg: PretrainedConfig) -> BaseRouting:
-    return BaseRouting(
-        top_k=cfg.num_experts_per_tok,
-        scoring="sigmoid",
-        norm_topk=bool(cfg.norm_topk_prob),
-        scale=cfg.routed_scaling_factor,
-        n_group=cfg.n_group,
-        topk_group=cfg.topk_group,
-        group_score="top2sum",
-        fp32_logits=True,
-    )
-
-
-#: Routing rules read from the gate code of these architectures (the probe still checks them).
-RULES: dict[str, Callable[[PretrainedConfig], BaseRouting]] = {
-    "qwen3_moe": _softmax_topk,
-    "qwen2_moe": _softmax_topk,
-    "olmoe": _softmax_topk,
-    "mixtral": _mixtral,
-    "deepseek_v2": _deepseek_v2,
-    "deepseek_v3": _deepseek_v3,
-}
-
-#: MoE causal-LM types whose block the generic one cannot reproduce, and what it lacks.
-REFUSED: dict[str, str] = {}
-
-
-def check_config(cfg: PretrainedConfig) -> PretrainedConfig:
-    """The base LM config of ``cfg`` if it is an MoE model that may be adapted; else one-line
-    :class:`ArchError`."""
-    inner = text_config(cfg)
-    model_type = getattr(inner, "model_type", None)
-    if model_type in REFUSED:
-        raise ArchError(f"{model_type}: {REFUSED[model_type]}")
-    e, k = moe_shape(inner)
-    if not e:
-        raise ArchError(f"{model_type!r} is not a Mixture-of-Experts model; `most adapt` needs one")
-    if not k:
-        raise ArchError(f"{model_type}: its config names no experts-per-token field {TOPK_KEYS}")
-    return inner
-
-
-def spec_for(cfg: PretrainedConfig):
-    """:func:`most.moe.discover.spec_for` (the structure of the model ``cfg`` describes)."""
-    from most.moe.discover import spec_for as discover
-
-    return discover(cfg)
+__all__ = [
+    "ArchError",
+    "ArchSpec",
+    "build_lm",
+    "expert_weights",
+    "find_spec",
+    "get_path",
+    "moe_layers",
+    "moe_shape",
+    "spec_for",
+    "text_config",
+]

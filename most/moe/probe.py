@@ -15,9 +15,9 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from most.moe.arch import ArchError
 from most.moe.block import ModalityMoE
 from most.moe.router import BaseRouting
+from most.moe.rules import ArchError
 
 PROBE_TOKENS = 32
 #: Largest relative error (to the base output's largest entry) accepted as "the same block".

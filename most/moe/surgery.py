@@ -24,13 +24,13 @@ from transformers import PretrainedConfig
 from transformers.activations import ACT2FN
 from transformers.integrations import moe as hf_moe
 
-from most.moe.arch import ArchError, candidate_rules
+from most.moe.arch import ArchSpec, expert_weights, get_path, moe_layers
 from most.moe.block import ModalityMoE, RoutingState
 from most.moe.config import ExpertsConfig
-from most.moe.discover import ArchSpec, get_path, moe_layers
 from most.moe.experts import GroupedExperts, SharedExpert
 from most.moe.probe import fit_routing
 from most.moe.router import BaseRouting, ModalityRouter
+from most.moe.rules import ArchError, candidate_rules
 
 
 def group_size(n_experts: int, n_groups: int, init: str) -> int:
@@ -50,22 +50,13 @@ def view_routing(base: BaseRouting, view_size: int) -> BaseRouting:
     return base
 
 
-def expert_weights(experts: nn.Module) -> tuple[Tensor, Tensor]:
-    """``gate_up (E, 2I, H)`` and ``down (E, H, I)`` views of a base experts module, whatever its
-    layout (transposed ones store ``(E, H, 2I)`` / ``(E, I, H)``)."""
-    gu, down = experts.gate_up_proj, experts.down_proj
-    transposed = getattr(experts, "is_transposed", None)
-    if transposed is None:  # undecorated class: the down projection's last dim is I < H or not
-        transposed = gu.shape[1] == down.shape[2] * 2 and down.shape[1] != gu.shape[2]
-    if transposed:
-        return gu.transpose(1, 2), down.transpose(1, 2)
-    return gu, down
-
-
 def _activation(experts: nn.Module, cfg: PretrainedConfig) -> tuple[nn.Module, object]:
     """``(act, glu)``: the base experts' activation and, when they gate their own way, their gating
     function bound to a copy of the scalar settings it reads (gpt-oss: alpha, limit)."""
-    act = getattr(experts, "act_fn", None) or ACT2FN[getattr(cfg, "hidden_act", "silu")]
+    act = getattr(experts, "act_fn", None) or getattr(
+        getattr(experts, "mlp", None), "activation_fn", None
+    )
+    act = act or ACT2FN[getattr(cfg, "hidden_act", "silu")]
     own = getattr(type(experts), "_apply_gate", None)
     if own is None or own is getattr(hf_moe, "_default_apply_gate", None):
         return act, None
@@ -101,8 +92,8 @@ def convert(
         eg = group_size(e, n_groups, experts.init)
         view = n_groups * eg if experts.router == "topk" else eg
         gate = get_path(old, spec.gate)
-        score_bias = get_path(old, spec.score_bias) if spec.score_bias else None
-        logit_bias = get_path(old, spec.logit_bias) if spec.logit_bias else None
+        score_bias = get_path(old, spec.score_bias).reshape(-1) if spec.score_bias else None
+        logit_bias = get_path(old, spec.logit_bias).reshape(-1) if spec.logit_bias else None
         has_bias = getattr(old_experts, "gate_up_proj_bias", None) is not None
         act, glu = _activation(old_experts, cfg)
         with torch.device(down.device):

@@ -13,7 +13,7 @@ from transformers import PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-from most.moe.arch import EXPERT_KEYS, TOPK_KEYS, moe_shape
+from most.moe.rules import EXPERT_KEYS, TOPK_KEYS, moe_shape
 
 TINY_VOCAB = 64
 
@@ -51,14 +51,56 @@ SIZES: dict[str, object] = dict(
 )
 
 #: What a type needs beyond :data:`SIZES` (merged into the LM config's keyword arguments).
+HYBRID = dict(layer_types=["linear_attention", "full_attention"])
+QWEN_LINEAR = dict(
+    **HYBRID,
+    linear_key_head_dim=8,
+    linear_value_head_dim=8,
+    linear_num_key_heads=2,
+    linear_num_value_heads=4,
+)
+
+QWEN4 = dict(
+    **QWEN_LINEAR,
+    indexer_n_heads=2,
+    indexer_kv_heads=1,
+    indexer_head_dim=8,
+    indexer_budget=8,
+    indexer_compress_ratio=4,
+)
+
 OVERRIDES: dict[str, dict[str, object]] = {
     "zaya": dict(num_experts_per_tok=1),
+    "qwen3_next": QWEN_LINEAR,
+    "qwen3_5_moe": QWEN_LINEAR,
+    "qwen3_5_moe_text": QWEN_LINEAR,
+    "qwen4_exp": QWEN4,
+    "qwen4_exp_text": QWEN4,
+    "kimi_linear": dict(
+        **HYBRID, mlp_layer_types=["sparse", "sparse"], linear_head_dim=8, linear_num_heads=4
+    ),
+    "bailing_hybrid": HYBRID,
+    "jamba": dict(
+        attn_layer_period=2,
+        attn_layer_offset=1,
+        expert_layer_period=1,
+        expert_layer_offset=0,
+        use_mamba_kernels=False,
+    ),
+    "lfm2_moe": dict(num_dense_layers=0, layer_types=["conv", "full_attention"]),
+    "granitemoehybrid": dict(mamba_n_heads=4, mamba_d_head=16, **HYBRID),
+    "mimo_v2_flash": dict(mlp_layer_types=["sparse", "sparse"], num_key_value_heads=2),
+    "dots3_note": dict(
+        outer=dict(vision_config=dict(adapter_out_dim=32), audio_config=dict(adapter_out_dim=32))
+    ),
+    "inkling2_text": dict(unpadded_vocab_size=TINY_VOCAB),
+    "inkling2_loop_text": dict(unpadded_vocab_size=TINY_VOCAB),
     "dbrx": dict(
         d_model=32,
         n_heads=4,
         n_layers=2,
         max_seq_len=128,
-        attn_config=dict(kv_n_heads=4, rope_theta=10000.0),
+        attn_config=dict(kv_n_heads=4, rope_theta=10000.0, clip_qkv=8.0),
         ffn_config=dict(moe_num_experts=8, moe_top_k=2, ffn_hidden_size=16, hidden_size=32),
     ),
 }
@@ -82,19 +124,19 @@ def tiny_config(model_type: str) -> PretrainedConfig:
     """A tiny config of ``model_type``'s own class (a wrapper's sizes go into its text config)."""
     cls = CONFIG_MAPPING[model_type]
     defaults = cls().to_dict()
-    extra = OVERRIDES.get(model_type, {})
+    extra = dict(OVERRIDES.get(model_type, {}))
+    outer = extra.pop("outer", {})
     sub = defaults.get("text_config")
     if isinstance(sub, dict):
         inner = {k: v for k, v in SIZES.items() if k in sub}
-        return cls(text_config={"model_type": sub.get("model_type"), **inner, **extra})
-    return cls(**{k: v for k, v in SIZES.items() if k in defaults}, **extra)
+        return cls(text_config={"model_type": sub.get("model_type"), **inner, **extra}, **outer)
+    return cls(**{**{k: v for k, v in SIZES.items() if k in defaults}, **extra})
 
 
 def tiny_base(model_type: str, seed: int = 0):
     """A random tiny base causal LM of ``model_type`` (fp32, eval mode), with non-zero selection
     biases so that copying them is tested."""
-    from most.moe.arch import text_config
-    from most.moe.discover import build_lm
+    from most.moe.arch import build_lm, text_config
 
     torch.manual_seed(seed)
     lm = build_lm(text_config(tiny_config(model_type)))
