@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from transformers.activations import ACT2FN
 
 
 def grouped_mm(x: Tensor, w: Tensor, offs: Tensor) -> Tensor:
@@ -34,6 +33,14 @@ def grouped_mm(x: Tensor, w: Tensor, offs: Tensor) -> Tensor:
         out[start:end] = x[start:end] @ w[i]
         start = end
     return out
+
+
+def _activation(name: str) -> nn.Module:
+    # Imported here: importing transformers registers the adapted model (most/__init__.py), which
+    # imports this package; a module-level import would do that while most.moe.block is half-built.
+    from transformers.activations import ACT2FN
+
+    return ACT2FN[name]
 
 
 def _zero(t: Tensor, rows: Tensor | None) -> Tensor:
@@ -69,7 +76,7 @@ class GroupedExperts(nn.Module):
             self.down_proj_bias = nn.Parameter(torch.zeros(num_experts, hidden_size))
         else:
             self.gate_up_proj_bias = self.down_proj_bias = None
-        self.act_fn = ACT2FN[act] if isinstance(act, str) else act
+        self.act_fn = _activation(act) if isinstance(act, str) else act
         self.glu = glu
 
     def _gate(self, h: Tensor, rows: Tensor) -> Tensor:
@@ -193,7 +200,7 @@ class SharedExpert(nn.Module):
         super().__init__()
         self.gate_up_proj = nn.Parameter(torch.empty(2 * intermediate_size, hidden_size))
         self.down_proj = nn.Parameter(torch.empty(hidden_size, intermediate_size))
-        self.act_fn = ACT2FN[act]
+        self.act_fn = _activation(act)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x (N, H)`` -> ``(N, H)``."""

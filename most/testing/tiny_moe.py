@@ -120,11 +120,12 @@ def moe_model_types() -> list[str]:
     return found
 
 
-def tiny_config(model_type: str) -> PretrainedConfig:
-    """A tiny config of ``model_type``'s own class (a wrapper's sizes go into its text config)."""
+def tiny_config(model_type: str, **changes) -> PretrainedConfig:
+    """A tiny config of ``model_type``'s own class (a wrapper's sizes go into its text config);
+    ``changes`` override the LM config's fields."""
     cls = CONFIG_MAPPING[model_type]
     defaults = cls().to_dict()
-    extra = dict(OVERRIDES.get(model_type, {}))
+    extra = {**OVERRIDES.get(model_type, {}), **changes}
     outer = extra.pop("outer", {})
     sub = defaults.get("text_config")
     if isinstance(sub, dict):
@@ -133,13 +134,13 @@ def tiny_config(model_type: str) -> PretrainedConfig:
     return cls(**{**{k: v for k, v in SIZES.items() if k in defaults}, **extra})
 
 
-def tiny_base(model_type: str, seed: int = 0):
-    """A random tiny base causal LM of ``model_type`` (fp32, eval mode), with non-zero selection
-    biases so that copying them is tested."""
+def tiny_base(model_type: str, seed: int = 0, **changes):
+    """A random tiny base causal LM of ``model_type`` (fp32, eval mode; ``changes`` to its config),
+    with non-zero selection biases so that copying them is tested."""
     from most.moe.arch import build_lm, text_config
 
     torch.manual_seed(seed)
-    lm = build_lm(text_config(tiny_config(model_type)))
+    lm = build_lm(text_config(tiny_config(model_type, **changes)))
     with torch.no_grad():
         for name, t in [*lm.named_buffers(), *lm.named_parameters()]:
             if name.rsplit(".", 1)[-1] in ("e_score_correction_bias", "expert_bias"):
