@@ -72,18 +72,21 @@ def decoder_layers(lm: nn.Module) -> tuple[str, nn.ModuleList]:
 
 
 def expert_weights(experts: nn.Module) -> tuple[Tensor, Tensor] | None:
-    """``gate_up (E, 2I, H)`` and ``down (E, H, I)`` views of a base experts module's weights,
-    whatever its layout; None when they are not stacked expert tensors.
+    """``gate_up (E, 2I, H)`` (``up (E, I, H)`` for ungated experts) and ``down (E, H, I)`` views of
+    a base experts module's weights, whatever its layout; None when they are not stacked tensors.
 
     Layouts: stacked (``gate_up_proj``/``down_proj``, transposed ones ``(E, H, 2I)``/``(E, I, H)``)
     and DBRX's flat ``mlp.w1``/``mlp.v1``/``mlp.w2`` ``(E*I, H)`` matrices.
     """
     own = dict(experts.named_parameters(recurse=False))
-    gu, down = own.get("gate_up_proj"), own.get("down_proj")
+    gu, down = own.get("gate_up_proj", own.get("up_proj")), own.get("down_proj")
     if gu is not None and down is not None and gu.dim() == down.dim() == 3:
         transposed = getattr(experts, "is_transposed", None)
         if transposed is None:  # undecorated class: is the down projection (E, I, H)?
-            transposed = down.shape[1] * 2 == gu.shape[2] and down.shape[2] == gu.shape[1]
+            transposed = down.shape[2] == gu.shape[1] and down.shape[1] in (
+                gu.shape[2],
+                gu.shape[2] // 2,
+            )
         return (gu.transpose(1, 2), down.transpose(1, 2)) if transposed else (gu, down)
     mlp = getattr(experts, "mlp", None)
     n = getattr(experts, "num_experts", None)
@@ -144,20 +147,22 @@ def _split_args(text: str) -> list[str]:
 
 def call_site(layer: nn.Module, attr: str) -> tuple[bool, list[str]]:
     """How the decoder layer's ``forward`` calls its block ``attr``: ``(unpacks a tuple, arguments)``,
-    read from the source (``(False, [])`` when it cannot be read)."""
+    read from the source (``(False, [])`` when it cannot be read); of several calls, the one with
+    the fewest arguments."""
     try:
         src = inspect.getsource(type(layer).forward)
     except (OSError, TypeError):
         return False, []
-    m = re.search(rf"^([ \t]*)([^\n=]*?)=\s*self\.{re.escape(attr)}\(", src, re.M)
-    if m is None:
-        return False, []
-    start, depth, i = m.end(), 1, m.end()
-    while i < len(src) and depth:
-        depth += src[i] == "("
-        depth -= src[i] == ")"
-        i += 1
-    return "," in m.group(2), _split_args(src[start : i - 1])
+    sites = []
+    for m in re.finditer(rf"^([ \t]*)([^\n=]*?)=\s*self\.{re.escape(attr)}\(", src, re.M):
+        start, depth, i = m.end(), 1, m.end()
+        while i < len(src) and depth:
+            depth += src[i] == "("
+            depth -= src[i] == ")"
+            i += 1
+        sites.append(("," in m.group(2), _split_args(src[start : i - 1])))
+    # Hybrid layers call a differently typed block per layer: the MoE one gets the hidden states.
+    return min(sites, key=lambda site: len(site[1]), default=(False, []))
 
 
 def find_spec(lm: PreTrainedModel) -> ArchSpec:

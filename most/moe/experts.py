@@ -54,6 +54,8 @@ class GroupedExperts(nn.Module):
     ``act``: activation name or module; ``glu``: the base's own gating of the ``(S, 2I)`` gate/up
     activations (gpt-oss: interleaved, clamped, its own activation) in place of ``act(gate) * up``;
     ``bias``: per-expert biases ``gate_up_proj_bias (E, 2I)`` and ``down_proj_bias (E, H)``.
+    ``gated=False``: plain MLP experts ``act(up(x))`` (Nemotron-H), whose input projection is
+    ``up_proj (E, I, H)`` (bias ``up_proj_bias``) instead of ``gate_up_proj``.
     """
 
     def __init__(
@@ -64,27 +66,36 @@ class GroupedExperts(nn.Module):
         act: str | nn.Module = "silu",
         bias: bool = False,
         glu: Callable[[Tensor], Tensor] | None = None,
+        gated: bool = True,
     ) -> None:
         super().__init__()
-        self.num_experts = num_experts
-        self.gate_up_proj = nn.Parameter(
-            torch.empty(num_experts, 2 * intermediate_size, hidden_size)
+        self.num_experts, self.gated = num_experts, gated
+        self.in_name = "gate_up_proj" if gated else "up_proj"
+        width = 2 * intermediate_size if gated else intermediate_size
+        self.register_parameter(
+            self.in_name, nn.Parameter(torch.empty(num_experts, width, hidden_size))
         )
         self.down_proj = nn.Parameter(torch.empty(num_experts, hidden_size, intermediate_size))
-        if bias:
-            self.gate_up_proj_bias = nn.Parameter(torch.zeros(num_experts, 2 * intermediate_size))
-            self.down_proj_bias = nn.Parameter(torch.zeros(num_experts, hidden_size))
-        else:
-            self.gate_up_proj_bias = self.down_proj_bias = None
+        in_bias = nn.Parameter(torch.zeros(num_experts, width)) if bias else None
+        self.register_parameter(self.in_name + "_bias", in_bias)
+        self.down_proj_bias = nn.Parameter(torch.zeros(num_experts, hidden_size)) if bias else None
         self.act_fn = _activation(act) if isinstance(act, str) else act
         self.glu = glu
 
+    @property
+    def in_proj(self) -> nn.Parameter:
+        """The input projection: ``gate_up_proj (E, 2I, H)``, or ``up_proj (E, I, H)`` ungated."""
+        return getattr(self, self.in_name)
+
     def _gate(self, h: Tensor, rows: Tensor) -> Tensor:
         """``(S, 2I)`` gate/up activations of rows served by experts ``rows (S,)`` -> ``(S, I)``."""
-        if self.gate_up_proj_bias is not None:
-            h = h + self.gate_up_proj_bias.index_select(0, rows).to(h.dtype)
+        bias = getattr(self, self.in_name + "_bias")
+        if bias is not None:
+            h = h + bias.index_select(0, rows).to(h.dtype)
         if self.glu is not None:
             return self.glu(h)
+        if not self.gated:
+            return self.act_fn(h)
         gate, up = h.chunk(2, dim=-1)
         return self.act_fn(gate) * up
 
@@ -117,7 +128,7 @@ class GroupedExperts(nn.Module):
         # NaN) reaches neither the output nor any gradient, the routing weights' included (a NaN
         # there times the zero weight of an unused Top-P slot is still NaN).
         rows = ids.clamp(max=self.num_experts - 1)
-        h = grouped_mm(_zero(xs, skip), self.gate_up_proj.transpose(1, 2), offs)  # (N*K, 2I)
+        h = grouped_mm(_zero(xs, skip), self.in_proj.transpose(1, 2), offs)  # (N*K, 2I)
         # Routing weights scale the (N*K, I) activations rather than the (N*K, H) outputs: the same
         # result (the down projection is linear) for a cheaper multiply, as I < H in MoE layers.
         w = weight.reshape(-1)[perm].unsqueeze(-1).to(h.dtype)
@@ -166,7 +177,7 @@ class GroupedExperts(nn.Module):
         offs = padded.cumsum(0).to(torch.int32)
         rid = torch.repeat_interleave(torch.arange(e, device=x.device), padded, output_size=rows)
         w = w.unsqueeze(-1).to(dtype)
-        h = grouped_mm(xs, self.gate_up_proj.to(dtype).transpose(1, 2), offs)
+        h = grouped_mm(xs, self.in_proj.to(dtype).transpose(1, 2), offs)
         h = self._gate(h, rid) * w
         h = self._down_bias(grouped_mm(h, self.down_proj.to(dtype).transpose(1, 2), offs), rid, w)
         # Back to (token, slot) order; a skipped slot reads the appended zero row.

@@ -94,7 +94,9 @@ def convert(
         gate = get_path(old, spec.gate)
         score_bias = get_path(old, spec.score_bias).reshape(-1) if spec.score_bias else None
         logit_bias = get_path(old, spec.logit_bias).reshape(-1) if spec.logit_bias else None
-        has_bias = getattr(old_experts, "gate_up_proj_bias", None) is not None
+        gated = gu.shape[1] == 2 * inter
+        in_name = "gate_up_proj" if gated else "up_proj"
+        has_bias = getattr(old_experts, in_name + "_bias", None) is not None
         act, glu = _activation(old_experts, cfg)
         with torch.device(down.device):
             router = ModalityRouter(
@@ -109,7 +111,9 @@ def convert(
                 has_bias=score_bias is not None,
                 has_logit_bias=logit_bias is not None,
             )
-            new_experts = GroupedExperts(n_groups * eg, h, inter, act, bias=has_bias, glu=glu)
+            new_experts = GroupedExperts(
+                n_groups * eg, h, inter, act, bias=has_bias, glu=glu, gated=gated
+            )
         router.to(down.dtype)
         new_experts.to(down.dtype)
         with torch.no_grad():
@@ -118,10 +122,11 @@ def convert(
                 src = torch.arange(e, device=down.device)
                 if experts.init == "upcycle":
                     src = src.repeat(n_groups)
-                new_experts.gate_up_proj.copy_(gu[src])
+                new_experts.in_proj.copy_(gu[src])
                 new_experts.down_proj.copy_(down[src])
                 if has_bias:
-                    new_experts.gate_up_proj_bias.copy_(old_experts.gate_up_proj_bias[src])
+                    bias = getattr(new_experts, in_name + "_bias")
+                    bias.copy_(getattr(old_experts, in_name + "_bias")[src])
                     new_experts.down_proj_bias.copy_(old_experts.down_proj_bias[src])
                 router.weight[: router.num_experts].copy_(gate[src])
                 router.weight[router.num_experts :].zero_()
@@ -131,7 +136,7 @@ def convert(
                     router.logit_bias.copy_(logit_bias[src])
             else:
                 std = getattr(cfg, "initializer_range", 0.02)
-                for p in (new_experts.gate_up_proj, new_experts.down_proj, router.weight):
+                for p in (new_experts.in_proj, new_experts.down_proj, router.weight):
                     p.normal_(0.0, std)
         shared = get_path(old, spec.shared) if spec.shared and experts.shared_experts else None
         shared_gate = (
@@ -143,6 +148,8 @@ def convert(
                     f"experts.add_shared: {spec.model_type} has shared experts of its own "
                     "(shared_experts=true keeps them)"
                 )
+            if not gated:
+                raise ArchError(f"experts.add_shared: {spec.model_type}'s experts are not gated")
             shared = _new_shared(gu, h, inter, cfg, copy_weights)
         block = ModalityMoE(
             router, new_experts, state, idx, shared, shared_gate, tuple_output=spec.tuple_output
