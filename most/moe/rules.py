@@ -205,6 +205,10 @@ REFUSED: dict[str, str] = {
     "no top-k rule over one score vector reproduces it",
 }
 REFUSED["llama4_text"] = REFUSED["llama4"]
+REFUSED["doge"] = (
+    "its CDMoE keeps single-vector experts in embeddings (up_embed/down_embed) picked by "
+    "product-key routing; there are no stacked MLP experts to group"
+)
 REFUSED["jetmoe"] = (
     "its MoE MLP keeps experts as JetMoeParallelExperts (input_linear/output_linear with a shared "
     "output bias) and its attention is a mixture of experts too; no stacked gate_up_proj/down_proj"

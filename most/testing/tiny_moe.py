@@ -88,6 +88,9 @@ OVERRIDES: dict[str, dict[str, object]] = {
         use_mamba_kernels=False,
     ),
     "lfm2_moe": dict(num_dense_layers=0, layer_types=["conv", "full_attention"]),
+    "beam": dict(mlp_layer_types=["sparse", "sparse"]),
+    "flint": dict(decoder_sparse_step=1, mlp_only_layers=[]),
+    "doge": dict(is_moe=True),
     "granitemoehybrid": dict(mamba_n_heads=4, mamba_d_head=16, **HYBRID),
     "mimo_v2_flash": dict(mlp_layer_types=["sparse", "sparse"], num_key_value_heads=2),
     "dots3_note": dict(

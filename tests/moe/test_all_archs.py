@@ -18,10 +18,8 @@ TYPES = moe_model_types()
 #: Types refused, with the words their one-line reason must contain.
 REFUSED = {
     "axk1": "parts the generic block lacks: post_mlp_layernorm",
-    "beam": "no decoder layer",
     "deepseek_v4": "with more than the hidden states",
-    "doge": "no decoder layer",
-    "flint": "no decoder layer",
+    "doge": "CDMoE keeps single-vector experts",
     "inkling_text": "no router weight of one row per expert",
     "jetmoe": "no stacked gate_up_proj/down_proj",
     "kolibri1": "adds the selection bias to the raw logits",
