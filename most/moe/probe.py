@@ -23,6 +23,8 @@ PROBE_TOKENS = 32
 #: Largest relative error (to the base output's largest entry) accepted as "the same block".
 TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-8}
 LOW_PRECISION_TOLERANCE = 2e-2
+#: Share of probe tokens allowed past the tolerance (expert choices flipped by rounding).
+MAY_DIFFER = 1 / 8
 
 
 def _output(block: nn.Module, x: Tensor, **kw) -> Tensor:
@@ -62,7 +64,11 @@ def fit_routing(
             router.kind = probe_kind
             for rule in candidates:
                 router.base = view_routing(rule, view)
-                err = float((_output(new, x, modality=modality).float() - ref).abs().max() / scale)
+                diff = (_output(new, x, modality=modality).float() - ref).abs()
+                per_token = diff.amax(-1).flatten() / scale
+                # A low-precision near-tie may flip one token's choice of expert; a wrong rule
+                # changes nearly every token.
+                err = float(per_token.quantile(1 - MAY_DIFFER))
                 if err <= tol:
                     return rule
                 best = min(best, err)
@@ -72,6 +78,6 @@ def fit_routing(
         new.train(modes[1])
     raise ArchError(
         f"no routing rule read from the config reproduces the MoE block at {where} "
-        f"(best relative error {best:.1e}): its gate or block computes something the generic "
+        f"(relative error {best:.1e} on 7/8 of the probe tokens): its gate or block computes something the generic "
         "block does not"
     )
