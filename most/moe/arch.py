@@ -16,13 +16,15 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
-from transformers import PretrainedConfig, PreTrainedModel
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from most.moe.router import BaseRouting
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
 from most.moe.rules import ArchError, check_config, declared_rule, moe_shape, text_config
 
 #: Names of a router's selection-only bias (added to the scores that choose experts).
@@ -255,6 +257,10 @@ def moe_layers(lm: nn.Module, spec: ArchSpec) -> list[tuple[int, nn.Module]]:
 def build_lm(cfg: PretrainedConfig) -> PreTrainedModel:
     """The base causal LM of ``cfg`` (a base LM config: see :func:`text_config`),
     built on the current default device with random weights."""
+    # Imported here: importing transformers registers the adapted model (most/__init__.py), whose
+    # module imports this one.
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
     cls = MODEL_FOR_CAUSAL_LM_MAPPING.get(type(cfg), None)
     if cls is None:
         raise ArchError(f"{cfg.model_type}: transformers has no causal-LM class for this config")

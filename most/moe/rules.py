@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-
-from transformers import PretrainedConfig
+from typing import TYPE_CHECKING
 
 from most.moe.router import BaseRouting
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 
 class ArchError(ValueError):

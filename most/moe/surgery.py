@@ -17,12 +17,10 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import partial
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
-from transformers import PretrainedConfig
-from transformers.activations import ACT2FN
-from transformers.integrations import moe as hf_moe
 
 from most.moe.arch import ArchSpec, expert_weights, get_path, moe_layers
 from most.moe.block import ModalityMoE, RoutingState
@@ -30,6 +28,9 @@ from most.moe.config import ExpertsConfig
 from most.moe.experts import GroupedExperts, SharedExpert
 from most.moe.probe import fit_routing
 from most.moe.router import BaseRouting, ModalityRouter
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 from most.moe.rules import ArchError, candidate_rules
 
 
@@ -53,6 +54,10 @@ def view_routing(base: BaseRouting, view_size: int) -> BaseRouting:
 def _activation(experts: nn.Module, cfg: PretrainedConfig) -> tuple[nn.Module, object]:
     """``(act, glu)``: the base experts' activation and, when they gate their own way, their gating
     function bound to a copy of the scalar settings it reads (gpt-oss: alpha, limit)."""
+    # Imported here, as in most.moe.arch (importing transformers registers the adapted model).
+    from transformers.activations import ACT2FN
+    from transformers.integrations import moe as hf_moe
+
     act = getattr(experts, "act_fn", None) or getattr(
         getattr(experts, "mlp", None), "activation_fn", None
     )
