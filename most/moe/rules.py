@@ -207,6 +207,14 @@ REFUSED: dict[str, str] = {
     "no top-k rule over one score vector reproduces it",
 }
 REFUSED["llama4_text"] = REFUSED["llama4"]
+REFUSED["longcat_flash"] = (
+    "its router also scores zero_expert_num identity ('zero') experts beside the routed ones (a "
+    "router weight of E + zero rows); identity experts have no weights to group by modality"
+)
+REFUSED["inkling_text"] = (
+    "its router scores the shared experts as a sink beside the routed ones (shared_expert_sink: a "
+    "router weight of E + shared rows); the generic router scores routed experts only"
+)
 REFUSED["doge"] = (
     "its CDMoE keeps single-vector experts in embeddings (up_embed/down_embed) picked by "
     "product-key routing; there are no stacked MLP experts to group"
