@@ -31,7 +31,6 @@ from typing import Literal
 
 import torch
 from transformers import PreTrainedConfig
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 from transformers.tokenization_utils_base import AddedToken
 
 from most.layout import (
@@ -41,7 +40,15 @@ from most.layout import (
     TokenLayout,
 )
 from most.modeling import MostConfig
-from most.moe.arch import moe_layers, spec_for
+from most.moe.arch import (
+    build_lm,
+    expert_weights,
+    find_spec,
+    get_path,
+    moe_layers,
+    moe_shape,
+    text_config,
+)
 from most.moe.block import RoutingState
 from most.moe.config import ExpertsConfig
 from most.moe.surgery import convert, group_size
@@ -110,6 +117,9 @@ def extend_vocab(lm: torch.nn.Module, new_size: int, noise: float, seed: int) ->
     """Grow input embeddings and (untied) LM head to ``new_size`` rows; see the module docstring."""
     old = lm.get_input_embeddings().weight.shape[0]
     lm.resize_token_embeddings(new_size, mean_resizing=False)
+    if getattr(lm.config, "unpadded_vocab_size", None) is not None:
+        # LM heads sized by their own field (Inkling-2) are rebuilt from it on reload.
+        lm.config.unpadded_vocab_size = new_size
     gen = torch.Generator().manual_seed(seed)
     heads = [lm.get_input_embeddings().weight]
     out = lm.get_output_embeddings()
@@ -151,24 +161,29 @@ def adapted_config(cfg: PreTrainedConfig, layout: TokenLayout, experts: ExpertsC
 def plan(
     cfg: PreTrainedConfig, experts: ExpertsConfig, n_groups: int = 2, vocab_size: int | None = None
 ) -> dict:
-    """What adapt would build, computed on the ``meta`` device (no weights, any model size)."""
-    spec = spec_for(cfg)
+    """What adapt would build, computed on the ``meta`` device (no weights, any model size).
+
+    ``cfg``: the base config, a wrapper around it (``text_config``) or an adapted model's config.
+    """
+    cfg = text_config(cfg)
     with torch.device("meta"):
-        lm = MODEL_FOR_CAUSAL_LM_MAPPING[type(cfg)](cfg)
+        lm = build_lm(cfg)
+    spec = find_spec(lm)
     before = sum(p.numel() for p in lm.parameters())
     layers = moe_layers(lm, spec)
-    e = getattr(layers[0][1], spec.block).experts.down_proj.shape[0]
+    _, down = expert_weights(get_path(getattr(layers[0][1], spec.block), spec.experts))
+    e = down.shape[0]
     eg = group_size(e, n_groups, experts.init)
     convert(lm, spec, experts, n_groups, RoutingState(), copy_weights=False)
     after = sum(p.numel() for p in lm.parameters())
-    tied = bool(cfg.tie_word_embeddings)
+    tied = bool(getattr(cfg, "tie_word_embeddings", False))
     added_rows = 0 if vocab_size is None else vocab_size - cfg.vocab_size
     vocab_params = added_rows * cfg.hidden_size * (1 if tied else 2)
     return {
         "model_type": cfg.model_type,
         "moe_layers": [i for i, _ in layers],
         "experts_per_layer": {"before": e, "after": n_groups * eg, "group_size": eg},
-        "top_k": spec.routing(cfg).top_k,
+        "top_k": moe_shape(cfg)[1],
         "params_before": before,
         "params_after": after + vocab_params,
     }

@@ -12,6 +12,7 @@ Token modality comes from the layout's ``modality_table`` indexed by ``input_ids
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,13 +27,13 @@ from transformers import (
 )
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import MoeCausalLMOutputWithPast
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
 from most.io import atomic_write_json
 from most.layout import LAYOUT_FILE, TokenLayout
-from most.moe.arch import spec_for
+from most.moe.arch import build_lm, find_spec
 from most.moe.block import RoutingState
 from most.moe.config import ExpertsConfig
+from most.moe.router import BaseRouting
 from most.moe.surgery import convert
 from most.moe.telemetry import Telemetry
 
@@ -44,6 +45,9 @@ class MostConfig(PreTrainedConfig):
         text_config: the base model's config (its own ``model_type``: qwen3_moe, deepseek_v2, ...).
         layout: :meth:`TokenLayout.to_dict` of the vocabulary layout.
         experts: :class:`ExpertsConfig` as a dict.
+        routing: the base's routing rule (:class:`~most.moe.router.BaseRouting` as a dict), fitted
+            on the pretrained weights when adapting; None (folders adapted before it was stored):
+            the rule the base config declares.
     """
 
     model_type = "most"
@@ -53,12 +57,19 @@ class MostConfig(PreTrainedConfig):
     text_config: dict | PreTrainedConfig | None = None
     layout: dict | None = None
     experts: dict | None = None
+    routing: dict | None = None
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs) -> None:
+        inner = self.text_config
+        attn = getattr(inner, "_attn_implementation", None)
         super().__post_init__(**kwargs)
+        if attn is not None and self.text_config._attn_implementation is None:
+            # The base config, shared with a loaded base LM (``most adapt``), keeps its attention
+            # implementation: wrapping it must not change how that LM runs.
+            self.text_config._attn_implementation = attn
         # Tying is the base model's business; mirrored here because loading reads the top config.
-        self.tie_word_embeddings = bool(self.text_config.tie_word_embeddings)
+        self.tie_word_embeddings = bool(getattr(self.text_config, "tie_word_embeddings", False))
 
 
 class MostForCausalLM(PreTrainedModel, GenerationMixin):
@@ -79,11 +90,18 @@ class MostForCausalLM(PreTrainedModel, GenerationMixin):
         self.layout = TokenLayout.from_dict(config.layout)
         experts = ExpertsConfig(**config.experts)
         self.routing = RoutingState(aux_alpha=experts.aux_alpha, z_coef=experts.z_loss)
-        lm = source
-        if lm is None:
-            lm = MODEL_FOR_CAUSAL_LM_MAPPING[type(config.text_config)](config.text_config)
-        spec = spec_for(config.text_config)
-        convert(lm, spec, experts, len(self.layout.modalities), self.routing, source is not None)
+        lm = source if source is not None else build_lm(config.text_config)
+        stored = BaseRouting(**config.routing) if config.routing else None
+        rule = convert(
+            lm,
+            find_spec(lm),
+            experts,
+            len(self.layout.modalities),
+            self.routing,
+            copy_weights=source is not None,
+            routing=stored,
+        )
+        config.routing = asdict(rule)
         self.lm = lm
         # Built on the CPU on purpose (not a buffer): it is derived from the config, never saved,
         # and must not be left on the meta device by from_pretrained.
@@ -108,6 +126,10 @@ class MostForCausalLM(PreTrainedModel, GenerationMixin):
 
     def _init_weights(self, module):
         self.lm._init_weights(module)
+
+    def _supports_default_dynamic_cache(self) -> bool:
+        # Generation builds the cache here, for the base LM: it decides (MiniMax has its own).
+        return self.lm._supports_default_dynamic_cache()
 
     # ---- modality --------------------------------------------------------------------------
     def modality_of(self, input_ids: Tensor) -> Tensor:

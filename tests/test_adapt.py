@@ -55,3 +55,41 @@ def test_published_configs_plan_on_meta(name, recipe, experts_after, billions, r
         assert report["params_after"] - report["params_before"] == vocab
     else:
         assert report["params_after"] > 1.9 * report["params_before"] * 0.95
+
+
+def test_text_config_and_moe_shape_see_through_wrappers():
+    from transformers import Qwen3Config
+
+    from most.modeling import MostConfig
+    from most.moe.arch import moe_shape, text_config
+    from most.testing.tiny_moe import tiny_config
+
+    wrapped = tiny_config("qwen3_5_moe")  # a multimodal wrapper: MoE fields under text_config
+    assert text_config(wrapped).model_type == "qwen3_5_moe_text"
+    assert moe_shape(wrapped) == (8, 2)
+    dbrx = tiny_config("dbrx")  # MoE fields under ffn_config
+    assert text_config(dbrx) is dbrx and moe_shape(dbrx) == (8, 2)
+    adapted = MostConfig(text_config=text_config(wrapped), layout={}, experts={})
+    assert text_config(adapted) is adapted.text_config and moe_shape(adapted) == (8, 2)
+    dense = Qwen3Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, vocab_size=64)
+    assert moe_shape(dense) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("model_type", "inner", "experts"),
+    [("qwen3_5_moe", "qwen3_5_moe_text", 8), ("dbrx", "dbrx", 8), ("gpt_oss", "gpt_oss", 8)],
+)
+def test_plan_on_nested_and_odd_configs(model_type, inner, experts):
+    from most.testing.tiny_moe import tiny_config
+
+    report = plan(tiny_config(model_type), ExpertsConfig(init="upcycle"), vocab_size=100)
+    assert report["model_type"] == inner and report["top_k"] == 2
+    assert report["experts_per_layer"] == {"before": experts, "after": 2 * experts, "group_size": 8}
+    assert report["params_after"] > report["params_before"]
+
+
+def test_plan_refuses_in_one_line():
+    from most.testing.tiny_moe import tiny_config
+
+    with pytest.raises(ArchError, match=r"^llama4_text: its MoE block scales each expert's input"):
+        plan(tiny_config("llama4"), ExpertsConfig())

@@ -54,6 +54,7 @@ class ModalityMoE(nn.Module):
     """Routed experts chosen per token by ``router`` (+ optional shared experts that see every token).
 
     ``shared_gate`` is Qwen2-MoE's sigmoid gate on the shared expert (None elsewhere).
+    ``tuple_output``: return ``(output, None)``, as blocks whose decoder layer unpacks two values.
     """
 
     def __init__(
@@ -64,16 +65,21 @@ class ModalityMoE(nn.Module):
         layer_idx: int,
         shared: nn.Module | None = None,
         shared_gate: nn.Module | None = None,
+        tuple_output: bool = False,
     ) -> None:
         super().__init__()
+        self.tuple_output = tuple_output
         self.router, self.experts = router, experts
         self.shared_experts, self.shared_expert_gate = shared, shared_gate
         self.layer_idx = layer_idx
         # A plain attribute, not a submodule: shared by all blocks, holds no weights.
         self.state = state
 
-    def forward(self, hidden_states: Tensor, modality: Tensor | None = None) -> Tensor:
-        """``hidden_states (B, T, H)`` -> ``(B, T, H)``; ``modality (B, T)`` overrides the state's."""
+    def forward(
+        self, hidden_states: Tensor, modality: Tensor | None = None
+    ) -> Tensor | tuple[Tensor, None]:
+        """``hidden_states (B, T, H)`` -> ``(B, T, H)`` (``(output, None)`` with ``tuple_output``,
+        for decoder layers that unpack two values); ``modality (B, T)`` overrides the state's."""
         b, t, h = hidden_states.shape
         modality = self.state.modality if modality is None else modality
         if modality is None:
@@ -99,4 +105,5 @@ class ModalityMoE(nn.Module):
             self.state.losses.append(loss)
         if self.state.telemetry is not None:
             self.state.telemetry.update(self.layer_idx, r, mod, valid)
-        return y.view(b, t, h)
+        y = y.view(b, t, h)
+        return (y, None) if self.tuple_output else y

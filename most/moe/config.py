@@ -25,7 +25,8 @@ class ExpertsConfig:
     """``topk``: the base architecture's own routing over all experts (modality-blind baseline).
     ``modality``: the base routing restricted to the token's group (scores outside are masked before
     selection). ``top_p``: UniMoE-Audio dynamic routing with null experts. ``most_compat``: MoST
-    exactly (fp32 softmax over all experts, zero outside the group, greedy top-k, no renorm)."""
+    exactly (fp32 softmax over all experts, zero outside the group, greedy top-k, no renorm, times
+    the base's routed_scaling_factor)."""
     top_p: float = 0.7
     """``top_p`` router: experts are taken in probability order until their cumulative probability
     reaches this value."""

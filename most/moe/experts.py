@@ -12,9 +12,10 @@ over (and LoRA ``target_parameters`` find them) unchanged:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
-from transformers.activations import ACT2FN
 
 
 def grouped_mm(x: Tensor, w: Tensor, offs: Tensor) -> Tensor:
@@ -34,24 +35,75 @@ def grouped_mm(x: Tensor, w: Tensor, offs: Tensor) -> Tensor:
     return out
 
 
+def _activation(name: str) -> nn.Module:
+    # Imported here: importing transformers registers the adapted model (most/__init__.py), which
+    # imports this package; a module-level import would do that while most.moe.block is half-built.
+    from transformers.activations import ACT2FN
+
+    return ACT2FN[name]
+
+
 def _zero(t: Tensor, rows: Tensor | None) -> Tensor:
     """``t`` with the masked ``rows (S, 1)`` set to zero, in the forward and in the gradient."""
     return t if rows is None else t.masked_fill(rows, 0.0)
 
 
 class GroupedExperts(nn.Module):
-    """``num_experts`` gated MLPs (SwiGLU-style) evaluated with grouped matmuls."""
+    """``num_experts`` gated MLPs (SwiGLU-style) evaluated with grouped matmuls.
+
+    ``act``: activation name or module; ``glu``: the base's own gating of the ``(S, 2I)`` gate/up
+    activations (gpt-oss: interleaved, clamped, its own activation) in place of ``act(gate) * up``;
+    ``bias``: per-expert biases ``gate_up_proj_bias (E, 2I)`` and ``down_proj_bias (E, H)``.
+    ``gated=False``: plain MLP experts ``act(up(x))`` (Nemotron-H), whose input projection is
+    ``up_proj (E, I, H)`` (bias ``up_proj_bias``) instead of ``gate_up_proj``.
+    """
 
     def __init__(
-        self, num_experts: int, hidden_size: int, intermediate_size: int, act: str = "silu"
+        self,
+        num_experts: int,
+        hidden_size: int,
+        intermediate_size: int,
+        act: str | nn.Module = "silu",
+        bias: bool = False,
+        glu: Callable[[Tensor], Tensor] | None = None,
+        gated: bool = True,
     ) -> None:
         super().__init__()
-        self.num_experts = num_experts
-        self.gate_up_proj = nn.Parameter(
-            torch.empty(num_experts, 2 * intermediate_size, hidden_size)
+        self.num_experts, self.gated = num_experts, gated
+        self.in_name = "gate_up_proj" if gated else "up_proj"
+        width = 2 * intermediate_size if gated else intermediate_size
+        self.register_parameter(
+            self.in_name, nn.Parameter(torch.empty(num_experts, width, hidden_size))
         )
         self.down_proj = nn.Parameter(torch.empty(num_experts, hidden_size, intermediate_size))
-        self.act_fn = ACT2FN[act]
+        in_bias = nn.Parameter(torch.zeros(num_experts, width)) if bias else None
+        self.register_parameter(self.in_name + "_bias", in_bias)
+        self.down_proj_bias = nn.Parameter(torch.zeros(num_experts, hidden_size)) if bias else None
+        self.act_fn = _activation(act) if isinstance(act, str) else act
+        self.glu = glu
+
+    @property
+    def in_proj(self) -> nn.Parameter:
+        """The input projection: ``gate_up_proj (E, 2I, H)``, or ``up_proj (E, I, H)`` ungated."""
+        return getattr(self, self.in_name)
+
+    def _gate(self, h: Tensor, rows: Tensor) -> Tensor:
+        """``(S, 2I)`` gate/up activations of rows served by experts ``rows (S,)`` -> ``(S, I)``."""
+        bias = getattr(self, self.in_name + "_bias")
+        if bias is not None:
+            h = h + bias.index_select(0, rows).to(h.dtype)
+        if self.glu is not None:
+            return self.glu(h)
+        if not self.gated:
+            return self.act_fn(h)
+        gate, up = h.chunk(2, dim=-1)
+        return self.act_fn(gate) * up
+
+    def _down_bias(self, h: Tensor, rows: Tensor, w: Tensor) -> Tensor:
+        """Add each row's down-projection bias, weighted like the rest of the expert's output."""
+        if self.down_proj_bias is None:
+            return h
+        return h + self.down_proj_bias.index_select(0, rows).to(h.dtype) * w
 
     def forward(self, x: Tensor, index: Tensor, weight: Tensor, can_skip: bool = True) -> Tensor:
         """``x (N, H)``, ``index (N, K)`` in ``[0, E]`` (E = skip), ``weight (N, K)`` -> ``(N, H)``.
@@ -75,12 +127,14 @@ class GroupedExperts(nn.Module):
         # Every tensor that crosses a grouped_mm is masked on those rows, so garbage (possibly
         # NaN) reaches neither the output nor any gradient, the routing weights' included (a NaN
         # there times the zero weight of an unused Top-P slot is still NaN).
-        h = grouped_mm(_zero(xs, skip), self.gate_up_proj.transpose(1, 2), offs)  # (N*K, 2I)
-        gate, up = _zero(h, skip).chunk(2, dim=-1)
+        rows = ids.clamp(max=self.num_experts - 1)
+        h = grouped_mm(_zero(xs, skip), self.in_proj.transpose(1, 2), offs)  # (N*K, 2I)
         # Routing weights scale the (N*K, I) activations rather than the (N*K, H) outputs: the same
         # result (the down projection is linear) for a cheaper multiply, as I < H in MoE layers.
-        h = self.act_fn(gate) * up * weight.reshape(-1)[perm].unsqueeze(-1).to(h.dtype)
-        h = _zero(grouped_mm(_zero(h, skip), self.down_proj.transpose(1, 2), offs), skip)
+        w = weight.reshape(-1)[perm].unsqueeze(-1).to(h.dtype)
+        h = self._gate(_zero(h, skip), rows) * w
+        h = grouped_mm(_zero(h, skip), self.down_proj.transpose(1, 2), offs)
+        h = _zero(self._down_bias(h, rows, w), skip)
         inverse = torch.empty_like(perm)
         inverse[perm] = torch.arange(perm.numel(), device=perm.device)
         out = h.index_select(0, inverse)  # back to (token, slot) order
@@ -121,10 +175,11 @@ class GroupedExperts(nn.Module):
         xs = torch.cat([x, x.new_zeros(1, x.shape[1])]).index_select(0, slot // k).to(dtype)
         w = torch.cat([weight.reshape(-1), weight.new_zeros(1)]).index_select(0, slot)
         offs = padded.cumsum(0).to(torch.int32)
-        h = grouped_mm(xs, self.gate_up_proj.to(dtype).transpose(1, 2), offs)
-        gate, up = h.chunk(2, dim=-1)
-        h = self.act_fn(gate) * up * w.unsqueeze(-1).to(dtype)
-        h = grouped_mm(h, self.down_proj.to(dtype).transpose(1, 2), offs)
+        rid = torch.repeat_interleave(torch.arange(e, device=x.device), padded, output_size=rows)
+        w = w.unsqueeze(-1).to(dtype)
+        h = grouped_mm(xs, self.in_proj.to(dtype).transpose(1, 2), offs)
+        h = self._gate(h, rid) * w
+        h = self._down_bias(grouped_mm(h, self.down_proj.to(dtype).transpose(1, 2), offs), rid, w)
         # Back to (token, slot) order; a skipped slot reads the appended zero row.
         pos = torch.empty_like(perm)
         pos[perm] = dest
@@ -156,7 +211,7 @@ class SharedExpert(nn.Module):
         super().__init__()
         self.gate_up_proj = nn.Parameter(torch.empty(2 * intermediate_size, hidden_size))
         self.down_proj = nn.Parameter(torch.empty(hidden_size, intermediate_size))
-        self.act_fn = ACT2FN[act]
+        self.act_fn = _activation(act)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x (N, H)`` -> ``(N, H)``."""

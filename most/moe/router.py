@@ -95,7 +95,8 @@ class ModalityRouter(nn.Module):
     """Router over ``n_groups`` modality groups of ``group_size`` experts each (+ null experts).
 
     ``weight`` rows ``[g*Eg, (g+1)*Eg)`` score group g's experts; the last ``n_null`` rows score the
-    null experts (Top-P only). ``bias`` is DeepSeek-V3's selection-only score correction.
+    null experts (Top-P only). ``bias`` is DeepSeek-V3's selection-only score correction,
+    ``logit_bias`` a bias added to the routed experts' logits (gpt-oss).
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class ModalityRouter(nn.Module):
         n_null: int = 0,
         max_k: int = 0,
         has_bias: bool = False,
+        has_logit_bias: bool = False,
     ) -> None:
         super().__init__()
         if base.top_k > group_size:
@@ -123,6 +125,8 @@ class ModalityRouter(nn.Module):
             self.register_buffer("bias", torch.zeros(self.num_experts))
         else:
             self.bias = None
+        # gpt-oss's router is a Linear with a bias: added to every routed expert's logit.
+        self.logit_bias = nn.Parameter(torch.zeros(self.num_experts)) if has_logit_bias else None
 
     def _own_group(self, t: Tensor, modality: Tensor) -> Tensor:
         """``(N, G*Eg) -> (N, Eg)``: the columns of each token's own modality group."""
@@ -135,6 +139,9 @@ class ModalityRouter(nn.Module):
             logits = nn.functional.linear(x.float(), self.weight.float())
         else:
             logits = nn.functional.linear(x, self.weight)
+        if self.logit_bias is not None:
+            pad = nn.functional.pad(self.logit_bias, (0, self.n_null))
+            logits = logits + pad.to(logits.dtype)
         routed = logits[:, : self.num_experts]
         e, eg = self.num_experts, self.group_size
         offset = (modality * eg).unsqueeze(-1)
@@ -146,9 +153,11 @@ class ModalityRouter(nn.Module):
 
         if self.kind == "most_compat":
             # MoST: softmax over *all* experts, then only the token's group competes (reading the
-            # group's slice is "zero outside the group"), greedy top-k, no renormalisation.
+            # group's slice is "zero outside the group"), greedy top-k, no renormalisation; the
+            # weights are multiplied by the base's routed_scaling_factor, as MoST's gate does.
             probs = self._own_group(routed.float().softmax(-1), modality)
             weight, local = probs.topk(self.base.top_k, dim=-1)
+            weight = weight * self.base.scale
             return self._out(x, logits, local + offset, weight, local, probs, view=modality)
 
         group_logits = self._own_group(routed, modality)

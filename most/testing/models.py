@@ -64,7 +64,19 @@ class Ear:
 
 TEXT_VOCAB = 64  # the bases' text vocabulary
 LAYOUT_UNITS = 20  # unit tokens `layout_args` adds
-ARCHS = ("qwen3_moe", "qwen2_moe", "olmoe", "mixtral", "deepseek_v3", "deepseek_v2")
+ARCHS = (
+    "qwen3_moe",
+    "qwen2_moe",
+    "olmoe",
+    "mixtral",
+    "deepseek_v3",
+    "deepseek_v2",
+    "gpt_oss",  # biased experts with their own gating, a router with a logit bias, tuple output
+    "dbrx",  # experts as flat w1/v1/w2 matrices, MoE fields nested under ffn_config
+    "qwen3_5_moe",  # a multimodal wrapper: the MoE fields nested under text_config
+)
+"""Tiny bases taken through `most adapt` end to end (the all-architecture test covers the rest in
+memory: tests/moe/test_all_archs.py)."""
 
 
 def layout_args():

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from most.moe.arch import moe_shape, text_config
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.optim import LoraConfig, OptimConfig, apply_lora, select_trainable
@@ -41,8 +42,6 @@ RANK_RUNTIME_GIB = 3.0
 #: Resident memory of a process that has imported torch and transformers (measured: 0.36 GiB).
 PROCESS_GIB = 0.4
 SHARDED = ("fsdp", "deepspeed_stage_3")
-_EXPERT_KEYS = ("num_experts", "n_routed_experts", "num_local_experts", "moe_num_experts")
-_TOP_K_KEYS = ("num_experts_per_tok", "moe_top_k", "top_k", "moe_k")
 _BYTES = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2}
 
 
@@ -60,36 +59,19 @@ def load_config(path: Path):
     return AutoConfig.from_pretrained(str(path))
 
 
-def _text_config(cfg):
-    """The language model's config: ``cfg.text_config`` where there is one, else ``cfg``."""
-    sub = getattr(cfg, "text_config", None)
-    return sub if sub is not None and getattr(sub, "hidden_size", None) else cfg
-
-
-def _lookup(cfg, keys: tuple[str, ...]) -> int | None:
-    """The first positive value of ``keys`` in ``cfg``, its ``text_config`` or ``ffn_config``."""
-    text = _text_config(cfg)
-    for scope in (cfg, text, getattr(text, "ffn_config", None)):
-        for key in keys:
-            value = scope.get(key) if isinstance(scope, dict) else getattr(scope, key, None)
-            if isinstance(value, int) and value > 0:
-                return value
-    return None
-
-
 def _moe_shape(cfg) -> tuple[int, int]:
     """``(routed experts per layer, experts per token)`` of a base or adapted MoE config."""
-    n, k = _lookup(cfg, _EXPERT_KEYS), _lookup(cfg, _TOP_K_KEYS)
-    if n is None or k is None:
+    n, k = moe_shape(cfg)
+    if not n or not k:
         raise ValueError(
-            f"{getattr(cfg, 'model_type', '?')} config: no expert count ({'/'.join(_EXPERT_KEYS)}) "
-            "or experts per token; --dry-run counts Mixture-of-Experts models"
+            f"{getattr(cfg, 'model_type', '?')} config: no expert count or experts per token; "
+            "--dry-run counts Mixture-of-Experts models"
         )
     return n, k
 
 
 def _dtype_bytes(cfg) -> int:
-    named = getattr(cfg, "dtype", None) or getattr(_text_config(cfg), "dtype", None)
+    named = getattr(cfg, "dtype", None) or getattr(text_config(cfg), "dtype", None)
     if isinstance(named, str):
         named = getattr(torch, named, None)
     return _BYTES.get(named, 4)
@@ -144,7 +126,7 @@ def memory_per_gpu(
     opt_bytes = 12 if (deepspeed and half) else 2 * w_bytes
     shard_opt = strategy.startswith(("deepspeed", "fsdp"))
     shard_weights = strategy in SHARDED
-    text = _text_config(config)
+    text = text_config(config)
     weights = w_bytes * p / (world if shard_weights else 1)
     grads = w_bytes * t / (world if shard_opt else 1)
     optimizer = opt_bytes * t / (world if shard_opt else 1)

@@ -9,6 +9,7 @@ import torch
 
 from most.moe.block import ModalityMoE
 from most.testing import TEXT_VOCAB, load_adapted, mixed_batch
+from most.testing.tiny_moe import adapt_tiny, tiny_base
 
 
 def blocks(model) -> list[ModalityMoE]:
@@ -66,6 +67,26 @@ def test_most_compat_matches_reference(base_dirs, tmp_path):
     # and it is not the renormalised top-k: weights sum to less than 1
     r = block.router(x[0], modality[0])
     assert (r.weight.sum(-1) < 1).all()
+
+
+def test_most_compat_multiplies_in_routed_scaling_factor():
+    """MoST's gate multiplies its weights by the base's routed_scaling_factor (DeepSeek-V2: 16)."""
+    model = adapt_tiny(tiny_base("deepseek_v2", routed_scaling_factor=16.0), router="most_compat")
+    block = blocks(model)[0]
+    assert block.router.base.scale == 16.0  # read from the config, checked against the base gate
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 10, 32, generator=g)
+    modality = torch.tensor([[0, 1, 0, 0, 1, 1, 1, 0, 1, 0]])
+    with torch.no_grad():
+        r = block.router(x[0], modality[0])
+        ours = block(x, modality=modality)[0] - block.shared_experts(x[0])  # routed part
+        ref = reference_most_block(block, x[0], modality[0])
+    e, eg = block.router.num_experts, block.router.group_size
+    probs = torch.softmax(x[0] @ block.router.weight[:e].T, dim=-1)
+    own = probs.view(10, 2, eg)[torch.arange(10), modality[0]]
+    assert torch.allclose(r.weight, 16.0 * own.topk(2).values, atol=1e-5)
+    assert (r.weight.sum(-1) > 1).all()  # unscaled MoST weights sum to less than 1
+    assert (ours - 16.0 * ref).abs().max() <= 1e-4
 
 
 def test_aux_loss_ignores_padding(base_dirs, tmp_path):

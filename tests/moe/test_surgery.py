@@ -59,3 +59,21 @@ def test_shared_experts_false_drops_the_added_one(base_dirs, tmp_path):
     out = run_adapt(tmp_path, base_dirs["qwen3_moe"], add_shared=True, shared_experts=False)
     model = AutoModelForCausalLM.from_pretrained(out)
     assert all(b.shared_experts is None for b in blocks(model))
+
+
+def test_routing_rule_is_the_first_candidate_that_reproduces_the_base(monkeypatch):
+    """The rule read from the config is checked on the base block: a wrong first guess is passed
+    over, and a model none of whose candidates match is refused in one line."""
+    from dataclasses import asdict, replace
+
+    from most.moe import surgery
+    from most.moe.rules import declared_rule
+    from most.testing.tiny_moe import adapt_tiny, tiny_base
+
+    right = declared_rule(tiny_base("qwen3_moe").config)
+    wrong = replace(right, scale=3.0)
+    monkeypatch.setattr(surgery, "candidate_rules", lambda cfg, bias: iter([wrong, right]))
+    assert adapt_tiny(tiny_base("qwen3_moe")).config.routing == asdict(right)
+    monkeypatch.setattr(surgery, "candidate_rules", lambda cfg, bias: iter([wrong]))
+    with pytest.raises(ArchError, match=r"^qwen3_moe: no routing rule .* model\.layers\[0\]\.mlp"):
+        adapt_tiny(tiny_base("qwen3_moe"))

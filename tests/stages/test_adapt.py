@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoModelForCausalLM, AutoTokenizer, GraniteMoeConfig, Qwen3Config
+from transformers import AutoModelForCausalLM, AutoTokenizer, PhimoeConfig, Qwen3Config
 
 import most  # noqa: F401  (registers the adapted model with the Auto classes)
 from most.adapt import SourceSection
@@ -126,7 +126,7 @@ def test_units_read_from_units_stage(base_dirs, tmp_path):
     ("config", "error", "match"),
     [
         (Qwen3Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, vocab_size=64), ArchError, "not a Mixture-of-Experts"),
-        (GraniteMoeConfig(num_local_experts=4, vocab_size=64), ArchError, "unknown MoE architecture"),
+        (PhimoeConfig(num_local_experts=4, vocab_size=64), ArchError, "phimoe: its gate is SparseMixer"),
     ],
 )  # fmt: skip
 def test_bad_models_rejected_before_writing(config, error, match, word_tokenizer, tmp_path):
