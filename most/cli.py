@@ -104,7 +104,7 @@ def expand_argv(
         if key in positional:  # `--text hi` / `--files=[...]` -> the positional itself
             if not eq:
                 value, i = following or "", i + 1
-            out.insert(0, value)
+            out.append(value)  # after any --config, so it overrides the recipe's value
             continue
         if not eq and key in bool_flags and following not in ("true", "false"):
             eq, value = "=", "true"

@@ -123,3 +123,11 @@ def test_an_interrupt_names_the_command_that_resumes(monkeypatch, capsys):
         .err.strip()
         .endswith("to resume, run: most data --run /tmp/r --world.seed=3")
     )
+
+
+def test_run_after_the_recipe_overrides_the_recipes_run(tmp_path):
+    from most.cli import parse_command
+
+    recipe = "recipes/qwen3-30b-a3b/stage1.yaml"  # its `run:` is a cluster path
+    args = parse_command("stage1", ["--config", recipe, "--run", str(tmp_path), "--dry-run"])
+    assert args["run"] == tmp_path

@@ -28,11 +28,22 @@ ENV = re.compile(r"^[A-Z_][A-Z0-9_]*=\S*$")  # `MASTER_ADDR=node0 most stage1 ..
 
 
 def shell_lines(markdown: str) -> list[str]:
-    """Command lines of the ``bash``/``sh`` code blocks, backslash continuations joined."""
+    """Command lines of the ``bash``/``sh`` code blocks, backslash continuations joined, with the
+    shell variables a line of plain assignments sets (``RUN=runs/q3 ...``) expanded in the lines of
+    the document after it."""
     blocks = re.findall(r"^```(?:bash|sh)\n(.*?)^```", markdown, flags=re.M | re.S)
     lines: list[str] = []
+    variables: dict[str, str] = {}
     for block in blocks:
-        lines += [line.strip() for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if words and all(ENV.match(w) for w in words):
+                variables.update(w.split("=", 1) for w in words)
+                continue
+            for name, value in variables.items():
+                line = re.sub(rf"\${name}\b", value, line)
+            if line.strip():
+                lines.append(line.strip())
     return lines
 
 
