@@ -80,7 +80,9 @@ class TrainerConfig:
     devices: int | str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    """One of ``auto``, ``ddp``, ``ddp_spawn``, ``fsdp``, ``deepspeed_stage_2``, ``deepspeed_stage_3``."""
+    """One of ``auto``, ``ddp``, ``ddp_spawn``, ``fsdp`` (FSDP2 per decoder layer, GPUs or CPUs),
+    ``deepspeed_stage_2``, ``deepspeed_stage_3`` (the optional extra: ``pip install -e
+    '.[deepspeed]'``); :mod:`most.train.sharding`."""
     val_every: int = 200
     """Validate every this many micro-batches (0 = never)."""
     ckpt_every: int = 100

@@ -21,6 +21,7 @@ from torch import nn
 from most.data.prompts import IGNORE, TASKS
 from most.train.optim import OptimConfig, build_optimizer, mask_old_embedding_rows
 from most.train.regularize import add_residual_dropout
+from most.train.sharding import shard_model
 
 
 class CausalLMModule(L.LightningModule):
@@ -45,6 +46,18 @@ class CausalLMModule(L.LightningModule):
                 )
             mask_old_embedding_rows(model, n_old_embedding_rows)
         add_residual_dropout(model, optim.dropout)
+
+    def configure_model(self) -> None:
+        """FSDP2 per decoder layer when the strategy gives a device mesh (``trainer.strategy=fsdp``);
+        a no-op under every other strategy."""
+        if self._device_mesh is None:
+            return
+        if self.optim_cfg.new_embedding_rows_only:
+            raise ValueError(
+                "optim.new_embedding_rows_only does not work with trainer.strategy=fsdp (its "
+                "gradient hook sits on the unsharded embedding); use ddp or deepspeed_stage_2/3"
+            )
+        shard_model(self.model, self._device_mesh["data_parallel"])
 
     def forward(self, batch: dict[str, torch.Tensor]):
         by_token = self.optim_cfg.loss_weighting == "token"

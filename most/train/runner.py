@@ -40,6 +40,7 @@ from most.train.checkpoint import AtomicCheckpointIO, resume_point
 from most.train.config import TrainerConfig
 from most.train.datamodule import MixtureDataModule
 from most.train.module import CausalLMModule
+from most.train.sharding import build_strategy, gathered_state_dict, is_sharded
 
 
 @dataclass
@@ -142,7 +143,7 @@ def build_trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
+        strategy=build_strategy(cfg.strategy),
         val_check_interval=cfg.val_every if has_val and cfg.val_every else None,
         check_val_every_n_epoch=None,
         limit_val_batches=None if has_val and cfg.val_every else 0,
@@ -218,8 +219,17 @@ def export_hf(
 ) -> Path:
     """Write a ``from_pretrained``-loadable folder (safetensors, tokenizer, layout) atomically.
 
-    LoRA adapters are merged into the base weights first, so the folder needs no peft to load.
+    Every rank calls it: a sharded model (FSDP2, DeepSpeed ZeRO) is first gathered whole onto rank 0
+    (a collective), and only rank 0 writes, the same files a single-process run writes. LoRA
+    adapters are merged into the base weights first, so the folder needs no peft to load.
     """
+    if is_sharded(model):
+        state = gathered_state_dict(model)
+        if not global_zero():
+            return dest
+        model = unsharded_copy(model, state)
+    elif not global_zero():
+        return dest
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     with atomic_dir(dest) as tmp:
@@ -228,6 +238,31 @@ def export_hf(
         if layout is not None:
             layout.save(tmp)
     return dest
+
+
+def global_zero() -> bool:
+    """Whether this process is rank 0 (or the only one)."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def unsharded_copy(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
+    """A plain (unsharded) model of ``model``'s class and config holding ``state``: built on the meta
+    device, so the host holds the gathered weights once. A peft model is rebuilt with its own LoRA
+    config around a fresh base."""
+    peft_config = getattr(model, "peft_config", None)
+    base = model.get_base_model() if peft_config is not None else model
+    with torch.device("meta"):
+        fresh = type(base)(base.config)
+    if peft_config is not None:
+        from peft import get_peft_model
+
+        name = model.active_adapter
+        with torch.device("meta"):
+            fresh = get_peft_model(fresh, peft_config[name], adapter_name=name)
+    fresh.load_state_dict(state, strict=True, assign=True)
+    fresh.tie_weights()
+    return fresh.train(model.training)
 
 
 def write_metrics(paths: StagePaths, metrics: dict[str, Any]) -> None:

@@ -100,9 +100,9 @@ def train_and_export(
     L.seed_everything(data.seed, verbose=False)
     module = CausalLMModule(model, optim, trainer.max_steps, n_old)
     pl_trainer, metrics = fit(paths, module, dm, trainer, [TrainDtype()])
+    export_hf(module.model, tok, layout, paths.hf)  # every rank: sharded weights are gathered
     if not pl_trainer.is_global_zero:
         return None
-    export_hf(module.model, tok, layout, paths.hf)
     metrics["trainable_params"] = n_trainable
     metrics["ratios"] = dict(zip([s.task for s in train_sources], train_ratios, strict=True))
     write_metrics(paths, metrics)

@@ -1,0 +1,173 @@
+"""Sharded training (``trainer.strategy=fsdp``: FSDP2 per decoder layer) of the adapted
+``MostForCausalLM``: two CPU processes (gloo) train and export the same model as one process that
+sees both ranks' batches, through a full checkpoint that resumes; DeepSpeed ZeRO-2/3 and bf16
+sharding on GPUs (marker ``gpu``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from most.stages.stage1 import stage1
+from most.train.config import TrainerConfig
+from most.train.datamodule import DataConfig
+from most.train.optim import OptimConfig
+from most.train.sharding import check_available, decoder_layers
+
+STEPS = 4
+DATA = DataConfig(batch_size=2, max_len=40, val_batches=0)
+OPTIM = OptimConfig(lr=3e-3, warmup_steps=1)
+COMMON = dict(max_steps=STEPS, val_every=0, ckpt_every=2, log_every=1, progress=False, threads=1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def most_cli(run: Path, *args: str) -> subprocess.CompletedProcess:
+    """``most stage1`` on ``run`` with the test's data, optimizer and trainer settings."""
+    env = {
+        **os.environ,
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+    }
+    settings = [f"--trainer.{k}={str(v).lower()}" for k, v in COMMON.items()]
+    settings += [f"--data.{k}={getattr(DATA, k)}" for k in ("batch_size", "max_len", "val_batches")]
+    settings += [f"--optim.lr={OPTIM.lr}", f"--optim.warmup_steps={OPTIM.warmup_steps}"]
+    cmd = [sys.executable, "-m", "most.cli", "stage1", "--run", str(run), *settings, *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+
+
+FSDP = ("--trainer.strategy=fsdp", "--trainer.accelerator=cpu", "--trainer.devices=2")
+FP32 = "--trainer.precision=32-true"
+
+
+def tensors(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+def assert_same_export(a: Path, b: Path, atol: float) -> float:
+    """Same files, tensor names, shapes and dtypes; weights within ``atol``. Returns the largest
+    difference."""
+    assert sorted(p.name for p in a.iterdir()) == sorted(p.name for p in b.iterdir())
+    for name in ("config.json", "token_layout.json", "tokenizer.json", "tokenizer_config.json"):
+        assert json.loads((a / name).read_text()) == json.loads((b / name).read_text()), name
+    with safe_open(a / "model.safetensors", "pt") as fa, safe_open(b / "model.safetensors", "pt") as fb:  # fmt: skip
+        assert fa.metadata() == fb.metadata()
+    ta, tb = tensors(a), tensors(b)
+    assert ta.keys() == tb.keys()
+    worst = 0.0
+    for k in ta:
+        assert (ta[k].shape, ta[k].dtype) == (tb[k].shape, tb[k].dtype), k
+        torch.testing.assert_close(ta[k], tb[k], rtol=0, atol=atol, msg=k)
+        worst = max(worst, (ta[k] - tb[k]).abs().max().item())
+    return worst
+
+
+def test_fsdp_two_processes_export_what_one_process_trains(
+    speech_run: Path, tmp_path: Path
+) -> None:
+    """FSDP2 on 2 gloo ranks (batch 2 each) and one process accumulating the same 2 micro-batches
+    per step (``accumulate=2``, so rank r's batch of step s is its micro-batch r): the same mean
+    gradient every step, so the two exports hold the same weights up to float rounding, and both
+    moved far from the adapted model they started from."""
+    single = tmp_path / "single"
+    shutil.copytree(speech_run, single)
+    proc = most_cli(speech_run, *FSDP, FP32)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    log = proc.stderr + proc.stdout
+    assert "distributed_backend=gloo" in log and "Starting with 2 processes" in log
+
+    trainer = TrainerConfig(**COMMON, accelerator="cpu", devices=1, precision="32-true", accumulate=2)  # fmt: skip
+    stage1(run=single, data=DATA, optim=OPTIM, trainer=trainer)
+
+    sharded, one = speech_run / "stage1" / "hf", single / "stage1" / "hf"
+    worst = assert_same_export(sharded, one, atol=1e-6)
+    start, end = tensors(speech_run / "adapt" / "hf"), tensors(sharded)
+    moved = min((end[k] - start[k]).abs().max().item() for k in end if k in start)
+    assert moved > 100 * max(worst, 1e-7), (moved, worst)  # every tensor trained, far beyond it
+
+    # The checkpoint is a full one: one file, whole weights and optimizer state, as one process's.
+    ckpts = [torch.load(r / "stage1/ckpt/last.ckpt", weights_only=False) for r in (speech_run, single)]  # fmt: skip
+    assert ckpts[0]["global_step"] == ckpts[1]["global_step"] == STEPS
+    shapes = [{k: v.shape for k, v in c["state_dict"].items()} for c in ckpts]
+    assert shapes[0] == shapes[1]
+    moments = [[s["exp_avg"].shape for s in c["optimizer_states"][0]["state"].values()] for c in ckpts]  # fmt: skip
+    assert moments[0] == moments[1]
+    print(f"largest weight difference {worst:.2e}, smallest largest move {moved:.2e}")
+
+
+@pytest.mark.slow
+def test_fsdp_resumes_from_its_full_checkpoint(speech_run: Path, tmp_path: Path) -> None:
+    """A 2-rank FSDP run stopped after its step-2 checkpoint and resumed ends with the weights of
+    an uninterrupted one."""
+    straight = tmp_path / "straight"
+    shutil.copytree(speech_run, straight)
+    for run in (speech_run, straight):
+        proc = most_cli(run, *FSDP, FP32)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    stage = speech_run / "stage1"
+    shutil.rmtree(stage / "hf")  # "crashed" after step 2: only its checkpoint is left
+    (stage / "ckpt" / "last.ckpt").unlink()
+    (stage / "ckpt" / f"step={STEPS}.ckpt").unlink()
+    proc = most_cli(speech_run, *FSDP, FP32)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "resuming from" in proc.stdout and "step=2.ckpt" in proc.stdout
+    assert json.loads((stage / "metrics.json").read_text())["resumed"] is True
+    assert_same_export(stage / "hf", straight / "stage1" / "hf", atol=1e-6)
+
+
+def test_decoder_layers_found_inside_the_adapted_model(speech_run: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(speech_run / "adapt" / "hf")
+    layers = decoder_layers(model)
+    assert layers == list(model.lm.model.layers) and len(layers) == 2
+
+
+def test_deepspeed_missing_is_one_clear_line(monkeypatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "deepspeed" else real(n, *a))  # fmt: skip
+    with pytest.raises(ImportError, match=r"deepspeed_stage_3 needs DeepSpeed.*\[deepspeed\]"):
+        check_available("deepspeed_stage_3")
+    check_available("fsdp")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("strategy", ["fsdp", "deepspeed_stage_2", "deepspeed_stage_3"])
+def test_bf16_sharded_on_gpus_exports_what_one_gpu_trains(
+    speech_run: Path, tmp_path: Path, strategy: str
+) -> None:
+    """bf16-mixed FSDP2 / ZeRO-2 / ZeRO-3 on up to 2 GPUs against one GPU accumulating the same
+    micro-batches: same files, names, shapes and fp32 dtypes, weights within bf16 rounding (the
+    ZeRO export gathers the fp32 masters). ``make test-gpu``; without CUDA it fails, not skips."""
+    assert torch.cuda.is_available(), "make test-gpu needs a CUDA device"
+    check_available(strategy)
+    n = min(torch.cuda.device_count(), 2)
+    single = tmp_path / "single"
+    shutil.copytree(speech_run, single)
+    gpu = ("--trainer.accelerator=gpu", "--trainer.precision=bf16-mixed")
+    proc = most_cli(speech_run, *gpu, f"--trainer.strategy={strategy}", f"--trainer.devices={n}")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = most_cli(single, *gpu, "--trainer.devices=1", f"--trainer.accumulate={n}")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    sharded, one = speech_run / "stage1" / "hf", single / "stage1" / "hf"
+    assert_same_export(sharded, one, atol=5e-2)
+    assert all(t.dtype == torch.float32 for t in tensors(sharded).values())
+    start, end = tensors(speech_run / "adapt" / "hf"), tensors(sharded)
+    assert max((end[k] - start[k]).abs().max().item() for k in end if k in start) > 0.1
