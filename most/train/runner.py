@@ -71,6 +71,7 @@ COSMETIC = (
     "trainer.keep_last",
     "trainer.ckpt_every",
     "trainer.val_every",
+    "trainer.sharded_checkpoint",
     "evaluation.",
 )
 #: Settings a resumed run may change besides those: its step budget and where it runs.
@@ -143,7 +144,7 @@ def build_trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
-        strategy=build_strategy(cfg.strategy),
+        strategy=build_strategy(cfg.strategy, cfg.sharded_checkpoint),
         val_check_interval=cfg.val_every if has_val and cfg.val_every else None,
         check_val_every_n_epoch=None,
         limit_val_batches=None if has_val and cfg.val_every else 0,

@@ -5,8 +5,9 @@ decoder layer, and the full state dict gathered for the HF export.
   (embeddings, final norm, LM head), through :class:`FSDP2Strategy` (Lightning's
   ``ModelParallelStrategy`` with all ranks on one data-parallel mesh dimension). Runs on GPUs (NCCL)
   and on CPUs (gloo). Parameters stay fp32; ``bf16-mixed`` autocasts the compute, as on one device.
-  Checkpoints are full: gathered on rank 0 into one ``.ckpt`` file (written atomically by
-  :class:`~most.train.checkpoint.AtomicCheckpointIO`) that resumes on any number of ranks.
+  Checkpoints are full, gathered on rank 0 into one ``.ckpt`` file (written atomically by
+  :class:`~most.train.checkpoint.AtomicCheckpointIO`), or with ``trainer.sharded_checkpoint`` a
+  folder of per-rank shards; both resume on any number of ranks.
 - ``deepspeed_stage_2`` / ``deepspeed_stage_3``: Lightning's DeepSpeed strategy (the optional extra
   ``pip install -e '.[deepspeed]'``); checkpoints are DeepSpeed's sharded folders.
 
@@ -18,11 +19,14 @@ fp32 master copy gathered from its partitions), so the export writes what one pr
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.strategies import ModelParallelStrategy, Strategy
 from torch import nn
+
+from most.io import atomic_dir
 
 SHARDED = ("fsdp", "deepspeed_stage_2", "deepspeed_stage_3")
 
@@ -36,26 +40,48 @@ def check_available(strategy: str) -> None:
         )
 
 
-def build_strategy(strategy: str) -> str | Strategy:
+def build_strategy(strategy: str, sharded_checkpoint: bool = False) -> str | Strategy:
     """What ``L.Trainer(strategy=...)`` gets for a recipe's ``trainer.strategy``."""
     check_available(strategy)
-    return FSDP2Strategy() if strategy == "fsdp" else strategy
+    return FSDP2Strategy(sharded_checkpoint) if strategy == "fsdp" else strategy
 
 
 class FSDP2Strategy(ModelParallelStrategy):
-    """FSDP2 over every rank (no tensor parallelism), with full (rank-0) checkpoints.
+    """FSDP2 over every rank (no tensor parallelism).
 
     Lightning's ``ModelParallelStrategy`` sizes the data-parallel dimension by the number of nodes
     and gives the rest to tensor parallelism; here every process is one data-parallel shard.
     :meth:`~most.train.module.CausalLMModule.configure_model` applies :func:`shard_model`.
+    Checkpoints are one file gathered on rank 0, or with ``sharded`` a folder of per-rank shards
+    (``torch.distributed.checkpoint``) written into a temporary sibling and renamed into place,
+    so a kill mid-save leaves the previous checkpoint whole.
     """
 
-    def __init__(self) -> None:
-        super().__init__(tensor_parallel_size=1, save_distributed_checkpoint=False)
+    def __init__(self, sharded: bool = False) -> None:
+        super().__init__(tensor_parallel_size=1, save_distributed_checkpoint=sharded)
 
     def setup_environment(self) -> None:
         self._data_parallel_size = self.num_nodes * self.num_processes
         super().setup_environment()
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None
+    ) -> None:
+        if not self._save_distributed_checkpoint:
+            return super().save_checkpoint(checkpoint, filepath, storage_options)
+        path = Path(self.broadcast(str(filepath)))
+        if not self.is_global_zero:
+            tmp = self.broadcast(None)
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            self.barrier()
+            return self.barrier()
+        if path.is_file():
+            path.unlink()
+        with atomic_dir(path) as tmp:
+            self.broadcast(str(tmp))
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            self.barrier()  # every rank's shard is written
+        return self.barrier()  # renamed into place
 
 
 def decoder_layers(model: nn.Module) -> list[nn.Module]:

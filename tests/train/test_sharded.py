@@ -91,10 +91,7 @@ def test_fsdp_two_processes_export_what_one_process_trains(
     log = proc.stderr + proc.stdout
     assert "distributed_backend=gloo" in log and "Starting with 2 processes" in log
 
-    trainer = TrainerConfig(**COMMON, accelerator="cpu", devices=1, precision="32-true", accumulate=2)  # fmt: skip
-    stage1(run=single, data=DATA, optim=OPTIM, trainer=trainer)
-
-    sharded, one = speech_run / "stage1" / "hf", single / "stage1" / "hf"
+    sharded, one = speech_run / "stage1" / "hf", single_process(single)
     worst = assert_same_export(sharded, one, atol=1e-6)
     start, end = tensors(speech_run / "adapt" / "hf"), tensors(sharded)
     moved = min((end[k] - start[k]).abs().max().item() for k in end if k in start)
@@ -110,24 +107,38 @@ def test_fsdp_two_processes_export_what_one_process_trains(
     print(f"largest weight difference {worst:.2e}, smallest largest move {moved:.2e}")
 
 
+def single_process(run: Path, steps: int = STEPS) -> Path:
+    """Stage 1 on ``run`` in this process, accumulating 2 micro-batches per step: the batches the
+    two FSDP ranks train on together. Returns the exported folder."""
+    trainer = TrainerConfig(**{**COMMON, "max_steps": steps}, accelerator="cpu", devices=1, precision="32-true", accumulate=2)  # fmt: skip
+    stage1(run=run, data=DATA, optim=OPTIM, trainer=trainer)
+    return run / "stage1" / "hf"
+
+
 @pytest.mark.slow
-def test_fsdp_resumes_from_its_full_checkpoint(speech_run: Path, tmp_path: Path) -> None:
-    """A 2-rank FSDP run stopped after its step-2 checkpoint and resumed ends with the weights of
-    an uninterrupted one."""
+@pytest.mark.parametrize("sharded", [False, True], ids=["full", "sharded"])
+def test_fsdp_resumes_from_its_checkpoint(speech_run: Path, tmp_path: Path, sharded: bool) -> None:
+    """A 2-rank FSDP run cut after its step-2 checkpoint (one file, or a folder of per-rank shards)
+    resumes and ends with the weights of an uninterrupted single-process run."""
     straight = tmp_path / "straight"
     shutil.copytree(speech_run, straight)
-    for run in (speech_run, straight):
-        proc = most_cli(run, *FSDP, FP32)
-        assert proc.returncode == 0, proc.stderr[-4000:]
-    stage = speech_run / "stage1"
-    shutil.rmtree(stage / "hf")  # "crashed" after step 2: only its checkpoint is left
-    (stage / "ckpt" / "last.ckpt").unlink()
-    (stage / "ckpt" / f"step={STEPS}.ckpt").unlink()
-    proc = most_cli(speech_run, *FSDP, FP32)
+    args = (*FSDP, FP32, f"--trainer.sharded_checkpoint={str(sharded).lower()}")
+    proc = most_cli(speech_run, *args)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "resuming from" in proc.stdout and "step=2.ckpt" in proc.stdout
+    stage = speech_run / "stage1"
+    ckpt = stage / "ckpt"
+    assert (ckpt / "step=2.ckpt").is_dir() == sharded
+    assert not [p for p in ckpt.iterdir() if p.name.startswith(".")]  # no temporaries left
+    if sharded:
+        assert {".metadata", "meta.pt"} <= {p.name for p in (ckpt / "step=2.ckpt").iterdir()}
+    shutil.rmtree(stage / "hf")  # "crashed" after step 2: only its checkpoint is left
+    for name in ("last.ckpt", f"step={STEPS}.ckpt"):
+        shutil.rmtree(ckpt / name) if sharded else (ckpt / name).unlink()
+    proc = most_cli(speech_run, *args)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"resuming from {ckpt / 'step=2.ckpt'}" in proc.stdout
     assert json.loads((stage / "metrics.json").read_text())["resumed"] is True
-    assert_same_export(stage / "hf", straight / "stage1" / "hf", atol=1e-6)
+    assert_same_export(stage / "hf", single_process(straight), atol=1e-6)
 
 
 def test_decoder_layers_found_inside_the_adapted_model(speech_run: Path) -> None:
