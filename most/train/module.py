@@ -21,7 +21,7 @@ from torch import nn
 from most.data.prompts import IGNORE, TASKS
 from most.train.optim import OptimConfig, build_optimizer, mask_old_embedding_rows
 from most.train.regularize import add_residual_dropout
-from most.train.sharding import shard_model
+from most.train.sharding import meta_skeleton, shard_model
 
 
 class CausalLMModule(L.LightningModule):
@@ -37,6 +37,9 @@ class CausalLMModule(L.LightningModule):
         super().__init__()
         # from_pretrained returns a model in eval mode; Lightning keeps submodule modes as found.
         self.model = model.train()
+        # The structure without weights, taken before any sharding: the export gathers into it.
+        # In a tuple, so that Lightning does not register it as a submodule.
+        self._skeleton = (meta_skeleton(model),)
         self.optim_cfg = optim
         self.total_steps = total_steps
         if optim.new_embedding_rows_only:
@@ -46,6 +49,12 @@ class CausalLMModule(L.LightningModule):
                 )
             mask_old_embedding_rows(model, n_old_embedding_rows)
         add_residual_dropout(model, optim.dropout)
+
+    @property
+    def skeleton(self) -> nn.Module:
+        """A meta-device copy of the model from before sharding
+        (:func:`~most.train.sharding.meta_skeleton`)."""
+        return self._skeleton[0]
 
     def configure_model(self) -> None:
         """FSDP2 per decoder layer when the strategy gives a device mesh (``trainer.strategy=fsdp``);

@@ -40,7 +40,7 @@ from most.train.checkpoint import AtomicCheckpointIO, resume_point
 from most.train.config import TrainerConfig
 from most.train.datamodule import MixtureDataModule
 from most.train.module import CausalLMModule
-from most.train.sharding import build_strategy, gathered_state_dict, is_sharded
+from most.train.sharding import build_strategy, fill_skeleton, gathered_state_dict, is_sharded
 
 
 @dataclass
@@ -216,19 +216,27 @@ def fit(
 
 
 def export_hf(
-    model: torch.nn.Module, tokenizer: Any, layout: TokenLayout | None, dest: Path
+    model: torch.nn.Module,
+    tokenizer: Any,
+    layout: TokenLayout | None,
+    dest: Path,
+    skeleton: torch.nn.Module | None = None,
 ) -> Path:
     """Write a ``from_pretrained``-loadable folder (safetensors, tokenizer, layout) atomically.
 
     Every rank calls it: a sharded model (FSDP2, DeepSpeed ZeRO) is first gathered whole onto rank 0
-    (a collective), and only rank 0 writes, the same files a single-process run writes. LoRA
-    adapters are merged into the base weights first, so the folder needs no peft to load.
+    (a collective) into ``skeleton``, its meta-device copy from before sharding
+    (:attr:`CausalLMModule.skeleton <most.train.module.CausalLMModule>`), and only rank 0 writes,
+    the same files a single-process run writes. LoRA adapters are merged into the base weights
+    first, so the folder needs no peft to load.
     """
     if is_sharded(model):
+        if skeleton is None:
+            raise ValueError("export_hf: a sharded model needs its skeleton (meta_skeleton)")
         state = gathered_state_dict(model)
         if not global_zero():
             return dest
-        model = unsharded_copy(model, state)
+        model = fill_skeleton(skeleton, state, model)
     elif not global_zero():
         return dest
     if hasattr(model, "merge_and_unload"):
@@ -245,25 +253,6 @@ def global_zero() -> bool:
     """Whether this process is rank 0 (or the only one)."""
     dist = torch.distributed
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def unsharded_copy(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> torch.nn.Module:
-    """A plain (unsharded) model of ``model``'s class and config holding ``state``: built on the meta
-    device, so the host holds the gathered weights once. A peft model is rebuilt with its own LoRA
-    config around a fresh base."""
-    peft_config = getattr(model, "peft_config", None)
-    base = model.get_base_model() if peft_config is not None else model
-    with torch.device("meta"):
-        fresh = type(base)(base.config)
-    if peft_config is not None:
-        from peft import get_peft_model
-
-        name = model.active_adapter
-        with torch.device("meta"):
-            fresh = get_peft_model(fresh, peft_config[name], adapter_name=name)
-    fresh.load_state_dict(state, strict=True, assign=True)
-    fresh.tie_weights()
-    return fresh.train(model.training)
 
 
 def write_metrics(paths: StagePaths, metrics: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ fp32 master copy gathered from its partitions), so the export writes what one pr
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,37 @@ def _gather_zero3(t: torch.Tensor) -> torch.Tensor:
         return t.data
     with deepspeed.zero.GatheredParameters([t]):
         return t.data.clone()
+
+
+def meta_skeleton(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` (wrappers, peft adapters, ties and all) whose parameters and buffers sit on
+    the meta device: no weight is copied. Taken before sharding, it receives the gathered state dict
+    for the export (:func:`fill_skeleton`)."""
+    memo: dict[int, object] = {}
+    for p in model.parameters():
+        memo.setdefault(id(p), nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad))
+    for b in model.buffers():
+        memo.setdefault(id(b), torch.empty_like(b, device="meta"))
+    return copy.deepcopy(model, memo)
+
+
+def fill_skeleton(
+    skeleton: nn.Module, state: dict[str, torch.Tensor], live: nn.Module
+) -> nn.Module:
+    """``skeleton`` (:func:`meta_skeleton`) holding the gathered ``state``; tied parameters tied
+    again, and the buffers no state dict carries (rotary tables) taken from the ``live`` model."""
+    ties: dict[int, list[str]] = {}
+    for name, p in skeleton.named_parameters(remove_duplicate=False):
+        ties.setdefault(id(p), []).append(name)
+    skeleton.load_state_dict(state, strict=True, assign=True)
+    for names in ties.values():
+        first = skeleton.get_parameter(names[0])
+        for name in names[1:]:
+            owner, _, attr = name.rpartition(".")
+            setattr(skeleton.get_submodule(owner), attr, first)
+    saved = set(state)
+    for name, b in live.named_buffers():
+        if name not in saved:
+            owner, _, attr = name.rpartition(".")
+            setattr(skeleton.get_submodule(owner), attr, b.detach().cpu())
+    return skeleton

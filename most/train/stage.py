@@ -100,7 +100,7 @@ def train_and_export(
     L.seed_everything(data.seed, verbose=False)
     module = CausalLMModule(model, optim, trainer.max_steps, n_old)
     pl_trainer, metrics = fit(paths, module, dm, trainer, [TrainDtype()])
-    export_hf(module.model, tok, layout, paths.hf)  # every rank: sharded weights are gathered
+    export_hf(module.model, tok, layout, paths.hf, module.skeleton)  # every rank: a collective
     if not pl_trainer.is_global_zero:
         return None
     metrics["trainable_params"] = n_trainable

@@ -149,6 +149,42 @@ def test_decoder_layers_found_inside_the_adapted_model(speech_run: Path) -> None
     assert layers == list(model.lm.model.layers) and len(layers) == 2
 
 
+def test_skeleton_takes_the_gathered_weights_of_a_lora_model(
+    speech_run: Path, tmp_path: Path
+) -> None:
+    """What a sharded export does on rank 0, without the sharding: the meta-device copy taken before
+    training, filled with the model's state dict, exports the same merged files as the model
+    itself (LoRA on attention and experts, trainable speech rows of the tied embedding)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from most.layout import TokenLayout
+    from most.train.optim import LoraConfig, apply_lora
+    from most.train.runner import export_hf
+    from most.train.sharding import fill_skeleton, meta_skeleton
+
+    hf = speech_run / "adapt" / "hf"
+    lora = LoraConfig(enabled=True, r=2, target_parameters=["experts.down_proj"])
+    model = apply_lora(AutoModelForCausalLM.from_pretrained(hf), lora)
+    skeleton = meta_skeleton(model)
+    assert all(p.is_meta for p in skeleton.parameters())
+    torch.manual_seed(0)
+    with torch.no_grad():  # "trained": adapters and the speech rows away from their start
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.1)
+    gathered = {k: v.clone() for k, v in model.state_dict().items()}  # copies, as a gather makes
+    filled = fill_skeleton(skeleton, gathered, model)
+    assert not any(t.is_meta for t in (*filled.parameters(), *filled.buffers()))
+    tok, layout = AutoTokenizer.from_pretrained(hf), TokenLayout.load(hf)
+    export_hf(filled, tok, layout, tmp_path / "skeleton")
+    export_hf(model, tok, layout, tmp_path / "live")
+    assert_same_export(tmp_path / "skeleton", tmp_path / "live", atol=0.0)
+    assert not torch.equal(
+        tensors(tmp_path / "live")["lm.model.embed_tokens.weight"],
+        tensors(hf)["lm.model.embed_tokens.weight"],
+    )
+
+
 def test_deepspeed_missing_is_one_clear_line(monkeypatch) -> None:
     import importlib.util
 
