@@ -141,6 +141,28 @@ def test_fsdp_resumes_from_its_checkpoint(speech_run: Path, tmp_path: Path, shar
     assert_same_export(stage / "hf", single_process(straight), atol=1e-6)
 
 
+@pytest.mark.slow
+def test_fsdp_with_lora_exports_the_merged_model_one_process_trains(
+    speech_run: Path, tmp_path: Path
+) -> None:
+    """LoRA (attention, experts, speech rows, routers) under FSDP2 on 2 ranks: the merged export
+    equals that of one process on the same batches."""
+    single = tmp_path / "single"
+    shutil.copytree(speech_run, single)
+    lora = ["--lora.enabled=true", "--lora.r=2", "--lora.target_parameters=[experts.down_proj]"]
+    proc = most_cli(speech_run, *FSDP, FP32, *lora)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    proc = most_cli(single, FP32, "--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.accumulate=2", *lora)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    sharded = speech_run / "stage1" / "hf"
+    assert_same_export(sharded, single / "stage1" / "hf", atol=1e-6)
+    start, end = tensors(speech_run / "adapt" / "hf"), tensors(sharded)
+    assert not torch.equal(
+        start["lm.model.layers.0.self_attn.q_proj.weight"],
+        end["lm.model.layers.0.self_attn.q_proj.weight"],
+    )
+
+
 def test_decoder_layers_found_inside_the_adapted_model(speech_run: Path) -> None:
     from transformers import AutoModelForCausalLM
 
@@ -169,7 +191,7 @@ def test_skeleton_takes_the_gathered_weights_of_a_lora_model(
     assert all(p.is_meta for p in skeleton.parameters())
     torch.manual_seed(0)
     with torch.no_grad():  # "trained": adapters and the speech rows away from their start
-        for name, p in model.named_parameters():
+        for p in model.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.1)
     gathered = {k: v.clone() for k, v in model.state_dict().items()}  # copies, as a gather makes
