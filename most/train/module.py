@@ -57,8 +57,8 @@ class CausalLMModule(L.LightningModule):
         return self._skeleton[0]
 
     def configure_model(self) -> None:
-        """FSDP2 per decoder layer when the strategy gives a device mesh (``trainer.strategy=fsdp``);
-        a no-op under every other strategy."""
+        """FSDP2 per decoder layer when the strategy gives a device mesh (``trainer.strategy=fsdp``),
+        then fp32 shards for full and mixed precision; a no-op under every other strategy."""
         if self._device_mesh is None:
             return
         if self.optim_cfg.new_embedding_rows_only:
@@ -67,6 +67,11 @@ class CausalLMModule(L.LightningModule):
                 "gradient hook sits on the unsharded embedding); use ddp or deepspeed_stage_2/3"
             )
         shard_model(self.model, self._device_mesh["data_parallel"])
+        precision = str(self.trainer.precision)
+        if precision.startswith("32") or precision.endswith("-mixed"):
+            # fp32 master weights, as on one device (a bf16 checkpoint loads as bf16): each rank
+            # widens only its own shard.
+            self.model.to(torch.float32)
 
     def forward(self, batch: dict[str, torch.Tensor]):
         by_token = self.optim_cfg.loss_weighting == "token"
