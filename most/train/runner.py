@@ -11,7 +11,8 @@
 Checkpoint files are written by :class:`~most.train.checkpoint.AtomicCheckpointIO` (a temporary file in
 ``ckpt/``, fsynced, renamed into place), so a kill or a full disk never leaves a torn ``last.ckpt``;
 a resume starts from the newest checkpoint that reads back whole and renames broken ones to
-``*.broken``. Resume restores model, optimizer, scheduler, loop counters, the data position
+``*.broken``. Sharded strategies (:mod:`most.train.sharding`) write folders of per-rank shards
+instead (DeepSpeed; FSDP with ``trainer.sharded_checkpoint``), and their export gathers the weights. Resume restores model, optimizer, scheduler, loop counters, the data position
 (:class:`~most.train.datamodule.MixtureDataModule`) and RNG states (:class:`~most.train.callbacks.RngState`).
 """
 

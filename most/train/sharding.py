@@ -4,7 +4,8 @@ decoder layer, and the full state dict gathered for the HF export.
 - ``fsdp``: FSDP2 (``torch.distributed.fsdp.fully_shard``) on every decoder layer, then on the root
   (embeddings, final norm, LM head), through :class:`FSDP2Strategy` (Lightning's
   ``ModelParallelStrategy`` with all ranks on one data-parallel mesh dimension). Runs on GPUs (NCCL)
-  and on CPUs (gloo). Parameters stay fp32; ``bf16-mixed`` autocasts the compute, as on one device.
+  and on CPUs (gloo). Under ``32-true`` and ``*-mixed`` each rank widens its shard to fp32 (a bf16
+  checkpoint trains fp32 master weights) and ``bf16-mixed`` autocasts the compute, as on one device.
   Checkpoints are full, gathered on rank 0 into one ``.ckpt`` file (written atomically by
   :class:`~most.train.checkpoint.AtomicCheckpointIO`), or with ``trainer.sharded_checkpoint`` a
   folder of per-rank shards; both resume on any number of ranks.
@@ -28,8 +29,6 @@ from lightning.pytorch.strategies import ModelParallelStrategy, Strategy
 from torch import nn
 
 from most.io import atomic_dir
-
-SHARDED = ("fsdp", "deepspeed_stage_2", "deepspeed_stage_3")
 
 
 def check_available(strategy: str) -> None:
