@@ -1,8 +1,10 @@
-"""Tiny text and unit runs built inline: the text world, unit datasets and an adapted-shaped
-tiny Qwen3-MoE folder (the contract ``most adapt`` writes)."""
+"""Tiny text and unit runs built inline: the text world, unit datasets and a tiny Qwen3-MoE taken
+through ``most adapt`` (the adapted ``MostForCausalLM`` the training stages start from)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
 from pathlib import Path
 
@@ -77,21 +79,27 @@ def unit_rows(n: int, seed: int, answers: bool = False) -> dict[str, list]:
 
 
 def write_speech_run(run: Path, unit_hash: str = UNIT_HASH) -> TokenLayout:
-    """Everything stage1/stage2 read: adapt/hf, units/, data/text, data/instructions."""
-    write_text_run(run)
-    tok = train_text_tokenizer(sentences(64) + ["Question Answer repeat"] * 4, TokenizerConfig(300))
-    layout = TokenLayout(text_vocab_size=len(tok), n_units=N_UNITS, unit_tokenizer_hash=UNIT_HASH)
-    tok.add_special_tokens({"additional_special_tokens": layout.new_tokens()})
-    assert tok.convert_tokens_to_ids(layout.unit_token(0)) == layout.unit_offset
-
+    """Everything stage1/stage2 read: adapt/hf (a random :data:`TINY_MODEL` Qwen3-MoE with its text
+    tokenizer, saved as base/hf, through ``most adapt``: a ``MostForCausalLM``), units/, data/text,
+    data/instructions."""
+    import torch
     from transformers import Qwen3MoeForCausalLM
 
-    model = Qwen3MoeForCausalLM(TINY_MODEL.hf_config(len(tok) - len(layout.new_tokens()), 0))
-    model.resize_token_embeddings(layout.vocab_size)
-    hf = Run(run).hf("adapt")
-    model.save_pretrained(str(hf))
-    tok.save_pretrained(str(hf))
-    layout.save(hf)
+    from most.adapt import LayoutSection, SourceSection
+    from most.stages.adapt import adapt
+
+    write_text_run(run)
+    tok = train_text_tokenizer(sentences(64) + ["Question Answer repeat"] * 4, TokenizerConfig(300))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        base = Qwen3MoeForCausalLM(TINY_MODEL.hf_config(len(tok), 0))
+    src = Run(run).hf("base")
+    base.save_pretrained(str(src))
+    tok.save_pretrained(str(src))
+    units = LayoutSection(n_units=N_UNITS, unit_tokenizer_hash=UNIT_HASH)
+    with contextlib.redirect_stdout(io.StringIO()):
+        hf = adapt(run=run, source=SourceSection(model=src), layout=units)
+    layout = TokenLayout.load(hf)
 
     atomic_write_json(
         Run(run).unit_tokenizer / UNIT_TOKENIZER_FILE,

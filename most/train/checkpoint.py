@@ -23,6 +23,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from most.io import fsync_dir, remove_stale, temp_prefix
 
 STEP_FILE = re.compile(r"step=(\d+)(?:-v\d+)?\.ckpt$")
+DCP_META, LIGHTNING_META = ".metadata", "meta.pt"  # the files a whole FSDP sharded checkpoint holds
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -79,8 +80,10 @@ class _Sink:
 
 def readable(path: Path) -> bool:
     """Whether ``path`` is a whole checkpoint: a zip archive whose every member passes its CRC."""
-    if path.is_dir():  # sharded checkpoints (DeepSpeed, distributed) are folders
-        return any(path.iterdir())
+    if path.is_dir():  # sharded checkpoints are folders
+        if (path / DCP_META).exists() or (path / LIGHTNING_META).exists():  # FSDP (torch DCP)
+            return (path / DCP_META).is_file() and (path / LIGHTNING_META).is_file()
+        return any(path.iterdir())  # DeepSpeed
     try:
         with zipfile.ZipFile(path) as z:
             return z.testzip() is None

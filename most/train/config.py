@@ -80,7 +80,13 @@ class TrainerConfig:
     devices: int | str = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    """One of ``auto``, ``ddp``, ``ddp_spawn``, ``fsdp``, ``deepspeed_stage_2``, ``deepspeed_stage_3``."""
+    """One of ``auto``, ``ddp``, ``ddp_spawn``, ``fsdp`` (FSDP2 per decoder layer, GPUs or CPUs),
+    ``deepspeed_stage_2``, ``deepspeed_stage_3`` (the optional extra: ``pip install -e
+    '.[deepspeed]'``); :mod:`most.train.sharding`."""
+    sharded_checkpoint: bool = False
+    """``fsdp`` only: each rank writes its shard of the weights and Adam state into a checkpoint
+    folder (``torch.distributed.checkpoint``) instead of rank 0 gathering them into one file (12 B
+    per parameter in rank 0's host RAM). Either kind resumes on any number of ranks."""
     val_every: int = 200
     """Validate every this many micro-batches (0 = never)."""
     ckpt_every: int = 100
@@ -96,6 +102,8 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"trainer.strategy {self.strategy!r} is not one of {STRATEGIES}")
+        if self.sharded_checkpoint and self.strategy != "fsdp":
+            raise ValueError("trainer.sharded_checkpoint needs trainer.strategy=fsdp")
         if self.max_steps < 1 or self.accumulate < 1 or self.ckpt_every < 1 or self.keep_last < 1:
             raise ValueError("trainer: max_steps, accumulate, ckpt_every, keep_last must be >= 1")
 

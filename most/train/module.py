@@ -21,6 +21,7 @@ from torch import nn
 from most.data.prompts import IGNORE, TASKS
 from most.train.optim import OptimConfig, build_optimizer, mask_old_embedding_rows
 from most.train.regularize import add_residual_dropout
+from most.train.sharding import meta_skeleton, shard_model
 
 
 class CausalLMModule(L.LightningModule):
@@ -36,6 +37,9 @@ class CausalLMModule(L.LightningModule):
         super().__init__()
         # from_pretrained returns a model in eval mode; Lightning keeps submodule modes as found.
         self.model = model.train()
+        # The structure without weights, taken before any sharding: the export gathers into it.
+        # In a tuple, so that Lightning does not register it as a submodule.
+        self._skeleton = (meta_skeleton(model),)
         self.optim_cfg = optim
         self.total_steps = total_steps
         if optim.new_embedding_rows_only:
@@ -45,6 +49,29 @@ class CausalLMModule(L.LightningModule):
                 )
             mask_old_embedding_rows(model, n_old_embedding_rows)
         add_residual_dropout(model, optim.dropout)
+
+    @property
+    def skeleton(self) -> nn.Module:
+        """A meta-device copy of the model from before sharding
+        (:func:`~most.train.sharding.meta_skeleton`)."""
+        return self._skeleton[0]
+
+    def configure_model(self) -> None:
+        """FSDP2 per decoder layer when the strategy gives a device mesh (``trainer.strategy=fsdp``),
+        then fp32 shards for full and mixed precision; a no-op under every other strategy."""
+        if self._device_mesh is None:
+            return
+        if self.optim_cfg.new_embedding_rows_only:
+            raise ValueError(
+                "optim.new_embedding_rows_only does not work with trainer.strategy=fsdp (its "
+                "gradient hook sits on the unsharded embedding); use ddp or deepspeed_stage_2/3"
+            )
+        shard_model(self.model, self._device_mesh["data_parallel"])
+        precision = str(self.trainer.precision)
+        if precision.startswith("32") or precision.endswith("-mixed"):
+            # fp32 master weights, as on one device (a bf16 checkpoint loads as bf16): each rank
+            # widens only its own shard.
+            self.model.to(torch.float32)
 
     def forward(self, batch: dict[str, torch.Tensor]):
         by_token = self.optim_cfg.loss_weighting == "token"

@@ -11,7 +11,8 @@
 Checkpoint files are written by :class:`~most.train.checkpoint.AtomicCheckpointIO` (a temporary file in
 ``ckpt/``, fsynced, renamed into place), so a kill or a full disk never leaves a torn ``last.ckpt``;
 a resume starts from the newest checkpoint that reads back whole and renames broken ones to
-``*.broken``. Resume restores model, optimizer, scheduler, loop counters, the data position
+``*.broken``. Sharded strategies (:mod:`most.train.sharding`) write folders of per-rank shards
+instead (DeepSpeed; FSDP with ``trainer.sharded_checkpoint``), and their export gathers the weights. Resume restores model, optimizer, scheduler, loop counters, the data position
 (:class:`~most.train.datamodule.MixtureDataModule`) and RNG states (:class:`~most.train.callbacks.RngState`).
 """
 
@@ -40,6 +41,7 @@ from most.train.checkpoint import AtomicCheckpointIO, resume_point
 from most.train.config import TrainerConfig
 from most.train.datamodule import MixtureDataModule
 from most.train.module import CausalLMModule
+from most.train.sharding import build_strategy, fill_skeleton, gathered_state_dict, is_sharded
 
 
 @dataclass
@@ -70,6 +72,7 @@ COSMETIC = (
     "trainer.keep_last",
     "trainer.ckpt_every",
     "trainer.val_every",
+    "trainer.sharded_checkpoint",
     "evaluation.",
 )
 #: Settings a resumed run may change besides those: its step budget and where it runs.
@@ -142,7 +145,7 @@ def build_trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
+        strategy=build_strategy(cfg.strategy, cfg.sharded_checkpoint),
         val_check_interval=cfg.val_every if has_val and cfg.val_every else None,
         check_val_every_n_epoch=None,
         limit_val_batches=None if has_val and cfg.val_every else 0,
@@ -214,12 +217,29 @@ def fit(
 
 
 def export_hf(
-    model: torch.nn.Module, tokenizer: Any, layout: TokenLayout | None, dest: Path
+    model: torch.nn.Module,
+    tokenizer: Any,
+    layout: TokenLayout | None,
+    dest: Path,
+    skeleton: torch.nn.Module | None = None,
 ) -> Path:
     """Write a ``from_pretrained``-loadable folder (safetensors, tokenizer, layout) atomically.
 
-    LoRA adapters are merged into the base weights first, so the folder needs no peft to load.
+    Every rank calls it: a sharded model (FSDP2, DeepSpeed ZeRO) is first gathered whole onto rank 0
+    (a collective) into ``skeleton``, its meta-device copy from before sharding
+    (:attr:`CausalLMModule.skeleton <most.train.module.CausalLMModule>`), and only rank 0 writes,
+    the same files a single-process run writes. LoRA adapters are merged into the base weights
+    first, so the folder needs no peft to load.
     """
+    if is_sharded(model):
+        if skeleton is None:
+            raise ValueError("export_hf: a sharded model needs its skeleton (meta_skeleton)")
+        state = gathered_state_dict(model)
+        if not global_zero():
+            return dest
+        model = fill_skeleton(skeleton, state, model)
+    elif not global_zero():
+        return dest
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     with atomic_dir(dest) as tmp:
@@ -228,6 +248,12 @@ def export_hf(
         if layout is not None:
             layout.save(tmp)
     return dest
+
+
+def global_zero() -> bool:
+    """Whether this process is rank 0 (or the only one)."""
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def write_metrics(paths: StagePaths, metrics: dict[str, Any]) -> None:

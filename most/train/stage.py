@@ -87,6 +87,10 @@ def train_and_export(
     """Fit and export; returns the run metrics on the global-zero process, None elsewhere."""
     train_sources, train_ratios = S.mixture(train, defaults, data.ratios)
     val_ratios = [1.0] * len(val)
+    # torch's global generator starts from a random seed in this process (an import reseeds it),
+    # and LoRA's initial adapters and dropout draw from it: seed it, so the same recipe gives the
+    # same model on every run, and every rank (FSDP shards each rank's own copy) the same start.
+    L.seed_everything(data.seed, verbose=False)
     if lora is not None and lora.enabled:
         model = apply_lora(model, lora)
     select_trainable(model, optim)
@@ -95,14 +99,11 @@ def train_and_export(
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     dm = MixtureDataModule(train_sources, train_ratios, val, val_ratios, data, pad_id)
     n_old = layout.text_vocab_size if layout is not None else None
-    # torch's global generator starts from a random seed in this process (an import reseeds it),
-    # and dropout draws from it: seed it, so the same recipe gives the same model on every run.
-    L.seed_everything(data.seed, verbose=False)
     module = CausalLMModule(model, optim, trainer.max_steps, n_old)
     pl_trainer, metrics = fit(paths, module, dm, trainer, [TrainDtype()])
+    export_hf(module.model, tok, layout, paths.hf, module.skeleton)  # every rank: a collective
     if not pl_trainer.is_global_zero:
         return None
-    export_hf(module.model, tok, layout, paths.hf)
     metrics["trainable_params"] = n_trainable
     metrics["ratios"] = dict(zip([s.task for s in train_sources], train_ratios, strict=True))
     write_metrics(paths, metrics)

@@ -73,6 +73,24 @@ def test_resume_point_skips_torn_checkpoints(tmp_path: Path) -> None:
     assert resume_point(tmp_path / "empty") == (None, [])
 
 
+def test_sharded_folders_are_whole_only_with_their_metadata(tmp_path: Path) -> None:
+    """An FSDP sharded checkpoint (torch DCP) is whole once both its ``.metadata`` and Lightning's
+    ``meta.pt`` exist; a DeepSpeed folder once it holds anything."""
+    fsdp = tmp_path / "step=4.ckpt"
+    fsdp.mkdir()
+    (fsdp / "__0_0.distcp").write_bytes(b"shard")
+    (fsdp / "meta.pt").write_bytes(b"meta")
+    assert not readable(fsdp)  # the shards' index is written last
+    (fsdp / ".metadata").write_bytes(b"index")
+    assert readable(fsdp)
+    assert resume_point(tmp_path) == (fsdp, [])
+    deepspeed = tmp_path / "last.ckpt"
+    deepspeed.mkdir()
+    assert not readable(deepspeed)
+    (deepspeed / "latest").write_text("global_step4")
+    assert readable(deepspeed)
+
+
 WRITER = """
 import sys, torch
 from pathlib import Path

@@ -3,6 +3,7 @@ natively (AMX or AVX512-BF16)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from most.train import config as config_mod
@@ -23,3 +24,11 @@ def test_auto_precision_follows_native_bf16(monkeypatch) -> None:
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probes
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
     assert not config_mod.cpu_has_bf16()
+
+
+def test_strategy_settings_checked() -> None:
+    with pytest.raises(ValueError, match=r"sharded_checkpoint needs trainer\.strategy=fsdp"):
+        TrainerConfig(strategy="ddp", sharded_checkpoint=True)
+    with pytest.raises(ValueError, match="'fsdp2' is not one of"):
+        TrainerConfig(strategy="fsdp2")
+    assert TrainerConfig(strategy="fsdp", sharded_checkpoint=True).sharded_checkpoint

@@ -66,7 +66,7 @@ def test_lora_without_rows_and_routers_trains_only_adapters(speech_run: Path) ->
     from transformers import AutoModelForCausalLM
 
     merged = AutoModelForCausalLM.from_pretrained(str(speech_run / "stage1" / "hf"))
-    q = "model.layers.0.self_attn.q_proj.weight"
+    q = "lm.model.layers.0.self_attn.q_proj.weight"  # the adapted MostForCausalLM holds the base as lm
     assert not torch.equal(merged.state_dict()[q], before[q])
 
 
@@ -81,10 +81,10 @@ def test_train_regex_and_new_embedding_rows(speech_run: Path) -> None:
         new_embedding_rows_only=True,
     )
     before, after = trained_module(speech_run, optim=optim)
-    emb = after["model.model.embed_tokens.weight"]
+    emb = after["model.lm.model.embed_tokens.weight"]  # MostForCausalLM holds the base as lm
     old = layout.text_vocab_size
-    assert torch.equal(emb[:old], before["model.embed_tokens.weight"][:old])
-    assert not torch.equal(emb[old:], before["model.embed_tokens.weight"][old:])
+    assert torch.equal(emb[:old], before["lm.model.embed_tokens.weight"][:old])
+    assert not torch.equal(emb[old:], before["lm.model.embed_tokens.weight"][old:])
     for k, v in after.items():
         name = k.removeprefix("model.")
         moved = not torch.equal(v, before[name])
