@@ -82,7 +82,7 @@ def test_the_section_sets_the_variables_the_test_fills():
 
 
 def test_own_checkpoint_tutorial_runs_as_written(base_dirs, tmp_path):
-    names, commands = section_lines()
+    _, commands = section_lines()
     run = tiny_run(tmp_path)
     env = {
         **os.environ,

@@ -10,6 +10,7 @@ from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.dryrun import load_config, print_dry_run
 from most.train.optim import LoraConfig, OptimConfig
+from most.train.sharding import loads_weights
 from most.train.stage import STAGE1_RATIOS, start_speech_stage, text_qa_replay, train_and_export
 
 _DEFAULT_DataConfig = DataConfig()
@@ -35,7 +36,9 @@ def stage1(
         return
     R = Run(run)
     settings = dict(data=data, optim=optim, trainer=trainer, lora=lora)
-    st = start_speech_stage(R, "stage1", init, settings, force)
+    st = start_speech_stage(
+        R, "stage1", init, settings, force, empty=not loads_weights(trainer.strategy)
+    )
     if st is None:
         return
     p, layout = st.prompts, st.layout

@@ -18,8 +18,9 @@ also the weights. Activations use Korthikanti et al.'s ``34 * tokens * hidden`` 
 (flash attention, no recomputation) plus the logits and their fp32 copy for the loss.
 
 Host RAM per node: the weights are read in the checkpoint's dtype; every rank reads its own copy
-under DDP and ZeRO-2, only one rank per node under FSDP and ZeRO-3 (the others are built on the
-``meta`` device and receive their shards); plus :data:`RANK_RUNTIME_GIB` per rank.
+under DDP and ZeRO-2/3, only global rank 0 under FSDP (the others are built on the ``meta`` device
+and receive their shards from it, :func:`most.train.sharding.loads_weights`; the figure is node 0's);
+plus :data:`RANK_RUNTIME_GIB` per rank.
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def host_ram_per_node(
 ) -> dict[str, Any]:
     """GiB of host RAM a node needs to load the model for ``trainer.strategy`` (see the module doc);
     on a CPU run the per-rank training state (``per_rank_gib``) lives in host RAM as well."""
-    loaders = 1 if trainer.strategy in SHARDED else devices
+    loaders = 1 if trainer.strategy == "fsdp" else devices
     weights = counts["total"] * _dtype_bytes(config) / GIB
     est = {
         "ranks_loading_weights": loaders,

@@ -21,7 +21,7 @@ from torch import nn
 from most.data.prompts import IGNORE, TASKS
 from most.train.optim import OptimConfig, build_optimizer, mask_old_embedding_rows
 from most.train.regularize import add_residual_dropout
-from most.train.sharding import meta_skeleton, shard_model
+from most.train.sharding import load_from_rank0, meta_skeleton, shard_model
 
 
 class CausalLMModule(L.LightningModule):
@@ -66,7 +66,12 @@ class CausalLMModule(L.LightningModule):
                 "optim.new_embedding_rows_only does not work with trainer.strategy=fsdp (its "
                 "gradient hook sits on the unsharded embedding); use ddp or deepspeed_stage_2/3"
             )
+        # Only global rank 0 read the weights (sharding.loads_weights); it keeps them until every
+        # rank has received its shards.
+        full = dict(self.model.state_dict()) if self.global_rank == 0 else None
         shard_model(self.model, self._device_mesh["data_parallel"])
+        load_from_rank0(self.model, full, self.trainer.strategy.root_device)
+        del full
         precision = str(self.trainer.precision)
         if precision.startswith("32") or precision.endswith("-mixed"):
             # fp32 master weights, as on one device (a bf16 checkpoint loads as bf16): each rank

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,44 @@ def shard_model(model: nn.Module, mesh: Any) -> None:
     for layer in decoder_layers(model):
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
+
+
+#: Environment variables that carry a process's rank under Lightning's launcher, torchrun and SLURM.
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID")
+
+
+def loads_weights(strategy: str) -> bool:
+    """Whether this process reads the checkpoint's weights: every process, except under ``fsdp``,
+    where only global rank 0 does and the others build the model on the ``meta`` device and receive
+    their shards from it (:func:`load_from_rank0`). Read from the launcher's environment, before
+    any process group exists."""
+    if strategy != "fsdp":
+        return True
+    return all(int(os.environ.get(name) or 0) == 0 for name in _RANK_VARIABLES)
+
+
+def load_from_rank0(model: nn.Module, full: dict[str, torch.Tensor] | None, device) -> None:
+    """Fill a sharded ``model`` with global rank 0's weights, one tensor at a time: ranks whose
+    model is still on the ``meta`` device allocate their shards on ``device`` first; ``full`` is rank
+    0's state dict taken before sharding (None elsewhere). Each FSDP parameter is scattered from
+    rank 0 into its shards (``distribute_tensor``); unsharded parameters and buffers are broadcast."""
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        model.to_empty(device=device)
+    rank0 = full is not None
+    with torch.no_grad():
+        for name, t in (*model.named_parameters(), *model.named_buffers()):
+            if isinstance(t, DTensor):
+                shape, local = t.shape, t.to_local()
+                source = full[name] if rank0 else torch.empty(shape, dtype=t.dtype)
+                shard = distribute_tensor(
+                    source.to(local.device, t.dtype), t.device_mesh, t.placements, src_data_rank=0
+                )
+                local.copy_(shard.to_local())
+            else:  # rank 0 holds it already (non-persistent buffers are in no state dict)
+                dist.broadcast(t.data, src=0)
 
 
 def is_sharded(model: nn.Module) -> bool:

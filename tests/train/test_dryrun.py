@@ -70,17 +70,20 @@ def test_memory_and_host_ram_by_strategy(realdata: Path, name: str) -> None:
     config = load_config(realdata / "moe_configs" / f"{name}.config.json")
     zero2 = TrainerConfig(strategy="deepspeed_stage_2", devices=8, num_nodes=8)
     zero3 = TrainerConfig(strategy="deepspeed_stage_3", devices=8, num_nodes=8)
-    r2, r3 = (dry_run(config, DATA, t, OptimConfig()) for t in (zero2, zero3))
+    fsdp = TrainerConfig(strategy="fsdp", devices=8, num_nodes=8)
+    r2, r3, rf = (dry_run(config, DATA, t, OptimConfig()) for t in (zero2, zero3, fsdp))
     total = r2["params"]["total"]
     assert r2["global_batch"] == 4 * 64
     mem2, mem3 = r2["memory_gib_per_gpu"], r3["memory_gib_per_gpu"]
     assert mem2["weights"] == pytest.approx(2 * total / 2**30, rel=0.01)  # bf16, unsharded
     assert mem3["weights"] == pytest.approx(mem2["weights"] / 64, rel=0.01)
-    # host RAM: bf16 weights once per node when sharded, once per rank otherwise
-    ram2, ram3 = r2["host_ram_per_node"], r3["host_ram_per_node"]
-    assert ram3["weights_gib"] == pytest.approx(2 * total / 2**30, rel=0.01)
-    assert ram2["weights_gib"] == pytest.approx(8 * ram3["weights_gib"], rel=0.01)
-    assert ram3["total_gib"] < ram2["total_gib"]
+    assert rf["memory_gib_per_gpu"]["weights"] < mem2["weights"] / 16  # FSDP shards them too
+    # host RAM: bf16 weights once (rank 0) under FSDP, once per rank under DDP and ZeRO
+    ram2, ram3, ramf = (r["host_ram_per_node"] for r in (r2, r3, rf))
+    assert ramf["weights_gib"] == pytest.approx(2 * total / 2**30, rel=0.01)
+    assert ram2["weights_gib"] == ram3["weights_gib"]
+    assert ram2["weights_gib"] == pytest.approx(8 * ramf["weights_gib"], rel=0.01)
+    assert ramf["total_gib"] < ram2["total_gib"]
     frozen = dry_run(config, DATA, zero2, OptimConfig(train=["embed_tokens"]))
     assert frozen["params"]["trainable"] < r2["params"]["trainable"] / 50
     assert frozen["memory_gib_per_gpu"]["optimizer"] < mem2["optimizer"] / 50

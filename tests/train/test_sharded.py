@@ -250,3 +250,17 @@ def test_bf16_sharded_on_gpus_exports_what_one_gpu_trains(
     assert all(t.dtype == torch.float32 for t in tensors(sharded).values())
     start, end = tensors(speech_run / "adapt" / "hf"), tensors(sharded)
     assert max((end[k] - start[k]).abs().max().item() for k in end if k in start) > 0.1
+
+
+def test_under_fsdp_only_global_rank_zero_reads_the_weights(monkeypatch):
+    from most.train.sharding import _RANK_VARIABLES, loads_weights
+
+    for name in _RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert loads_weights("fsdp") and loads_weights("ddp")
+    for name in ("LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        monkeypatch.setenv(name, "1")
+        assert not loads_weights("fsdp"), name
+        assert loads_weights("ddp"), name  # every DDP rank holds the whole model
+        monkeypatch.setenv(name, "0")
+    assert loads_weights("fsdp")
