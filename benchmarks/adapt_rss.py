@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from most.run import Run
+
 #: ~1.0 B parameters, 91 % of them in the routed experts; one layer's experts are 4 % of the model
 #: (Qwen3-30B-A3B: 2 %), so the one layer converted at a time weighs as it does at scale.
 SHAPE = dict(
@@ -141,7 +143,7 @@ def main() -> None:
         r = peak_rss(
             args.python, adapt_argv(args.python, src, args.work / name, args.n_units, *extra)
         )
-        out = args.work / name / "adapt" / "hf"
+        out = Run(args.work / name).hf("adapt")
         r["out_gib"] = round(checkpoint_bytes(out) / 2**30, 3)
         r["ratio_to_file"] = round(r["peak_rss_gib"] * 2**30 / size, 3)
         report[name] = r
