@@ -72,6 +72,15 @@ def fit_routing(
                 if err <= tol:
                     return rule
                 best = min(best, err)
+    except ArchError:
+        raise
+    except (RuntimeError, AttributeError, TypeError, ValueError, IndexError) as e:
+        # The base block's own pieces (an activation, a gate) that the generic block borrowed
+        # need something it does not have.
+        raise ArchError(
+            f"the generic block cannot run the MoE block at {where} "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from e
     finally:
         router.kind, router.base = kind, base
         old.train(modes[0])

@@ -77,3 +77,21 @@ def test_routing_rule_is_the_first_candidate_that_reproduces_the_base(monkeypatc
     monkeypatch.setattr(surgery, "candidate_rules", lambda cfg, bias: iter([wrong]))
     with pytest.raises(ArchError, match=r"^qwen3_moe: no routing rule .* model\.layers\[0\]\.mlp"):
         adapt_tiny(tiny_base("qwen3_moe"))
+
+
+def test_a_block_the_generic_one_cannot_run_is_refused_in_one_line(monkeypatch):
+    """A borrowed piece of the base block (an activation, a gate) that fails inside the generic
+    block refuses the model in one line instead of crashing adapt."""
+    from most.moe.experts import GroupedExperts
+    from most.testing.tiny_moe import adapt_tiny, tiny_base
+
+    def borrowed(self, h, rows):
+        raise AttributeError("'SimpleNamespace' object has no attribute 'limit'")
+
+    monkeypatch.setattr(GroupedExperts, "_gate", borrowed)
+    with pytest.raises(ArchError) as err:
+        adapt_tiny(tiny_base("qwen3_moe"))
+    message = str(err.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith("qwen3_moe: the generic block cannot run the MoE block at")
+    assert "AttributeError" in message and "limit" in message
