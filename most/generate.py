@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 import most.modeling  # noqa: F401  (registers the adapted model class)
 from most.data.prompts import Prompts
@@ -28,6 +28,7 @@ from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, LayoutError, TokenLayout
 from most.threads import single_thread
 from most.units import UnitTokenizer, load_tokenizer
 from most.units.base import TOKENIZER_FILE
+from most.weights import AUTO, load_causal_lm
 
 #: Folder name of the unit tokenizer inside a release (written by ``most release``).
 UNITS_DIR = "unit_tokenizer"
@@ -132,12 +133,15 @@ class SpeechLM:
                 f"{model_dir}: token_layout.json (hash {layout.hash}) does not match the model "
                 "config's layout; the folder mixes files from different models"
             )
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        device = resolve_device(device)
+        # The checkpoint's own dtype on a GPU (one copy in host RAM on the way); fp32 on the CPU.
+        dtype = torch.float32 if device == "cpu" else AUTO
+        model = load_causal_lm(model_dir, dtype)
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         unit_tok = find_unit_tokenizer(model_dir, units)
         if unit_tok is not None:
             layout.check_units(unit_tok.hash, where=str(units or model_dir / UNITS_DIR))
-        return cls(model.to(resolve_device(device)), tokenizer, layout, unit_tok)
+        return cls(model.to(device), tokenizer, layout, unit_tok)
 
     # ---- core decoding -----------------------------------------------------------------------
     @torch.no_grad()
