@@ -35,7 +35,7 @@ from most.io import atomic_dir
 def check_available(strategy: str) -> None:
     """Refuse a DeepSpeed strategy when the optional ``deepspeed`` package is not installed."""
     if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
-        raise ImportError(
+        raise ValueError(
             f"trainer.strategy={strategy} needs DeepSpeed, which is not installed: "
             "pip install -e '.[deepspeed]' (or pick trainer.strategy=fsdp)"
         )

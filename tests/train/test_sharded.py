@@ -222,9 +222,27 @@ def test_deepspeed_missing_is_one_clear_line(monkeypatch) -> None:
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "deepspeed" else real(n, *a))  # fmt: skip
-    with pytest.raises(ImportError, match=r"deepspeed_stage_3 needs DeepSpeed.*\[deepspeed\]"):
+    with pytest.raises(ValueError, match=r"deepspeed_stage_3 needs DeepSpeed.*\[deepspeed\]"):
         check_available("deepspeed_stage_3")
     check_available("fsdp")
+
+
+def test_a_stage_asking_for_missing_deepspeed_stops_before_loading(
+    monkeypatch, tmp_path, capsys
+) -> None:
+    import importlib.util
+
+    from most.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "deepspeed" else real(n, *a))  # fmt: skip
+    # The recipe's init (RUN/adapt/hf) does not even exist: nothing is read before the refusal.
+    recipe = str(Path(__file__).resolve().parents[2] / "recipes" / "qwen3-30b-a3b" / "stage1.yaml")
+    args = ["--trainer.strategy=deepspeed_stage_2", "--trainer.sharded_checkpoint=false"]
+    assert main(["stage1", "--config", recipe, "--run", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install -e '.[deepspeed]'" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.gpu
