@@ -60,8 +60,12 @@ def check_audio(
     max_seconds: float | None = None,
     min_seconds: float = 0.05,
     where: str = "audio",
+    allow_silence: bool = False,
 ) -> np.ndarray:
-    """Validate, downmix and resample a waveform; return float32 mono at ``target_sr``."""
+    """Validate, downmix and resample a waveform; return float32 mono at ``target_sr``.
+
+    ``allow_silence``: an all-zero recording is valid (it transcribes as empty text) rather than
+    rejected as empty."""
     wav = to_mono(wav)
     if wav.size == 0:
         raise AudioError("empty_audio", f"{where}: no samples")
@@ -77,7 +81,7 @@ def check_audio(
     if np.issubdtype(wav.dtype, np.integer):
         wav = wav.astype(np.float32) / np.iinfo(wav.dtype).max
     wav = resample(wav, sr, target_sr)
-    if not np.any(wav):
+    if not allow_silence and not np.any(wav):
         raise AudioError("empty_audio", f"{where}: all samples are zero")
     return wav
 
@@ -88,8 +92,10 @@ def read_audio(
     target_sr: int = SAMPLE_RATE,
     max_seconds: float | None = None,
     min_seconds: float = 0.05,
+    allow_silence: bool = False,
 ) -> np.ndarray:
-    """Read any format libsndfile knows (wav, flac, ogg, mp3) -> float32 mono at ``target_sr``."""
+    """Read any format libsndfile knows (wav, flac, ogg, mp3) -> float32 mono at ``target_sr``
+    (``allow_silence``: see :func:`check_audio`)."""
     path = Path(path)
     if not path.is_file():
         raise AudioError("missing_file", f"{path}: file not found")
@@ -104,6 +110,7 @@ def read_audio(
         max_seconds=max_seconds,
         min_seconds=min_seconds,
         where=str(path),
+        allow_silence=allow_silence,
     )
 
 

@@ -1,6 +1,6 @@
 """``most asr``, ``most tts``, ``most chat``: the model from the command line.
 
-    most asr --files '[a.flac, b.wav]' --model runs/demo/release
+    most asr a.flac b.wav recordings/*.mp3 --model runs/demo/release
     most tts --text "The capital of Velmora is Tarsk." --output out.wav --model runs/demo/release
     most chat --model runs/demo/release --audio question.wav [--speak=true --output answer.wav]
     most chat --model runs/demo/release            # interactive; "/audio PATH" attaches a file
@@ -15,7 +15,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from most.audio import read_audio, write_wav
+import numpy as np
+
+from most.audio import AudioError, read_audio, write_wav
 from most.generate import Reply, Sampling, SpeechLM
 
 DEFAULT_MODEL = Path("runs/demo/release")
@@ -29,15 +31,37 @@ def asr(
     sampling: Sampling = _DEFAULT_SAMPLING,
     device: str = "auto",
 ) -> list[str]:
-    """Transcribe audio files; prints ``file<TAB>text`` per file."""
+    """Transcribe audio files (``most asr a.wav b.flac``, shell globs welcome) in batches of
+    ``sampling.batch_size``; prints ``file<TAB>text`` per readable file. An unreadable file is
+    named on stderr in one line and the others are still transcribed; the command then fails
+    saying how many could not be read. A silent recording transcribes as empty text."""
     if not files:
         raise ValueError("no audio files given")
-    wavs = [read_audio(f) for f in files]  # unreadable files fail here, before the model loads
-    lm = SpeechLM.load(model, units=units, device=device)
-    texts = lm.asr(wavs, sampling)
-    for f, t in zip(files, texts, strict=True):
-        print(f"{f}\t{t}")
-    return texts
+    wavs: dict[int, np.ndarray] = {}  # position in ``files`` -> audio, for the readable ones
+    failed = []
+    for i, f in enumerate(files):  # unreadable files are found before the model loads
+        try:
+            wavs[i] = read_audio(f, allow_silence=True)
+        except AudioError as e:
+            failed.append(str(e))
+    if failed and not wavs:
+        if len(failed) == 1:
+            raise ValueError(failed[0])
+        for line in failed:
+            print(f"most asr: {line}", file=sys.stderr)
+        raise ValueError(f"none of the {len(failed)} files could be read")
+    for line in failed:
+        print(f"most asr: {line}", file=sys.stderr, flush=True)
+    texts = dict.fromkeys(wavs, "")  # silent recordings stay empty
+    voiced = [i for i, w in wavs.items() if np.any(w)]
+    if voiced:
+        lm = SpeechLM.load(model, units=units, device=device)
+        texts |= dict(zip(voiced, lm.asr([wavs[i] for i in voiced], sampling), strict=True))
+    for i, text in texts.items():
+        print(f"{files[i]}\t{text}")
+    if failed:
+        raise ValueError(f"{len(failed)} of {len(files)} files could not be read (named above)")
+    return list(texts.values())
 
 
 def tts(

@@ -134,3 +134,29 @@ def test_wrong_layout_hash_is_one_line(model_dir, tmp_path, capsys):
     assert main(["chat", "--model", str(bad), "--text", "hi"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "does not match" in err
+
+
+def test_asr_files_as_words_keeps_going_past_a_bad_one(model_dir, realdata, tmp_path, capsys):
+    """`most asr a b c` (shell-glob style): a silent recording is empty text, an unreadable file is
+    named in one line, the others are transcribed, and the command fails saying how many failed."""
+    from most.audio import write_wav
+    from most.generate import Sampling, SpeechLM
+
+    speech = str(realdata / "whisper" / "jfk.flac")
+    silent = str(write_wav(tmp_path / "silent.wav", np.zeros(16_000, np.float32)))
+    broken = tmp_path / "broken.mp3"
+    broken.write_bytes(b"ID3 not really an mp3")
+    files = [silent, str(broken), speech]
+    assert main(["asr", *files, "--model", str(model_dir), "--sampling.max_new_tokens=4"]) == 2
+    out, err = capsys.readouterr()
+    (text,) = SpeechLM.load(model_dir, device="cpu").asr(
+        [read_audio(speech)], Sampling(max_new_tokens=4)
+    )
+    assert out.splitlines() == [f"{silent}\t", f"{speech}\t{text}"]
+    ours = [line for line in err.splitlines() if line.startswith("most asr:")]
+    assert len(ours) == 2
+    assert ours[0].startswith(f"most asr: {broken}: cannot decode audio")
+    assert ours[1] == "most asr: error: 1 of 3 files could not be read (named above)"
+
+    assert main(["asr", silent, "--model", str(tmp_path / "no-model")]) == 0  # no model needed
+    assert capsys.readouterr().out == f"{silent}\t\n"
