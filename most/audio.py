@@ -25,7 +25,11 @@ REASONS = (
     "empty_text",
     "bad_text",
     "missing_file",
+    "bad_sample_rate",
 )
+
+MIN_SAMPLE_RATE = 4_000
+"""Lowest sample rate accepted: below it there is no speech band left to resample."""
 
 
 class AudioError(ValueError):
@@ -67,6 +71,10 @@ def check_audio(
     ``allow_silence``: an all-zero recording is valid (it transcribes as empty text) rather than
     rejected as empty."""
     wav = to_mono(wav)
+    if sr < MIN_SAMPLE_RATE:
+        raise AudioError(
+            "bad_sample_rate", f"{where}: sample rate {sr} Hz is under {MIN_SAMPLE_RATE} Hz"
+        )
     if wav.size == 0:
         raise AudioError("empty_audio", f"{where}: no samples")
     if not np.all(np.isfinite(wav)):
@@ -93,14 +101,23 @@ def read_audio(
     max_seconds: float | None = None,
     min_seconds: float = 0.05,
     allow_silence: bool = False,
+    start: float = 0.0,
+    end: float | None = None,
 ) -> np.ndarray:
     """Read any format libsndfile knows (wav, flac, ogg, mp3) -> float32 mono at ``target_sr``
-    (``allow_silence``: see :func:`check_audio`)."""
+    (``allow_silence``: see :func:`check_audio`); ``start``/``end`` (seconds) read a segment."""
     path = Path(path)
     if not path.is_file():
         raise AudioError("missing_file", f"{path}: file not found")
     try:
-        wav, sr = sf.read(str(path), dtype="float32", always_2d=False)
+        if start or end is not None:
+            rate = sf.info(str(path)).samplerate
+            stop = None if end is None else round(end * rate)
+            wav, sr = sf.read(
+                str(path), start=round(start * rate), stop=stop, dtype="float32", always_2d=False
+            )
+        else:
+            wav, sr = sf.read(str(path), dtype="float32", always_2d=False)
     except Exception as e:  # libsndfile raises several types for broken files
         raise AudioError("unreadable", f"{path}: cannot decode audio ({e})") from None
     return check_audio(

@@ -24,6 +24,7 @@ from most.corpora.ingest import (
     shard_files,
     write_split,
 )
+from most.corpora.kaldi import kaldi_items
 from most.corpora.librispeech import librispeech_items
 from most.corpora.speech import Voice
 from most.corpora.tasks import (
@@ -35,7 +36,7 @@ from most.corpora.tasks import (
 from most.corpora.world import WorldConfig, build_world, split_facts, text_corpus
 from most.io import save_dataset
 
-KINDS = ("world", "librispeech", "commonvoice", "hf")
+KINDS = ("world", "librispeech", "commonvoice", "kaldi", "hf")
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,8 @@ class CorpusConfig:
     """Where the speech comes from.
 
     Args:
-        kind: ``world`` (the embedded default, generated here), ``librispeech``, ``commonvoice``
-            or ``hf`` (a dataset saved with ``save_to_disk``).
+        kind: ``world`` (the embedded default, generated here), ``librispeech``, ``commonvoice``,
+            ``kaldi`` (Kaldi data directories) or ``hf`` (a dataset saved with ``save_to_disk``).
         path: root folder of a real corpus (unused for ``world``).
         splits: our split name -> the corpus's subset, e.g. ``{train: train-clean-100}``.
         audio_column: audio column name (``hf`` only).
@@ -241,6 +242,8 @@ def real_items(corpus: CorpusConfig, scratch: Path) -> dict:
             items[split] = librispeech_items(corpus.path, subset)
         elif corpus.kind == "commonvoice":
             items[split] = commonvoice_items(corpus.path, subset)
+        elif corpus.kind == "kaldi":
+            items[split] = kaldi_items(corpus.path, subset)
         else:
             items[split] = hf_disk_items(
                 corpus.path,

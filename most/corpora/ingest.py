@@ -30,7 +30,20 @@ from most.corpora.speech import Voice, synthesize
 
 @dataclass(frozen=True)
 class FileAudio:
+    """An audio file, or the ``[start, end)`` seconds of one (a Kaldi ``segments`` entry)."""
+
     path: str
+    start: float = 0.0
+    end: float | None = None
+
+
+@dataclass(frozen=True)
+class RefusedAudio:
+    """Audio known to be unusable before anything is read (e.g. a piped Kaldi ``wav.scp`` entry):
+    the item is rejected with this reason and message."""
+
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -45,7 +58,7 @@ class SourceItem:
 
     id: str
     columns: dict[str, object]  # validated by load_item: "text" must be a non-empty string
-    audio: dict[str, FileAudio | SpokenAudio]
+    audio: dict[str, FileAudio | SpokenAudio | RefusedAudio]
     source: str = ""  # file named in rejects (the audio path, or the transcript file)
 
 
@@ -81,8 +94,10 @@ def load_item(item: SourceItem, max_seconds: float | None) -> tuple[dict | None,
                 check_text(value, f"{item.source or item.id}:{name}") if name == "text" else value
             )
         for name, spec in item.audio.items():
+            if isinstance(spec, RefusedAudio):
+                raise AudioError(spec.reason, spec.message)
             if isinstance(spec, FileAudio):
-                wav = read_audio(spec.path, max_seconds=max_seconds)
+                wav = read_audio(spec.path, max_seconds=max_seconds, start=spec.start, end=spec.end)
             else:
                 wav = synthesize(
                     spec.text, spec.voice, f"{item.id}/{name}", max_seconds=max_seconds
