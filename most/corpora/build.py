@@ -323,8 +323,10 @@ def print_summary(out: Path, manifest: dict) -> None:
             hours = f"  {s['hours']:.2f} h" if "hours" in s else ""
             rej = f"  rejected {sum(s['rejects'].values())}" if s.get("rejects") else ""
             print(f"  {name}/{split}: {s['items']} items{hours}{rej}")
-    if "text_words" in manifest:
+    if "facts" in manifest:
         print(
             f"  text corpus: {manifest['text_words']:,} words; facts {manifest['facts']} "
             f"({manifest['qa_heldout_facts']} held out); entities {manifest['entities']}"
         )
+    elif "text_words" in manifest:
+        print(f"  text corpus: {manifest['text_words']:,} words")

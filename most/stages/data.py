@@ -26,6 +26,7 @@ from most.corpora.build import (
     write_datasets,
 )
 from most.corpora.speech import require_espeak
+from most.corpora.text_corpus import TextCorpusConfig, read_text_corpus
 from most.corpora.world import WorldConfig
 from most.io import atomic_write_json, atomic_write_text, read_json
 from most.run import Run, fingerprint
@@ -36,6 +37,7 @@ def data(
     corpus: CorpusConfig = CorpusConfig(),
     world: WorldConfig = WorldConfig(),
     speech: SpeechConfig = SpeechConfig(),
+    text: TextCorpusConfig = TextCorpusConfig(),
     num_jobs: int = 2,
     force: bool = False,
 ) -> Path:
@@ -46,6 +48,7 @@ def data(
         corpus: the speech source (the generated world by default, or a real corpus).
         world: the generated world (embedded default only).
         speech: voices and sizes of the embedded default.
+        text: a text-LM corpus of your own beside a real speech corpus (``RUN/data/text``).
         num_jobs: worker processes for synthesis and audio decoding.
         force: rebuild even if ``RUN/data`` is complete for these settings.
     """
@@ -53,6 +56,12 @@ def data(
     out = R.data
     configs = dict(corpus=corpus, world=world, speech=speech) if corpus.kind == "world" else {}
     configs = configs or dict(corpus=corpus)  # a real corpus ignores world and speech
+    if text.path is not None:
+        if corpus.kind == "world":
+            raise ValueError(
+                "text.path: the embedded world writes its own text; use it with a real corpus"
+            )
+        configs["text"] = text
     settings = settings_hash(*configs.values())
     current = fingerprint(configs, {})
     manifest_path = out / "manifest.json"
@@ -77,6 +86,10 @@ def data(
         audio_items, text_sets, info = world_items(world, speech)
     else:
         audio_items, text_sets, info = real_items(corpus, work / "scratch"), {}, {}
+    text_rejects: list[dict] = []
+    if text.path is not None:
+        text_sets["text"], text_rejects = read_text_corpus(text)
+        info["text_words"] = sum(p.count(" ") + 1 for p in text_sets["text"]["train"]["text"])
 
     manifest: dict = {
         "settings_hash": settings,
@@ -87,6 +100,7 @@ def data(
     all_files, rejects = write_datasets(
         out, work, audio_items, text_sets, manifest["datasets"], corpus.max_seconds, num_jobs
     )
+    rejects += text_rejects
     atomic_write_text(out / "rejects.jsonl", "".join(json.dumps(r) + "\n" for r in rejects))
     manifest.update(info)
     manifest["rejects"] = len(rejects)
