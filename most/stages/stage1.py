@@ -10,7 +10,6 @@ from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.dryrun import load_config, print_dry_run
 from most.train.optim import LoraConfig, OptimConfig
-from most.train.sharding import check_available, loads_weights
 from most.train.stage import STAGE1_RATIOS, start_speech_stage, text_qa_replay, train_and_export
 
 _DEFAULT_DataConfig = DataConfig()
@@ -36,10 +35,7 @@ def stage1(
         return
     R = Run(run)
     settings = dict(data=data, optim=optim, trainer=trainer, lora=lora)
-    check_available(trainer.strategy)  # before any weight is read
-    st = start_speech_stage(
-        R, "stage1", init, settings, force, empty=not loads_weights(trainer.strategy)
-    )
+    st = start_speech_stage(R, "stage1", init, settings, force)
     if st is None:
         return
     p, layout = st.prompts, st.layout

@@ -26,6 +26,7 @@ from most.train.mixing import Source
 from most.train.module import CausalLMModule
 from most.train.optim import LoraConfig, OptimConfig, apply_lora, select_trainable
 from most.train.runner import StagePaths, export_hf, fit, prepare, write_metrics
+from most.train.sharding import check_available, loads_weights
 from most.train.textqa import qa_text
 from most.weights import AUTO, load_causal_lm
 
@@ -56,17 +57,21 @@ class SpeechStage:
 
 
 def start_speech_stage(
-    run: Run, stage: str, init: Path, settings: dict, force: bool, empty: bool = False
+    run: Run, stage: str, init: Path, settings: dict, force: bool
 ) -> SpeechStage | None:
     """Fingerprint ``settings`` with the inputs every speech stage reads (the ``init`` model, the
     run's units and data), then :func:`~most.train.runner.prepare`: None when the stage is up to
-    date; else the ``init`` model, refused unless its layout matches the run's units
-    (``empty``: on the ``meta`` device, see :func:`load_model`)."""
+    date; else the ``init`` model, refused unless its layout matches the run's units. The
+    strategy of ``settings["trainer"]`` is checked before any weight is read, and decides whether
+    this process reads them (:func:`~most.train.sharding.loads_weights`; else the model is on the
+    ``meta`` device, see :func:`load_model`)."""
+    strategy = settings["trainer"].strategy
+    check_available(strategy)
     inputs = dict(init=folder_id(init), units=run.output_id("units"), data=run.output_id("data"))
     paths = prepare(run, stage, fingerprint(settings, inputs), force)
     if paths is None:
         return None
-    model, tok, layout = load_model(init, empty=empty)
+    model, tok, layout = load_model(init, empty=not loads_weights(strategy))
     S.check_layout(run.root, layout)
     return SpeechStage(paths, model, tok, layout, Prompts(layout, tok))
 
