@@ -37,6 +37,7 @@ from most.corpora.world import WorldConfig, build_world, split_facts, text_corpu
 from most.io import save_dataset
 
 KINDS = ("world", "librispeech", "commonvoice", "kaldi", "hf")
+CASINGS = ("keep", "lower", "sentence")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class CorpusConfig:
         text_column: transcript column name (``hf`` only).
         voice_column: speaker column name (``hf`` only; optional).
         max_seconds: clips longer than this are rejected.
+        dev_speakers: when ``splits`` names no ``dev``, this many speakers of ``train`` (a seeded
+            pick) become the ``dev`` split; their utterances leave ``train``.
+        casing: transcripts as the corpus writes them (``keep``), ``lower``, or ``sentence`` (first
+            letter upper, the rest lower: how the embedded world and most text corpora write).
     """
 
     kind: str = "world"
@@ -61,6 +66,8 @@ class CorpusConfig:
     text_column: str = "text"
     voice_column: str | None = None
     max_seconds: float = 30.0
+    dev_speakers: int = 0
+    casing: str = "keep"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -72,6 +79,14 @@ class CorpusConfig:
                 raise ValueError(f"corpus.splits is required for corpus.kind={self.kind}")
         if self.max_seconds <= 0:
             raise ValueError(f"corpus.max_seconds must be > 0, got {self.max_seconds}")
+        if self.casing not in CASINGS:
+            raise ValueError(f"corpus.casing must be one of {CASINGS}, got {self.casing!r}")
+        if self.dev_speakers < 0:
+            raise ValueError(f"corpus.dev_speakers must be >= 0, got {self.dev_speakers}")
+        if self.dev_speakers and ("dev" in self.splits or "train" not in self.splits):
+            raise ValueError(
+                "corpus.dev_speakers needs a train split and no dev split in corpus.splits"
+            )
 
 
 @dataclass(frozen=True)
@@ -235,7 +250,28 @@ def world_items(world_cfg: WorldConfig, speech: SpeechConfig) -> tuple[dict, dic
 
 
 # ---- real corpora ------------------------------------------------------------------------------
+def recase(text: object, casing: str) -> object:
+    """``text`` in ``casing`` (see :class:`CorpusConfig`); anything not a string is left alone."""
+    if not isinstance(text, str) or casing == "keep":
+        return text
+    text = text.lower()
+    return text[:1].upper() + text[1:] if casing == "sentence" else text
+
+
+def split_dev(items: dict[str, list[SourceItem]], n_speakers: int, seed: int = 0) -> None:
+    """Move the utterances of ``n_speakers`` seeded-picked ``train`` speakers to ``dev``."""
+    speakers = sorted({str(it.columns.get("voice", "")) for it in items["train"]})
+    if n_speakers >= len(speakers):
+        raise ValueError(
+            f"corpus.dev_speakers={n_speakers}: train has only {len(speakers)} speakers"
+        )
+    dev = set(random.Random(seed).sample(speakers, n_speakers))
+    items["dev"] = [it for it in items["train"] if it.columns.get("voice") in dev]
+    items["train"] = [it for it in items["train"] if it.columns.get("voice") not in dev]
+
+
 def real_items(corpus: CorpusConfig, scratch: Path) -> dict:
+    """``{"speech": split -> items}`` of a real corpus, recased and with its dev speakers split off."""
     items = {}
     for split, subset in corpus.splits.items():
         if corpus.kind == "librispeech":
@@ -253,6 +289,10 @@ def real_items(corpus: CorpusConfig, scratch: Path) -> dict:
                 corpus.text_column,
                 corpus.voice_column,
             )
+        for it in items[split]:
+            it.columns["text"] = recase(it.columns.get("text"), corpus.casing)
+    if corpus.dev_speakers:
+        split_dev(items, corpus.dev_speakers)
     return {"speech": items}
 
 

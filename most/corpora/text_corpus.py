@@ -1,4 +1,5 @@
-"""Text for the text LM beside a real speech corpus: ``RUN/data/text`` from your own files.
+"""Text for the text LM beside a real speech corpus: ``RUN/data/text`` from your own files, the
+speech corpus' training transcripts and the embedded world's generated text, in any combination.
 
 Accepted: a ``.txt`` file (one paragraph per non-empty line), a ``.jsonl`` file (one object per
 line with the paragraph under ``column``), a dataset folder written by ``save_to_disk`` (its
@@ -32,10 +33,20 @@ class TextCorpusConfig:
     """Paragraphs kept out of training for the perplexity check (at most a tenth of them)."""
     seed: int = 0
     """Seed of the shuffle that picks the held-out paragraphs."""
+    transcripts: bool = False
+    """Add the speech corpus' ``train`` transcripts, one paragraph each (never dev or test)."""
+    world_words: int = 0
+    """Add this many words of the embedded world's generated text (0 = none)."""
 
     def __post_init__(self) -> None:
         if self.heldout < 0:
             raise ValueError(f"text.heldout must be >= 0, got {self.heldout}")
+        if self.world_words < 0:
+            raise ValueError(f"text.world_words must be >= 0, got {self.world_words}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None or self.transcripts or self.world_words > 0
 
 
 def _reject(where: str, reason: str, message: str) -> dict:
@@ -83,8 +94,8 @@ def _from_dataset(path: Path, column: str) -> tuple[list[str], list[dict]]:
     return paragraphs, rejects
 
 
-def read_text_corpus(cfg: TextCorpusConfig) -> tuple[datasets.DatasetDict, list[dict]]:
-    """``(DatasetDict(train, heldout) with columns id, text; rejects)`` of ``cfg.path``."""
+def read_files(cfg: TextCorpusConfig) -> tuple[list[str], list[dict]]:
+    """``(paragraphs, rejects)`` of ``cfg.path``."""
     path = Path(cfg.path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: text corpus not found")
@@ -102,6 +113,20 @@ def read_text_corpus(cfg: TextCorpusConfig) -> tuple[datasets.DatasetDict, list[
             rejects += bad
     if not paragraphs:
         raise ValueError(f"{path}: no paragraph of text found")
+    return paragraphs, rejects
+
+
+def read_text_corpus(
+    cfg: TextCorpusConfig, extra: list[str] = ()
+) -> tuple[datasets.DatasetDict, list[dict]]:
+    """``(DatasetDict(train, heldout) with columns id, text; rejects)`` of ``cfg.path`` (if set)
+    followed by the ``extra`` paragraphs."""
+    paragraphs, rejects = read_files(cfg) if cfg.path is not None else ([], [])
+    paragraphs = [*paragraphs, *extra]
+    if not paragraphs:
+        raise ValueError(
+            "text: no paragraph of text (set text.path, text.transcripts or text.world_words)"
+        )
     order = list(range(len(paragraphs)))
     random.Random(cfg.seed).shuffle(order)
     n_heldout = min(cfg.heldout, len(paragraphs) // 10)

@@ -27,9 +27,25 @@ from most.corpora.build import (
 )
 from most.corpora.speech import require_espeak
 from most.corpora.text_corpus import TextCorpusConfig, read_text_corpus
-from most.corpora.world import WorldConfig
+from most.corpora.world import WorldConfig, build_world
+from most.corpora.world import text_corpus as world_text
 from most.io import atomic_write_json, atomic_write_text, read_json
 from most.run import Run, fingerprint
+
+
+def extra_text(text: TextCorpusConfig, world: WorldConfig, audio_items: dict) -> list[str]:
+    """Paragraphs beside ``text.path``: the ``train`` transcripts and the world's generated text."""
+    out: list[str] = []
+    if text.transcripts:
+        seen = set()
+        for item in audio_items["speech"].get("train", []):
+            words = item.columns.get("text")
+            if isinstance(words, str) and words.strip() and words not in seen:
+                seen.add(words)
+                out.append(" ".join(words.split()))
+    if text.world_words:
+        out += world_text(build_world(world), text.world_words, world.seed + 6)
+    return out
 
 
 def data(
@@ -56,10 +72,10 @@ def data(
     out = R.data
     configs = dict(corpus=corpus, world=world, speech=speech) if corpus.kind == "world" else {}
     configs = configs or dict(corpus=corpus)  # a real corpus ignores world and speech
-    if text.path is not None:
+    if text.enabled:
         if corpus.kind == "world":
             raise ValueError(
-                "text.path: the embedded world writes its own text; use it with a real corpus"
+                "text: the embedded world writes its own text; use text.* with a real corpus"
             )
         configs["text"] = text
     settings = settings_hash(*configs.values())
@@ -87,8 +103,10 @@ def data(
     else:
         audio_items, text_sets, info = real_items(corpus, work / "scratch"), {}, {}
     text_rejects: list[dict] = []
-    if text.path is not None:
-        text_sets["text"], text_rejects = read_text_corpus(text)
+    if text.enabled:
+        text_sets["text"], text_rejects = read_text_corpus(
+            text, extra_text(text, world, audio_items)
+        )
         info["text_words"] = sum(p.count(" ") + 1 for p in text_sets["text"]["train"]["text"])
 
     manifest: dict = {
