@@ -12,7 +12,9 @@ from collections.abc import Sequence
 
 import datasets
 
+from most.eval.judges import Judge
 from most.eval.metrics import cer, wer
+from most.eval.tts import aligned_rows
 from most.generate import Sampling, SpeechLM
 from most.progress import progress
 
@@ -48,4 +50,34 @@ def evaluate_asr(
                     for i, r, h in list(zip(rows["id"], refs, hyps, strict=True))[:N_EXAMPLES]
                 ],
             }
+    return out
+
+
+def peer_asr(
+    judges: Sequence[Judge],
+    speech: datasets.DatasetDict,
+    speech_units: datasets.DatasetDict,
+    splits: Sequence[str],
+    n: int,
+) -> dict:
+    """``{split: {judge: {"wer", "cer", "n"}}}``: each peer recogniser reading the original audio of
+    the utterances :func:`evaluate_asr` scores (the first ``n`` of each split's units), the
+    baseline beside the model's WER."""
+    out: dict = {}
+    with progress() as bar:
+        for split in splits:
+            if split not in speech_units or split not in speech:
+                continue
+            units = speech_units[split]
+            units = units.select(range(min(n, len(units))))
+            _, wavs, _, refs = aligned_rows(speech[split], units, n)
+            for judge in judges:
+                task = bar.add_task(f"asr {split}: peer {judge.name}", total=1)
+                hyps = judge.transcribe(wavs)
+                out.setdefault(split, {})[judge.name] = {
+                    "wer": wer(refs, hyps),
+                    "cer": cer(refs, hyps),
+                    "n": len(refs),
+                }
+                bar.advance(task)
     return out

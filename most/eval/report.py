@@ -4,7 +4,8 @@ person reads.
 ``report.json`` = ``{"metrics": {flat key: number or list}, "details": {...}, "meta": {...}}``.
 The flat keys (documented in ``docs/eval-report.md``) never change meaning:
 
-- ``asr.<split>.wer|cer`` (``test`` = seen voices, ``test_voices`` = held-out voices)
+- ``asr.<split>.wer|cer`` (``test`` = seen voices, ``test_voices`` = held-out voices);
+  ``asr.<split>.peer.<judge>.wer|cer`` (a peer recogniser on the same utterances' audio)
 - ``tts.<judge>.wer_original|wer_resynth|wer_model``; ``judge.<split>.wer`` (CTC judge training);
   ``tts.self_asr.wer_true_units|wer_model_units`` (the model's own ASR of true / its TTS units)
 - ``sqa.s2t|s2s|text.accuracy`` (``qa_heldout``), ``sqa.<task>.train.accuracy`` (``qa_train``),
@@ -44,6 +45,10 @@ def flat_metrics(results: dict) -> dict:
     m: dict = {}
     for split, r in results.get("asr", {}).items():
         m[f"asr.{split}.wer"], m[f"asr.{split}.cer"] = r["wer"], r["cer"]
+    for split, per in results.get("asr_peers", {}).items():
+        for judge, r in per.items():
+            m[f"asr.{split}.peer.{judge}.wer"] = r["wer"]
+            m[f"asr.{split}.peer.{judge}.cer"] = r["cer"]
     for judge, r in results.get("tts", {}).items():
         if judge.startswith("_"):
             continue

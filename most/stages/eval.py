@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from most.eval.asr import evaluate_asr
+from most.eval.asr import evaluate_asr, peer_asr
 from most.eval.audio_lm import evaluate_minimal_pairs
 from most.eval.judges import load_judge
 from most.eval.loaders import evaluate_qa_sets
@@ -75,6 +75,9 @@ class Judges:
     """``ctc`` (RUN/judge), ``pocketsphinx``, or local HF ASR folders (Whisper, HuBERT-CTC)."""
     sqa: str = "ctc"
     """Judge that transcribes spoken S->S answers (one of ``names``)."""
+    peers: list[str] = field(default_factory=list)
+    """Recognisers that also read the ASR test audio, reported beside the model's WER
+    (``asr_peers``): e.g. ``pocketsphinx`` on a real corpus."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,12 @@ def evaluate(
         if sizes.asr:
             splits = ("test", "test_voices")
             timed("asr", lambda: evaluate_asr(lm, speech_units, splits, sizes.asr, sampling))
+            if judges.peers:
+                peers = [load_judge(name, run) for name in judges.peers]
+                timed(
+                    "asr_peers",
+                    lambda: peer_asr(peers, speech, speech_units, splits, sizes.asr),
+                )
         if sizes.tts:
 
             def tts() -> dict:
