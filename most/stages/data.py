@@ -25,6 +25,7 @@ from most.corpora.build import (
     world_items,
     write_datasets,
 )
+from most.corpora.instructions import InstructionsConfig, read_instructions
 from most.corpora.speech import require_espeak
 from most.corpora.text_corpus import TextCorpusConfig, read_text_corpus
 from most.corpora.world import WorldConfig
@@ -38,6 +39,7 @@ def data(
     world: WorldConfig = WorldConfig(),
     speech: SpeechConfig = SpeechConfig(),
     text: TextCorpusConfig = TextCorpusConfig(),
+    instructions: InstructionsConfig = InstructionsConfig(),
     num_jobs: int = 2,
     force: bool = False,
 ) -> Path:
@@ -49,6 +51,8 @@ def data(
         world: the generated world (embedded default only).
         speech: voices and sizes of the embedded default.
         text: a text-LM corpus of your own beside a real speech corpus (``RUN/data/text``).
+        instructions: chat data of your own beside a real speech corpus: text instructions
+            (``RUN/data/instructions``) and their spoken pairs (``RUN/data/sqa``, ``qa_train``).
         num_jobs: worker processes for synthesis and audio decoding.
         force: rebuild even if ``RUN/data`` is complete for these settings.
     """
@@ -62,6 +66,13 @@ def data(
                 "text.path: the embedded world writes its own text; use it with a real corpus"
             )
         configs["text"] = text
+    if instructions.path is not None:
+        if corpus.kind == "world":
+            raise ValueError(
+                "instructions.path: the embedded world writes its own instructions; "
+                "use it with a real corpus"
+            )
+        configs["instructions"] = instructions
     settings = settings_hash(*configs.values())
     current = fingerprint(configs, {})
     manifest_path = out / "manifest.json"
@@ -90,6 +101,13 @@ def data(
     if text.path is not None:
         text_sets["text"], text_rejects = read_text_corpus(text)
         info["text_words"] = sum(p.count(" ") + 1 for p in text_sets["text"]["train"]["text"])
+    if instructions.path is not None:
+        require_espeak()
+        spoken, text_sets["instructions"], instr_rejects = read_instructions(
+            instructions, work / "scratch"
+        )
+        audio_items["sqa"] = {"qa_train": spoken}
+        text_rejects += instr_rejects
 
     manifest: dict = {
         "settings_hash": settings,
