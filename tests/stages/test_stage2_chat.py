@@ -47,8 +47,12 @@ def _kaldi_corpus(root: Path) -> Path:
         for utt, (sentence, voice) in zip(ids, rows, strict=True):
             speak(sentence, voice, root / "wav" / f"{utt}.wav")
         (folder / "wav.scp").write_text("".join(f"{u} wav/{u}.wav\n" for u in ids))
-        (folder / "text").write_text("".join(f"{u} {s.upper()}\n" for u, (s, _) in zip(ids, rows, strict=False)))
-        (folder / "utt2spk").write_text("".join(f"{u} {v}\n" for u, (_, v) in zip(ids, rows, strict=False)))
+        (folder / "text").write_text(
+            "".join(f"{u} {s.upper()}\n" for u, (s, _) in zip(ids, rows, strict=False))
+        )
+        (folder / "utt2spk").write_text(
+            "".join(f"{u} {v}\n" for u, (_, v) in zip(ids, rows, strict=False))
+        )
     return root
 
 
