@@ -37,7 +37,6 @@ import json
 import random
 import re
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 
 import datasets
@@ -96,7 +95,7 @@ class Conversation:
 
     id: str
     where: str
-    pairs: list[tuple[str, str]]
+    pairs: list[tuple[str, str, int]]  # (user, assistant, which user turn of the conversation)
     audio: list[object] = field(default_factory=list)  # recordings of the user turns, in order
     base: Path | None = None  # folder relative audio paths are read from
 
@@ -111,8 +110,9 @@ def _reject(where: str, reason: str, message: str) -> dict:
     }
 
 
-def pairs_of(messages: object) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
-    """``(pairs, None)`` for a valid ``messages`` list, else ``([], (reason, message))``."""
+def pairs_of(messages: object) -> tuple[list[tuple[str, str, int]], tuple[str, str] | None]:
+    """``([(user, assistant, k)], None)`` for a valid ``messages`` list, ``k`` counting the user
+    turns from 0; else ``([], (reason, message))``."""
     if not isinstance(messages, list) or not messages:
         return [], ("bad_text", "not a non-empty list of messages")
     turns: list[tuple[str, str]] = []
@@ -130,7 +130,12 @@ def pairs_of(messages: object) -> tuple[list[tuple[str, str]], tuple[str, str] |
         if not content.strip():
             return [], ("empty_text", f"message {i} ({role}): empty content")
         turns.append((role, content.strip()))
-    pairs = [(a[1], b[1]) for a, b in pairwise(turns) if (a[0], b[0]) == ("user", "assistant")]
+    users = [i for i, (role, _) in enumerate(turns) if role == "user"]
+    pairs = [
+        (turns[i][1], turns[i + 1][1], k)
+        for k, i in enumerate(users)
+        if i + 1 < len(turns) and turns[i + 1][0] == "assistant"
+    ]
     if not pairs:
         return [], ("no_pair", "no user turn followed by an assistant turn")
     return pairs, None
@@ -252,7 +257,7 @@ def spoken_items(convs: list[Conversation], cfg: InstructionsConfig) -> list[Sou
     answer_tts = [Voice.parse(v) for v in cfg.answer_tts]
     items = []
     for conv in convs:
-        for k, (user, assistant) in enumerate(conv.pairs):
+        for user, assistant, k in conv.pairs:
             question, answer = speakable(user), speakable(assistant)
             voice, answer_voice = rng.choice(tts), rng.choice(answer_tts)
             too_long = max(len(question.split()), len(answer.split())) > cfg.max_words
@@ -282,7 +287,7 @@ def spoken_items(convs: list[Conversation], cfg: InstructionsConfig) -> list[Sou
 
 
 def _rows(convs: list[Conversation], prefix: str) -> datasets.Dataset:
-    rows = [(user, assistant) for c in convs for user, assistant in c.pairs]
+    rows = [(user, assistant) for c in convs for user, assistant, _ in c.pairs]
     return datasets.Dataset.from_dict(
         {
             "id": [f"{prefix}-{i:07d}" for i in range(len(rows))],

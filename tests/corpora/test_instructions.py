@@ -48,8 +48,8 @@ def conversation(i: int) -> dict:
 
 def test_pairs_keep_each_user_turn_with_the_answer_that_follows() -> None:
     msgs = chat(("user", "a"), ("assistant", "b"), ("user", "c"), ("user", "d"), ("assistant", "e"))
-    assert pairs_of(msgs) == ([("a", "b"), ("d", "e")], None)
-    assert pairs_of(chat(("system", ""), ("user", "a"), ("assistant", "b")))[0] == [("a", "b")]
+    assert pairs_of(msgs) == ([("a", "b", 0), ("d", "e", 2)], None)  # user turns 0, 1, 2
+    assert pairs_of(chat(("system", ""), ("user", "a"), ("assistant", "b")))[0] == [("a", "b", 0)]
     assert pairs_of(chat(("assistant", "b"), ("user", "a")))[1][0] == "no_pair"
     assert pairs_of(chat(("user", "a"), ("tool", "b")))[1] == (
         "bad_text",
@@ -64,6 +64,7 @@ def test_chat_jsonl_beside_a_kaldi_corpus(tmp_path: Path) -> None:
     speak("where is the old gate", "en-us+f3", chats / "q.wav")
     rows = [conversation(i) for i in range(10)]
     rows[1]["messages"] += chat(("user", "And after that?"), ("assistant", f"Then {3}."))
+    rows[1]["audio"] = [None, str(chats / "q.wav")]  # one per user turn: the second recorded
     rows[2]["audio"] = "q.wav"  # the first user turn recorded, relative to the file
     rows[3]["audio"] = "missing.wav"
     rows[4]["messages"][2]["content"] = " ".join(["word"] * 70)  # too long to speak: text only
@@ -97,6 +98,7 @@ def test_chat_jsonl_beside_a_kaldi_corpus(tmp_path: Path) -> None:
     unspoken = {"What comes after 3?", "What comes after 4?"}
     assert set(by_question) == set(instr["train"]["prompt"]) - unspoken
     second = by_question["And after that?"]
+    assert second["voice"] == "recorded" and by_question["What comes after 1?"]["voice"] in cfg.tts
     assert (second["fact_id"], second["answer"], second["answer_sentence"]) == (
         "c1",
         "Then 3.",
