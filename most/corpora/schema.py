@@ -10,9 +10,12 @@
     columns: ``id`` str, ``audio`` {``array``: float32[n], ``sampling_rate``: int}, ``text`` str,
     ``voice`` str, ``task`` str (``"asr_tts"``), ``duration`` float (seconds).
 
-``sqa/`` -- ``DatasetDict`` (embedded default only): spoken question answering.
-    splits: ``qa_train`` (instruction data for stage 2), ``qa_heldout`` (facts present in the text
-    corpus but never as a QA training pair: the cross-modal transfer test).
+``sqa/`` -- ``DatasetDict``: spoken question answering.
+    splits: ``qa_train`` (instruction data for stage 2), ``qa_heldout`` (embedded default only:
+    facts present in the text corpus but never as a QA training pair, the cross-modal transfer
+    test). With a real corpus, ``--instructions.path`` writes ``qa_train`` from chat data
+    (:mod:`most.corpora.instructions`: ``fact_id`` is the conversation, ``answer`` and
+    ``answer_sentence`` the assistant turn).
     columns: ``id``, ``fact_id``, ``audio`` (spoken question), ``text`` (question text), ``voice``,
     ``task`` (``"sqa"``), ``duration``, ``answer`` str, ``answer_sentence`` str (the answer as the
     statement of the fact, subject first: what text answers are trained to say), ``answer_audio``
@@ -21,9 +24,10 @@
 ``text/`` -- ``DatasetDict`` (embedded default): text-LM corpus.
     splits: ``train``, ``heldout`` (for perplexity); columns ``id``, ``text`` (a paragraph).
 
-``instructions/`` -- ``DatasetDict`` (embedded default): text instructions for stage 2.
+``instructions/`` -- ``DatasetDict`` (embedded default, or ``--instructions.path``): text
+    instructions for stage 2.
     splits: ``train``, ``test``; columns ``id``, ``task`` (``repeat``/``answer``/``continue``/
-    ``spell``), ``prompt``, ``response``.
+    ``spell``; ``chat`` for chat data), ``prompt``, ``response``.
 
 ``manifest.json`` -- counts, hours, voices per split, generator seed and a content hash.
 ``rejects.jsonl`` -- one JSON line per skipped item: ``{"file", "id", "reason", "message"}``.

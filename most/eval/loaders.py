@@ -10,7 +10,9 @@ Spoken QA (Llama Questions, WebQuestions, TriviaQA spoken versions): a ``.jsonl`
 record may name its question ``question``/``Question``/``text``, its audio ``audio``/
 ``audio_path``/``audio_filepath``/``wav``/``file`` (relative to the file), and its answers
 ``answers`` (list, WebQ), ``answer`` (str or list, Llama Q) or ``Answer`` ({``Value``,
-``Aliases``}, TriviaQA). A question counts as answered when any alias is contained in the reply.
+``Aliases``}, TriviaQA). A record that cannot be used (not JSON, no audio, a missing or unreadable
+audio file, no answer) is counted and named, never a crash. Scoring (S->T and S->S):
+:func:`most.eval.sqa.evaluate_qa_sets`.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from most.audio import read_audio
-from most.text import contains_answer
+from most.audio import AudioError, read_audio
 
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg")
 QUESTION_KEYS = ("question", "Question", "text")
@@ -71,16 +72,66 @@ def _answers(record: dict) -> list[str]:
         value = [record["Answer"].get("Value", ""), *record["Answer"].get("Aliases", [])]
     else:
         value = record.get("answer", [])
-    values = [value] if isinstance(value, str) else list(value)
-    return [str(v) for v in values if str(v).strip()]
+    values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return [str(v) for v in values if v is not None and str(v).strip()]
 
 
 def _first(record: dict, keys: tuple[str, ...]):
     return next((record[k] for k in keys if k in record), None)
 
 
-def load_qa_set(path: str | Path, n: int) -> list[dict]:
-    """Up to ``n`` records ``{"question", "answers": [str], "audio": float32 (n,) 16 kHz}``."""
+def _records(path: Path) -> list[tuple[str, object]]:
+    """``(where, record)`` of a .jsonl (``file:line``; a line that is not JSON is ``None``) or a
+    .json file (``file[i]``)."""
+    text = path.read_text(errors="replace")
+    if path.suffix == ".jsonl":
+        out: list[tuple[str, object]] = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    out.append((f"{path}:{n}", json.loads(line)))
+                except json.JSONDecodeError:
+                    out.append((f"{path}:{n}", None))
+        return out
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if isinstance(records, dict):  # {"data": [...]} wrappers
+        records = next((v for v in records.values() if isinstance(v, list)), [])
+    return [(f"{path}[{i}]", r) for i, r in enumerate(records)]
+
+
+def _qa_record(where: str, r: object, folder: Path) -> dict:
+    """One record as ``{"id", "question", "answers", "audio"}``; raises AudioError if unusable."""
+    if not isinstance(r, dict):
+        raise AudioError("bad_record", f"{where}: not a JSON object")
+    audio_rel, answers = _first(r, AUDIO_KEYS), _answers(r)
+    if isinstance(audio_rel, dict):  # {"path": ...} audio structs
+        audio_rel = audio_rel.get("path")
+    if not isinstance(audio_rel, str) or not audio_rel.strip():
+        raise AudioError("missing_file", f"{where}: no audio path")
+    if not answers:
+        raise AudioError("no_answer", f"{where}: no answer")
+    try:
+        audio = read_audio(folder / audio_rel)
+    except AudioError as e:
+        raise AudioError(e.reason, f"{where}: {e}") from None
+    question = _first(r, QUESTION_KEYS)
+    record_id = r.get("id", where)
+    return {
+        "id": str(record_id),
+        "question": str(question or ""),
+        "answers": answers,
+        "audio": audio,
+    }
+
+
+def load_qa_set(path: str | Path, n: int) -> tuple[list[dict], list[dict]]:
+    """``(records, rejects)``: up to ``n`` usable records ``{"id", "question", "answers": [str],
+    "audio": float32 (n,) 16 kHz}`` in file order, and every record skipped before the ``n``-th
+    usable one as ``{"file", "reason", "message"}`` (``bad_record``: not JSON or not an object;
+    ``missing_file``: no audio path or no file; ``no_answer``; the audio checks' reasons)."""
     path = Path(path)
     if path.is_dir():
         files = sorted([*path.glob("*.jsonl"), *path.glob("*.json")])
@@ -89,43 +140,14 @@ def load_qa_set(path: str | Path, n: int) -> list[dict]:
         path = files[0]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: spoken-QA file not found")
-    text = path.read_text()
-    try:
-        records = (
-            [json.loads(line) for line in text.splitlines() if line.strip()]
-            if path.suffix == ".jsonl"
-            else json.loads(text)
-        )
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
-    if isinstance(records, dict):  # {"data": [...]} wrappers
-        records = next((v for v in records.values() if isinstance(v, list)), [])
-    out = []
-    for i, r in enumerate(records[:n]):
-        audio_rel, answers = _first(r, AUDIO_KEYS), _answers(r)
-        if isinstance(audio_rel, dict):  # {"path": ...} audio structs
-            audio_rel = audio_rel.get("path")
-        if not audio_rel or not answers:
-            raise ValueError(f"{path}: record {i} needs an audio path and at least one answer")
-        out.append(
-            {
-                "question": str(_first(r, QUESTION_KEYS) or ""),
-                "answers": answers,
-                "audio": read_audio(path.parent / audio_rel),
-            }
-        )
-    return out
-
-
-def evaluate_qa_sets(lm, sets: dict[str, Path], n: int, sampling) -> dict:
-    """S->T accuracy on each named real spoken-QA set: ``{name: {"accuracy", "n"}}``."""
-    out = {}
-    for name, path in sets.items():
-        records = load_qa_set(path, n)
-        replies = lm.s2t_units(lm.encode([r["audio"] for r in records]), sampling)
-        hits = [
-            any(contains_answer(reply, a) for a in r["answers"])
-            for reply, r in zip(replies, records, strict=True)
-        ]
-        out[name] = {"accuracy": sum(hits) / max(len(hits), 1), "n": len(hits)}
-    return out
+    records, rejects = [], []
+    for where, r in _records(path):
+        if len(records) == n:
+            break
+        try:
+            if r is None:
+                raise AudioError("bad_record", f"{where}: not JSON")
+            records.append(_qa_record(where, r, path.parent))
+        except AudioError as e:
+            rejects.append({"file": where, "reason": e.reason, "message": str(e)})
+    return records, rejects

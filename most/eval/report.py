@@ -13,7 +13,8 @@ The flat keys (documented in ``docs/eval-report.md``) never change meaning:
   judge on the true answer recorded, resynthesised, spoken by the model),
   ``sqa.s2s.judge_fill_in|counterfactual_heard`` (the judge on answer sentences saying another
   answer: how often it writes the true one, how often the one said), ``sqa.heldout_leaks.*``
-- ``qa_sets.<name>.accuracy`` (real spoken-QA sets, S->T)
+- ``qa_sets.<name>.accuracy`` (real spoken-QA sets, S->T), ``qa_sets.<name>.s2s.accuracy`` (S->S,
+  what the judge hears), ``qa_sets.<name>.s2s.text_accuracy``, ``qa_sets.<name>.rejects``
 - ``audio_lm.wuggy|blimp.accuracy``, ``audio_lm.<set>.length_baseline`` (a length-only scorer),
   ``audio_lm.<set>.accuracy_per_unit`` (mean instead of summed log-probabilities), ``.n`` (pairs)
 - ``text.ppl_base``, ``text.ppl_model``
@@ -70,6 +71,11 @@ def flat_metrics(results: dict) -> dict:
         m[f"sqa.heldout_leaks.{key}"] = value
     for name, r in results.get("qa_sets", {}).items():
         m[f"qa_sets.{name}.accuracy"] = r["accuracy"]
+        for key in ("accuracy", "text_accuracy"):
+            if key in r.get("s2s", {}):
+                m[f"qa_sets.{name}.s2s.{key}"] = r["s2s"][key]
+        if "rejects" in r:
+            m[f"qa_sets.{name}.rejects"] = r["rejects"]
     for name, r in results.get("audio_lm", {}).items():
         m[f"audio_lm.{name}.accuracy"] = r["accuracy"]
         m[f"audio_lm.{name}.length_baseline"] = r["length_baseline"]

@@ -26,6 +26,10 @@ where the truth is Tarsk; the other answer comes from a question asked the same 
 espeak-ng in the answer's voice and transcribed by the judge. ``judge_fill_in`` is the share of
 those transcripts that contain the *true* answer (should be ~0), ``counterfactual_heard`` the share
 that contain the answer actually spoken.
+
+Real spoken-QA sets (:func:`most.eval.loaders.load_qa_set`) are scored the same way, S->T and S->S
+(:func:`evaluate_qa_sets`): the recorded question is encoded to units, the model writes or says its
+answer, and a spoken answer counts when the judge's transcript contains one of the set's answers.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import numpy as np
 
 from most.corpora.speech import Voice, require_espeak, synthesize
 from most.eval.judges import Judge, audible
+from most.eval.loaders import load_qa_set
 from most.generate import Sampling, SpeechLM
 from most.progress import progress
 from most.run import Run
@@ -93,6 +98,40 @@ def evaluate_sqa(
             text = [lm.text_of(a) for a in lm.generate(prompts, lm.prompts.stop_ids(), sampling)]
             tick(len(rows))
             out["text"][name] = _score(text, answers, rows["text"])
+    return out
+
+
+def evaluate_qa_sets(
+    lm: SpeechLM, sets: dict[str, Path], n: int, sampling: Sampling, judge: Judge | None = None
+) -> dict:
+    """``{name: {"accuracy", "n", "examples", "rejects", "rejected", "s2s": {...}}}``: S->T
+    (``accuracy``) and S->S on up to ``n`` usable records of each real spoken-QA set.
+
+    ``s2s`` is scored as for the embedded sets: on what ``judge`` hears of the vocoded answer
+    (``accuracy``; the written text when there is no judge or vocoder, then ``judge`` is None) and
+    on the text written before speaking (``text_accuracy``). ``rejects`` counts the records skipped
+    (``rejected``: the first five reasons, naming file and line)."""
+    hears = judge is not None and lm.units is not None and lm.units.has_decoder
+    out = {}
+    for name, path in sets.items():
+        records, rejects = load_qa_set(path, n)
+        answers = [r["answers"] for r in records]
+        questions = [r["question"] for r in records]
+        units = lm.encode([r["audio"] for r in records]) if records else []
+        s2t = lm.s2t_units(units, sampling) if records else []
+        spoken = lm.s2s_units(units, sampling) if records else []
+        said = [t for t, _ in spoken]
+        s2s = {"text_accuracy": accuracy(said, answers)}
+        if hears and records:
+            heard = judge.transcribe([audible(lm.vocode(u)) for _, u in spoken])
+            s2s |= _score(heard, answers, questions) | {"judge": judge.name}
+        else:
+            s2s |= _score(said, answers, questions) | {"judge": judge.name if hears else None}
+        out[name] = _score(s2t, answers, questions) | {
+            "rejects": len(rejects),
+            "rejected": [r["message"] for r in rejects[:5]],
+            "s2s": s2s,
+        }
     return out
 
 
@@ -191,9 +230,12 @@ def heldout_leaks(run: Path) -> dict:
 
     Counts held-out facts whose id is also in ``qa_train``, held-out questions (normalised) that
     occur as ``qa_train`` questions, and held-out questions that occur inside a training
-    instruction prompt. All three must be 0 for the transfer test to mean anything.
+    instruction prompt. All three must be 0 for the transfer test to mean anything. Data without
+    ``qa_heldout`` (a real corpus with chat data) has nothing held out: ``{}``.
     """
     sqa = Run(run).load_data("sqa")
+    if "qa_heldout" not in sqa:
+        return {}
     held, train = sqa["qa_heldout"], sqa["qa_train"]
     train_q = {normalize(q) for q in train["text"]}
     held_q = {normalize(q) for q in held["text"]}

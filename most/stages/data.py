@@ -25,6 +25,7 @@ from most.corpora.build import (
     world_items,
     write_datasets,
 )
+from most.corpora.instructions import InstructionsConfig, read_instructions
 from most.corpora.speech import require_espeak
 from most.corpora.text_corpus import TextCorpusConfig, read_text_corpus
 from most.corpora.world import WorldConfig, build_world
@@ -54,6 +55,7 @@ def data(
     world: WorldConfig = WorldConfig(),
     speech: SpeechConfig = SpeechConfig(),
     text: TextCorpusConfig = TextCorpusConfig(),
+    instructions: InstructionsConfig = InstructionsConfig(),
     num_jobs: int = 2,
     force: bool = False,
 ) -> Path:
@@ -65,6 +67,8 @@ def data(
         world: the generated world (embedded default only).
         speech: voices and sizes of the embedded default.
         text: a text-LM corpus of your own beside a real speech corpus (``RUN/data/text``).
+        instructions: chat data of your own beside a real speech corpus: text instructions
+            (``RUN/data/instructions``) and their spoken pairs (``RUN/data/sqa``, ``qa_train``).
         num_jobs: worker processes for synthesis and audio decoding.
         force: rebuild even if ``RUN/data`` is complete for these settings.
     """
@@ -78,6 +82,13 @@ def data(
                 "text: the embedded world writes its own text; use text.* with a real corpus"
             )
         configs["text"] = text
+    if instructions.path is not None:
+        if corpus.kind == "world":
+            raise ValueError(
+                "instructions.path: the embedded world writes its own instructions; "
+                "use it with a real corpus"
+            )
+        configs["instructions"] = instructions
     settings = settings_hash(*configs.values())
     current = fingerprint(configs, {})
     manifest_path = out / "manifest.json"
@@ -108,6 +119,13 @@ def data(
             text, extra_text(text, world, audio_items)
         )
         info["text_words"] = sum(p.count(" ") + 1 for p in text_sets["text"]["train"]["text"])
+    if instructions.path is not None:
+        require_espeak()
+        spoken, text_sets["instructions"], instr_rejects = read_instructions(
+            instructions, work / "scratch"
+        )
+        audio_items["sqa"] = {"qa_train": spoken}
+        text_rejects += instr_rejects
 
     manifest: dict = {
         "settings_hash": settings,

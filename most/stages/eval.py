@@ -20,10 +20,9 @@ import torch
 from most.eval.asr import evaluate_asr, peer_asr
 from most.eval.audio_lm import evaluate_minimal_pairs
 from most.eval.judges import load_judge
-from most.eval.loaders import evaluate_qa_sets
 from most.eval.report import write_report
 from most.eval.router_report import plot_heatmap, router_examples, router_summary
-from most.eval.sqa import evaluate_sqa, heldout_leaks
+from most.eval.sqa import evaluate_qa_sets, evaluate_sqa, heldout_leaks
 from most.eval.text_ppl import text_retention
 from most.eval.tts import evaluate_tts, tts_reference
 from most.generate import Sampling, SpeechLM
@@ -101,7 +100,8 @@ class AudioLM:
 
 @dataclass(frozen=True)
 class SpokenQASets:
-    """Real spoken-QA sets (Llama Q / WebQ / TriviaQA layouts) by name -> local folder."""
+    """Real spoken-QA sets (Llama Q / WebQ / TriviaQA layouts) by name -> local folder, scored
+    S->T and S->S (spoken answers transcribed by ``judges.sqa``)."""
 
     sets: dict[str, Path] = field(default_factory=dict)
     n: int = 100
@@ -194,7 +194,8 @@ def evaluate(
             )
             results["sqa"]["heldout_leaks"] = heldout_leaks(run)
         if qa_sets.sets:
-            timed("qa_sets", lambda: evaluate_qa_sets(lm, qa_sets.sets, qa_sets.n, sampling))
+            ear = next((j for j in judge_list if j.name == judges.sqa), None)
+            timed("qa_sets", lambda: evaluate_qa_sets(lm, qa_sets.sets, qa_sets.n, sampling, ear))
         if sizes.wuggy or sizes.blimp:
             timed(
                 "audio_lm",

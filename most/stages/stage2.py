@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import datasets
+
 from most.data.prompts import SpeechMode
 from most.run import Run
 from most.train import sources as S
@@ -45,6 +47,7 @@ def stage2(
     R = Run(run)
     settings = dict(data=data, optim=optim, trainer=trainer, lora=lora)
     settings |= dict(speech_mode=speech_mode, answer_sentences=answer_sentences)
+    text = _text_corpus(R, data)
     st = start_speech_stage(R, "stage2", init, settings, force)
     if st is None:
         return
@@ -52,14 +55,13 @@ def stage2(
     speech = R.load_units("speech", layout.unit_tokenizer_hash)
     qa = R.load_units("sqa", layout.unit_tokenizer_hash)["qa_train"]
     instr = R.load_data("instructions")
-    text = R.load_data("text")
     train = [
         S.s2t(p, qa, answer_sentences),
         S.s2s(p, qa, speech_mode, answer_sentences),
         S.instruct(p, instr["train"]),
         S.asr(p, speech["train"]),
         S.tts(p, speech["train"], data.tts_history_noise),
-        S.text_lm(p, text["train"]),
+        *([S.text_lm(p, text)] if text is not None else []),
         S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans),
         *text_qa_replay(run, p, layout, STAGE2_RATIOS, data, answer_sentences),
     ]
@@ -67,3 +69,16 @@ def stage2(
     train_and_export(
         st.paths, st.model, st.tok, layout, train, STAGE2_RATIOS, val, data, optim, trainer, lora
     )
+
+
+def _text_corpus(R: Run, data: DataConfig) -> datasets.Dataset | None:
+    """``RUN/data/text`` train split, for the ``text_lm`` replay; a run without it (a real corpus
+    ingested without ``--text.path``) trains without that replay unless its ratio asks for it."""
+    if R.has_data("text"):
+        return R.load_data("text")["train"]
+    if {**STAGE2_RATIOS, **data.ratios}["text_lm"] > 0:
+        raise FileNotFoundError(
+            f"{R.dataset('text')}: data.ratios.text_lm > 0 needs a text corpus "
+            "(most data --text.path=...)"
+        )
+    return None

@@ -59,12 +59,21 @@ def test_zerospeech_minimal_pairs(tmp_path):
 def test_spoken_qa_formats(tmp_path, record, answers):
     write_wav(tmp_path / "a.wav", tone(200))
     (tmp_path / "set.jsonl").write_text(json.dumps(record) + "\n")
-    (item,) = load_qa_set(tmp_path, 5)
-    assert item["answers"] == answers and item["question"] == "q"
+    (item,), rejects = load_qa_set(tmp_path, 5)
+    assert item["answers"] == answers and item["question"] == "q" and rejects == []
     assert item["audio"].dtype == np.float32 and item["audio"].size == 4800
 
 
 def test_spoken_qa_bad_records(tmp_path):
-    (tmp_path / "set.json").write_text(json.dumps([{"question": "q", "audio": "a.wav"}]))
-    with pytest.raises(ValueError, match="record 0"):
+    write_wav(tmp_path / "a.wav", tone(200))
+    records = [{"question": "q", "audio": "a.wav"}, {"audio": "a.wav", "answer": "x"}]
+    (tmp_path / "set.json").write_text(json.dumps(records))
+    got, rejects = load_qa_set(tmp_path / "set.json", 5)
+    assert [r["answers"] for r in got] == [["x"]]
+    assert rejects == [
+        {"file": f"{tmp_path / 'set.json'}[0]", "reason": "no_answer",
+         "message": f"{tmp_path / 'set.json'}[0]: no answer"}
+    ]  # fmt: skip
+    (tmp_path / "set.json").write_text("[{")
+    with pytest.raises(ValueError, match=r"set\.json: not valid JSON"):
         load_qa_set(tmp_path / "set.json", 5)
