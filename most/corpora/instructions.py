@@ -76,6 +76,13 @@ class InstructionsConfig:
     """Conversations held out as ``instructions/test`` (at most a tenth, at least one)."""
     seed: int = 0
     """Seed of the held-out draw and of the voice choices."""
+    from_transcripts: int = 0
+    """This many more conversations computed from the speech corpus' ``train`` transcripts
+    (:mod:`most.corpora.sentence_tasks`: repeat, continue, count, last word, spell); 0 = none."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None or self.from_transcripts > 0
 
     def __post_init__(self) -> None:
         for name in ("tts", "answer_tts"):
@@ -87,6 +94,10 @@ class InstructionsConfig:
             raise ValueError(f"instructions.max_words must be >= 1, got {self.max_words}")
         if self.test < 0:
             raise ValueError(f"instructions.test must be >= 0, got {self.test}")
+        if self.from_transcripts < 0:
+            raise ValueError(
+                f"instructions.from_transcripts must be >= 0, got {self.from_transcripts}"
+            )
 
 
 @dataclass
@@ -215,8 +226,22 @@ def _from_dataset(
 
 
 def read_conversations(
-    cfg: InstructionsConfig, scratch: Path
+    cfg: InstructionsConfig, scratch: Path, extra: list[dict] = ()
 ) -> tuple[list[Conversation], list[dict]]:
+    """Every conversation of ``cfg.path`` (if set) and of ``extra`` (conversation objects) with
+    its usable pairs, and the rejects."""
+    convs, rejects = read_files(cfg, scratch) if cfg.path is not None else ([], [])
+    for i, row in enumerate(extra):
+        got = _conversation(row, f"transcripts[{i}]", cfg, None)
+        (convs if isinstance(got, Conversation) else rejects).append(got)
+    if not convs:
+        raise ValueError(
+            f"{cfg.path or 'instructions'}: no conversation with a user turn and an assistant answer"
+        )
+    return convs, rejects
+
+
+def read_files(cfg: InstructionsConfig, scratch: Path) -> tuple[list[Conversation], list[dict]]:
     """Every conversation of ``cfg.path`` with its usable pairs, and the rejects."""
     path = Path(cfg.path)
     if not path.exists():
@@ -299,10 +324,11 @@ def _rows(convs: list[Conversation], prefix: str) -> datasets.Dataset:
 
 
 def read_instructions(
-    cfg: InstructionsConfig, scratch: Path
+    cfg: InstructionsConfig, scratch: Path, extra: list[dict] = ()
 ) -> tuple[list[SourceItem], datasets.DatasetDict, list[dict]]:
-    """``(qa_train items, DatasetDict(train, test) of text instructions, rejects)``."""
-    convs, rejects = read_conversations(cfg, scratch)
+    """``(qa_train items, DatasetDict(train, test) of text instructions, rejects)`` of
+    ``cfg.path`` and the ``extra`` conversations."""
+    convs, rejects = read_conversations(cfg, scratch, extra)
     order = list(range(len(convs)))
     random.Random(cfg.seed).shuffle(order)
     n_test = min(cfg.test, max(1, len(convs) // 10)) if len(convs) > 1 else 0

@@ -26,6 +26,7 @@ from most.corpora.build import (
     write_datasets,
 )
 from most.corpora.instructions import InstructionsConfig, read_instructions
+from most.corpora.sentence_tasks import sentence_instructions
 from most.corpora.speech import require_espeak
 from most.corpora.text_corpus import TextCorpusConfig, read_text_corpus
 from most.corpora.world import WorldConfig, build_world
@@ -34,16 +35,19 @@ from most.io import atomic_write_json, atomic_write_text, read_json
 from most.run import Run, fingerprint
 
 
+def transcripts(audio_items: dict) -> list[str]:
+    """The distinct non-empty transcripts of the ``train`` speech items, in order."""
+    out: dict[str, None] = {}
+    for item in audio_items["speech"].get("train", []):
+        words = item.columns.get("text")
+        if isinstance(words, str) and words.strip():
+            out.setdefault(" ".join(words.split()))
+    return list(out)
+
+
 def extra_text(text: TextCorpusConfig, world: WorldConfig, audio_items: dict) -> list[str]:
     """Paragraphs beside ``text.path``: the ``train`` transcripts and the world's generated text."""
-    out: list[str] = []
-    if text.transcripts:
-        seen = set()
-        for item in audio_items["speech"].get("train", []):
-            words = item.columns.get("text")
-            if isinstance(words, str) and words.strip() and words not in seen:
-                seen.add(words)
-                out.append(" ".join(words.split()))
+    out = transcripts(audio_items) if text.transcripts else []
     if text.world_words:
         out += world_text(build_world(world), text.world_words, world.seed + 6)
     return out
@@ -82,10 +86,10 @@ def data(
                 "text: the embedded world writes its own text; use text.* with a real corpus"
             )
         configs["text"] = text
-    if instructions.path is not None:
+    if instructions.enabled:
         if corpus.kind == "world":
             raise ValueError(
-                "instructions.path: the embedded world writes its own instructions; "
+                "instructions: the embedded world writes its own instructions; "
                 "use it with a real corpus"
             )
         configs["instructions"] = instructions
@@ -119,10 +123,12 @@ def data(
             text, extra_text(text, world, audio_items)
         )
         info["text_words"] = sum(p.count(" ") + 1 for p in text_sets["text"]["train"]["text"])
-    if instructions.path is not None:
+    if instructions.enabled:
         require_espeak()
+        sentences = [str(t) for t in transcripts(audio_items)]
+        extra = sentence_instructions(sentences, instructions.from_transcripts, instructions.seed)
         spoken, text_sets["instructions"], instr_rejects = read_instructions(
-            instructions, work / "scratch"
+            instructions, work / "scratch", extra
         )
         audio_items["sqa"] = {"qa_train": spoken}
         text_rejects += instr_rejects
