@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
+from most.audio import decode_audio
 from most.corpora.speech import Voice, synthesize
 from most.run import Run
 from most.units import load_tokenizer
@@ -72,7 +73,7 @@ def main() -> None:
         for r in range(2)
     }
     fit = speech["train"].select(range(min(400, len(speech["train"])))).with_format("numpy")
-    baseline = MelKMeansTokenizer.fit([row["audio"]["array"] for row in fit], k=512)
+    baseline = MelKMeansTokenizer.fit([decode_audio(row["audio"]) for row in fit], k=512)
     out = {
         "run": str(args.run),
         "sentences": len(texts),

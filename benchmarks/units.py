@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from most.audio import read_audio
+from most.audio import decode_audio, read_audio
 from most.run import Run
 from most.units.mel_kmeans import MelKMeansTokenizer
 from most.units.sample import fit_audio
@@ -65,7 +65,7 @@ def load_corpus(data: Path | None, fit_seconds: float, n_test: int, seed: int):
     test = speech["test"]
     pick = np.random.default_rng(seed).permutation(len(test))[:n_test]
     rows = test.select(sorted(pick.tolist())).with_format("numpy")
-    return train, [(r["audio"]["array"], str(r["text"])) for r in rows]
+    return train, [(decode_audio(r["audio"]), str(r["text"])) for r in rows]
 
 
 def _encode_time(args: tuple[Path, list[np.ndarray]]) -> float:

@@ -3,10 +3,13 @@
 All audio is float32 mono at the pipeline's rate (16 kHz by default). Stereo is downmixed and
 other rates are resampled (soxr, high quality); problems that cannot be repaired raise
 :class:`AudioError` with a short machine-readable ``reason`` so callers can count and list skips.
+Audio is stored encoded (:func:`encode_flac`) and decoded when read (:func:`decode_audio`).
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +142,33 @@ def write_wav(path: str | Path, wav: np.ndarray, sr: int = SAMPLE_RATE) -> Path:
     sf.write(str(tmp), np.clip(wav, -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
     tmp.replace(path)
     return path
+
+
+def encode_flac(wav: np.ndarray, sr: int = SAMPLE_RATE) -> bytes:
+    """Mono float32 ``wav`` -> the bytes of a 16-bit FLAC file, encoded in memory.
+
+    Samples are clipped to [-1, 1) and rounded to multiples of 1/32768, the scale libsndfile reads
+    16-bit audio at: audio that came from a 16-bit file is stored without loss."""
+    pcm = np.clip(np.rint(np.asarray(wav, dtype=np.float32) * 32768.0), -32768, 32767)
+    buf = io.BytesIO()
+    sf.write(buf, pcm.astype(np.int16), sr, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def decode_audio(value: Mapping, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+    """A stored audio struct (:mod:`most.corpora.schema`) -> float32 mono at ``target_sr``.
+
+    ``{"bytes", "sampling_rate"}`` holds an encoded file (FLAC, or any format libsndfile reads);
+    ``{"array", "sampling_rate"}`` holds decoded samples. Bytes that cannot be decoded raise
+    :class:`AudioError` (``unreadable``). The samples are not validated: see :func:`check_audio`."""
+    data = value.get("bytes")
+    if data is not None:
+        try:
+            wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+        except Exception as e:  # libsndfile raises several types for broken data
+            raise AudioError("unreadable", f"stored audio cannot be decoded ({e})") from None
+    elif value.get("array") is not None:
+        wav, sr = np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"])
+    else:
+        raise AudioError("unreadable", "stored audio has neither bytes nor samples")
+    return resample(to_mono(wav), sr, target_sr)

@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pyarrow.parquet as pq
 
 from most.corpora import schema
@@ -297,14 +296,15 @@ def real_items(corpus: CorpusConfig, scratch: Path) -> dict:
 
 
 def content_hash(files: list[str], text_sets: dict[str, datasets.DatasetDict]) -> str:
-    """Hash of every row's columns and audio samples, independent of file encoding details."""
+    """Hash of every row's columns (audio: its stored bytes), independent of Parquet details."""
     h = hashlib.sha256()
     for f in files:
         table = pq.read_table(f)
         for name in table.column_names:
             col = table[name].combine_chunks()
             if schema.is_audio_column(name):
-                h.update(np.asarray(col.field("array").values).tobytes())
+                for data in col.field("bytes").to_pylist():
+                    h.update(len(data).to_bytes(8, "little") + data)
             else:
                 h.update(json.dumps(col.to_pylist()).encode())
     for name in sorted(text_sets):

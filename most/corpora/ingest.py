@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import soundfile as sf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from most.audio import SAMPLE_RATE, AudioError, read_audio
-from most.corpora.schema import is_audio_column
+from most.corpora.schema import audio_value
 from most.corpora.speech import Voice, synthesize
 
 
@@ -85,6 +85,21 @@ def check_text(text: object, where: str) -> str:
     return text
 
 
+STORED_FORM = ("FLAC", "PCM_16", 1, SAMPLE_RATE)
+"""libsndfile's (format, subtype, channels, rate) of audio as stored: see :func:`stored_as_is`."""
+
+
+def stored_as_is(spec: FileAudio) -> bytes | None:
+    """The file's own bytes when they are already in the stored form (a whole 16-bit mono FLAC
+    at ``SAMPLE_RATE``, see :mod:`most.corpora.schema`), else ``None`` (the audio is encoded)."""
+    if spec.start or spec.end is not None:
+        return None
+    info = sf.info(spec.path)
+    if (info.format, info.subtype, info.channels, info.samplerate) != STORED_FORM:
+        return None
+    return Path(spec.path).read_bytes()
+
+
 def load_item(item: SourceItem, max_seconds: float | None) -> tuple[dict | None, dict | None]:
     """Worker: ``(row, None)`` on success, ``(None, reject)`` when the item must be skipped."""
     try:
@@ -98,33 +113,33 @@ def load_item(item: SourceItem, max_seconds: float | None) -> tuple[dict | None,
                 raise AudioError(spec.reason, spec.message)
             if isinstance(spec, FileAudio):
                 wav = read_audio(spec.path, max_seconds=max_seconds, start=spec.start, end=spec.end)
+                original = stored_as_is(spec)
             else:
                 wav = synthesize(
                     spec.text, spec.voice, f"{item.id}/{name}", max_seconds=max_seconds
                 )
-            row[name] = wav
-        row["duration"] = float(row["audio"].shape[0] / SAMPLE_RATE)
+                original = None
+            row[name] = audio_value(wav if original is None else original)
+            if name == "audio":
+                row["duration"] = float(wav.shape[0] / SAMPLE_RATE)
         return row, None
     except AudioError as e:
         return None, {"file": item.source, "id": item.id, "reason": e.reason, "message": str(e)}
 
 
-def _audio_array(wavs: Sequence[np.ndarray]) -> pa.StructArray:
-    """Build the ``{array, sampling_rate}`` struct column without going through Python lists."""
-    lengths = np.fromiter((w.shape[0] for w in wavs), dtype=np.int64, count=len(wavs))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    flat = np.concatenate(wavs).astype(np.float32) if wavs else np.zeros(0, np.float32)
-    arrays = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
-    rates = pa.array(np.full(len(wavs), SAMPLE_RATE, dtype=np.int32))
-    return pa.StructArray.from_arrays([arrays, rates], names=["array", "sampling_rate"])
-
-
 def rows_to_table(rows: list[dict], features: datasets.Features) -> pa.Table:
-    columns = {}
-    for name in features:
-        values = [r[name] for r in rows]
-        columns[name] = _audio_array(values) if is_audio_column(name) else pa.array(values)
-    return pa.table(columns).cast(features.arrow_schema)
+    schema = features.arrow_schema
+    return pa.table(
+        {name: pa.array([r[name] for r in rows], schema.field(name).type) for name in features}
+    )
+
+
+def finished(path: Path, rejects_path: Path, features: datasets.Features) -> bool:
+    """Whether a shard and its rejects were written, in the current column types (a shard left in
+    another storage format by an older build is written again)."""
+    if not (path.exists() and rejects_path.exists()):
+        return False
+    return pq.read_schema(path).remove_metadata().equals(features.arrow_schema.remove_metadata())
 
 
 def _shards(
@@ -161,7 +176,7 @@ def write_split(
         for index, shard in _shards(items, shard_size):
             path = out / f"shard-{index:05d}.parquet"
             rejects_path = path.with_suffix(".rejects.jsonl")
-            if path.exists() and rejects_path.exists():  # finished by an earlier run
+            if finished(path, rejects_path, features):  # by an earlier run
                 meta = pq.read_metadata(path)
                 stats.items += meta.num_rows
                 stats.seconds += float(

@@ -7,7 +7,7 @@
     corpora with held-out speakers, ``test_voices`` (voices never heard in training); the
     embedded default adds ``train_short`` (one- and two-word utterances, read by the speech LM
     and the unit encoder only).
-    columns: ``id`` str, ``audio`` {``array``: float32[n], ``sampling_rate``: int}, ``text`` str,
+    columns: ``id`` str, ``audio`` {``bytes``: binary, ``sampling_rate``: int}, ``text`` str,
     ``voice`` str, ``task`` str (``"asr_tts"``), ``duration`` float (seconds).
 
 ``sqa/`` -- ``DatasetDict``: spoken question answering.
@@ -32,19 +32,25 @@
 ``manifest.json`` -- counts, hours, voices per split, generator seed and a content hash.
 ``rejects.jsonl`` -- one JSON line per skipped item: ``{"file", "id", "reason", "message"}``.
 
-Audio columns are plain structs, not ``datasets.Audio``: decoding stays in our hands (no codec
-dependency) and every array is already float32 mono at :data:`most.audio.SAMPLE_RATE`.
-Any column named ``audio`` or ending in ``_audio`` is speech that the ``units`` stage encodes.
+Audio columns are plain structs ``{"bytes", "sampling_rate"}``, not ``datasets.Audio``: decoding
+stays in our hands. ``bytes`` is a whole FLAC file, 16-bit mono at :data:`most.audio.SAMPLE_RATE`
+(``sampling_rate`` says so): a source file already in that form is kept byte for byte, anything
+else (other formats, rates, channel counts, a cut segment, synthesised speech) is encoded from its
+validated waveform. Read a cell with :func:`decode_audio` (float32 mono at ``SAMPLE_RATE``), write
+one with :func:`audio_value`. Any column named ``audio`` or ending in ``_audio`` is speech that the
+``units`` stage encodes.
 """
 
 from __future__ import annotations
 
 import datasets
+import numpy as np
 
-from most.audio import SAMPLE_RATE
+from most.audio import SAMPLE_RATE, encode_flac
+from most.audio import decode_audio as decode_audio  # the reader of AUDIO_FEATURE cells
 
 AUDIO_FEATURE = {
-    "array": datasets.Sequence(datasets.Value("float32")),
+    "bytes": datasets.Value("binary"),
     "sampling_rate": datasets.Value("int32"),
 }
 
@@ -73,9 +79,11 @@ SQA_FEATURES = datasets.Features(
 DATA_DIRS = ("speech", "sqa", "text", "instructions")
 
 
-def audio_value(wav, sr: int = SAMPLE_RATE) -> dict:
-    """The struct stored in an audio column."""
-    return {"array": wav, "sampling_rate": sr}
+def audio_value(audio: np.ndarray | bytes) -> dict:
+    """The struct stored in an audio column: float32 mono samples at ``SAMPLE_RATE`` are encoded;
+    bytes (a FLAC file already 16-bit mono at ``SAMPLE_RATE``) are kept as they are."""
+    data = audio if isinstance(audio, bytes) else encode_flac(audio)
+    return {"bytes": data, "sampling_rate": SAMPLE_RATE}
 
 
 def is_audio_column(name: str) -> bool:

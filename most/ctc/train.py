@@ -18,6 +18,7 @@ import datasets
 import numpy as np
 import torch
 
+from most.audio import decode_audio
 from most.ctc.model import CTCModelConfig, CTCRecognizer, features, pad, text_to_ids
 from most.progress import progress
 from most.threads import single_thread
@@ -51,7 +52,7 @@ class CTCSchedule:
 def read_rows(ds: datasets.Dataset, rows: Sequence[int]) -> tuple[list[np.ndarray], list[str]]:
     """Audio ``(n_i,)`` float32 and text of the given rows, in that order."""
     picked = ds.select(list(rows)).select_columns(["audio", "text"]).with_format("numpy")
-    wavs = [np.asarray(a["array"], dtype=np.float32) for a in picked["audio"]]
+    wavs = [decode_audio(a) for a in picked["audio"]]
     return wavs, [str(t) for t in picked["text"]]
 
 

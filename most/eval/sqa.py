@@ -38,8 +38,8 @@ import re
 from pathlib import Path
 
 import datasets
-import numpy as np
 
+from most.corpora.schema import decode_audio
 from most.corpora.speech import Voice, require_espeak, synthesize
 from most.eval.judges import Judge, audible
 from most.eval.loaders import load_qa_set
@@ -162,7 +162,7 @@ def _spoken_truth(
         where = {id_: i for i, id_ in enumerate(audio["id"])}
         if all(id_ in where for id_ in rows["id"]):
             picked = audio.select([where[id_] for id_ in rows["id"]]).with_format("numpy")
-            wavs = [np.asarray(a["array"], dtype=np.float32) for a in picked["answer_audio"]]
+            wavs = [decode_audio(a) for a in picked["answer_audio"]]
             out["original_accuracy"] = accuracy(judge.transcribe(wavs), answers)
             voices = [str(v) for v in picked["answer_voice"]]
             out |= judge_fill_in(judge, rows, voices, answers)

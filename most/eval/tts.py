@@ -24,6 +24,7 @@ import datasets
 import numpy as np
 
 from most.audio import write_wav
+from most.corpora.schema import decode_audio
 from most.eval.judges import Judge, audible
 from most.eval.metrics import wer
 from most.generate import Sampling, SpeechLM
@@ -42,7 +43,7 @@ def aligned_rows(
     picked = [i for i, id_ in enumerate(audio_split["id"]) if id_ in by_id][:n]
     rows = audio_split.select(picked).select_columns(["id", "audio", "text"]).with_format("numpy")
     ids = [str(i) for i in rows["id"]]
-    wavs = [np.asarray(a["array"], dtype=np.float32) for a in rows["audio"]]
+    wavs = [decode_audio(a) for a in rows["audio"]]
     return ids, wavs, [by_id[i] for i in ids], [str(t) for t in rows["text"]]
 
 

@@ -12,6 +12,7 @@ import datasets
 import numpy as np
 
 from most.audio import SAMPLE_RATE, AudioError
+from most.corpora.schema import decode_audio
 from most.units.base import to_waveform
 
 
@@ -47,7 +48,7 @@ def read_rows(split: datasets.Dataset, rows: list[int]) -> Utterances:
     out = Utterances([], [], [])
     for row in split.select(rows).select_columns(columns).with_format("numpy"):
         try:
-            wav = to_waveform(row["audio"]["array"], int(row["audio"]["sampling_rate"]))
+            wav = to_waveform(decode_audio(row["audio"]), SAMPLE_RATE)
         except AudioError:
             continue
         out.wavs.append(wav.numpy())

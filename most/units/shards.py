@@ -18,8 +18,8 @@ from pathlib import Path
 import datasets
 import torch
 
-from most.audio import AudioError
-from most.corpora.schema import is_audio_column
+from most.audio import SAMPLE_RATE, AudioError
+from most.corpora.schema import decode_audio, is_audio_column
 from most.io import atomic_dir, read_json
 from most.units.base import UnitTokenizer, to_waveform
 from most.units.kinds import load_tokenizer
@@ -89,8 +89,7 @@ def encode_part(job: Job, tok: UnitTokenizer) -> dict:
     for i, row in enumerate(audio):
         for col in audio_cols:
             try:
-                item = row[col]
-                wavs[col].append(to_waveform(item["array"], int(item["sampling_rate"])))
+                wavs[col].append(to_waveform(decode_audio(row[col]), SAMPLE_RATE))
             except AudioError as e:
                 wavs[col].append(None)
                 rejects.append(_reject(job, ids[i], col, e.reason, str(e)))

@@ -8,6 +8,7 @@ import datasets
 import numpy as np
 import pytest
 
+from most.audio import decode_audio
 from most.corpora.world import RELATIONS, build_world, split_facts
 from most.stages.data import SpeechConfig, data
 from most.testing import TINY_SPEECH, TINY_WORLD, build_tiny
@@ -24,7 +25,7 @@ def test_layout_and_schema(tiny_run):
     row = speech["train"][0]
     assert {"id", "audio", "text", "voice", "task", "duration"} <= set(row)
     assert row["audio"]["sampling_rate"] == 16000
-    wav = np.asarray(row["audio"]["array"], dtype=np.float32)
+    wav = decode_audio(row["audio"])
     assert wav.ndim == 1 and np.isfinite(wav).all() and np.abs(wav).max() > 0.01
     assert row["duration"] == pytest.approx(len(wav) / 16000, rel=1e-4)
     sqa = datasets.load_from_disk(str(out / "sqa"))

@@ -7,7 +7,9 @@ from __future__ import annotations
 import shutil
 
 import datasets
+import numpy as np
 
+from most.corpora.schema import audio_value
 from most.eval.sqa import _spoken_truth, counterfactuals, heldout_leaks, judge_fill_in
 from most.testing import Ear, Voice
 
@@ -26,15 +28,15 @@ def test_breakdown_scores_each_step_on_the_right_rows() -> None:
     # The recordings are stored b-first: a (wrong) positional match would swap them.
     audio = datasets.DatasetDict(
         qa_heldout=datasets.Dataset.from_dict(
-            {"id": ["b", "a"], "answer_audio": [{"array": [9.0], "sampling_rate": 16_000},
-                                                {"array": [8.0], "sampling_rate": 16_000}],
+            {"id": ["b", "a"], "answer_audio": [audio_value(np.array([0.25], np.float32)),
+                                                audio_value(np.array([0.5], np.float32))],
              "answer_voice": ["en-us+m3:160:50"] * 2}
         )
     )  # fmt: skip
     ear = Ear(
         {
-            (8.0,): "the capital is tarsk",  # recording of a: heard
-            (9.0,): "the river is well",  # recording of b: missed
+            (0.5,): "the capital is tarsk",  # recording of a: heard
+            (0.25,): "the river is well",  # recording of b: missed
             (1.0, 2.0): "the capital is tarsk",  # resynthesis of a: heard
             (3.0, 4.0): "the river is vel",  # resynthesis of b: heard
             (5.0,): "the capital is tusk",  # the model saying a: missed

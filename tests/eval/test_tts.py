@@ -6,6 +6,7 @@ from __future__ import annotations
 import datasets
 import numpy as np
 
+from most.corpora.schema import audio_value
 from most.eval.tts import evaluate_tts, tts_reference
 from most.testing import Ear, Voice
 
@@ -29,8 +30,8 @@ def test_self_asr_separates_wrong_words_from_unclear_audio() -> None:
         {
             "id": ["a", "b"],
             "text": texts,
-            "audio": [{"array": [8.0], "sampling_rate": 16_000},
-                      {"array": [9.0], "sampling_rate": 16_000}],
+            "audio": [audio_value(np.array([0.5], np.float32)),
+                      audio_value(np.array([0.25], np.float32))],
         }
     )  # fmt: skip
     units = datasets.Dataset.from_dict({"id": ["a", "b"], "units": [[1, 2], [3, 4]]})
@@ -39,7 +40,7 @@ def test_self_asr_separates_wrong_words_from_unclear_audio() -> None:
         says={texts[0]: [1, 2], texts[1]: [5, 6]},
         reads={(1, 2): texts[0], (3, 4): texts[1], (5, 6): "bral keeps a deer"},
     )
-    ear = Ear({(8.0,): texts[0], (9.0,): texts[1], (1.0, 2.0): texts[0], (3.0, 4.0): texts[1]})
+    ear = Ear({(0.5,): texts[0], (0.25,): texts[1], (1.0, 2.0): texts[0], (3.0, 4.0): texts[1]})
     out = evaluate_tts(lm, [ear], tts_reference(lm, [ear], audio, units, n=2), sampling=None)
     assert out["ear"] == {"wer_original": 0.0, "wer_resynth": 0.0, "wer_model": 0.5}
     assert out["_self_asr"]["wer_true_units"] == 0.0

@@ -13,7 +13,7 @@ import datasets
 import numpy as np
 import pytest
 
-from most.audio import read_audio
+from most.audio import decode_audio, read_audio
 from most.corpora.schema import SPEECH_FEATURES, SQA_FEATURES, audio_value
 from most.run import Run
 from most.testing import UNIT_SENTENCES
@@ -53,7 +53,7 @@ def data_dir(tmp_path_factory) -> Path:
     train = _rows([(s, v) for s in SENTENCES for v in VOICES[:2]], wavs, "tr")
     dev = _rows([(SENTENCES[0], VOICES[2]), (SENTENCES[1], VOICES[2])], wavs, "dv")
     test = _rows([(SENTENCES[2], VOICES[2]), (SENTENCES[3], VOICES[2])], wavs, "te")
-    bad = dict(test[0], id="bad_nan", audio=audio_value(np.full(8000, np.nan, np.float32)))
+    bad = dict(test[0], id="bad_bytes", audio={"bytes": b"not audio", "sampling_rate": 16_000})
     silent = dict(test[0], id="bad_silent", audio=audio_value(np.zeros(8000, np.float32)))
     test += [bad, silent]
     speech = datasets.DatasetDict(
@@ -100,7 +100,7 @@ def run_dir(tmp_path, data_dir) -> Path:
 @pytest.fixture(scope="session")
 def train_wavs(data_dir) -> list[np.ndarray]:
     train = datasets.load_from_disk(str(data_dir / "speech"))["train"].with_format("numpy")
-    return [row["audio"]["array"] for row in train]
+    return [decode_audio(row["audio"]) for row in train]
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import most.units.encode as encode_mod
+from most.audio import decode_audio
 from most.run import Run, StaleOutput
 from most.stages.units import TokenizerConfig, units
 from most.units import load_tokenizer
@@ -47,8 +48,8 @@ def test_stage_outputs(run_dir):
     assert manifest["seconds"] > 0 and manifest["units_per_s"] > 0
     # The two broken test rows are named, counted, and dropped.
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
-    assert {r["id"] for r in rejects} == {"bad_nan", "bad_silent"}
-    assert manifest["rejects_by_reason"] == {"non_finite": 1, "empty_audio": 1}
+    assert {r["id"] for r in rejects} == {"bad_bytes", "bad_silent"}
+    assert manifest["rejects_by_reason"] == {"unreadable": 1, "empty_audio": 1}
     assert [r["id"] for r in speech["test"]] == ["te0", "te1"]
     with pytest.raises(ValueError, match="expected"):
         Run(run_dir).load_units("speech", "0" * 16)
@@ -61,7 +62,7 @@ def test_units_match_direct_encoding(run_dir, data_dir):
     tok = load_tokenizer(out)
     raw = datasets.load_from_disk(str(data_dir / "speech"))["dev"].with_format("numpy")
     for row, enc in zip(raw, Run(run_dir).load_units("speech")["dev"], strict=True):
-        assert enc["units"] == tok.encode(row["audio"]["array"], 16_000).tolist()
+        assert enc["units"] == tok.encode(decode_audio(row["audio"]), 16_000).tolist()
 
 
 def test_rerun_is_noop_and_settings_change_is_refused(run_dir, monkeypatch):
