@@ -16,6 +16,7 @@ from most.generate import SpeechLM
 from most.io import atomic_write_text, read_json
 from most.run import UNIT_TOKENIZER_FILE, Run
 from most.units import UnitTokenizer
+from most.units.base import WEIGHTS_FILE
 
 SUMS_FILE = "SHA256SUMS"
 #: The release's copy of the eval report (report.json/.md, heat map, reload_check.json).
@@ -45,12 +46,15 @@ def merge_lora(model, adapter: Path):
 
 
 def vocoder_settings(tokenizer: UnitTokenizer, units_dir: Path) -> dict:
-    """``vocoder.json``: how the shipped unit tokenizer turns units into audio (every kind with a
-    decoder renders log-mel frames with Griffin-Lim), with its settings from ``units_dir``."""
+    """``vocoder.json``: how the shipped unit tokenizer (saved in ``units_dir``) turns units into
+    audio: its kind, rates and hash, then the decoder's settings (vocoder, mel settings,
+    Griffin-Lim iterations) and the tensors it reads from ``weights``."""
     meta = read_json(units_dir / UNIT_TOKENIZER_FILE)
-    keep = ("kind", "sample_rate", "frame_rate", "dedup", "gl_iters", "spec", "hash")
-    vocoder = "griffin_lim" if tokenizer.has_decoder else None
-    return {"vocoder": vocoder, **{k: meta[k] for k in keep if k in meta}}
+    head = {k: meta[k] for k in ("kind", "sample_rate", "frame_rate", "dedup", "hash")}
+    if not tokenizer.has_decoder:
+        return {"vocoder": None, **head}
+    weights = f"{units_dir.name}/{WEIGHTS_FILE}"
+    return {**head, **tokenizer.decoder_settings(), "weights": weights}
 
 
 def copy_eval(src: Path, dst: Path) -> None:

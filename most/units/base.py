@@ -61,6 +61,11 @@ class UnitTokenizer(Protocol):
         """``(T,)`` ids -> ``(n,)`` float32 audio at ``sample_rate`` (if ``has_decoder``)."""
         ...
 
+    def decoder_settings(self) -> dict[str, Any]:
+        """How ``decode`` makes audio, for the release's ``vocoder.json``: the vocoder and its
+        settings, and which saved tensors (:func:`tensor_source`) it reads."""
+        ...
+
     def save(self, directory: str | Path) -> Path: ...
 
 
@@ -99,6 +104,11 @@ def base_meta(tok: UnitTokenizer) -> dict[str, Any]:
         "hash": tok.hash,
         "dedup": tok.dedup,
     }
+
+
+def tensor_source(name: str, tensor: torch.Tensor, what: str) -> dict[str, Any]:
+    """A decoder tensor saved in :data:`WEIGHTS_FILE`: ``{"tensor", "shape", "what"}``."""
+    return {"tensor": name, "shape": list(tensor.shape), "what": what}
 
 
 def write_tokenizer(

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -36,6 +37,7 @@ from most.units.base import (
     content_hash,
     differing,
     read_tokenizer,
+    tensor_source,
     to_waveform,
     write_tokenizer,
 )
@@ -168,6 +170,15 @@ class CTCKMeansTokenizer:
         if units.numel() == 0:
             return torch.zeros(0)
         return self._vocoder(self.templates[units].reshape(-1, MEL.n_mels))
+
+    def decoder_settings(self) -> dict[str, Any]:
+        return {
+            **self._vocoder.settings(),
+            "templates": tensor_source(
+                "templates", self.templates, f"mean log-mel of the {STACK} mel frames of each unit"
+            ),
+            "durations": tensor_source("durations", self.durations, "mean run length per unit"),
+        }
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -45,6 +46,7 @@ from most.units.base import (
     content_hash,
     differing,
     read_tokenizer,
+    tensor_source,
     to_waveform,
     write_tokenizer,
 )
@@ -182,6 +184,19 @@ class CTCPhonesTokenizer:
         step = torch.cat([torch.arange(int(n)) for n in steps]).clamp(max=CONTEXT_STEPS - 1)
         frames = self.templates[prev.repeat_interleave(steps), units.repeat_interleave(steps), step]
         return self._vocoder(frames.reshape(-1, MEL.n_mels))
+
+    def decoder_settings(self) -> dict[str, Any]:
+        what = (
+            f"mean log-mel of the {STACK} mel frames of each (previous unit or start, unit, step "
+            f"within the unit, capped at {CONTEXT_STEPS - 1})"
+        )
+        return {
+            **self._vocoder.settings(),
+            "templates": tensor_source("templates", self.templates, what),
+            "durations": tensor_source(
+                "durations", self.durations, "median steps per (previous unit or start, unit)"
+            ),
+        }
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

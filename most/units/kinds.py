@@ -78,7 +78,7 @@ class TokenizerConfig:
     on the run's speech (espeak-ng phoneme transcripts of its texts) hears; has a decoder.
     ``ctc_kmeans``: a CTC encoder trained on the letters of the transcripts, its states
     clustered; has a decoder. ``mel_kmeans``: log-mel k-means, no training, has a decoder.
-    ``hubert_kmeans``: HuBERT features from a local model, no decoder."""
+    ``hubert_kmeans``: HuBERT features from a local model, clustered; has a decoder."""
     path: Path | None = None
     """Load this saved tokenizer folder instead of fitting one."""
     dedup: bool = True

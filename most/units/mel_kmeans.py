@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -24,6 +25,7 @@ from most.units.base import (
     content_hash,
     differing,
     read_tokenizer,
+    tensor_source,
     to_waveform,
     write_tokenizer,
 )
@@ -136,6 +138,13 @@ class MelKMeansTokenizer:
         if units.numel() == 0:
             return torch.zeros(0)
         return self._vocoder(self.centroids[units])
+
+    def decoder_settings(self) -> dict[str, Any]:
+        return {
+            **self._vocoder.settings(),
+            "templates": tensor_source("centroids", self.centroids, "log-mel frame of each unit"),
+            "durations": tensor_source("durations", self.durations, "mean run length per unit"),
+        }
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

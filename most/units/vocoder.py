@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import torch
 
-from most.mel import MelSpec, mel_filterbank
+from most.mel import TARGET_RMS, MelSpec, mel_filterbank
 
 #: Momentum of fast Griffin-Lim; 0.99 is the value recommended by its authors.
 MOMENTUM = 0.99
@@ -36,6 +36,20 @@ class GriffinLim:
         self.fb = mel_filterbank(self.synth)  # (F, M)
         self.fb_pinv = torch.linalg.pinv(self.fb)  # (M, F)
         self.window = torch.hann_window(self.synth.win_length)
+
+    def settings(self) -> dict:
+        """What a reimplementation needs to render the same audio (``vocoder.json``)."""
+        return {
+            "vocoder": "griffin_lim",
+            "gl_iters": self.n_iter,
+            "mel": self.spec.to_dict(),
+            "target_rms": TARGET_RMS,
+            "log": "natural log of mel magnitude",
+            "synth_hop": self.synth_hop,
+            "synth_fft": self.synth.n_fft,
+            "momentum": MOMENTUM,
+            "nnls_steps": NNLS_STEPS,
+        }
 
     def mel_to_linear(self, logmel: torch.Tensor) -> torch.Tensor:
         """``(B, T, M)`` log-mel -> ``(B, T, F)`` non-negative linear magnitude."""

@@ -30,7 +30,10 @@ def test_release_reload_identity(evaluated):
     for line in (out / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split("  ")
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
-    assert json.loads((out / "vocoder.json").read_text())["vocoder"] == "griffin_lim"
+    vocoder = json.loads((out / "vocoder.json").read_text())
+    assert vocoder["vocoder"] == "griffin_lim" and vocoder["gl_iters"] > 0
+    assert vocoder["mel"]["hop_length"] > 0
+    assert (out / vocoder["weights"]).is_file() and vocoder["templates"]["tensor"]
     modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*")}
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     assert modes["model.safetensors"] == 0o644 and modes["unit_tokenizer"] == 0o755

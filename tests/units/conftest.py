@@ -6,6 +6,7 @@ folder whose ``data`` links to it, so stages write their outputs separately.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -108,3 +109,42 @@ def mel_tok(train_wavs):
     from most.units.mel_kmeans import MelKMeansTokenizer
 
     return MelKMeansTokenizer.fit(train_wavs, k=32, frame_rate=50, dedup=True, seed=0, gl_iters=8)
+
+
+@pytest.fixture
+def vocoder_json(tmp_path):
+    """``check(tok, spec) -> dict``: the release's ``vocoder.json`` for ``tok``, checked against
+    the saved tokenizer: the tensors it names exist with their shapes, the mel settings are
+    ``spec``, and, for one template per unit, those settings alone render what ``decode`` does."""
+    import torch
+    from safetensors.torch import load_file
+
+    from most.export import vocoder_settings
+    from most.mel import MelSpec
+
+    def check(tok, spec) -> dict:
+        folder = tok.save(tmp_path / "unit_tokenizer")
+        settings = json.loads(json.dumps(vocoder_settings(tok, folder)))
+        assert settings["kind"] == tok.kind and settings["hash"] == tok.hash
+        assert settings["vocoder"] == "griffin_lim" and settings["gl_iters"] == tok.gl_iters
+        assert settings["weights"] == "unit_tokenizer/unit_tokenizer.safetensors"
+        assert MelSpec(**settings["mel"]) == spec
+        tensors = load_file(str(folder / "unit_tokenizer.safetensors"))
+        for part in ("templates", "durations"):
+            source = settings[part]
+            assert list(tensors[source["tensor"]].shape) == source["shape"], part
+        if settings["templates"]["shape"][0] == tok.vocab_size:  # one template per unit
+            # vocoder.json alone renders what decode renders.
+            from most.units.dedup import frame_ids
+            from most.units.vocoder import GriffinLim
+
+            ids = torch.tensor([0, 1, 0, tok.vocab_size - 1])
+            durations = tensors[settings["durations"]["tensor"]] if settings["dedup"] else None
+            frames = tensors[settings["templates"]["tensor"]][
+                frame_ids(ids, tok.vocab_size, durations)
+            ]
+            vocoder = GriffinLim(MelSpec(**settings["mel"]), n_iter=settings["gl_iters"])
+            assert torch.equal(vocoder(frames.reshape(-1, frames.shape[-1])), tok.decode(ids))
+        return settings
+
+    return check

@@ -11,7 +11,7 @@ import pytest
 import torch
 from rapidfuzz.distance import Levenshtein
 
-from most.ctc.model import CTCModelConfig
+from most.ctc.model import MEL, CTCModelConfig
 from most.ctc.train import CTCSchedule
 from most.io import read_json
 from most.run import Run
@@ -279,3 +279,8 @@ def test_encoder_short_adds_every_short_utterance(tmp_path, data_dir):
     assert all(any(np.array_equal(b, w) for w in wavs) for b in base.wavs)
     with pytest.raises(ValueError, match=r"`short` setting needs a speech/train_short split"):
         transcribed_audio(speech, 6, seed=3, short=True)
+
+
+def test_vocoder_json(ctc_tok, vocoder_json):
+    settings = vocoder_json(ctc_tok, MEL)
+    assert settings["templates"]["shape"] == [16, 4, 80]

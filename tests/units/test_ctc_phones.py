@@ -212,3 +212,14 @@ def test_stage_with_ctc_phones(run_dir):
         ValueError, match=r"made with other settings \(kind: ctc_phones -> ctc_kmeans"
     ):
         units(run_dir, tokenizer=replace(cfg, kind="ctc_kmeans"))
+
+
+def test_vocoder_json(tok, vocoder_json):
+    settings = vocoder_json(tok, MEL)
+    assert settings["templates"]["shape"] == [
+        tok.vocab_size + 1,
+        tok.vocab_size,
+        CONTEXT_STEPS,
+        4,
+        80,
+    ]

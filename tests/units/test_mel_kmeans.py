@@ -159,3 +159,8 @@ def test_stereo_44k_encodes(mel_tok, realdata):
     wav, sr = sf.read(str(stereo[0]), dtype="float32")
     ids = mel_tok.encode(wav, sr)
     assert len(ids) > 0 and int(ids.max()) < mel_tok.vocab_size
+
+
+def test_vocoder_json(mel_tok, vocoder_json):
+    settings = vocoder_json(mel_tok, mel_tok.spec)
+    assert settings["templates"]["shape"] == [32, 80]
