@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from most.audio import decode_audio
 from most.corpora.instructions import InstructionsConfig, pairs_of, read_instructions
 from most.run import Run
 from most.stages.data import CorpusConfig, data
@@ -107,7 +108,10 @@ def test_chat_jsonl_beside_a_kaldi_corpus(tmp_path: Path) -> None:
     for r in by_question.values():
         assert r["answer"] == r["answer_sentence"] and "*" not in r["answer"]
         assert r["answer_voice"] in cfg.answer_tts and r["task"] == "sqa"
-        assert len(r["audio"]["array"]) > SR // 4 and len(r["answer_audio"]["array"]) > SR // 4
+        assert (
+            len(decode_audio(r["audio"])) > SR // 4
+            and len(decode_audio(r["answer_audio"])) > SR // 4
+        )
     recorded = by_question["What comes after 2?"]
     assert (recorded["voice"], recorded["fact_id"]) == ("recorded", "c2")
     assert recorded["answer"] == "3 comes after 2."
