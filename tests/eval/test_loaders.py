@@ -8,6 +8,7 @@ import pytest
 
 from most.audio import write_wav
 from most.eval.loaders import load_minimal_pairs, load_qa_set
+from most.testing import speak
 
 
 def tone(freq: float, seconds: float = 0.3) -> np.ndarray:
@@ -15,24 +16,41 @@ def tone(freq: float, seconds: float = 0.3) -> np.ndarray:
     return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
 
 
+#: sWUGGY-style (word, pseudo-word) pairs, spoken by espeak-ng in two voices
+WUGGY = [("brick", "blick"), ("garden", "gurden"), ("window", "wundow")]
+
+
 def test_zerospeech_minimal_pairs(tmp_path):
-    rows = []
-    for i in range(3):
-        for correct, freq in ((1, 300), (0, 500)):
-            name = f"{i:03d}_{correct}"
-            write_wav(tmp_path / "dev" / f"{name}.wav", tone(freq + i))
-            rows.append(
-                {"id": str(i), "filename": name, "word": "w", "voice": "v", "correct": correct}
-            )
+    """The sWUGGY gold.csv layout (id, filename, voice, word, correct) with spoken words: every
+    pair is (real word, pseudo-word) of one id and voice, whatever the row order; a group missing
+    one side is skipped; a listed file that is missing is named."""
+    rows, audio = [], {}
+    (tmp_path / "dev").mkdir()
+    for i, pair in enumerate(WUGGY):
+        for voice in ("en-us+m3", "en-gb+f3"):
+            for correct, word in ((0, pair[1]), (1, pair[0])):  # pseudo-word listed first
+                name = f"{i:03d}_{voice.replace('+', '-')}_{word}"
+                audio[name] = speak(word, voice, tmp_path / "dev" / f"{name}.wav")
+                rows.append(dict(id=str(i), filename=name, voice=voice, word=word, correct=correct))
+    rows.append(dict(id="9", filename="lonely", voice="en-us+m3", word="lone", correct=1))
+    write_wav(tmp_path / "dev" / "lonely.wav", audio[rows[0]["filename"]])
     with (tmp_path / "gold.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    pairs = load_minimal_pairs(tmp_path, 2)
-    assert len(pairs) == 2
-    good, bad = pairs[0]
-    # the good item is the correct=1 file (300 Hz), whatever the row order
-    assert np.argmax(np.abs(np.fft.rfft(good))) < np.argmax(np.abs(np.fft.rfft(bad)))
+
+    pairs = load_minimal_pairs(tmp_path, 10)
+    assert len(pairs) == len(WUGGY) * 2  # the one-sided group is skipped
+    by_file = dict(audio)
+    for (good, bad), i in zip(pairs, [0, 0, 1, 1, 2, 2], strict=True):
+        real, pseudo = WUGGY[i]
+        assert any(np.array_equal(good, w) for n, w in by_file.items() if n.endswith(f"_{real}"))
+        assert any(np.array_equal(bad, w) for n, w in by_file.items() if n.endswith(f"_{pseudo}"))
+    assert len(load_minimal_pairs(tmp_path, 2)) == 2
+
+    (tmp_path / "dev" / f"{rows[0]['filename']}.wav").unlink()
+    with pytest.raises(FileNotFoundError, match="audio for pair"):
+        load_minimal_pairs(tmp_path, 10)
     (tmp_path / "gold.csv").unlink()
     with pytest.raises(FileNotFoundError, match=r"gold\.csv"):
         load_minimal_pairs(tmp_path, 2)
