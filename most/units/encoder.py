@@ -33,14 +33,21 @@ class EncoderConfig:
     data needs ``speech.n_short`` > 0), shuffled in with the ``train`` sample. Trained on sentences
     alone, the encoder mishears a word said alone (what the audio-LM minimal pairs speak), so
     those words get units the speech LM never read in sentences."""
+    batch_frames: int = 4000
+    """Feature frames (10 ms) per batch: on an hour or two of speech, smaller batches give the
+    CTC training the updates it needs to leave its all-blank start within the same compute."""
+    lr: float = 3e-3
+    """Peak learning rate of the encoder's CTC training."""
     window: int | None = None
     """Encoder steps (25 per second) each step attends to on either side
     (:attr:`most.ctc.model.CTCModelConfig.attn_window`); None = the whole utterance. Stored in
     the tokenizer (its hash includes it)."""
 
     def __post_init__(self) -> None:
-        if self.utterances <= 0 or self.epochs <= 0:
-            raise ValueError("tokenizer encoder.utterances and encoder.epochs must be > 0")
+        if min(self.utterances, self.epochs, self.batch_frames, self.lr) <= 0:
+            raise ValueError(
+                "tokenizer encoder.utterances, .epochs, .batch_frames and .lr must be > 0"
+            )
         if self.minutes is not None and self.minutes <= 0:
             raise ValueError("tokenizer encoder.minutes must be > 0 or null (no cap)")
         if self.window is not None and self.window < 1:
@@ -54,7 +61,13 @@ class EncoderConfig:
         return CTCModelConfig(attn_window=self.window)
 
     def schedule(self, seed: int) -> CTCSchedule:
-        return CTCSchedule(epochs=self.epochs, max_minutes=self.minutes, seed=seed)
+        return CTCSchedule(
+            batch_frames=self.batch_frames,
+            epochs=self.epochs,
+            max_minutes=self.minutes,
+            lr=self.lr,
+            seed=seed,
+        )
 
     def fit_settings(self) -> dict:
         """This part of ``fit.json`` (the window is stored in the tokenizer itself)."""
@@ -63,4 +76,6 @@ class EncoderConfig:
             "encoder_epochs": self.epochs,
             "encoder_minutes": self.minutes,
             "encoder_short": self.short,
+            "encoder_batch_frames": self.batch_frames,
+            "encoder_lr": self.lr,
         }

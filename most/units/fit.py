@@ -19,7 +19,12 @@ from most.units.kinds import TokenizerConfig, load_tokenizer
 FIT_FILE = "fit.json"
 #: Fitting settings not in every ``fit.json`` (added after the first files, or since removed):
 #: a file or a config without one was fitted with this value.
-FIT_DEFAULTS = {"encoder_short": False, "encoder_warp": 0.0}
+FIT_DEFAULTS = {
+    "encoder_short": False,
+    "encoder_warp": 0.0,
+    "encoder_batch_frames": 4000,
+    "encoder_lr": 3e-3,
+}
 REFIT = "pass --force=true to refit (old units stay under their hash)"
 
 
