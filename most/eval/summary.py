@@ -5,7 +5,8 @@ the embedded judge <= 2x the judge's WER on resynthesised true units; S->T held-
 >= 70 % and S->S >= 50 % of text-QA accuracy; sWUGGY-style >= 70 %, sBLIMP-style >= 60 %; text
 perplexity after stage 2 <= 1.10x the base model's; the whole demo <= 45 min after setup (from the
 per-stage wall times ``make demo`` writes to ``RUN/timings.tsv``). A check whose inputs are missing
-is ``None``.
+is ``None``. A report with peer recognisers (``asr.<split>.peer.<judge>.wer``, real corpora) adds one
+row per peer: the model's WER on that split at most half the peer's.
 """
 
 from __future__ import annotations
@@ -84,6 +85,22 @@ CHECKS: list[tuple[str, Callable[[dict], float | None], str, Callable[[float], b
 
 
 BUDGET_MIN = 45.0
+PEER_RATIO = 0.5
+
+
+def _peer_rows(metrics: dict) -> list[Row]:
+    """One row per ``asr.<split>.peer.<judge>.wer``: the model's WER on the split over the peer's."""
+    rows = []
+    for key in sorted(metrics):
+        parts = key.split(".")
+        if len(parts) != 5 or parts[0] != "asr" or parts[2] != "peer" or parts[4] != "wer":
+            continue
+        split, judge = parts[1], parts[3]
+        value = _ratio(metrics, f"asr.{split}.wer", key)
+        name = f"ASR WER / {judge} WER ({split})"
+        target = f"<= {PEER_RATIO:.2f}"
+        rows.append(Row(name, value, target, None if value is None else value <= PEER_RATIO))
+    return rows
 
 
 def read_timings(path: Path) -> dict[str, float]:
@@ -111,6 +128,7 @@ def summarize(report: dict, timings: dict[str, float] | None = None) -> list[Row
     for name, get, target, ok in CHECKS:
         value = get(metrics)
         rows.append(Row(name, value, target, None if value is None else bool(ok(value))))
+    rows += _peer_rows(metrics)
     if timings:
         minutes = sum(timings.values()) / 60
         rows.insert(

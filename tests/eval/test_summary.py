@@ -19,3 +19,16 @@ def test_summary_wall_time_row(tmp_path):
     tsv.write_text("data 120\n")
     with pytest.raises(ValueError, match=r"timings\.tsv:1"):
         read_timings(tsv)
+
+
+def test_summary_peer_rows():
+    """A peer recogniser's WER on the same split adds a row: the model's WER at most half of it."""
+    metrics = {"asr.test.wer": 0.40, "asr.test.peer.pocketsphinx.wer": 0.948}
+    rows = {r.name: r for r in summarize(metrics)}
+    row = rows["ASR WER / pocketsphinx WER (test)"]
+    assert row.value == pytest.approx(0.40 / 0.948) and row.passed is True
+    metrics["asr.test.wer"] = 0.60
+    assert {r.name: r for r in summarize(metrics)}[
+        "ASR WER / pocketsphinx WER (test)"
+    ].passed is False
+    assert not any("pocketsphinx" in r.name for r in summarize({"asr.test.wer": 0.1}))
