@@ -53,6 +53,10 @@ def evaluate_asr(
     return out
 
 
+#: Utterances a peer transcribes between progress updates.
+PEER_CHUNK = 20
+
+
 def peer_asr(
     judges: Sequence[Judge],
     speech: datasets.DatasetDict,
@@ -72,12 +76,14 @@ def peer_asr(
             units = units.select(range(min(n, len(units))))
             _, wavs, _, refs = aligned_rows(speech[split], units, n)
             for judge in judges:
-                task = bar.add_task(f"asr {split}: peer {judge.name}", total=1)
-                hyps = judge.transcribe(wavs)
+                task = bar.add_task(f"asr {split}: peer {judge.name}", total=len(wavs))
+                hyps: list[str] = []
+                for i in range(0, len(wavs), PEER_CHUNK):
+                    hyps += judge.transcribe(wavs[i : i + PEER_CHUNK])
+                    bar.advance(task, len(wavs[i : i + PEER_CHUNK]))
                 out.setdefault(split, {})[judge.name] = {
                     "wer": wer(refs, hyps),
                     "cer": cer(refs, hyps),
                     "n": len(refs),
                 }
-                bar.advance(task)
     return out

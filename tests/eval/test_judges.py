@@ -187,3 +187,15 @@ def test_resynthesis_share_replaces_a_seeded_subset(eval_run):
         CTCTrainConfig(resynth_share=1.5)
     with pytest.raises(ValueError, match="batch_frames"):  # the schedule's checks apply too
         CTCTrainConfig(batch_frames=0)
+
+
+def test_pocketsphinx_workers_keep_order_and_transcripts(realdata):
+    """Two worker processes give each recording the transcript one process gives it, in order."""
+    from most.eval.judges.pocketsphinx_judge import PocketsphinxJudge
+
+    paths = sorted((realdata / "librispeech").rglob("*.flac"))[:3]
+    wavs = [read_audio(p)[: 16000 * 3] for p in paths]
+    wavs.insert(1, np.zeros(1600, np.float32))
+    one = PocketsphinxJudge(workers=1).transcribe(wavs)
+    two = PocketsphinxJudge(workers=2).transcribe(wavs)
+    assert two == one and one[1] == "" and all(one[i] for i in (0, 2, 3))
