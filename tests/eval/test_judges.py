@@ -189,13 +189,16 @@ def test_resynthesis_share_replaces_a_seeded_subset(eval_run):
         CTCTrainConfig(batch_frames=0)
 
 
-def test_pocketsphinx_workers_keep_order_and_transcripts(realdata):
-    """Two worker processes give each recording the transcript one process gives it, in order."""
+def test_pocketsphinx_transcripts_do_not_depend_on_order_or_workers(realdata):
+    """Each recording gets the transcript it gets alone, whatever was decoded before it and however
+    many worker processes share the list (pocketsphinx adapts its cepstral mean across utterances
+    unless reset: the fifth of these is read differently after the first four)."""
     from most.eval.judges.pocketsphinx_judge import PocketsphinxJudge
 
-    paths = sorted((realdata / "librispeech").rglob("*.flac"))[:3]
-    wavs = [read_audio(p)[: 16000 * 3] for p in paths]
+    paths = sorted((realdata / "speechocean762/WAVE").rglob("*.flac"))[:5]
+    wavs = [read_audio(p) for p in paths]
     wavs.insert(1, np.zeros(1600, np.float32))
-    one = PocketsphinxJudge(workers=1).transcribe(wavs)
-    two = PocketsphinxJudge(workers=2).transcribe(wavs)
-    assert two == one and one[1] == "" and all(one[i] for i in (0, 2, 3))
+    alone = [PocketsphinxJudge(workers=1).transcribe([w])[0] for w in wavs]
+    assert PocketsphinxJudge(workers=1).transcribe(wavs) == alone
+    assert PocketsphinxJudge(workers=2).transcribe(wavs) == alone
+    assert alone[1] == "" and all(alone[i] for i in (0, 2, 3, 4, 5))

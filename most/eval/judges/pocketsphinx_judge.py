@@ -18,7 +18,8 @@ _DECODER = None  # one decoder per process, made on first use
 
 
 def _decode(wavs: Sequence[np.ndarray]) -> list[str]:
-    """Each utterance with a fresh ``start_utt``/``end_utt`` on this process' decoder."""
+    """Each utterance on this process' decoder, its feature state (cepstral mean) reset first so
+    that a transcript does not depend on the utterances decoded before it."""
     global _DECODER
     if _DECODER is None:
         from pocketsphinx import Decoder
@@ -27,6 +28,7 @@ def _decode(wavs: Sequence[np.ndarray]) -> list[str]:
     out = []
     for wav in wavs:
         pcm = (np.clip(np.asarray(wav, dtype=np.float32), -1, 1) * 32767).astype(np.int16)
+        _DECODER.reinit_feat()
         _DECODER.start_utt()
         _DECODER.process_raw(pcm.tobytes(), full_utt=True)
         _DECODER.end_utt()
