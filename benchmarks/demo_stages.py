@@ -1,0 +1,55 @@
+"""Per-stage wall time of the last demo and the CPU it ran on (JSON on stdout).
+
+Reads ``RUN/timings.tsv`` (``make demo`` appends ``<stage>\t<seconds>`` per stage; the last line of
+a stage counts) and this machine's CPU model and flags. A demo that has not run prints
+``{"stages": {}}`` with the CPU, so ``make bench`` never fails on it.
+
+    python benchmarks/demo_stages.py [--run runs/demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+
+from most.eval.summary import read_timings
+
+FLAGS = ("amx_tile", "amx_bf16", "avx512_bf16", "avx512f", "avx2")
+
+
+def cpu() -> dict:
+    """Model name, core count and the matmul-relevant flags from ``/proc/cpuinfo``."""
+    model, flags = platform.processor() or platform.machine(), set()
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        for line in info.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+                break
+    return {"model": model, "cores": os.cpu_count(), **{f: f in flags for f in FLAGS}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--run", type=Path, default=Path(os.environ.get("RUN", "runs/demo")))
+    args = p.parse_args()
+    tsv = args.run / "timings.tsv"
+    stages = read_timings(tsv) if tsv.exists() else {}
+    out = {
+        "run": str(args.run),
+        "cpu": cpu(),
+        "stages": stages,
+        "total_s": round(sum(stages.values()), 1),
+        "total_min": round(sum(stages.values()) / 60, 2),
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
