@@ -32,6 +32,7 @@ from most.corpora.instructions import InstructionsConfig
 from most.corpora.tasks import qa_items
 from most.corpora.world import WorldConfig, build_world
 from most.generate import Sampling, SpeechLM
+from most.run import Run
 from most.stages.data import CorpusConfig, data
 from most.testing import speak, write_spoken_run
 
@@ -112,7 +113,7 @@ def qa_set(work: Path, n: int) -> dict:
 
     with contextlib.redirect_stdout(io.StringIO()):
         run = write_spoken_run(work / "spoken_run")
-    lm = SpeechLM.load(run / "stage2" / "hf", units=run / "units", device="cpu")
+    lm = SpeechLM.load(Run(run).hf("stage2"), units=Run(run).units, device="cpu")
     judge = load_judge("ctc", run)
     start = time.perf_counter()
     sampling = Sampling(max_new_tokens=48, batch_size=16)

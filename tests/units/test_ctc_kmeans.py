@@ -236,6 +236,8 @@ def test_stage_with_ctc_kmeans(run_dir):
         "encoder_epochs": 0.5,
         "encoder_minutes": None,
         "encoder_short": False,
+        "encoder_batch_frames": 4000,
+        "encoder_lr": 0.003,
     }
     with pytest.raises(
         ValueError, match=r"fitted with other settings \(encoder_epochs: 0.5 -> 1.0\)"

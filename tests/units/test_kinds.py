@@ -101,5 +101,7 @@ def test_ctc_kinds_share_the_encoder_settings():
             "encoder_epochs",
             "encoder_minutes",
             "encoder_short",
+            "encoder_batch_frames",
+            "encoder_lr",
         ]
         assert KINDS[name].tokenizer is cls
