@@ -6,7 +6,9 @@ and ``checks`` has, for the keys a preference stage aims to move (:data:`AIMS`) 
 not hurt (:data:`GUARDS`), the two values, the change, its noise and a verdict.
 
 Noise is the standard error of the change from the finite eval sets, the two reports taken as
-independent samples: for an accuracy the binomial ``sqrt(p (1 - p) / n)`` of each; for a corpus
+independent samples: for an accuracy the binomial ``sqrt(p (1 - p) / (n + 4))`` of each, ``p``
+taken as ``(hits + 2) / (n + 4)`` (Agresti-Coull: an accuracy of 0 or 1 on a few items is not
+certain); for a corpus
 WER the ratio estimator's ``sqrt(n / (n - 1) * sum((e_i - W w_i)^2)) / sum(w_i)`` over the
 per-item ``[edits, words]`` the report keeps (``details.asr.<split>.word_errors``,
 ``details.tts._word_errors.<judge>``). A change counts when it exceeds twice that; a metric with
@@ -44,7 +46,11 @@ def wer_se(items: list[list[int]]) -> float | None:
 
 
 def accuracy_se(p: float, n: int) -> float | None:
-    return math.sqrt(p * (1 - p) / n) if n > 0 else None
+    """Standard error of an accuracy ``p`` on ``n`` items (Agresti-Coull, see the module doc)."""
+    if n <= 0:
+        return None
+    q = (p * n + 2) / (n + 4)
+    return math.sqrt(q * (1 - q) / (n + 4))
 
 
 def standard_error(report: dict, key: str) -> float | None:

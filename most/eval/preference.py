@@ -106,7 +106,8 @@ def tts_items(speech_units: datasets.DatasetDict, heldout: set[str], n: int, see
 
 def sqa_items(sqa_units: datasets.DatasetDict, heldout: set[str], n: int, seed: int) -> list:
     """Up to ``n`` ``qa_train`` questions (seeded pick) whose fact, question and answer sentence
-    are not held out: ``[{"id", "text", "units", "answer", "answer_sentence"}]``."""
+    are not held out and whose answer has words: ``[{"id", "text", "units", "answer",
+    "answer_sentence"}]``."""
     train = sqa_units["qa_train"]
     held_facts: set[str] = set()
     if "qa_heldout" in sqa_units and "fact_id" in sqa_units["qa_heldout"].column_names:
@@ -114,6 +115,8 @@ def sqa_items(sqa_units: datasets.DatasetDict, heldout: set[str], n: int, seed: 
     items = []
     for row in train:
         sentence = row.get("answer_sentence") or row["answer"]
+        if not normalize(row["answer"]) or not normalize(sentence):
+            continue  # nothing a transcript could be checked against
         if normalize(row["text"]) in heldout or normalize(sentence) in heldout:
             continue
         if row.get("fact_id") in held_facts:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from most.eval.compare import compare, markdown, standard_error, wer_se
+from most.eval.compare import accuracy_se, compare, markdown, standard_error, wer_se
 
 
 def report(tts_items, s2s, ppl) -> dict:
@@ -31,14 +31,16 @@ def test_wer_standard_error_by_hand() -> None:
 def test_changes_are_judged_against_their_noise() -> None:
     before = report([[2, 10]] * 50, 0.60, 2.00)
     after = report([[1, 10]] * 25 + [[0, 10]] * 25, 0.62, 2.05)
-    assert standard_error(before, "sqa.s2s.accuracy") == pytest.approx(math.sqrt(0.6 * 0.4 / 100))
+    q = 62 / 104  # Agresti-Coull: (60 hits + 2) / (100 + 4)
+    assert standard_error(before, "sqa.s2s.accuracy") == pytest.approx(math.sqrt(q * (1 - q) / 104))
+    assert accuracy_se(0.0, 3) > 0.1  # none right of 3 is not a certain 0
     assert standard_error(before, "tts.ctc.wer_model") == pytest.approx(0.0)  # every item alike
     result = compare(before, after, ["ctc"])
     assert result["before"] == before["metrics"] and result["after"] == after["metrics"]
     checks = result["checks"]
     assert checks["tts.ctc.wer_model"]["verdict"] == "better"  # 0.2 -> 0.05, noise ~0.007
     assert checks["tts.ctc.wer_model"]["role"] == "aim"
-    assert checks["sqa.s2s.accuracy"]["verdict"] == "same"  # +0.02 against 2 x 0.069
+    assert checks["sqa.s2s.accuracy"]["verdict"] == "same"  # +0.02 against 2 x 0.068
     assert checks["text.ppl_model"]["verdict"] == "worse"  # no noise estimate: +2.5 % > 1 %
     assert checks["text.ppl_model"]["noise"] is None and checks["text.ppl_model"]["role"] == "guard"
     assert checks["asr.test.wer"]["verdict"] == "same" and "asr.test_voices.wer" not in checks
