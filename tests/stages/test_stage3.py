@@ -123,3 +123,18 @@ def _counted(calls: list, task: str):
         return real(*args, **kwargs)
 
     return sample
+
+
+def test_the_stage2_side_is_the_runs_eval_when_it_matches(run: Path) -> None:
+    """``RUN/eval`` made from the stage-2 model with the stage's evaluation settings is the
+    ``before`` side; no second eval of that model is made."""
+    from dataclasses import replace
+
+    from most.stages.eval import evaluate
+
+    cfg = SETTINGS["evaluation"]
+    report = evaluate(run=run, sizes=cfg.sizes, judges=cfg.judges, sampling=cfg.sampling)
+    one_step = replace(TRAINER, max_steps=1)
+    result = stage3(run=run, **{**SETTINGS, "trainer": one_step})
+    assert result["before"] == report["metrics"]
+    assert not (Run(run).stage("stage3") / "eval_before").exists()
