@@ -11,7 +11,7 @@ RECIPE ?= recipes/tiny
 ARGS ?=
 STAMP := $(VENV)/.installed
 
-STAGES := data units judge base adapt stage1 stage2 eval release
+STAGES := data units judge base adapt stage1 stage2 stage3 eval release
 
 .PHONY: setup test test-slow test-gpu lint format demo ablation bench clean $(STAGES)
 
@@ -50,7 +50,8 @@ format: setup
 	$(BIN)/ruff check --fix .
 
 # Each stage reads $(RUN)/<previous stage> and writes $(RUN)/<stage>; re-running a finished stage
-# is a no-op unless FORCE=1.
+# is a no-op unless FORCE=1. stage3 (DPO on the model's own samples, with a before/after compare)
+# is optional: `make stage3` after stage2; `make demo` does not run it.
 $(STAGES): setup
 	$(MOST) $@ --config $(RECIPE)/$@.yaml --run $(RUN) $(if $(FORCE),--force=true) $(ARGS)
 

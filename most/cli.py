@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "adapt": "most.stages.adapt:adapt",
     "stage1": "most.stages.stage1:stage1",
     "stage2": "most.stages.stage2:stage2",
+    "stage3": "most.stages.stage3:stage3",
     "eval": "most.stages.eval:evaluate",
     "release": "most.stages.release:release",
     "ablation": "most.tools.ablation:ablation",

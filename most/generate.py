@@ -152,12 +152,15 @@ class SpeechLM:
         sampling: Sampling = GREEDY,
         on_batch: Callable[[int], None] | None = None,
         guided: bool = False,
+        keep_stop: bool = False,
     ) -> list[list[int]]:
         """Continue every prompt; returns the new ids of each, up to (not including) a stop id.
 
         Prompts are sorted by length and left-padded into batches of ``sampling.batch_size``;
         ``on_batch(n)`` is called after each batch (progress bars). ``guided``: the continuation
-        is speech, apply ``sampling.guidance``.
+        is speech, apply ``sampling.guidance``. ``keep_stop``: the stop id that ended an answer
+        stays on it (the exact sequence the model wrote, for scoring it again); an answer cut by
+        ``max_new_tokens`` has none.
         """
         if any(len(p) == 0 for p in prompts):
             raise ValueError("empty prompt")
@@ -193,7 +196,7 @@ class SpeechLM:
                 :, width:
             ].tolist()
             for row, i in enumerate(idx):
-                out[i] = _cut(seqs[row], set(stop_ids))
+                out[i] = _cut(seqs[row], set(stop_ids), keep_stop)
             if on_batch is not None:
                 on_batch(len(idx))
         return [out[i] for i in range(len(prompts))]
@@ -245,6 +248,16 @@ class SpeechLM:
             self.units_of(a)
             for a in self.generate(prompts, self._audio_stops(), sampling, guided=True, **kw)
         ]
+
+    def tts_ids(self, texts: Sequence[str], sampling: Sampling = GREEDY, **kw) -> list[list[int]]:
+        """The ids the model writes after each TTS prompt, its stop id kept (``generate``'s
+        ``keep_stop``): ``units_of`` gives the units."""
+        if any(not t.strip() for t in texts):
+            raise ValueError("empty text: nothing to speak")
+        prompts = [self.prompts.tts_prompt(t) for t in texts]
+        return self.generate(
+            prompts, self._audio_stops(), sampling, guided=True, keep_stop=True, **kw
+        )
 
     def tts(self, texts: Sequence[str], sampling: Sampling = GREEDY, **kw) -> list[np.ndarray]:
         return [self.vocode(u) for u in self.tts_units(texts, sampling, **kw)]
@@ -312,11 +325,24 @@ class SpeechLM:
         sampling: Sampling,
         on_batch: Callable[[int], None] | None = None,
     ) -> list[tuple[str, list[int]]]:
-        """A spoken answer in the trained text-then-units format, the format enforced: the text
-        part ends at whatever would end a text answer, then ``<|begin_of_audio|>`` is appended and
-        the units follow. (Tiny demo after stage 2: left to itself the model closed 2 of 6 spoken
-        answers with <|end_of_turn|>, as in S->T, and never spoke.) Prompts ending with
-        ``<|begin_of_audio|>`` (``units`` mode) go straight to the units."""
+        """A spoken answer in the trained text-then-units format (:meth:`speak_ids`), as text and
+        units."""
+        said = self.speak_ids(prompts, sampling, on_batch)
+        return [(self.text_of(t), self.units_of(u)) for t, u in said]
+
+    def speak_ids(
+        self,
+        prompts: Sequence[Sequence[int]],
+        sampling: Sampling = GREEDY,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> list[tuple[list[int], list[int]]]:
+        """``(text ids, unit ids)`` of a spoken answer to each prompt, the format enforced: the
+        text part ends at whatever would end a text answer (not kept), then
+        ``<|begin_of_audio|>`` is appended and the units follow, their stop id kept; so the
+        answer as the model is trained on it is ``text ids + [<|begin_of_audio|>] + unit ids``.
+        (Tiny demo after stage 2: left to itself the model closed 2 of 6 spoken answers with
+        <|end_of_turn|>, as in S->T, and never spoke.) Prompts ending with
+        ``<|begin_of_audio|>`` (``units`` mode) go straight to the units (text ids empty)."""
         boa = self.layout.special_id(BEGIN_OF_AUDIO)
         talk = [p for p in prompts if p[-1] != boa]
         stops = [*self._text_stops(), boa, self.layout.special_id(END_OF_AUDIO)]
@@ -325,13 +351,16 @@ class SpeechLM:
         speech = [
             [*p, *t, boa] if p[-1] != boa else [*p] for p, t in zip(prompts, texts, strict=True)
         ]
-        units = self.generate(speech, self._audio_stops(), sampling, on_batch, guided=True)
-        return [(self.text_of(t), self.units_of(u)) for t, u in zip(texts, units, strict=True)]
+        units = self.generate(
+            speech, self._audio_stops(), sampling, on_batch, guided=True, keep_stop=True
+        )
+        return list(zip(texts, units, strict=True))
 
 
-def _cut(ids: list[int], stops: set[int]) -> list[int]:
-    """Ids up to the first stop id (padding after a finished row is a stop id or pad)."""
+def _cut(ids: list[int], stops: set[int], keep: bool = False) -> list[int]:
+    """Ids up to the first stop id, which ``keep`` keeps (padding after a finished row is a stop
+    id or pad)."""
     for k, t in enumerate(ids):
         if t in stops:
-            return ids[:k]
+            return ids[: k + 1] if keep else ids[:k]
     return ids

@@ -6,7 +6,8 @@ One run folder holds one pipeline; each stage owns one sub-folder::
     RUN/units/tokenizer/           the unit tokenizer (unit_tokenizer.json + weights)
     RUN/units/<hash>/<name>/       unit-encoded DatasetDicts, keyed by the tokenizer's hash
     RUN/judge/                     the CTC judge (judge.json + weights)
-    RUN/base/hf  RUN/adapt/hf  RUN/stage1/hf  RUN/stage2/hf    HF model folders
+    RUN/base/hf  RUN/adapt/hf  RUN/stage1/hf  RUN/stage2/hf  RUN/stage3/hf    HF model folders
+    RUN/stage3/compare.json        stage 3's model against stage 2's, evaluated alike
     RUN/eval/report.json           the evaluation report
     RUN/release/                   the released model folder
 
@@ -27,11 +28,13 @@ if TYPE_CHECKING:
     import datasets
 
 #: The stages in pipeline order (each a make target, a recipe file and a folder of the run).
-STAGES = ("data", "units", "judge", "base", "adapt", "stage1", "stage2", "eval", "release")
+STAGES = (
+    "data", "units", "judge", "base", "adapt", "stage1", "stage2", "stage3", "eval", "release",
+)  # fmt: skip
 #: The file inside a unit tokenizer folder that names its kind, vocabulary and hash.
 UNIT_TOKENIZER_FILE = "unit_tokenizer.json"
 #: Which stage writes each HF model folder a later stage may start from.
-MODEL_STAGES = ("base", "adapt", "stage1", "stage2")
+MODEL_STAGES = ("base", "adapt", "stage1", "stage2", "stage3")
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ class Run:
         return self.root / "release"
 
     def hf(self, stage: str) -> Path:
-        """The HF model folder written by ``stage`` (base, adapt, stage1, stage2)."""
+        """The HF model folder written by ``stage`` (base, adapt, stage1, stage2, stage3)."""
         if stage not in MODEL_STAGES:
             raise ValueError(f"stage {stage!r} writes no HF model; model stages: {MODEL_STAGES}")
         return self.root / stage / "hf"

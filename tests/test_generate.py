@@ -90,16 +90,17 @@ def test_device_choice(lm, eval_run):
 def test_spoken_answers_keep_the_text_then_units_format(lm, monkeypatch):
     """Whatever ends the written part (here <|end_of_turn|>, as an S->T answer would), the answer
     goes on with <|begin_of_audio|> and units; ``units``-mode prompts go straight to the units."""
-    from most.layout import BEGIN_OF_AUDIO
+    from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO
 
     boa, eot = lm.layout.special_id(BEGIN_OF_AUDIO), lm.layout.special_id("<|end_of_turn|>")
     text_ids = lm.tokenizer.encode("tarsk", add_special_tokens=False)
     unit_ids = lm.layout.units_to_ids(torch.tensor([3, 1, 4])).tolist()
     calls = []
 
-    def scripted(prompts, stop_ids, sampling=None, on_batch=None, guided=False):
+    def scripted(prompts, stop_ids, sampling=None, on_batch=None, guided=False, keep_stop=False):
         calls.append(([list(p) for p in prompts], list(stop_ids), guided))
-        return [text_ids if eot in stop_ids else unit_ids for _ in prompts]
+        stop = [stop_ids[0]] if keep_stop else []  # the ids as the model wrote them, stop kept
+        return [text_ids if eot in stop_ids else unit_ids + stop for _ in prompts]
 
     monkeypatch.setattr(lm, "generate", scripted)
     talk, direct = lm.prompts.s2s_prompt([1, 2]), lm.prompts.s2s_prompt([1, 2], "units")
@@ -110,6 +111,9 @@ def test_spoken_answers_keep_the_text_then_units_format(lm, monkeypatch):
     assert units_guided and not text_guided  # guidance is for speech only
     assert spoken == [[*talk, *text_ids, boa], direct] and eot not in audio_stops
     assert lm.s2s_units([[1, 2]]) == [("tarsk", [3, 1, 4])]
+    # the exact ids, for scoring the answer again: text, then the units with their stop id
+    ((text, units),) = lm.speak_ids([talk], Sampling())
+    assert text == text_ids and units == [*unit_ids, lm.layout.special_id(END_OF_AUDIO)]
 
 
 def test_guidance_weighs_the_prompt_against_speech_alone(lm):

@@ -15,7 +15,9 @@ from most.cli import COMMANDS, parse_command, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted(REPO.glob("recipes/*/*.yaml"))
-STAGES = ("data", "units", "judge", "base", "adapt", "stage1", "stage2", "eval", "release")
+STAGES = (
+    "data", "units", "judge", "base", "adapt", "stage1", "stage2", "stage3", "eval", "release",
+)  # fmt: skip
 
 
 def parse(recipe: Path):

@@ -49,7 +49,7 @@ def test_layout(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="writes no HF model"):
         run.hf("eval")
     with pytest.raises(ValueError, match="unknown stage"):
-        run.stage("stage3")
+        run.stage("stage9")
 
 
 def test_loaders_name_the_missing_stage(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import datasets
 
 from most.eval.judges import Judge
-from most.eval.metrics import cer, wer
+from most.eval.metrics import cer, wer, word_errors
 from most.eval.tts import aligned_rows
 from most.generate import Sampling, SpeechLM
 from most.progress import progress
@@ -28,7 +28,9 @@ def evaluate_asr(
     n: int,
     sampling: Sampling,
 ) -> dict:
-    """``{split: {"wer", "cer", "n", "examples": [{"id", "ref", "hyp"}]}}`` for present splits."""
+    """``{split: {"wer", "cer", "n", "word_errors", "examples": [{"id", "ref", "hyp"}]}}`` for
+    present splits (``word_errors``: ``[edits, words]`` per utterance, for the WER's standard
+    error)."""
     out = {}
     with progress() as bar:
         for split in splits:
@@ -45,6 +47,7 @@ def evaluate_asr(
                 "wer": wer(refs, hyps),
                 "cer": cer(refs, hyps),
                 "n": len(refs),
+                "word_errors": word_errors(refs, hyps),
                 "examples": [
                     {"id": i, "ref": r, "hyp": h}
                     for i, r, h in list(zip(rows["id"], refs, hyps, strict=True))[:N_EXAMPLES]

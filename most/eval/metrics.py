@@ -30,3 +30,18 @@ def cer(refs: Sequence[str], hyps: Sequence[str]) -> float:
     """Corpus character error rate after normalisation."""
     r, h = _pairs(refs, hyps)
     return float(jiwer.cer(r, h))
+
+
+def word_errors(refs: Sequence[str], hyps: Sequence[str]) -> list[list[int]]:
+    """``[[edits, reference words], ...]`` per item after normalisation (items with an empty
+    reference skipped): what :func:`wer` sums, kept per item for its standard error."""
+    r, h = _pairs(refs, hyps)
+    out = []
+    for ref, chunks in zip(r, jiwer.process_words(r, h).alignments, strict=True):
+        edits = sum(
+            max(c.ref_end_idx - c.ref_start_idx, c.hyp_end_idx - c.hyp_start_idx)
+            for c in chunks
+            if c.type != "equal"
+        )
+        out.append([edits, len(ref.split())])
+    return out

@@ -26,7 +26,7 @@ import numpy as np
 from most.audio import write_wav
 from most.corpora.schema import decode_audio
 from most.eval.judges import Judge, audible
-from most.eval.metrics import wer
+from most.eval.metrics import wer, word_errors
 from most.generate import Sampling, SpeechLM
 from most.progress import progress
 
@@ -93,7 +93,9 @@ def evaluate_tts(
     samples_dir: Path | None = None,
 ) -> dict:
     """``{judge.name: {"wer_original", "wer_resynth", "wer_model"}, "_self_asr": {"wer_true_units",
-    "wer_model_units"}, "_n": n}``; ``reference`` from :func:`tts_reference` with these judges."""
+    "wer_model_units"}, "_word_errors": {judge.name: [[edits, words], ...]}, "_n": n}``
+    (``_word_errors``: per sentence of ``wer_model``, for its standard error); ``reference`` from
+    :func:`tts_reference` with these judges."""
     missing = [j.name for j in judges if j.name not in reference.judged]
     if missing:
         raise ValueError(f"tts: the reference was not judged by {', '.join(missing)}")
@@ -113,12 +115,13 @@ def evaluate_tts(
     if samples_dir is not None:
         for i in range(min(N_SAMPLES, len(reference.ids))):
             write_wav(samples_dir / f"tts_{reference.ids[i]}.wav", spoken[i])
-    out: dict = {}
+    out: dict = {"_word_errors": {}}
     with progress() as bar:
         for judge in judges:
             task = bar.add_task(f"tts: judge {judge.name}", total=1)
-            wer_model = wer(texts, judge.transcribe(spoken))
-            out[judge.name] = {**reference.judged[judge.name], "wer_model": wer_model}
+            heard = judge.transcribe(spoken)
+            out[judge.name] = {**reference.judged[judge.name], "wer_model": wer(texts, heard)}
+            out["_word_errors"][judge.name] = word_errors(texts, heard)
             bar.advance(task)
     out["_self_asr"] = {
         "wer_true_units": wer(texts, heard_true),

@@ -27,7 +27,7 @@ from most.eval.text_ppl import text_retention
 from most.eval.tts import evaluate_tts, tts_reference
 from most.generate import Sampling, SpeechLM
 from most.io import atomic_dir, atomic_write_json, read_json
-from most.run import FINGERPRINT_FILE, Run, fingerprint, folder_id
+from most.run import FINGERPRINT_FILE, Run, StaleOutput, changes, fingerprint, folder_id
 
 _DEFAULT_SAMPLING = Sampling(max_new_tokens=200, batch_size=16)
 
@@ -111,6 +111,18 @@ _DEFAULT_MODELS, _DEFAULT_SIZES, _DEFAULT_JUDGES = Models(), Sizes(), Judges()
 _DEFAULT_AUDIO_LM, _DEFAULT_QA_SETS = AudioLM(), SpokenQASets()
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that decides a report (the sections of :func:`evaluate`)."""
+
+    models: Models = _DEFAULT_MODELS
+    sizes: Sizes = _DEFAULT_SIZES
+    judges: Judges = _DEFAULT_JUDGES
+    audio_lm: AudioLM = _DEFAULT_AUDIO_LM
+    qa_sets: SpokenQASets = _DEFAULT_QA_SETS
+    sampling: Sampling = _DEFAULT_SAMPLING
+
+
 def evaluate(
     run: Path,
     models: Models = _DEFAULT_MODELS,
@@ -131,9 +143,15 @@ def evaluate(
     """
     if threads:
         torch.set_num_threads(threads)
-    run = Path(run)
+    settings = EvalSettings(models, sizes, judges, audio_lm, qa_sets, sampling)
+    return evaluate_into(Run(run).eval, run, settings, device, force)
+
+
+def eval_fingerprint(run: Path, settings: EvalSettings) -> dict:
+    """The fingerprint a report made with ``settings`` records: the settings, and the ids of the
+    model, data, units, judge (when ``ctc`` is one) and base it reads."""
     R = Run(run)
-    out = R.eval
+    models, judges = settings.models, settings.judges
     model_dir = Path(models.model or R.hf("stage2"))
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no model to evaluate; run `most stage2` first")
@@ -144,12 +162,34 @@ def evaluate(
         inputs["judge"] = R.output_id("judge")
     if (base_dir / "config.json").is_file():
         inputs["base"] = folder_id(base_dir)
-    settings = dict(models=models, sizes=sizes, judges=judges, audio_lm=audio_lm)
-    current = fingerprint({**settings, "qa_sets": qa_sets, "sampling": sampling}, inputs)
-    done = R.report.is_file()
-    if done and not force and (R.recorded("eval") is None or R.check("eval", current, False)):
-        print(f"{R.report} is up to date (pass --force=true to redo it)")
-        return read_json(R.report)
+    return fingerprint(asdict(settings), inputs)
+
+
+def evaluate_into(
+    out: Path, run: Path, settings: EvalSettings, device: str = "auto", force: bool = False
+) -> dict:
+    """:func:`evaluate` writing its report folder at ``out`` (``RUN/eval`` for ``most eval``).
+
+    A report already in ``out`` made from the same settings and inputs is returned as it is; one
+    made from others is refused naming what changed, unless ``force``."""
+    run, out = Path(run), Path(out)
+    R = Run(run)
+    models, sizes, judges = settings.models, settings.sizes, settings.judges
+    audio_lm, qa_sets, sampling = settings.audio_lm, settings.qa_sets, settings.sampling
+    model_dir = Path(models.model or R.hf("stage2"))
+    current = eval_fingerprint(run, settings)
+    report_file = out / "report.json"
+    if report_file.is_file() and not force:
+        record = out / FINGERPRINT_FILE
+        old = read_json(record) if record.is_file() else None
+        diff = changes(old, current) if old is not None else []
+        if not diff:
+            print(f"{report_file} is up to date (pass --force=true to redo it)")
+            return read_json(report_file)
+        raise StaleOutput(
+            f"{out} was made from other settings or inputs ({'; '.join(diff)}); "
+            "pass --force to redo eval (its outputs are replaced)"
+        )
     t_start = time.monotonic()
     lm = SpeechLM.load(model_dir, units=models.units or R.units, device=device)
     judge_list = [load_judge(name, run) for name in judges.names]

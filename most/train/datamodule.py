@@ -76,6 +76,11 @@ class MixtureDataModule(L.LightningDataModule):
         self.cfg, self.pad_id = cfg, pad_id
         self.position = 0
 
+    @property
+    def has_val(self) -> bool:
+        """Whether validation runs: there are validation sources and batches to draw."""
+        return bool(self.val_sources) and self.cfg.val_batches > 0
+
     def _stream(self, sources, ratios, seed: int, n_batches: int | None) -> MixtureStream:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)

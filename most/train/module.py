@@ -93,14 +93,19 @@ class CausalLMModule(L.LightningModule):
         if self.optim_cfg.loss_weighting == "token":
             return out.loss
         loss = example_mean_loss(out.logits, batch)
+        aux = self.weighted_aux(out)
+        return loss if aux is None else loss + aux.to(loss.dtype)
+
+    def weighted_aux(self, out) -> torch.Tensor | None:
+        """The router's load-balancing term of a forward ``out`` as the model's own loss weighs it
+        (None for a model without one): an adapted model returns its aux term already weighted;
+        a plain HF MoE returns the raw loss and weighs it by its config inside ``.loss``."""
         aux = getattr(out, "aux_loss", None)
-        if aux is not None:
-            # An adapted model returns its aux term already weighted; a plain HF MoE returns the raw
-            # load-balancing loss and weighs it by its config inside ``.loss``.
-            config = self.model.config
-            coef = 1.0 if config.model_type == "most" else config.router_aux_loss_coef
-            loss = loss + coef * aux.to(loss.dtype)
-        return loss
+        if aux is None:
+            return None
+        config = self.model.config
+        coef = 1.0 if config.model_type == "most" else config.router_aux_loss_coef
+        return coef * aux
 
     def _step(self, batch: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
         out = self(batch)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -42,6 +42,9 @@ from most.train.config import TrainerConfig
 from most.train.datamodule import MixtureDataModule
 from most.train.module import CausalLMModule
 from most.train.sharding import build_strategy, fill_skeleton, gathered_state_dict, is_sharded
+
+if TYPE_CHECKING:
+    from most.train.pairs import PairDataModule
 
 
 @dataclass
@@ -168,14 +171,14 @@ def build_trainer(
 def fit(
     paths: StagePaths,
     module: CausalLMModule,
-    datamodule: MixtureDataModule,
+    datamodule: MixtureDataModule | PairDataModule,
     cfg: TrainerConfig,
     extra_callbacks: Sequence[L.Callback] = (),
 ) -> tuple[L.Trainer, dict[str, Any]]:
     """Train (resuming from ``ckpt/last.ckpt`` if present); return the trainer and run metrics."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    has_val = bool(datamodule.val_sources) and datamodule.cfg.val_batches > 0
+    has_val = datamodule.has_val
     trainer, throughput = build_trainer(cfg, paths, has_val, extra_callbacks)
     start, broken = resume_point(paths.ckpt)
     for path in broken:  # every rank runs this; the first rename wins

@@ -2,7 +2,7 @@
 
 import pytest
 
-from most.eval.metrics import cer, wer
+from most.eval.metrics import cer, wer, word_errors
 from most.text import accuracy, answer_forms, contains_answer, normalize
 
 
@@ -30,6 +30,14 @@ def test_wer_known_pairs(ref, hyp, expected):
 def test_wer_is_corpus_level():
     # 1 error in 1 word + 0 errors in 3 words = 1/4, not the mean of 1.0 and 0.0
     assert wer(["a", "b c d"], ["x", "b c d"]) == pytest.approx(0.25)
+
+
+def test_word_errors_are_what_the_corpus_wer_sums():
+    refs = ["the cat sat on the mat", "hello world", "a b", "The Cat."]
+    hyps = ["the cat sit on mat", "hello big world", "", "the cat"]
+    items = word_errors(refs, hyps)
+    assert items == [[2, 6], [1, 2], [2, 2], [0, 2]]
+    assert sum(e for e, _ in items) / sum(w for _, w in items) == pytest.approx(wer(refs, hyps))
 
 
 def test_cer_known_pair():
