@@ -1,7 +1,9 @@
 """``TrainerConfig.resolved_precision``: ``auto`` picks bf16-mixed where the CPU multiplies bf16
-natively (AMX or AVX512-BF16)."""
+natively (AMX or AVX512-BF16) and a bf16 step measures faster than fp32 there."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -10,20 +12,32 @@ from most.train import config as config_mod
 from most.train.config import TrainerConfig
 
 
-def test_auto_precision_follows_native_bf16(monkeypatch) -> None:
+def test_auto_precision_needs_native_bf16_and_a_faster_probe(monkeypatch, capsys) -> None:
     cpu = TrainerConfig(accelerator="cpu")
-    for amx, avx512_bf16, want in (
-        (True, False, "bf16-mixed"),
-        (False, True, "bf16-mixed"),
-        (False, False, "32-true"),
+    for amx, avx512_bf16, times, want in (
+        (True, False, (1.0, 0.5), "bf16-mixed"),
+        (False, True, (1.0, 0.8), "bf16-mixed"),
+        (False, True, (1.0, 1.6), "32-true"),  # AVX512-BF16 without AMX, bf16 slower: fp32
+        (True, True, (1.0, 0.95), "32-true"),  # within the margin: fp32
+        (False, False, (1.0, 0.5), "32-true"),  # no native bf16: not even probed
     ):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
-        assert cpu.resolved_precision() == want, (amx, avx512_bf16)
+        monkeypatch.setattr(config_mod, "bf16_probe", lambda t=times: t)
+        config_mod.cpu_bf16_is_faster.cache_clear()
+        assert cpu.resolved_precision() == want, (amx, avx512_bf16, times)
+        err = capsys.readouterr().err
+        assert (f"auto -> {want}" in err) == (amx or avx512_bf16), err
+    config_mod.cpu_bf16_is_faster.cache_clear()
     assert TrainerConfig(accelerator="cpu", precision="16-mixed").resolved_precision() == "16-mixed"
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probes
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
     assert not config_mod.cpu_has_bf16()
+
+
+def test_bf16_probe_times_both_precisions() -> None:
+    fp32, bf16 = config_mod.bf16_probe(tokens=256, width=64, rounds=2)
+    assert all(0 < t < 5 and math.isfinite(t) for t in (fp32, bf16)), (fp32, bf16)
 
 
 def test_strategy_settings_checked() -> None:
