@@ -264,10 +264,13 @@ def test_bf16_sharded_on_gpus_exports_what_one_gpu_trains(
     proc = most_cli(single, *gpu, "--trainer.devices=1", f"--trainer.accumulate={n}")
     assert proc.returncode == 0, proc.stderr[-4000:]
     sharded, one = speech_run / "stage1" / "hf", single / "stage1" / "hf"
-    assert_same_export(sharded, one, atol=5e-2)
+    worst = assert_same_export(sharded, one, atol=5e-2)
     assert all(t.dtype == torch.float32 for t in tensors(sharded).values())
     start, end = tensors(speech_run / "adapt" / "hf"), tensors(sharded)
-    assert max((end[k] - start[k]).abs().max().item() for k in end if k in start) > 0.1
+    moved = max((end[k] - start[k]).abs().max().item() for k in end if k in start)
+    # 4 AdamW steps at lr 3e-3 move a weight by at most ~0.012; the runs agree far closer than that
+    assert moved > 5e-3 and worst < moved / 4, (moved, worst)
+    print(f"{strategy} on {n} GPU(s): largest difference {worst:.2e}, largest move {moved:.2e}")
 
 
 def test_under_fsdp_only_global_rank_zero_reads_the_weights(monkeypatch):
