@@ -4,8 +4,10 @@ Targets (the end-to-end issue): ASR WER seen voices <= 10 %, held-out voices <= 
 the embedded judge <= 2x the judge's WER on resynthesised true units; S->T held-out accuracy
 >= 70 % and S->S >= 50 % of text-QA accuracy; sWUGGY-style >= 70 %, sBLIMP-style >= 60 %; text
 perplexity after stage 2 <= 1.10x the base model's; the whole demo <= 45 min after setup (from the
-per-stage wall times ``make demo`` writes to ``RUN/timings.tsv``). A check whose inputs are missing
-is ``None``. A report with peer recognisers (``asr.<split>.peer.<judge>.wer``, real corpora) adds one
+per-stage wall times ``make demo`` writes to ``RUN/timings.tsv``). Each training stage whose
+``metrics.json`` is there adds a row that fails when its ``trainer.max_time_min`` safety stop cut
+the step budget (the model is then not the one the recipe describes). A check whose inputs are
+missing is ``None``. A report with peer recognisers (``asr.<split>.peer.<judge>.wer``, real corpora) adds one
 row per peer: the model's WER on that split at most half the peer's.
 """
 
@@ -120,11 +122,27 @@ def read_timings(path: Path) -> dict[str, float]:
     return times
 
 
-def summarize(report: dict, timings: dict[str, float] | None = None) -> list[Row]:
-    """``report``: the ``report.json`` object (or just its ``metrics``) -> one row per check;
-    ``timings`` (stage -> seconds) adds the wall-time row."""
-    metrics = report.get("metrics", report)
+def _budget_rows(training: dict[str, dict]) -> list[Row]:
+    """One row per training stage's ``metrics.json``: its steps, failing when the time cap cut them."""
     rows = []
+    for stage, m in training.items():
+        if "cut_by_time_cap" not in m:
+            continue
+        cut = bool(m["cut_by_time_cap"])
+        rows.append(Row(f"{stage} steps trained", m.get("steps"), "all (no time-cap cut)", not cut))
+    return rows
+
+
+def summarize(
+    report: dict,
+    timings: dict[str, float] | None = None,
+    training: dict[str, dict] | None = None,
+) -> list[Row]:
+    """``report``: the ``report.json`` object (or just its ``metrics``) -> one row per check;
+    ``timings`` (stage -> seconds) adds the wall-time row, ``training`` (stage -> its
+    ``metrics.json``) a step-budget row per training stage."""
+    metrics = report.get("metrics", report)
+    rows = _budget_rows(training or {})
     for name, get, target, ok in CHECKS:
         value = get(metrics)
         rows.append(Row(name, value, target, None if value is None else bool(ok(value))))
@@ -137,7 +155,11 @@ def summarize(report: dict, timings: dict[str, float] | None = None) -> list[Row
     return rows
 
 
-def print_summary(report: dict, timings: dict[str, float] | None = None) -> bool:
+def print_summary(
+    report: dict,
+    timings: dict[str, float] | None = None,
+    training: dict[str, dict] | None = None,
+) -> bool:
     """Print the quality-bar table (rich); returns whether every available check passed."""
     from rich.console import Console
     from rich.table import Table
@@ -149,9 +171,10 @@ def print_summary(report: dict, timings: dict[str, float] | None = None) -> bool
     table = Table(title="MoST demo: quality bar")
     for col in ("check", "value", "target", "pass"):
         table.add_column(col)
-    rows = summarize(report, timings)
+    rows = summarize(report, timings, training)
     for r in rows:
         value = "-" if r.value is None else f"{r.value:.3f}"
+        value = str(r.value) if isinstance(r.value, int) else value  # a step count
         mark = {True: "[green]yes", False: "[red]no", None: "[yellow]n/a"}[r.passed]
         table.add_row(r.name, value, r.target, mark)
     console.print(table)

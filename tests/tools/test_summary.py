@@ -72,3 +72,17 @@ def test_a_run_without_report_exits_2(tmp_path, capsys):
     write_run(tmp_path, PASSING)
     assert main(["summary", "--run", str(tmp_path)]) == 2
     assert "timings.tsv:1" in capsys.readouterr().err
+
+
+def test_a_time_cap_cut_fails_its_stage_row(tmp_path, capsys):
+    """A training stage whose time cap cut its step budget fails the summary, loudly."""
+    run = write_run(tmp_path, PASSING)
+    r = Run(run)
+    for stage, steps, cut in (("base", 400, False), ("stage1", 1700, True)):
+        r.stage(stage).mkdir()
+        atomic_write_json(r.stage(stage) / "metrics.json", {"steps": steps, "cut_by_time_cap": cut})
+    assert main(["summary", "--run", str(run)]) == 1
+    out = capsys.readouterr().out
+    assert "stage1 steps trained" in out and "1700" in out and "base steps trained" in out
+    atomic_write_json(r.stage("stage1") / "metrics.json", {"steps": 2100, "cut_by_time_cap": False})
+    assert main(["summary", "--run", str(run)]) == 0
