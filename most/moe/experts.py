@@ -113,6 +113,12 @@ class GroupedExperts(nn.Module):
         low = _cpu_low_precision(x)
         if low is not None:
             return self._forward_cpu_blocks(x, index, weight, low)
+        return self.forward_grouped(x, index, weight, can_skip)
+
+    def forward_grouped(
+        self, x: Tensor, index: Tensor, weight: Tensor, can_skip: bool = True
+    ) -> Tensor:
+        """:meth:`forward` with ragged groups in ``x``'s dtype (the weights' dtype)."""
         n, k = index.shape
         ids, perm = index.reshape(-1).sort()
         # index_select, not fancy indexing: its backward is index_add_, several times faster on CPU
@@ -160,6 +166,11 @@ class GroupedExperts(nn.Module):
         counts = torch.bincount(ids, minlength=e + 1)[:e]  # ids == E (skip) are not grouped
         padded = (counts + CPU_BLOCK - 1) // CPU_BLOCK * CPU_BLOCK
         rows = int(padded.sum())
+        if rows > MAX_PAD_RATIO * max(n * k, 1):
+            # Few rows per expert (decoding, small batches): padding would multiply the work, and
+            # the ragged matmul in the weights' dtype is the faster one.
+            wide = self.in_proj.dtype
+            return self.forward_grouped(x.to(wide), index, weight.to(wide)).to(x.dtype)
         # Padded row of each sorted slot: it moves down by the padding of the groups before its
         # own. Skipped slots (sorted last) point one past the last row.
         extra = padded - counts
@@ -189,6 +200,8 @@ class GroupedExperts(nn.Module):
 
 CPU_BLOCK = 128
 """Row multiple of each expert's group in the low-precision CPU path."""
+MAX_PAD_RATIO = 2
+"""The padded CPU path is taken only while padding at most doubles the rows (else: ragged, wide)."""
 
 
 def _cpu_low_precision(x: Tensor) -> torch.dtype | None:

@@ -97,6 +97,7 @@ def test_cpu_bf16_path_pads_groups_and_matches_loop(monkeypatch):
         return PoisonedGroupedMM.apply(x, w, offs)
 
     monkeypatch.setattr(experts_mod, "grouped_mm", spy)
+    monkeypatch.setattr(experts_mod, "MAX_PAD_RATIO", 10**9)  # pad this small case too
     m, x, index = skip_case()
     weight = (torch.rand(20, 3) * (index < 6)).requires_grad_()
     wrt = [x, weight, m.gate_up_proj, m.down_proj]
@@ -115,3 +116,24 @@ def test_cpu_bf16_path_pads_groups_and_matches_loop(monkeypatch):
     real = torch.bincount(index[index < 6], minlength=6)
     block = experts_mod.CPU_BLOCK
     assert torch.equal(sizes.long(), (real + block - 1) // block * block)
+
+
+def test_cpu_bf16_few_rows_run_ragged_in_the_weights_dtype(monkeypatch):
+    """A decoding-sized batch, whose padding would more than double the rows, skips the padded
+    bf16 path: ragged groups in the weights' fp32, the same result as without autocast."""
+    seen = []
+
+    def spy(x, w, offs):
+        seen.append((x.dtype, w.dtype))
+        return PoisonedGroupedMM.apply(x, w, offs)
+
+    monkeypatch.setattr(experts_mod, "grouped_mm", spy)
+    m, x, index = skip_case()  # 60 slots on 6 experts: padding to 128 rows each would be 12x
+    weight = torch.rand(20, 3) * (index < 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x, index, weight, can_skip=True)
+    assert seen == [(torch.float32, torch.float32)] * 2
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert torch.equal(out, m(x, index, weight, can_skip=True))
+    ref = loop_experts(m, x, index, weight)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
