@@ -48,6 +48,7 @@ def build(impl: str, device: str):
 
     from most.moe.block import ModalityMoE, RoutingState
     from most.moe.experts import GroupedExperts
+    from most.moe.groups import resolve_groups
     from most.moe.router import BaseRouting, ModalityRouter
 
     torch.manual_seed(0)
@@ -57,9 +58,8 @@ def build(impl: str, device: str):
         torch.nn.init.normal_(p, std=0.02)
     x = torch.randn(4, args.tokens // 4, HIDDEN)
     modality = (torch.rand(x.shape[:2]) < 0.5).long()  # mixed text (0) / speech (1) tokens
-    router = ModalityRouter(
-        HIDDEN, 2, EXPERTS // 2, "modality", BaseRouting(TOP_K, fp32_logits=True)
-    )
+    groups = resolve_groups(None, ("text", "speech"), EXPERTS, "split")  # halves, as in MoST
+    router = ModalityRouter(HIDDEN, groups, "modality", BaseRouting(TOP_K, fp32_logits=True))
     experts = GroupedExperts(EXPERTS, HIDDEN, INTER, cfg.hidden_act)
     with torch.no_grad():
         router.weight.copy_(hf.gate.weight)
