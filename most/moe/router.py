@@ -177,18 +177,18 @@ class ModalityRouter(nn.Module):
         routed = logits[:, : self.num_experts]
         e, ev = self.num_experts, self.view_size
         members, pad_table, sizes = self._tables(x.device)
-        own = members[modality]  # (N, Ev) global id of each column of the token's view
-        # Padding columns exist only when the groups differ in size.
-        pad = None if self.equal_groups else pad_table[modality]
 
         if self.kind == "topk":
             one_view = torch.zeros_like(modality)  # a single view holding every expert
             weight, index, probs = self.base.select(routed, self.bias)
-            sizes_one = torch.full((1,), e, dtype=torch.long, device=x.device)
             return self._out(
                 x, logits, index, weight, index, probs, view=one_view, n_views=1,
-                view_sizes=sizes_one,
+                view_sizes=sizes.sum().unsqueeze(0),
             )  # fmt: skip
+
+        own = members[modality]  # (N, Ev) global id of each column of the token's view
+        # Padding columns exist only when the groups differ in size.
+        pad = None if self.equal_groups else pad_table[modality]
 
         if self.kind == "most_compat":
             # MoST: softmax over *all* experts, then only the token's group competes (reading the
