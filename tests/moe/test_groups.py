@@ -47,7 +47,7 @@ def own_groups(spec) -> list[list[int]]:
 # ---- the two-group default is the code it replaces -----------------------------------------------
 
 
-def test_default_groups_route_bit_identically_to_the_two_group_router():
+def test_default_groups_route_as_the_two_group_router_did():
     t = {k: torch.tensor(v) for k, v in REFERENCE["routing_inputs"].items()}
     groups = resolve_groups(None, ("text", "speech"), 8, "split")
     assert groups == ((0, 1, 2, 3), (4, 5, 6, 7))
@@ -64,7 +64,11 @@ def test_default_groups_route_bit_identically_to_the_two_group_router():
         for key in ("index", "local_index", "weight", "probs", "n_null_picks"):
             got = getattr(r, key)
             want = torch.tensor(case[key], dtype=got.dtype)
-            assert torch.equal(got, want), f"{case['rule']}/{case['kind']}: {key} differs"
+            msg = f"{case['rule']}/{case['kind']}: {key} differs"
+            if got.is_floating_point():  # another CPU may round a matmul's last bit differently
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=msg)
+            else:
+                assert torch.equal(got, want), msg
 
 
 def test_a_two_modality_model_config_builds_the_same_weights():
