@@ -109,6 +109,7 @@ def build(shape: Shape, impl: str, tokens: int, device: str):
 
     from most.moe.block import ModalityMoE, RoutingState
     from most.moe.experts import GroupedExperts
+    from most.moe.groups import resolve_groups
     from most.moe.router import BaseRouting, ModalityRouter
 
     torch.manual_seed(0)
@@ -121,7 +122,8 @@ def build(shape: Shape, impl: str, tokens: int, device: str):
         norm_topk=shape.family == "qwen3_moe",
         fp32_logits=shape.family == "deepseek_v2",
     )
-    router = ModalityRouter(shape.hidden, 2, shape.experts // 2, "modality", base)
+    groups = resolve_groups(None, ("text", "speech"), shape.experts, "split")  # halves, as in MoST
+    router = ModalityRouter(shape.hidden, groups, "modality", base)
     experts = GroupedExperts(shape.experts, shape.hidden, shape.inter, cfg.hidden_act)
     with torch.no_grad():
         router.weight.copy_(hf.gate.weight)

@@ -36,8 +36,11 @@ from transformers.tokenization_utils_base import AddedToken
 from most.layout import (
     DEFAULT_SPECIALS,
     DEFAULT_SPEECH_SPECIALS,
+    SPEECH,
+    TEXT,
     LayoutError,
     TokenLayout,
+    UnitModality,
 )
 from most.modeling import MostConfig
 from most.moe.arch import (
@@ -51,7 +54,7 @@ from most.moe.arch import (
 )
 from most.moe.block import RoutingState
 from most.moe.config import ExpertsConfig
-from most.moe.surgery import convert, group_size
+from most.moe.surgery import convert, layer_groups
 from most.run import Run
 
 #: Filler tokens that pad a tokenizer shorter than the embedding table, so that added token ids
@@ -82,6 +85,13 @@ class LayoutSection:
     """Special tokens (audio delimiters, task and role markers) in id order."""
     speech_specials: list[str] = field(default_factory=lambda: list(DEFAULT_SPEECH_SPECIALS))
     """The specials served by the speech experts (the model speaks ``<|end_of_audio|>``)."""
+    extra_modalities: list[UnitModality] | None = None
+    """Modalities beyond text and speech (music, ...), each with its unit count, tokenizer hash,
+    unit spelling and the specials (listed in ``specials`` too) its expert group serves; their
+    units follow the speech units. None: text and speech only."""
+    modalities: list[str] | None = None
+    """Modality order: a token's expert group id is its modality's index here. None: text, speech,
+    then the extra modalities as listed."""
     init_noise: float = 0.02
     """New embedding rows: mean row + ``init_noise`` x per-dimension std x N(0, 1)."""
     seed: int = 0
@@ -92,16 +102,22 @@ class LayoutSection:
 
 
 def build_layout(run: Path, section: LayoutSection, text_vocab_size: int) -> TokenLayout:
+    """The layout ``section`` describes over a base of ``text_vocab_size`` ids; the speech units'
+    count and hash come from the run's unit tokenizer unless the section gives them."""
     n_units, unit_hash = section.n_units, section.unit_tokenizer_hash
     if n_units is None:
         info = Run(run).unit_info()
         n_units, unit_hash = int(info["vocab_size"]), str(info["hash"])
+    extra = tuple(section.extra_modalities or ())
+    modalities = section.modalities or [TEXT, SPEECH, *(m.name for m in extra)]
     return TokenLayout(
         text_vocab_size=text_vocab_size,
         n_units=n_units,
         unit_tokenizer_hash=unit_hash,
         specials=tuple(section.specials),
         speech_specials=tuple(section.speech_specials),
+        modalities=tuple(modalities),
+        extra_modalities=extra,
     )
 
 
@@ -139,7 +155,7 @@ def extend_tokenizer(tokenizer, layout: TokenLayout):
     filler = [RESERVED.format(i) for i in range(layout.text_vocab_size - len(tokenizer))]
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in filler])
     tokenizer.add_special_tokens({"additional_special_tokens": list(layout.specials)})
-    units = [layout.unit_token(k) for k in range(layout.n_units)]
+    units = layout.new_tokens()[len(layout.specials) :]  # speech units, then other modalities'
     # Units are ordinary added tokens (not "special"): decode(skip_special_tokens=True) keeps them.
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in units])
     got = tokenizer.convert_tokens_to_ids(layout.new_tokens())
@@ -159,11 +175,15 @@ def adapted_config(cfg: PreTrainedConfig, layout: TokenLayout, experts: ExpertsC
 
 
 def plan(
-    cfg: PreTrainedConfig, experts: ExpertsConfig, n_groups: int = 2, vocab_size: int | None = None
+    cfg: PreTrainedConfig,
+    experts: ExpertsConfig,
+    modalities: tuple[str, ...] = (TEXT, SPEECH),
+    vocab_size: int | None = None,
 ) -> dict:
     """What adapt would build, computed on the ``meta`` device (no weights, any model size).
 
-    ``cfg``: the base config, a wrapper around it (``text_config``) or an adapted model's config.
+    ``cfg``: the base config, a wrapper around it (``text_config``) or an adapted model's config;
+    ``modalities``: the layout's, one expert group each.
     """
     cfg = text_config(cfg)
     with torch.device("meta"):
@@ -173,8 +193,8 @@ def plan(
     layers = moe_layers(lm, spec)
     _, down = expert_weights(get_path(getattr(layers[0][1], spec.block), spec.experts))
     e = down.shape[0]
-    eg = group_size(e, n_groups, experts.init)
-    convert(lm, spec, experts, n_groups, RoutingState(), copy_weights=False)
+    groups = layer_groups(experts, modalities, e, moe_shape(cfg)[1])
+    convert(lm, spec, experts, modalities, RoutingState(), copy_weights=False)
     after = sum(p.numel() for p in lm.parameters())
     tied = bool(getattr(cfg, "tie_word_embeddings", False))
     added_rows = 0 if vocab_size is None else vocab_size - cfg.vocab_size
@@ -182,7 +202,11 @@ def plan(
     return {
         "model_type": cfg.model_type,
         "moe_layers": [i for i, _ in layers],
-        "experts_per_layer": {"before": e, "after": n_groups * eg, "group_size": eg},
+        "experts_per_layer": {
+            "before": e,
+            "after": sum(len(ids) for ids in groups),
+            "groups": {m: len(ids) for m, ids in zip(modalities, groups, strict=True)},
+        },
         "top_k": moe_shape(cfg)[1],
         "params_before": before,
         "params_after": after + vocab_params,

@@ -96,7 +96,7 @@ class MostForCausalLM(PreTrainedModel, GenerationMixin):
             lm,
             find_spec(lm),
             experts,
-            len(self.layout.modalities),
+            self.layout.modalities,
             self.routing,
             copy_weights=source is not None,
             routing=stored,

@@ -22,7 +22,7 @@ def test_split_needs_divisible_experts():
     cfg = Qwen3MoeConfig(
         hidden_size=32, num_hidden_layers=1, num_attention_heads=4, num_experts=5, vocab_size=64
     )
-    with pytest.raises(ArchError, match="divisible"):
+    with pytest.raises(ValueError, match="divisible"):
         plan(cfg, ExpertsConfig(init="split"))
 
 
@@ -46,7 +46,7 @@ def test_published_configs_plan_on_meta(name, recipe, experts_after, billions, r
         experts = recipe_experts(REPO / "recipes" / recipe / "adapt.yaml")
     else:
         experts = ExpertsConfig(init="upcycle")
-    report = plan(cfg, experts, n_groups=2, vocab_size=cfg.vocab_size + 1034)
+    report = plan(cfg, experts, vocab_size=cfg.vocab_size + 1034)
     assert report["experts_per_layer"]["after"] == experts_after
     lo, hi = billions
     assert lo < report["params_before"] / 1e9 < hi
@@ -84,7 +84,12 @@ def test_plan_on_nested_and_odd_configs(model_type, inner, experts):
 
     report = plan(tiny_config(model_type), ExpertsConfig(init="upcycle"), vocab_size=100)
     assert report["model_type"] == inner and report["top_k"] == 2
-    assert report["experts_per_layer"] == {"before": experts, "after": 2 * experts, "group_size": 8}
+    groups = {"text": 8, "speech": 8}
+    assert report["experts_per_layer"] == {
+        "before": experts,
+        "after": 2 * experts,
+        "groups": groups,
+    }
     assert report["params_after"] > report["params_before"]
 
 

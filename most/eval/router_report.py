@@ -1,9 +1,10 @@
-"""Router telemetry: which experts serve text tokens and which serve speech tokens.
+"""Router telemetry: which experts serve the tokens of each modality (text, speech, ...).
 
 The model reads teacher-forced ASR and TTS examples (both modalities in every sequence) with the
-router telemetry on; per MoE layer and per modality we keep the load share of every expert and the
-mean routing entropy. With modality-aware routing each modality's load must sit inside its own
-expert group, which the heat map shows at a glance (one panel per modality, layers x experts).
+router telemetry on; per MoE layer and per modality of the layout we keep the load share of every
+expert, the share of picks inside the modality's own expert group and the mean routing entropy.
+With modality-aware routing each modality's load must sit inside its own expert group, which the
+heat map shows at a glance (one panel per modality, layers x experts).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from most.generate import SpeechLM, device_of
 
 @torch.no_grad()
 def router_summary(model, examples: Sequence[Example], batch_size: int = 8) -> dict:
-    """``{layer: {modality: {"load": [share per expert], "entropy", "tokens"}}}``."""
+    """``{layer: {modality: {"load": [share per expert], "in_group", "entropy", "tokens"}}}``;
+    ``in_group`` is None for a modality without tokens in ``examples``."""
     if not examples:
         raise ValueError("router report: no examples")
     model.eval()
@@ -44,8 +46,10 @@ def router_summary(model, examples: Sequence[Example], batch_size: int = 8) -> d
         out[layer] = {}
         for modality, stats in per.items():
             total = max(sum(stats["load"]), 1)
+            in_group = stats["in_group"]
             out[layer][modality] = {
                 "load": [round(v / total, 4) for v in stats["load"]],
+                "in_group": None if in_group is None else round(in_group, 4),
                 "entropy": round(stats["entropy"], 4),
                 "tokens": stats["tokens"],
             }

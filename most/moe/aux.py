@@ -15,10 +15,11 @@ from most.moe.router import Routing
 
 
 def load_balance(r: Routing, valid: Tensor | None, seq_len: int) -> Tensor:
-    """Mean over (sequence, group) pairs of ``Ev * sum_e f_e * P_e``; 1.0 when perfectly balanced.
+    """Mean over (sequence, group) pairs of ``Eg * sum_e f_e * P_e``; 1.0 when perfectly balanced.
 
-    ``f_e``: share of the group's selections that went to expert e; ``P_e``: mean router probability
-    of e over the group's tokens. ``valid (N,)`` bool excludes padding; ``N = B * seq_len``.
+    ``Eg``: the group's number of experts; ``f_e``: share of the group's selections that went to
+    expert e; ``P_e``: mean router probability of e over the group's tokens (a smaller group's
+    padding columns have neither). ``valid (N,)`` bool excludes padding; ``N = B * seq_len``.
     """
     n, ev = r.probs.shape
     b = n // seq_len
@@ -29,7 +30,8 @@ def load_balance(r: Routing, valid: Tensor | None, seq_len: int) -> Tensor:
     member = torch.nn.functional.one_hot(r.view, r.n_views).float() * w[:, None]
     member = member.view(b, seq_len, r.n_views)  # (B, T, G)
     picks = torch.einsum("btg,bte->bge", member, counts)
-    f = ev * picks / picks.sum(-1, keepdim=True).clamp_min(1.0)
+    size = r.view_sizes.to(picks.dtype).view(1, r.n_views, 1)
+    f = size * picks / picks.sum(-1, keepdim=True).clamp_min(1.0)
     n_tok = member.sum(1)  # (B, G)
     p = torch.einsum("btg,bte->bge", member, r.probs.view(b, seq_len, ev))
     p = p / n_tok.clamp_min(1.0).unsqueeze(-1)

@@ -104,6 +104,6 @@ class ModalityMoE(nn.Module):
                 loss = loss + self.state.z_coef * z_loss(r, valid)
             self.state.losses.append(loss)
         if self.state.telemetry is not None:
-            self.state.telemetry.update(self.layer_idx, r, mod, valid)
+            self.state.telemetry.update(self.layer_idx, r, mod, valid, self.router.groups)
         y = y.view(b, t, h)
         return (y, None) if self.tuple_output else y

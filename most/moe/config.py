@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from most.moe.groups import GroupSpec, check_spec
+
 Init = Literal["split", "upcycle"]
 RouterKind = Literal["topk", "modality", "top_p", "most_compat"]
 
@@ -18,9 +20,14 @@ class ExpertsConfig:
     """How each MoE layer's routed experts are grouped by modality and routed."""
 
     init: Init = "split"
-    """``split`` (MoST): group g owns experts ``[g*E/G, (g+1)*E/G)`` of the pretrained layer, copied
-    1:1. ``upcycle``: every group starts as a copy of all E pretrained experts and router rows, so
-    text logits equal the base model's at step 0."""
+    """``split`` (MoST): the pretrained experts and router rows stay where they are, copied 1:1, and
+    ``groups`` assigns them to modalities. ``upcycle``: every group starts as a copy of all E
+    pretrained experts and router rows, so text logits equal the base model's at step 0."""
+    groups: GroupSpec | None = None
+    """``split`` only: each modality's experts, as sizes (``{text: 4, speech: 2, music: 2}``,
+    contiguous ranges in the layout's modality order) or expert index lists (``{text: [0, 2, 4, 6],
+    speech: [1, 3, 5, 7]}``); every expert in exactly one group (:mod:`most.moe.groups`). None: G
+    equal contiguous ranges, group g owning ``[g*E/G, (g+1)*E/G)``."""
     router: RouterKind = "modality"
     """``topk``: the base architecture's own routing over all experts (modality-blind baseline).
     ``modality``: the base routing restricted to the token's group (scores outside are masked before
@@ -61,6 +68,13 @@ class ExpertsConfig:
             raise ValueError("experts.n_null and experts.max_k must be >= 0")
         if self.aux_alpha < 0 or self.z_loss < 0:
             raise ValueError("experts.aux_alpha and experts.z_loss must be >= 0")
+        if self.groups is not None:
+            check_spec(self.groups)
+            if self.init == "upcycle":
+                raise ValueError(
+                    "experts.groups: upcycle gives every group a copy of all experts; "
+                    "set groups with init: split"
+                )
 
     def to_dict(self) -> dict:
         return asdict(self)

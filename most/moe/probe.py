@@ -10,7 +10,7 @@ expert) and the model is refused in one line. The check costs a few tokens throu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +36,7 @@ def fit_routing(
     old: nn.Module,
     new: ModalityMoE,
     candidates: Iterable[BaseRouting],
-    view: int,
+    view: Sequence[int],
     probe_kind: str,
     where: str,
     view_routing,
@@ -44,7 +44,8 @@ def fit_routing(
     """The first of ``candidates`` with which ``new`` reproduces ``old``; :class:`ArchError` if none.
 
     ``probe_kind``: the router kind under which the new block's text group sees exactly the base
-    experts (``topk`` after a split init, ``modality`` after upcycling); ``view``: that view's size.
+    experts (``topk`` after a split init, ``modality`` after upcycling); ``view``: the sizes of
+    that kind's views.
     """
     router = new.router
     param = router.weight

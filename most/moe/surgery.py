@@ -1,7 +1,8 @@
 """Swap each pretrained MoE block for a :class:`ModalityMoE` with modality expert groups.
 
-``split`` keeps the E pretrained experts and router rows where they are and assigns contiguous
-ranges to groups (MoST: text ``[0, E/2)``, speech ``[E/2, E)``). ``upcycle`` gives every group a
+``split`` keeps the E pretrained experts and router rows where they are and assigns them to the
+layout's G modality groups as ``experts.groups`` says (default: equal contiguous ranges; MoST:
+text ``[0, E/2)``, speech ``[E/2, E)``; :mod:`most.moe.groups`). ``upcycle`` gives every group a
 copy of all E experts and router rows (G*E experts in total), so each group starts as the base
 layer. Shared experts are moved over unchanged (same module, same weights); ``add_shared`` gives a
 base without any one new :class:`SharedExpert` per layer (zero down projection: a no-op at step 0).
@@ -14,6 +15,7 @@ are kept. When adapting (weights copied), the routing rule is fitted on the firs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 from types import SimpleNamespace
@@ -26,6 +28,7 @@ from most.moe.arch import ArchSpec, expert_weights, get_path, moe_layers
 from most.moe.block import ModalityMoE, RoutingState
 from most.moe.config import ExpertsConfig
 from most.moe.experts import GroupedExperts, SharedExpert
+from most.moe.groups import Groups, resolve_groups
 from most.moe.probe import fit_routing
 from most.moe.router import BaseRouting, ModalityRouter
 
@@ -34,19 +37,26 @@ if TYPE_CHECKING:
 from most.moe.rules import ArchError, candidate_rules
 
 
-def group_size(n_experts: int, n_groups: int, init: str) -> int:
-    """Experts per modality group for a layer with ``n_experts`` pretrained experts."""
-    if init == "upcycle":
-        return n_experts
-    if n_experts % n_groups:
-        raise ArchError(f"split init needs the {n_experts} experts divisible by {n_groups} groups")
-    return n_experts // n_groups
+def layer_groups(
+    experts: ExpertsConfig, modalities: Sequence[str], n_experts: int, top_k: int
+) -> Groups:
+    """The modality groups of a layer with ``n_experts`` pretrained experts (:mod:`most.moe.groups`);
+    a group smaller than the base's top-k is refused, naming it."""
+    groups = resolve_groups(experts.groups, modalities, n_experts, experts.init)
+    for name, ids in zip(modalities, groups, strict=True):
+        if len(ids) < top_k:
+            raise ValueError(
+                f"experts.groups: {name!r} has {len(ids)} experts, fewer than the base's top-k "
+                f"({top_k}) it routes each token to"
+            )
+    return groups
 
 
-def view_routing(base: BaseRouting, view_size: int) -> BaseRouting:
-    """Base routing over a view of ``view_size`` experts; DeepSeek's expert groups must still tile
-    it, else group-limited selection falls back to plain top-k (documented in the recipe)."""
-    if base.n_group > 1 and view_size % base.n_group:
+def view_routing(base: BaseRouting, view_sizes: Sequence[int]) -> BaseRouting:
+    """Base routing over views of ``view_sizes`` experts; DeepSeek's expert groups must tile every
+    view alike (equal sizes, each a multiple of ``n_group``), else group-limited selection falls
+    back to plain top-k (documented in the recipe)."""
+    if base.n_group > 1 and (len(set(view_sizes)) > 1 or view_sizes[0] % base.n_group):
         return replace(base, n_group=1, topk_group=1)
     return base
 
@@ -73,12 +83,13 @@ def convert(
     lm: nn.Module,
     spec: ArchSpec,
     experts: ExpertsConfig,
-    n_groups: int,
+    modalities: Sequence[str],
     state: RoutingState,
     copy_weights: bool,
     routing: BaseRouting | None = None,
 ) -> BaseRouting:
-    """Replace every MoE block of ``lm`` in place; returns the routing rule the blocks use.
+    """Replace every MoE block of ``lm`` in place, with one expert group per name of
+    ``modalities`` (the layout's, in group-id order); returns the routing rule the blocks use.
 
     ``copy_weights``: initialise from the pretrained block (``adapt``), and fit the routing rule on
     it unless ``routing`` is given; otherwise only build shapes (reloading a saved adapted model, or
@@ -94,8 +105,9 @@ def convert(
         old_experts = get_path(old, spec.experts)
         gu, down = expert_weights(old_experts)
         e, h, inter = down.shape
-        eg = group_size(e, n_groups, experts.init)
-        view = n_groups * eg if experts.router == "topk" else eg
+        groups = layer_groups(experts, modalities, e, base.top_k)
+        n_new = sum(len(ids) for ids in groups)
+        view = [n_new] if experts.router == "topk" else [len(ids) for ids in groups]
         gate = get_path(old, spec.gate)
         score_bias = get_path(old, spec.score_bias).reshape(-1) if spec.score_bias else None
         logit_bias = get_path(old, spec.logit_bias).reshape(-1) if spec.logit_bias else None
@@ -106,8 +118,7 @@ def convert(
         with torch.device(down.device):
             router = ModalityRouter(
                 h,
-                n_groups,
-                eg,
+                groups,
                 experts.router,
                 view_routing(base, view),
                 top_p=experts.top_p,
@@ -116,17 +127,16 @@ def convert(
                 has_bias=score_bias is not None,
                 has_logit_bias=logit_bias is not None,
             )
-            new_experts = GroupedExperts(
-                n_groups * eg, h, inter, act, bias=has_bias, glu=glu, gated=gated
-            )
+            new_experts = GroupedExperts(n_new, h, inter, act, bias=has_bias, glu=glu, gated=gated)
         router.to(down.dtype)
         new_experts.to(down.dtype)
         with torch.no_grad():
             if copy_weights:
-                # New expert j of group g is pretrained expert j (upcycle) or g*Eg + j (split).
+                # Split keeps expert j at j (its group is a list of ids); upcycle's new expert
+                # g*E + j is a copy of pretrained expert j.
                 src = torch.arange(e, device=down.device)
                 if experts.init == "upcycle":
-                    src = src.repeat(n_groups)
+                    src = src.repeat(len(groups))
                 new_experts.in_proj.copy_(gu[src])
                 new_experts.down_proj.copy_(down[src])
                 if has_bias:
@@ -166,8 +176,10 @@ def convert(
                 block.shared_experts = get_path(old, spec.shared)
             if spec.shared_gate:
                 block.shared_expert_gate = get_path(old, spec.shared_gate)
+            # The view in which the first group sees exactly the base experts: all of them after a
+            # split, the first group's copy of all of them after upcycling.
             probe_kind, probe_view = (
-                ("topk", n_groups * eg) if experts.init == "split" else ("modality", eg)
+                ("topk", [n_new]) if experts.init == "split" else ("modality", [e] * len(groups))
             )
             where = f"{spec.layers}[{idx}].{spec.block}"
             try:

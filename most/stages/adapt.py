@@ -72,7 +72,7 @@ def adapt(
     tokenizer = AutoTokenizer.from_pretrained(src)
     layout = build_layout(run, layout_args, max(cfg.vocab_size, len(tokenizer)))
     check_collisions(layout, tokenizer.get_vocab())
-    report = plan(cfg, experts, len(layout.modalities), layout.vocab_size)
+    report = plan(cfg, experts, layout.modalities, layout.vocab_size)
 
     with bounded_heap():
         out = _convert_and_save(src, out, source, experts, layout_args, layout, tokenizer, report)
@@ -96,7 +96,7 @@ def _dry_run(
     layout = build_layout(run, layout_args, vocab)
     if tokenizer is not None:
         check_collisions(layout, tokenizer.get_vocab())
-    report = plan(cfg, experts, len(layout.modalities), layout.vocab_size)
+    report = plan(cfg, experts, layout.modalities, layout.vocab_size)
     folder = src if src.is_dir() else src.parent
     dt = resolve_dtype(source.dtype, folder, cfg)
     adapted = adapted_config(cfg, layout, experts)

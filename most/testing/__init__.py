@@ -9,6 +9,7 @@ from most.testing.corpora import (
 from most.testing.models import (
     ARCHS,
     LAYOUT_UNITS,
+    MUSIC_UNITS,
     TEXT_VOCAB,
     Chars,
     Ear,
@@ -51,6 +52,7 @@ __all__ = [
     "JUDGE_MODEL",
     "JUDGE_TRAIN",
     "LAYOUT_UNITS",
+    "MUSIC_UNITS",
     "NAMES",
     "N_UNITS",
     "SPEECH_QA",

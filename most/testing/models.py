@@ -79,15 +79,31 @@ ARCHS = (
 memory: tests/moe/test_all_archs.py)."""
 
 
-def layout_args():
-    """The ``layout`` section of ``most adapt`` for the tiny bases: :data:`LAYOUT_UNITS` units."""
+MUSIC_UNITS = 12  # music unit tokens `layout_args(music=True)` adds
+BEGIN_OF_MUSIC = "<|begin_of_music|>"
+
+
+def layout_args(music: bool = False):
+    """The ``layout`` section of ``most adapt`` for the tiny bases: :data:`LAYOUT_UNITS` speech
+    units; ``music``: also a third modality, ``music``, with :data:`MUSIC_UNITS` units of its own
+    and two specials (G = 3: text, speech, music)."""
     from most.adapt import LayoutSection
+    from most.layout import DEFAULT_SPECIALS, UnitModality
 
-    return LayoutSection(n_units=LAYOUT_UNITS, unit_tokenizer_hash="test-units")
+    if not music:
+        return LayoutSection(n_units=LAYOUT_UNITS, unit_tokenizer_hash="test-units")
+    specials = (BEGIN_OF_MUSIC, "<|end_of_music|>")
+    return LayoutSection(
+        n_units=LAYOUT_UNITS,
+        unit_tokenizer_hash="test-units",
+        specials=[*DEFAULT_SPECIALS, *specials],
+        extra_modalities=[UnitModality("music", MUSIC_UNITS, "test-music", specials=specials)],
+    )
 
 
-def run_adapt(run: Path, base: Path, **experts) -> Path:
-    """``most adapt`` of ``base`` into ``run`` with ``ExpertsConfig(**experts)``; the HF folder."""
+def run_adapt(run: Path, base: Path, layout=None, **experts) -> Path:
+    """``most adapt`` of ``base`` into ``run`` with ``ExpertsConfig(**experts)`` and the layout
+    section ``layout`` (default :func:`layout_args`); the HF folder."""
     from most.adapt import SourceSection
     from most.moe.config import ExpertsConfig
     from most.stages.adapt import adapt
@@ -96,30 +112,43 @@ def run_adapt(run: Path, base: Path, **experts) -> Path:
         run=run,
         source=SourceSection(model=base),
         experts=ExpertsConfig(**experts),
-        layout=layout_args(),
+        layout=layout or layout_args(),
     )
 
 
-def load_adapted(run: Path, bases: dict[str, Path], arch: str = "qwen3_moe", **experts):
+def load_adapted(
+    run: Path, bases: dict[str, Path], arch: str = "qwen3_moe", layout=None, **experts
+):
     """``run_adapt`` then load: ``(model in eval mode, TokenLayout)``."""
     from transformers import AutoModelForCausalLM
 
     from most.modeling import load_layout
 
-    out = run_adapt(run, bases[arch], **experts)
+    out = run_adapt(run, bases[arch], layout, **experts)
     return AutoModelForCausalLM.from_pretrained(out).eval(), load_layout(out)
 
 
 def mixed_batch(
-    layout: TokenLayout, batch: int = 2, n_text: int = 6, n_speech: int = 6, seed: int = 0
+    layout: TokenLayout,
+    batch: int = 2,
+    n_text: int = 6,
+    n_speech: int = 6,
+    seed: int = 0,
+    n_music: int = 0,
 ):
-    """Text ids, then <|begin_of_audio|> and unit ids: ``(B, n_text + 1 + n_speech)``."""
+    """Text ids, then <|begin_of_audio|> and unit ids (then, with ``n_music``, <|begin_of_music|>
+    and music unit ids): ``(B, n_text + 1 + n_speech [+ 1 + n_music])``."""
 
     g = torch.Generator().manual_seed(seed)
     text = torch.randint(4, TEXT_VOCAB, (batch, n_text), generator=g)
     boa = torch.full((batch, 1), layout.special_id("<|begin_of_audio|>"))
     units = layout.units_to_ids(torch.randint(0, layout.n_units, (batch, n_speech), generator=g))
-    return torch.cat([text, boa, units], dim=1)
+    parts = [text, boa, units]
+    if n_music:
+        bom = torch.full((batch, 1), layout.special_id(BEGIN_OF_MUSIC))
+        music = torch.randint(0, MUSIC_UNITS, (batch, n_music), generator=g)
+        parts += [bom, layout.units_to_ids(music, "music")]
+    return torch.cat(parts, dim=1)
 
 
 # Grouped expert dispatch against a per-token reference loop.

@@ -151,9 +151,10 @@ def tiny_base(model_type: str, seed: int = 0, **changes):
     return lm.eval()
 
 
-def adapt_tiny(lm, **experts):
-    """``most adapt`` in memory: ``lm`` (changed in place) gains the unit rows of
-    :func:`most.testing.layout_args` and modality-aware blocks; the adapted model in eval mode."""
+def adapt_tiny(lm, layout=None, **experts):
+    """``most adapt`` in memory: ``lm`` (changed in place) gains the unit rows of the layout
+    section ``layout`` (default :func:`most.testing.layout_args`) and modality-aware blocks; the
+    adapted model in eval mode."""
     from pathlib import Path
 
     from most.adapt import build_layout, extend_vocab
@@ -161,7 +162,7 @@ def adapt_tiny(lm, **experts):
     from most.moe.config import ExpertsConfig
     from most.testing.models import layout_args
 
-    args = layout_args()
+    args = layout or layout_args()
     layout = build_layout(Path("."), args, lm.config.vocab_size)
     extend_vocab(lm, layout.vocab_size, args.init_noise, args.seed)
     config = MostConfig(

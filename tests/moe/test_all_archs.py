@@ -84,7 +84,7 @@ def test_adapt_or_refuse(model_type, tmp_path):
         model(ids)
         before = model(text).logits
         for b in blocks(model):
-            eg = b.router.group_size
+            eg = len(b.router.groups[0])  # the text group: experts [0, eg)
             b.experts.in_proj[eg:].normal_()
             b.router.weight[eg : 2 * eg].normal_()
         after = model(text).logits

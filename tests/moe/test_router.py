@@ -81,7 +81,7 @@ def test_most_compat_multiplies_in_routed_scaling_factor():
         r = block.router(x[0], modality[0])
         ours = block(x, modality=modality)[0] - block.shared_experts(x[0])  # routed part
         ref = reference_most_block(block, x[0], modality[0])
-    e, eg = block.router.num_experts, block.router.group_size
+    e, eg = block.router.num_experts, len(block.router.groups[0])
     probs = torch.softmax(x[0] @ block.router.weight[:e].T, dim=-1)
     own = probs.view(10, 2, eg)[torch.arange(10), modality[0]]
     assert torch.allclose(r.weight, 16.0 * own.topk(2).values, atol=1e-5)

@@ -193,7 +193,11 @@ def test_dry_run_reports_the_plan_and_host_ram(base_dirs, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == report
     assert not (tmp_path / "adapt").exists()
     plan = report["plan"]
-    assert plan["experts_per_layer"] == {"before": 8, "after": 8, "group_size": 4}
+    assert plan["experts_per_layer"] == {
+        "before": 8,
+        "after": 8,
+        "groups": {"text": 4, "speech": 4},
+    }
     built = run_adapt(tmp_path, base_dirs["deepseek_v2"])
     model = AutoModelForCausalLM.from_pretrained(built)
     assert report["params_after"]["total"] == sum(p.numel() for p in model.parameters())

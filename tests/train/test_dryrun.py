@@ -35,7 +35,7 @@ def adapted(config, n_units: int = 1000, init: str = "split"):
         text_vocab_size=config.vocab_size, n_units=n_units, unit_tokenizer_hash="u"
     )
     experts = ExpertsConfig(init=init)
-    report = plan(config, experts, len(layout.modalities), layout.vocab_size)
+    report = plan(config, experts, layout.modalities, layout.vocab_size)
     return adapted_config(config, layout, experts), report
 
 
