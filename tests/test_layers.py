@@ -3,7 +3,7 @@
 Layers, lowest first (a module may import a lower layer or its own sub-package; core modules may
 import each other)::
 
-    0 core      most (package), io, audio, mel, layout, run, progress, threads, text, text_tokenizer,
+    0 core      most (package), io, audio, mel, layout, run, progress, threads, cpu, text, text_tokenizer,
                 weights
     1 blocks    corpora, data, moe, ctc
     2 units     units
@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
             "run",
             "progress",
             "threads",
+            "cpu",
             "text",
             "text_tokenizer",
             "weights",

@@ -17,6 +17,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from most.cpu import cpu_bf16_is_faster
+
 
 def grouped_mm(x: Tensor, w: Tensor, offs: Tensor) -> Tensor:
     """``x (S, in)`` rows grouped by ``offs (E,)`` cumulative ends, ``w (E, in, out)`` -> ``(S, out)``.
@@ -205,10 +207,13 @@ MAX_PAD_RATIO = 2
 
 
 def _cpu_low_precision(x: Tensor) -> torch.dtype | None:
-    """The bf16/fp16 dtype the experts should run in on the CPU (autocast's or ``x``'s), else None."""
+    """The bf16/fp16 dtype the experts should run in on the CPU (autocast's or ``x``'s), else None;
+    None for bf16 where this CPU does not run bf16 faster than fp32 (:mod:`most.cpu`)."""
     if x.device.type != "cpu":
         return None
     dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    if dtype == torch.bfloat16 and not cpu_bf16_is_faster():
+        return None  # e.g. AVX512-BF16 without AMX: the ragged groups in x's dtype are faster
     return dtype if dtype in (torch.bfloat16, torch.float16) else None
 
 

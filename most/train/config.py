@@ -6,11 +6,10 @@ bad values, so a typo in a recipe fails before any data is read.
 
 from __future__ import annotations
 
-import functools
-import math
 import sys
-import time
 from dataclasses import dataclass
+
+from most.cpu import bf16_timings, cpu_bf16_is_faster
 
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp", "deepspeed_stage_2", "deepspeed_stage_3")
 
@@ -117,62 +116,14 @@ class TrainerConfig:
         if self.precision != "auto":
             return self.precision
         gpu = self.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-        return "bf16-mixed" if gpu or cpu_bf16_is_faster() else "32-true"
-
-
-#: bf16-mixed is chosen when its probe step takes at most this share of the fp32 step's time.
-BF16_GAIN = 0.9
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 natively: on AMX tiles (Intel Sapphire Rapids on) or with
-    AVX512-BF16 (AMD Zen 4, Intel Cooper Lake). Without either, bf16 has no native matmul."""
-    import torch
-
-    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(bool(probe()) for name in probes if (probe := getattr(torch.cpu, name, None)))
-
-
-@functools.cache
-def cpu_bf16_is_faster() -> bool:
-    """Whether bf16 autocast trains faster than fp32 on this CPU, measured: native bf16
-    (:func:`cpu_has_bf16`) is necessary but not enough (on a 2-core Xeon with AVX512-BF16 and no
-    AMX a stage-1 step is 1.7x slower in bf16). Times :func:`bf16_probe` once per process (~0.5 s)
-    and says which precision it chose on stderr."""
-    if not cpu_has_bf16():
-        return False
-    fp32, bf16 = bf16_probe()
-    faster = bf16 <= BF16_GAIN * fp32
-    choice = "bf16-mixed" if faster else "32-true"
-    print(
-        f"most: trainer.precision auto -> {choice} (a probe step on this CPU: bf16 "
-        f"{1e3 * bf16:.0f} ms, fp32 {1e3 * fp32:.0f} ms)",
-        file=sys.stderr,
-        flush=True,
-    )
-    return faster
-
-
-def bf16_probe(tokens: int = 4096, width: int = 256, rounds: int = 4) -> tuple[float, float]:
-    """Best seconds of one forward + backward of a width-``width`` SwiGLU-sized MLP on ``tokens``
-    rows, in fp32 and under CPU bf16 autocast (the tiny default's shape), timed alternately."""
-    import torch
-
-    gen = torch.Generator().manual_seed(0)
-    up = torch.randn(width, 4 * width, generator=gen, requires_grad=True)
-    down = torch.randn(4 * width, width, generator=gen, requires_grad=True)
-    x = torch.randn(tokens, width, generator=gen, requires_grad=True)
-
-    def step(low: bool) -> float:
-        t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-            y = torch.nn.functional.silu(x @ up) @ down
-        y.float().square().mean().backward()
-        return time.perf_counter() - t
-
-    step(False), step(True)  # warm-up: kernel selection
-    best = [math.inf, math.inf]
-    for _ in range(rounds):
-        for i, low in enumerate((False, True)):
-            best[i] = min(best[i], step(low))
-    return best[0], best[1]
+        if gpu:
+            return "bf16-mixed"
+        choice = "bf16-mixed" if cpu_bf16_is_faster() else "32-true"
+        if (times := bf16_timings()) is not None:
+            print(
+                f"most: trainer.precision auto -> {choice} (a probe step on this CPU: bf16 "
+                f"{1e3 * times[1]:.0f} ms, fp32 {1e3 * times[0]:.0f} ms)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return choice

@@ -98,6 +98,7 @@ def test_cpu_bf16_path_pads_groups_and_matches_loop(monkeypatch):
 
     monkeypatch.setattr(experts_mod, "grouped_mm", spy)
     monkeypatch.setattr(experts_mod, "MAX_PAD_RATIO", 10**9)  # pad this small case too
+    monkeypatch.setattr(experts_mod, "cpu_bf16_is_faster", lambda: True)  # a CPU where bf16 pays
     m, x, index = skip_case()
     weight = (torch.rand(20, 3) * (index < 6)).requires_grad_()
     wrt = [x, weight, m.gate_up_proj, m.down_proj]
@@ -128,6 +129,7 @@ def test_cpu_bf16_few_rows_run_ragged_in_the_weights_dtype(monkeypatch):
         return PoisonedGroupedMM.apply(x, w, offs)
 
     monkeypatch.setattr(experts_mod, "grouped_mm", spy)
+    monkeypatch.setattr(experts_mod, "cpu_bf16_is_faster", lambda: True)
     m, x, index = skip_case()  # 60 slots on 6 experts: padding to 128 rows each would be 12x
     weight = torch.rand(20, 3) * (index < 6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -137,3 +139,23 @@ def test_cpu_bf16_few_rows_run_ragged_in_the_weights_dtype(monkeypatch):
     assert torch.equal(out, m(x, index, weight, can_skip=True))
     ref = loop_experts(m, x, index, weight)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_cpu_bf16_experts_stay_wide_where_bf16_is_slower(monkeypatch):
+    """On a CPU where bf16 measures slower than fp32 (the probe of :mod:`most.cpu`), the experts
+    under bf16 autocast run the ragged groups in fp32 even for a large batch."""
+    seen = []
+
+    def spy(x, w, offs):
+        seen.append(x.dtype)
+        return PoisonedGroupedMM.apply(x, w, offs)
+
+    monkeypatch.setattr(experts_mod, "grouped_mm", spy)
+    monkeypatch.setattr(experts_mod, "MAX_PAD_RATIO", 10**9)  # padding alone would not decide
+    monkeypatch.setattr(experts_mod, "cpu_bf16_is_faster", lambda: False)
+    m, x, index = skip_case()
+    weight = torch.rand(20, 3) * (index < 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x, index, weight, can_skip=True)
+    assert seen == [torch.float32] * 2
+    assert torch.equal(out, m(x, index, weight, can_skip=True))

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from most.train import config as config_mod
+from most import cpu as cpu_mod
 from most.train.config import TrainerConfig
 
 
@@ -23,20 +23,21 @@ def test_auto_precision_needs_native_bf16_and_a_faster_probe(monkeypatch, capsys
     ):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v)
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v)
-        monkeypatch.setattr(config_mod, "bf16_probe", lambda t=times: t)
-        config_mod.cpu_bf16_is_faster.cache_clear()
+        monkeypatch.setattr(cpu_mod, "bf16_probe", lambda t=times: t)
+        cpu_mod.bf16_timings.cache_clear()
         assert cpu.resolved_precision() == want, (amx, avx512_bf16, times)
         err = capsys.readouterr().err
         assert (f"auto -> {want}" in err) == (amx or avx512_bf16), err
-    config_mod.cpu_bf16_is_faster.cache_clear()
+    cpu_mod.bf16_timings.cache_clear()
     assert TrainerConfig(accelerator="cpu", precision="16-mixed").resolved_precision() == "16-mixed"
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probes
     monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
-    assert not config_mod.cpu_has_bf16()
+    assert not cpu_mod.cpu_has_bf16()
+    cpu_mod.bf16_timings.cache_clear()
 
 
 def test_bf16_probe_times_both_precisions() -> None:
-    fp32, bf16 = config_mod.bf16_probe(tokens=256, width=64, rounds=2)
+    fp32, bf16 = cpu_mod.bf16_probe(tokens=256, width=64, rounds=2)
     assert all(0 < t < 5 and math.isfinite(t) for t in (fp32, bf16)), (fp32, bf16)
 
 
@@ -46,3 +47,10 @@ def test_strategy_settings_checked() -> None:
     with pytest.raises(ValueError, match="'fsdp2' is not one of"):
         TrainerConfig(strategy="fsdp2")
     assert TrainerConfig(strategy="fsdp", sharded_checkpoint=True).sharded_checkpoint
+
+
+def test_bf16_probe_runs_inside_a_no_grad_forward() -> None:
+    """The experts may ask first from inside a decoding model's inference-mode forward."""
+    with torch.inference_mode():
+        fp32, bf16 = cpu_mod.bf16_probe(tokens=128, width=32, rounds=1)
+    assert fp32 > 0 and bf16 > 0
