@@ -44,10 +44,12 @@ def bf16_probe(tokens: int = 4096, width: int = 256, rounds: int = 4) -> tuple[f
 
     # Also when first asked from inside a no-grad forward (the experts of a decoding model).
     with torch.inference_mode(False), torch.enable_grad():
-        return _timed_probe(torch, tokens, width, rounds)
+        return _timed_probe(tokens, width, rounds)
 
 
-def _timed_probe(torch, tokens: int, width: int, rounds: int) -> tuple[float, float]:
+def _timed_probe(tokens: int, width: int, rounds: int) -> tuple[float, float]:
+    import torch
+
     gen = torch.Generator().manual_seed(0)
     up = torch.randn(width, 4 * width, generator=gen, requires_grad=True)
     down = torch.randn(4 * width, width, generator=gen, requires_grad=True)

@@ -173,8 +173,13 @@ def print_summary(
         table.add_column(col)
     rows = summarize(report, timings, training)
     for r in rows:
-        value = "-" if r.value is None else f"{r.value:.3f}"
-        value = str(r.value) if isinstance(r.value, int) else value  # a step count
+        value = (
+            "-"
+            if r.value is None
+            else str(r.value)
+            if isinstance(r.value, int)
+            else f"{r.value:.3f}"
+        )  # an int is a step count
         mark = {True: "[green]yes", False: "[red]no", None: "[yellow]n/a"}[r.passed]
         table.add_row(r.name, value, r.target, mark)
     console.print(table)

@@ -58,7 +58,27 @@ class DataConfig:
             raise ValueError(f"data.ratios must be >= 0: {bad}")
 
 
-class MixtureDataModule(L.LightningDataModule):
+class PositionedDataModule(L.LightningDataModule):
+    """A data module whose training stream resumes where it stopped: ``position`` counts the
+    training batches handed to the model and is saved in the checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.position = 0
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.trainer is not None and self.trainer.training:
+            self.position += 1
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"position": self.position}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.position = int(state_dict["position"])
+
+
+class MixtureDataModule(PositionedDataModule):
     """Train and validation mixtures of :class:`~most.train.mixing.Source` objects."""
 
     def __init__(
@@ -74,7 +94,6 @@ class MixtureDataModule(L.LightningDataModule):
         self.train_sources, self.train_ratios = list(train), list(train_ratios)
         self.val_sources, self.val_ratios = list(val), list(val_ratios)
         self.cfg, self.pad_id = cfg, pad_id
-        self.position = 0
 
     @property
     def has_val(self) -> bool:
@@ -109,14 +128,3 @@ class MixtureDataModule(L.LightningDataModule):
         stream = self._stream(self.val_sources, self.val_ratios, self.cfg.seed + 1, None)
         stream.n_batches = self.cfg.val_batches
         return DataLoader(stream, batch_size=None)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.trainer is not None and self.trainer.training:
-            self.position += 1
-        return batch
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"position": self.position}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.position = int(state_dict["position"])

@@ -10,13 +10,12 @@ of ``w`` reads the global batches ``b * w + r``. Batches are collated by
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from most.train.datamodule import PositionedDataModule
 from most.train.dpo import PAIR_COLUMNS, REF_COLUMNS, DPOConfig, collate_pairs
 
 
@@ -60,7 +59,7 @@ class PairStream(IterableDataset):
             b += 1
 
 
-class PairDataModule(L.LightningDataModule):
+class PairDataModule(PositionedDataModule):
     """Training batches of a pairs dataset (columns ``task``, ``prompt_ids``, ``chosen_ids``,
     ``rejected_ids``, ``ref_chosen_logps``, ``ref_rejected_logps``); no validation set."""
 
@@ -73,7 +72,6 @@ class PairDataModule(L.LightningDataModule):
             raise ValueError(f"preference pairs lack the columns {missing}")
         self.pairs = pairs.select_columns([*PAIR_COLUMNS, *REF_COLUMNS])
         self.cfg, self.pad_id = cfg, pad_id
-        self.position = 0
 
     def train_dataloader(self) -> DataLoader:
         trainer = self.trainer
@@ -81,14 +79,3 @@ class PairDataModule(L.LightningDataModule):
         stream = PairStream(self.pairs, self.cfg, self.pad_id, rank, world)
         stream.start = self.position
         return DataLoader(stream, batch_size=None)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.trainer is not None and self.trainer.training:
-            self.position += 1
-        return batch
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"position": self.position}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.position = int(state_dict["position"])
