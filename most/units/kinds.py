@@ -20,6 +20,7 @@ from most.units.ctc_kmeans import CTCKMeansConfig, CTCKMeansTokenizer
 from most.units.ctc_phones import CTCPhonesConfig, CTCPhonesTokenizer
 from most.units.hubert_kmeans import HubertKMeansConfig, HubertKMeansTokenizer
 from most.units.mel_kmeans import MelKMeansConfig, MelKMeansTokenizer
+from most.units.rvq import RVQConfig, RVQTokenizer
 from most.units.sample import Utterances
 
 
@@ -56,6 +57,7 @@ KINDS: dict[str, Kind] = {
     "ctc_kmeans": Kind(CTCKMeansTokenizer, CTCKMeansConfig),
     "mel_kmeans": Kind(MelKMeansTokenizer, MelKMeansConfig),
     "hubert_kmeans": Kind(HubertKMeansTokenizer, HubertKMeansConfig),
+    "rvq": Kind(RVQTokenizer, RVQConfig),
 }
 
 
@@ -78,7 +80,9 @@ class TokenizerConfig:
     on the run's speech (espeak-ng phoneme transcripts of its texts) hears; has a decoder.
     ``ctc_kmeans``: a CTC encoder trained on the letters of the transcripts, its states
     clustered; has a decoder. ``mel_kmeans``: log-mel k-means, no training, has a decoder.
-    ``hubert_kmeans``: HuBERT features from a local model, clustered; has a decoder."""
+    ``hubert_kmeans``: HuBERT features from a local model, clustered; has a decoder.
+    ``rvq``: residual k-means over log-mel, several codes per frame (flattened, see
+    :mod:`most.units.codebooks`), no training, has a decoder."""
     path: Path | None = None
     """Load this saved tokenizer folder instead of fitting one."""
     dedup: bool = True
@@ -93,6 +97,7 @@ class TokenizerConfig:
     ctc_kmeans: CTCKMeansConfig = field(default_factory=CTCKMeansConfig)
     mel_kmeans: MelKMeansConfig = field(default_factory=MelKMeansConfig)
     hubert_kmeans: HubertKMeansConfig = field(default_factory=HubertKMeansConfig)
+    rvq: RVQConfig = field(default_factory=RVQConfig)
 
     def __post_init__(self) -> None:
         kind(self.kind)

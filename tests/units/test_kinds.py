@@ -21,7 +21,7 @@ from most.units.kinds import KINDS, TokenizerConfig, kind
 from most.units.sample import Utterances
 
 #: Kinds a tiny fit can make here; hubert_kmeans needs a local model (tests/units/test_hubert_kmeans).
-FITTABLE = ("ctc_phones", "ctc_kmeans", "mel_kmeans")
+FITTABLE = ("ctc_phones", "ctc_kmeans", "mel_kmeans", "rvq")
 
 
 def test_every_kind_has_its_own_section():
@@ -46,6 +46,8 @@ def test_every_kind_round_trips(name, audio, tmp_path):
         cfg.mel_kmeans.k = 8
     if name == "ctc_kmeans":
         cfg.ctc_kmeans.k = 8
+    if name == "rvq":
+        cfg.rvq.k = 8
     for section in (cfg.ctc_phones, cfg.ctc_kmeans):  # a round trip needs no good encoder
         section.encoder.epochs = 0.2
     tok = cfg.settings.fit(audio, seed=0, fit_seconds=10, dedup=True, gl_iters=2)
