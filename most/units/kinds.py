@@ -16,6 +16,7 @@ import datasets
 
 from most.run import Run
 from most.units.base import TOKENIZER_FILE, UnitTokenizer, read_tokenizer
+from most.units.codec import CodecConfig, CodecTokenizer
 from most.units.ctc_kmeans import CTCKMeansConfig, CTCKMeansTokenizer
 from most.units.ctc_phones import CTCPhonesConfig, CTCPhonesTokenizer
 from most.units.hubert_kmeans import HubertKMeansConfig, HubertKMeansTokenizer
@@ -58,6 +59,7 @@ KINDS: dict[str, Kind] = {
     "mel_kmeans": Kind(MelKMeansTokenizer, MelKMeansConfig),
     "hubert_kmeans": Kind(HubertKMeansTokenizer, HubertKMeansConfig),
     "rvq": Kind(RVQTokenizer, RVQConfig),
+    "codec": Kind(CodecTokenizer, CodecConfig),
 }
 
 
@@ -82,7 +84,8 @@ class TokenizerConfig:
     clustered; has a decoder. ``mel_kmeans``: log-mel k-means, no training, has a decoder.
     ``hubert_kmeans``: HuBERT features from a local model, clustered; has a decoder.
     ``rvq``: residual k-means over log-mel, several codes per frame (flattened, see
-    :mod:`most.units.codebooks`), no training, has a decoder."""
+    :mod:`most.units.codebooks`), no training, has a decoder. ``codec``: the first codebooks of
+    a local EnCodec / DAC / Mimi (flattened the same way), decoded by the codec."""
     path: Path | None = None
     """Load this saved tokenizer folder instead of fitting one."""
     dedup: bool = True
@@ -98,6 +101,7 @@ class TokenizerConfig:
     mel_kmeans: MelKMeansConfig = field(default_factory=MelKMeansConfig)
     hubert_kmeans: HubertKMeansConfig = field(default_factory=HubertKMeansConfig)
     rvq: RVQConfig = field(default_factory=RVQConfig)
+    codec: CodecConfig = field(default_factory=CodecConfig)
 
     def __post_init__(self) -> None:
         kind(self.kind)
