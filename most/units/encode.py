@@ -6,6 +6,11 @@ Every DatasetDict in ``RUN/data`` with an audio column is cut into parts of ``pa
 
     RUN/units/manifest.json     hash, per-split counts, seconds, units/s, rejects by reason
     RUN/units/rejects.jsonl     one line per rejected item
+
+Unit columns are flat ``list[int32]`` for every kind. A multi-codebook kind (its tokenizer JSON
+has ``n_codebooks`` and ``codebook_size``) stores ``C`` ids per frame, frame-major, codebook ``c``
+offset by ``c * K`` (:mod:`most.units.codebooks`): the token layout, collate and training read
+them as they read any units, and :func:`most.units.codebooks.unflatten` gives frames x codebooks.
 """
 
 from __future__ import annotations

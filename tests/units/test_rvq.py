@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from most.audio import decode_audio
+from most.cli import main
+from most.layout import TokenLayout
 from most.run import Run
-from most.stages.units import TokenizerConfig, units
 from most.units import load_tokenizer
 from most.units.codebooks import collapse_frames, expand_frames, flatten, unflatten
 from most.units.rvq import RVQConfig, RVQTokenizer, reconstruct
@@ -158,9 +159,13 @@ def test_vocoder_json_describes_the_codebooks(rvq_tok, vocoder_json):
     assert settings["templates"]["shape"] == [C, K, 80]
 
 
-def test_stage_writes_flat_ids(run_dir):
-    cfg = TokenizerConfig(kind="rvq", fit_seconds=20, gl_iters=2, rvq=RVQConfig(n_codebooks=3, k=8))
-    tok = load_tokenizer(units(run=run_dir, tokenizer=cfg, part_rows=8))
+def test_stage_writes_flat_ids_the_layout_maps(run_dir):
+    """``most units --tokenizer.kind=rvq`` writes flat ids (one list per utterance, ``C`` per
+    frame); the token layout gives them ``C * K`` speech tokens and maps them both ways."""
+    argv = ["units", "--run", str(run_dir), "--tokenizer.kind=rvq", "--tokenizer.fit_seconds=20"]
+    argv += ["--tokenizer.rvq.n_codebooks=3", "--tokenizer.rvq.k=8", "--part_rows=8"]
+    assert main(argv) == 0
+    tok = load_tokenizer(run_dir)
     assert tok.kind == "rvq" and tok.vocab_size == 24
     info = Run(run_dir).unit_info()
     assert (info["n_codebooks"], info["codebook_size"], info["vocab_size"]) == (3, 8, 24)
@@ -170,3 +175,16 @@ def test_stage_writes_flat_ids(run_dir):
         assert codes.shape[0] > 0
     sqa = Run(run_dir).load_units("sqa")["qa_train"][0]
     assert len(sqa["answer_units"]) % 3 == 0
+
+    layout = TokenLayout(
+        text_vocab_size=100, n_units=info["vocab_size"], unit_tokenizer_hash=tok.hash
+    )
+    units_ = torch.tensor(speech["train"][0]["units"])
+    ids = layout.units_to_ids(units_)
+    start, stop = layout.unit_range()
+    assert stop - start == 24 and bool(layout.is_unit(ids).all())
+    assert torch.equal(layout.ids_to_units(ids), units_)
+    table = layout.modality_table()
+    assert bool((table[ids] == layout.modality_id("speech")).all())
+    # A token's codebook is its unit id // K; frames are C consecutive tokens.
+    assert torch.equal((ids.view(-1, 3) - start) // 8, torch.arange(3).expand(len(ids) // 3, 3))
