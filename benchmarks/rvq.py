@@ -10,14 +10,18 @@ on), one thread. Prints one JSON object::
         relative_mse            feature_mse / the frames' variance (1.0 = a constant frame)
         resynth_mel_l1          level-free mean |log-mel difference| of decoded audio against
                                 the recording (dedup off, so frames align)
+        kept_with_dedup         share of frames left once runs of identical frames collapse
     vocoder_mel_l1              the same for the unquantised log-mel through the same vocoder: the
                                 floor no number of codebooks can pass
     encode_xrt / decode_xrt     audio seconds per CPU second (thread time) of encode and of
                                 decode (all codebooks; Griffin-Lim is most of decode)
     ids_per_second              flat ids per second of audio (frame rate x codebooks)
+    codec_xrt                   (``--codec``) encode/decode x real time of full-size EnCodec 24 kHz,
+                                DAC 16 kHz and Mimi (their default configs, random weights: the
+                                compute is the real one) through the ``codec`` kind, 4 codebooks
 
 Usage: ``python benchmarks/rvq.py [--realdata ../shared/realdata] [--fit 200] [--eval 40]
-[--codebooks 8] [--k 256] [--gl-iters 24]``.
+[--codebooks 8] [--k 256] [--gl-iters 24] [--codec]``.
 """
 
 from __future__ import annotations
@@ -25,12 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from most.audio import read_audio
+from most.units.codebooks import collapse_frames
+from most.units.codec import CodecTokenizer
 from most.units.rvq import RVQTokenizer, reconstruct, residual_assign
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
@@ -48,6 +55,42 @@ def level_free_l1(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(((x - x.mean()) - (y - y.mean())).abs().mean())
 
 
+def codec_speed(test: list) -> dict:
+    """Encode/decode x real time (thread time) of full-size codecs on ``test`` through the kind."""
+    from transformers import (
+        DacConfig,
+        DacModel,
+        EncodecConfig,
+        EncodecModel,
+        MimiConfig,
+        MimiModel,
+    )
+
+    seconds = sum(len(w) for w in test) / 16_000
+    out = {}
+    for name, model in (
+        ("encodec_24khz", EncodecModel(EncodecConfig())),
+        ("dac_16khz", DacModel(DacConfig(downsampling_ratios=[2, 4, 5, 8], n_codebooks=12))),
+        ("mimi", MimiModel(MimiConfig())),
+    ):
+        with tempfile.TemporaryDirectory() as folder:
+            model.save_pretrained(folder)
+            tok = CodecTokenizer(folder, n_codebooks=4, dedup=False)
+            start = time.thread_time()
+            ids = [tok.encode(w, 16_000) for w in test]
+            encode_s = time.thread_time() - start
+            start = time.thread_time()
+            for i in ids:
+                tok.decode(i)
+            decode_s = time.thread_time() - start
+        out[name] = {
+            "frame_rate": tok.frame_rate,
+            "encode_xrt": round(seconds / encode_s, 1),
+            "decode_xrt": round(seconds / decode_s, 1),
+        }
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--realdata", type=Path, default=REALDATA)
@@ -56,6 +99,7 @@ def main() -> None:
     ap.add_argument("--codebooks", type=int, default=8)
     ap.add_argument("--k", type=int, default=256)
     ap.add_argument("--gl-iters", type=int, default=24)
+    ap.add_argument("--codec", action="store_true", help="also time full-size neural codecs")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -76,6 +120,7 @@ def main() -> None:
         rebuilt = torch.cat([reconstruct(x[:, :c], tok.centroids) for x in codes])
         mse = float((rebuilt - frames).pow(2).mean())
         resynth = [tok.features(tok.decode_codes(x[:, :c]).numpy(), 16_000) for x in codes]
+        kept = sum(len(collapse_frames(x[:, :c])[0]) for x in codes) / len(frames)
         per_codebooks[c] = {
             "feature_mse": round(mse, 4),
             "relative_mse": round(mse / variance, 4),
@@ -83,6 +128,7 @@ def main() -> None:
                 sum(level_free_l1(r, f) for r, f in zip(resynth, feats, strict=True)) / len(feats),
                 4,
             ),
+            "kept_with_dedup": round(kept, 3),
         }
     vocoder = [tok.features(tok._vocoder(f).numpy(), 16_000) for f in feats]
     seconds = sum(len(w) for w in test) / 16_000
@@ -113,6 +159,8 @@ def main() -> None:
         "decode_xrt": round(seconds / decode_s, 1),
         "ids_per_second": tok.frame_rate * tok.n_codebooks,
     }
+    if args.codec:
+        out["codec_xrt"] = codec_speed(test[:10])
     print(json.dumps(out, indent=1))
 
 
