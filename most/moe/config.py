@@ -42,6 +42,16 @@ class ExpertsConfig:
     max_k: int = 0
     """``top_p`` router: most experts (real or null) per token; 0 means twice the base top-k. Fixed so
     that shapes stay static (no host sync)."""
+    null_alpha: float = 0.01
+    """``top_p`` router: weight of the null-aware load balance (UniMoE-Audio, after AdaMoE): each
+    modality's balance counts the null experts as members, so it asks for ``n_null / (Eg + n_null)``
+    of the group's picks to be null experts (skipped compute) while the language-model loss picks
+    which tokens skip. 0 disables it (nothing then rewards a null pick: the nulls fall out of use)."""
+    entropy_alpha: float = 0.01
+    """``top_p`` router: weight of the routing-entropy loss over the group and null experts (Huang
+    et al. 2024's dynamic loss): a sharper distribution reaches ``top_p`` with fewer experts, so
+    this is the price of compute; the language-model loss keeps more experts where mixing pays.
+    0 disables it (the balance alone flattens routing, and experts per token grow)."""
     shared_experts: bool = True
     """Keep the base model's shared experts (they see every token). False drops them, and any
     ``add_shared`` one."""
@@ -66,8 +76,9 @@ class ExpertsConfig:
             raise ValueError(f"experts.top_p must be in (0, 1], got {self.top_p}")
         if self.n_null < 0 or self.max_k < 0:
             raise ValueError("experts.n_null and experts.max_k must be >= 0")
-        if self.aux_alpha < 0 or self.z_loss < 0:
-            raise ValueError("experts.aux_alpha and experts.z_loss must be >= 0")
+        weights = (self.aux_alpha, self.z_loss, self.null_alpha, self.entropy_alpha)
+        if min(weights) < 0:
+            raise ValueError("experts.aux_alpha, z_loss, null_alpha and entropy_alpha must be >= 0")
         if self.groups is not None:
             check_spec(self.groups)
             if self.init == "upcycle":
