@@ -92,8 +92,8 @@ class MostForCausalLM(PreTrainedModel, GenerationMixin):
         self.routing = RoutingState(
             aux_alpha=experts.aux_alpha,
             z_coef=experts.z_loss,
-            null_coef=experts.null_alpha,
-            entropy_coef=experts.entropy_alpha,
+            null_coef=experts.null_weight,
+            entropy_coef=experts.entropy_weight,
         )
         lm = source if source is not None else build_lm(config.text_config)
         stored = BaseRouting(**config.routing) if config.routing else None
