@@ -160,3 +160,25 @@ def test_top_p_block_feeds_only_live_slots_to_the_experts(monkeypatch):
         block(x, modality=modality)
     assert rows == [live, live]
     assert 8 <= live < 16 * block.router.base.top_k  # the first 8 tokens cost nothing
+
+
+def test_benchmark_reports_the_issue_keys(tmp_path):
+    """``benchmarks/dynamic_capacity.py`` at toy size: both variants trained and timed, the keys
+    the issue asks for, FLOPs from the live slots the timing saw."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "benchmarks" / "dynamic_capacity.py"
+    spec = importlib.util.spec_from_file_location("dynamic_capacity", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    small = "--hidden 32 --inter 16 --steps 5 --batch 64 --eval-tokens 64 --time-tokens 64 --reps 1"
+    r = bench.main(bench.parse([*small.split(), "--out", str(tmp_path / "r.json")]))
+    assert set(r["experts_per_token"]) == {"text", "speech"}
+    assert 0 <= min(r["experts_per_token"].values()) <= max(r["experts_per_token"].values()) <= 4
+    for key in ("layer_ms_topk", "layer_ms_top_p", "expert_flops_topk", "expert_flops_top_p"):
+        assert len(r[key]) == 2 and all(v > 0 for v in r[key]), key
+    assert r["expert_flops_topk"][0] == 64 * 2 * 6 * 32 * 16  # 64 tokens x top-2 x 6HI
+    ratio = sum(r["layer_ms_topk"]) / sum(r["layer_ms_top_p"])  # of the rounded times
+    assert r["speedup"] == pytest.approx(ratio, rel=0.02)
+    assert isinstance(r["equal_quality"], bool)
