@@ -133,6 +133,9 @@ def test_skipped_slots_feed_no_rows_to_the_expert_matmuls(monkeypatch):
     theirs = torch.autograd.grad(ref.square().sum(), wrt)
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    seen.clear()
+    none = m(x, torch.full_like(index, 6), torch.zeros(20, 3), can_skip=True)  # all skipped
+    assert seen == [(0, 0)] * 2 and torch.equal(none, torch.zeros_like(none))
 
 
 def test_top_p_block_feeds_only_live_slots_to_the_experts(monkeypatch):
