@@ -9,7 +9,7 @@ import most.moe.experts as experts_mod
 from most.moe.aux import null_balance, routing_entropy
 from most.moe.block import ModalityMoE
 from most.moe.config import ExpertsConfig
-from most.testing import loop_experts, mixed_batch, skip_case
+from most.testing import load_adapted, loop_experts, mixed_batch, skip_case
 from most.testing.tiny_moe import adapt_tiny, tiny_base
 
 
@@ -52,6 +52,16 @@ def test_regularisers_are_config_keys_with_defaults():
         ExpertsConfig(entropy_alpha=-1.0)
     model = top_p_model(null_alpha=0.25, entropy_alpha=0.5)
     assert (model.routing.null_coef, model.routing.entropy_coef) == (0.25, 0.5)
+
+
+def test_adapt_stage_carries_the_regularisers_into_the_saved_model(base_dirs, tmp_path):
+    """``most adapt``'s experts section -> the saved config -> the reloaded model's routing state
+    (what stage 1 trains with)."""
+    model, _ = load_adapted(
+        tmp_path, base_dirs, router="top_p", n_null=2, null_alpha=0.05, entropy_alpha=0.0
+    )
+    assert (model.routing.null_coef, model.routing.entropy_coef) == (0.05, 0.0)
+    assert model.config.experts["null_alpha"] == 0.05
 
 
 def test_regularisers_enter_the_training_loss():
