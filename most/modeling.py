@@ -89,7 +89,12 @@ class MostForCausalLM(PreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.layout = TokenLayout.from_dict(config.layout)
         experts = ExpertsConfig(**config.experts)
-        self.routing = RoutingState(aux_alpha=experts.aux_alpha, z_coef=experts.z_loss)
+        self.routing = RoutingState(
+            aux_alpha=experts.aux_alpha,
+            z_coef=experts.z_loss,
+            null_coef=experts.null_weight,
+            entropy_coef=experts.entropy_weight,
+        )
         lm = source if source is not None else build_lm(config.text_config)
         stored = BaseRouting(**config.routing) if config.routing else None
         rule = convert(

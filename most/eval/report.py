@@ -18,7 +18,8 @@ The flat keys (documented in ``docs/eval-report.md``) never change meaning:
 - ``audio_lm.wuggy|blimp.accuracy``, ``audio_lm.<set>.length_baseline`` (a length-only scorer),
   ``audio_lm.<set>.accuracy_per_unit`` (mean instead of summed log-probabilities), ``.n`` (pairs)
 - ``text.ppl_base``, ``text.ppl_model``
-- ``router.<layer>.<modality>.load`` (list of shares), ``router.<layer>.<modality>.entropy``
+- ``router.<layer>.<modality>.load`` (list of shares), ``router.<layer>.<modality>.entropy``,
+  ``router.<layer>.<modality>.experts_per_token``, ``router.<layer>.<modality>.null_share``
 
 ``details`` keeps examples and counts; ``meta`` the model path, sizes and runtime.
 """
@@ -87,6 +88,8 @@ def flat_metrics(results: dict) -> dict:
         for modality, r in per.items():
             m[f"router.{layer}.{modality}.load"] = r["load"]
             m[f"router.{layer}.{modality}.entropy"] = r["entropy"]
+            m[f"router.{layer}.{modality}.experts_per_token"] = r["experts_per_token"]
+            m[f"router.{layer}.{modality}.null_share"] = r["null_share"]
     return m
 
 

@@ -2,7 +2,10 @@
 
 The model reads teacher-forced ASR and TTS examples (both modalities in every sequence) with the
 router telemetry on; per MoE layer and per modality of the layout we keep the load share of every
-expert, the share of picks inside the modality's own expert group and the mean routing entropy.
+expert, the share of picks inside the modality's own expert group, the mean routing entropy and the
+routed experts per token (the base's top-k, except under Top-P routing, where it is learnt: there
+``null_share`` is the share of picks that went to null experts and ``dropped`` the tokens served by
+no routed expert at all).
 With modality-aware routing each modality's load must sit inside its own expert group, which the
 heat map shows at a glance (one panel per modality, layers x experts).
 """
@@ -21,8 +24,9 @@ from most.generate import SpeechLM, device_of
 
 @torch.no_grad()
 def router_summary(model, examples: Sequence[Example], batch_size: int = 8) -> dict:
-    """``{layer: {modality: {"load": [share per expert], "in_group", "entropy", "tokens"}}}``;
-    ``in_group`` is None for a modality without tokens in ``examples``."""
+    """``{layer: {modality: {"load": [share per expert], "in_group", "entropy",
+    "experts_per_token", "null_share", "dropped", "tokens"}}}``; ``in_group`` is None for a
+    modality without tokens in ``examples``."""
     if not examples:
         raise ValueError("router report: no examples")
     model.eval()
@@ -51,6 +55,9 @@ def router_summary(model, examples: Sequence[Example], batch_size: int = 8) -> d
                 "load": [round(v / total, 4) for v in stats["load"]],
                 "in_group": None if in_group is None else round(in_group, 4),
                 "entropy": round(stats["entropy"], 4),
+                "experts_per_token": round(stats["experts_per_token"], 4),
+                "null_share": round(stats["null_share"], 4),
+                "dropped": stats["dropped"],
                 "tokens": stats["tokens"],
             }
     return out

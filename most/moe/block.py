@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from most.moe.aux import load_balance, z_loss
+from most.moe.aux import load_balance, null_balance, routing_entropy, z_loss
 from most.moe.experts import GroupedExperts
 from most.moe.router import ModalityRouter
 from most.moe.telemetry import Telemetry
@@ -27,12 +27,16 @@ class RoutingState:
         modality: ``(B, T)`` modality group id per token of the current forward (None: unset).
         valid: ``(B, T)`` bool, False at padding (None: no padding).
         aux_alpha, z_coef: loss weights; aux losses are only computed when ``collect`` is True.
+        null_coef, entropy_coef: weights of the null-aware balance and the routing entropy of
+            Top-P routers with null experts (:mod:`most.moe.aux`); other routers ignore them.
         losses: per-layer weighted aux terms of the current forward.
         telemetry: accumulator, or None when telemetry is off.
     """
 
     aux_alpha: float = 0.0
     z_coef: float = 0.0
+    null_coef: float = 0.0
+    entropy_coef: float = 0.0
     modality: Tensor | None = None
     valid: Tensor | None = None
     collect: bool = False
@@ -102,6 +106,11 @@ class ModalityMoE(nn.Module):
                 loss = loss + self.state.aux_alpha * load_balance(r, valid, t)
             if self.state.z_coef > 0:
                 loss = loss + self.state.z_coef * z_loss(r, valid)
+            if r.null_probs is not None:  # Top-P
+                if self.state.null_coef > 0 and r.null_probs.shape[1]:
+                    loss = loss + self.state.null_coef * null_balance(r, valid, t)
+                if self.state.entropy_coef > 0:
+                    loss = loss + self.state.entropy_coef * routing_entropy(r, valid)
             self.state.losses.append(loss)
         if self.state.telemetry is not None:
             self.state.telemetry.update(self.layer_idx, r, mod, valid, self.router.groups)

@@ -13,6 +13,11 @@ from most.moe.groups import GroupSpec, check_spec
 
 Init = Literal["split", "upcycle"]
 RouterKind = Literal["topk", "modality", "top_p", "most_compat"]
+NULL_ALPHA = 0.01
+"""Default weight of the Top-P null-aware balance (``benchmarks/dynamic_capacity.py``: top-k's
+quality at two thirds of its expert FLOPs)."""
+ENTROPY_ALPHA = 0.01
+"""Default weight of the Top-P routing entropy (same benchmark)."""
 
 
 @dataclass
@@ -42,6 +47,19 @@ class ExpertsConfig:
     max_k: int = 0
     """``top_p`` router: most experts (real or null) per token; 0 means twice the base top-k. Fixed so
     that shapes stay static (no host sync)."""
+    null_alpha: float | None = None
+    """``top_p`` router: weight of the null-aware load balance (UniMoE-Audio, after AdaMoE): each
+    modality's balance counts the null experts as members, so it asks for ``n_null / (Eg + n_null)``
+    of the group's picks to be null experts (skipped compute) while the language-model loss picks
+    which tokens skip. None: :data:`NULL_ALPHA`; 0 disables it (nothing then rewards a null pick:
+    the nulls fall out of use). None rather than the number keeps runs adapted before this key
+    existed up to date."""
+    entropy_alpha: float | None = None
+    """``top_p`` router: weight of the routing-entropy loss over the group and null experts (Huang
+    et al. 2024's dynamic loss): a sharper distribution reaches ``top_p`` with fewer experts, so
+    this is the price of compute; the language-model loss keeps more experts where mixing pays.
+    None: :data:`ENTROPY_ALPHA`; 0 disables it (the balance alone flattens routing, and experts
+    per token grow)."""
     shared_experts: bool = True
     """Keep the base model's shared experts (they see every token). False drops them, and any
     ``add_shared`` one."""
@@ -66,8 +84,9 @@ class ExpertsConfig:
             raise ValueError(f"experts.top_p must be in (0, 1], got {self.top_p}")
         if self.n_null < 0 or self.max_k < 0:
             raise ValueError("experts.n_null and experts.max_k must be >= 0")
-        if self.aux_alpha < 0 or self.z_loss < 0:
-            raise ValueError("experts.aux_alpha and experts.z_loss must be >= 0")
+        weights = (self.aux_alpha, self.z_loss, self.null_weight, self.entropy_weight)
+        if min(weights) < 0:
+            raise ValueError("experts.aux_alpha, z_loss, null_alpha and entropy_alpha must be >= 0")
         if self.groups is not None:
             check_spec(self.groups)
             if self.init == "upcycle":
@@ -75,6 +94,16 @@ class ExpertsConfig:
                     "experts.groups: upcycle gives every group a copy of all experts; "
                     "set groups with init: split"
                 )
+
+    @property
+    def null_weight(self) -> float:
+        """``null_alpha`` with None resolved."""
+        return NULL_ALPHA if self.null_alpha is None else self.null_alpha
+
+    @property
+    def entropy_weight(self) -> float:
+        """``entropy_alpha`` with None resolved."""
+        return ENTROPY_ALPHA if self.entropy_alpha is None else self.entropy_alpha
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -123,6 +123,8 @@ class GroupedExperts(nn.Module):
         """:meth:`forward` with ragged groups in ``x``'s dtype (the weights' dtype)."""
         n, k = index.shape
         ids, perm = index.reshape(-1).sort()
+        if can_skip and x.device.type == "cpu":
+            return self._forward_live(x, ids, perm, weight, k)
         # index_select, not fancy indexing: its backward is index_add_, several times faster on CPU
         # than the accumulating index_put_ that x[idx] backpropagates through.
         xs = x.index_select(0, perm // k)  # (N*K, H), grouped by expert
@@ -148,6 +150,26 @@ class GroupedExperts(nn.Module):
         out = h.index_select(0, inverse)  # back to (token, slot) order
         # Sum over slots in the activation dtype: deterministic, unlike index_add_ on CUDA.
         return out.view(n, k, -1).sum(1).to(x.dtype)
+
+    def _forward_live(self, x: Tensor, ids: Tensor, perm: Tensor, weight: Tensor, k: int) -> Tensor:
+        """:meth:`forward_grouped` on the CPU for routings with skip ids: only the live slots
+        (sorted first) are gathered, activated, multiplied and summed back, so a skipped slot
+        costs nothing past the sort. Reading their count is a host read, free on the CPU; on
+        a GPU it would stall the stream, so there the static, masked path runs instead."""
+        e = self.num_experts
+        hist_in = ids.float()
+        counts = torch.histc(hist_in, bins=e, min=0, max=e - 1)
+        offs = counts.cumsum(0).to(torch.int32)
+        live = int(offs[-1])
+        perm, rows = perm[:live], ids[:live]
+        token = perm // k
+        xs = x.index_select(0, token)  # (live, H), grouped by expert
+        h = grouped_mm(xs, self.in_proj.transpose(1, 2), offs)
+        w = weight.reshape(-1).index_select(0, perm).unsqueeze(-1).to(h.dtype)
+        h = self._gate(h, rows) * w
+        h = self._down_bias(grouped_mm(h, self.down_proj.transpose(1, 2), offs), rows, w)
+        # index_add on the CPU adds in a fixed order: deterministic.
+        return x.new_zeros(x.shape[0], h.shape[1], dtype=h.dtype).index_add(0, token, h).to(x.dtype)
 
     def _forward_cpu_blocks(
         self, x: Tensor, index: Tensor, weight: Tensor, dtype: torch.dtype

@@ -88,6 +88,9 @@ class Routing:
         num_experts: ``E``, also the "skip" id of ``index``.
         n_views: number of views (``G``, or 1 for ``topk``).
         can_skip: whether ``index`` may hold the skip id.
+        null_probs: ``(N, n_null)`` fp32 router probabilities of the null experts, from the same
+            softmax as ``probs`` (Top-P only, else None): what the null-aware balance pulls on.
+        null_hits: ``(N, n_null)`` times each null expert was taken (Top-P only, else None).
     """
 
     index: Tensor
@@ -101,6 +104,8 @@ class Routing:
     num_experts: int
     n_views: int
     can_skip: bool
+    null_probs: Tensor | None = None
+    null_hits: Tensor | None = None
 
 
 class ModalityRouter(nn.Module):
@@ -236,10 +241,16 @@ class ModalityRouter(nn.Module):
         # Raw probabilities, not renormalised: the mass that went to null experts is compute the
         # token skips, so a token mostly routed to nulls gets a small routed update.
         weight = p_sorted * use
-        return self._out(
+        # Which null expert each taken null slot is (n_null = none), counted per token.
+        null_col = torch.where(taken & null, order - ev, self.n_null)
+        hits = torch.zeros(x.shape[0], self.n_null + 1, device=x.device)
+        hits = hits.scatter_add_(1, null_col, torch.ones_like(p_sorted))[:, : self.n_null]
+        r = self._out(
             x, logits, index, weight, local, full[:, :ev], view=modality, view_sizes=sizes,
-            null_picks=(taken & null).sum(-1), can_skip=True,
+            null_picks=hits.sum(-1).long(), can_skip=True,
         )  # fmt: skip
+        r.null_probs, r.null_hits = full[:, ev:], hits
+        return r
 
     def _out(
         self,
