@@ -19,6 +19,9 @@ The flat keys (documented in ``docs/eval-report.md``) never change meaning:
   ``audio_lm.<set>.accuracy_per_unit`` (mean instead of summed log-probabilities), ``.n`` (pairs)
 - ``text.ppl_base``, ``text.ppl_model``
 - ``router.<layer>.<modality>.load`` (list of shares), ``router.<layer>.<modality>.entropy``
+- ``music.note_acc|key_acc|tempo_acc|n`` (text to music, scored from the model's audio: runs with
+  music), ``music.resynth.*`` and ``music.original.*`` (the same scores of the test melodies
+  through the music tokenizer and as rendered: the ceiling and the scorer's own exactness)
 
 ``details`` keeps examples and counts; ``meta`` the model path, sizes and runtime.
 """
@@ -83,6 +86,12 @@ def flat_metrics(results: dict) -> dict:
         m[f"audio_lm.{name}.n"] = r["n"]
     for key, value in results.get("text", {}).items():
         m[f"text.{key}"] = value
+    music = results.get("music", {})
+    for key in ("note_acc", "key_acc", "tempo_acc", "n"):
+        if key in music:
+            m[f"music.{key}"] = music[key]
+            for reading in ("resynth", "original"):
+                m[f"music.{reading}.{key}"] = music.get(reading, {}).get(key)
     for layer, per in results.get("router", {}).items():
         for modality, r in per.items():
             m[f"router.{layer}.{modality}.load"] = r["load"]
