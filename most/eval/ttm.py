@@ -22,9 +22,11 @@ from most.eval.music import score_audio, summarize
 from most.generate import GREEDY, Sampling, SpeechLM
 from most.layout import END_OF_MUSIC, MUSIC, LayoutError
 from most.progress import progress
+from most.run import Run
 from most.threads import single_thread
 from most.units import UnitTokenizer, load_tokenizer
 from most.units.base import TOKENIZER_FILE
+from most.units.music import tokenizer_dir
 
 N_SAMPLES = 3
 #: Folder name of the music tokenizer inside a release, and under ``RUN/units``.
@@ -35,10 +37,10 @@ def find_music_tokenizer(model_dir: Path, music_units: str | Path | None) -> Uni
     """``music_units`` (a tokenizer folder, ``RUN/units/music`` or ``RUN``), else the release's
     ``music_tokenizer/`` or, for a model of a run (``RUN/<stage>/hf``), the run's; a clear error
     when there is none."""
-    candidates = [model_dir / MUSIC_UNITS_DIR, model_dir.parent.parent / "units/music/tokenizer"]
+    candidates = [model_dir / MUSIC_UNITS_DIR, tokenizer_dir(Run(model_dir.parent.parent))]
     if music_units is not None:
         p = Path(music_units)
-        candidates = [p, p / "tokenizer", p / "units" / "music" / "tokenizer"]
+        candidates = [p, p / "tokenizer", tokenizer_dir(Run(p))]
     for folder in candidates:
         if (folder / TOKENIZER_FILE).is_file():
             return load_tokenizer(folder)

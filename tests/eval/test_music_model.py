@@ -28,6 +28,8 @@ from most.layout import BEGIN_OF_MUSIC, END_OF_MUSIC, MUSIC, TEXT_TO_MUSIC
 from most.run import Run
 from most.testing import LAYOUT_UNITS, run_adapt
 from most.tools import music as music_tool
+from most.train.datamodule import DataConfig
+from most.train.stage import STAGE1_RATIOS, music_sources
 from most.units.mel_kmeans import MelKMeansTokenizer
 
 GROUPS = {"text": 4, "speech": 2, "music": 2}
@@ -172,3 +174,38 @@ def test_evaluate_ttm_scores_the_model_audio(music_model, tmp_path):
     metrics = flat_metrics({"music": out})
     assert metrics["music.note_acc"] == out["note_acc"] and metrics["music.n"] == 2
     assert metrics["music.original.note_acc"] == 1.0 and "music.resynth.tempo_acc" in metrics
+
+
+def _music_units_data(run: Path, tok: MelKMeansTokenizer, seeds: range) -> None:
+    """``RUN/units/music/<hash>``: the melodies of ``seeds`` encoded by ``tok``."""
+    rows = []
+    for s in seeds:
+        m = generate_melody(s)
+        rows.append({"id": f"m{s}", "text": m.caption(), "duration": 1.0,
+                     "units": tok.encode(render(m), 16000).tolist()})  # fmt: skip
+    split = datasets.Dataset.from_list(rows)
+    datasets.DatasetDict(train=split, test=split).save_to_disk(str(Run(run).music_units / tok.hash))
+
+
+def test_music_sources(music_model, base_dirs, tmp_path):
+    hf, tok = music_model
+    run = hf.parent.parent
+    _music_units_data(run, tok, range(4))
+    lm = SpeechLM.load(hf, device="cpu")
+    p, layout = lm.prompts, lm.layout
+    data = DataConfig(ratios={"ttm": 0.3, "music_continue": 0.1})
+    ttm, cont = music_sources(run, p, layout, STAGE1_RATIOS, data, "train")
+    assert (ttm.task, cont.task) == ("ttm", "music_continue")
+    row = ttm.dataset[0]
+    ex = ttm.build(row)
+    assert sum(label != -100 for label in ex.labels) == len(row["units"]) + 1
+    rng = np.random.default_rng(0)
+    row = cont.augment(cont.dataset[1], rng)
+    n = len(row["units"])
+    assert 0.25 * n - 1 <= row["start"] <= 0.75 * n + 1
+    ex = cont.build(row)
+    assert sum(label != -100 for label in ex.labels) == n - row["start"] + 1
+    assert music_sources(run, p, layout, STAGE1_RATIOS, DataConfig(), "train") == []
+    plain = SpeechLM.load(run_adapt(tmp_path / "plain", base_dirs["qwen3_moe"]), device="cpu")
+    with pytest.raises(ValueError, match=r"no music modality; adapt with --layout\.music=true"):
+        music_sources(run, plain.prompts, plain.layout, STAGE1_RATIOS, data, "train")
