@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from most.cli import parse_command
 from most.corpora.music import generate_melody, parse_caption
 from most.corpora.music_data import MusicConfig, music_dataset, music_hash
 from most.corpora.schema import decode_audio
@@ -103,3 +104,27 @@ def test_music_units(music_run):
         prepare_music_tokenizer(r, MusicUnitsConfig(k=32, fit_seconds=30.0))
     with pytest.raises(FileNotFoundError, match="no music units of tokenizer nope"):
         load_music_units(r, "nope")
+
+
+@pytest.mark.parametrize("stage", ["data", "units", "adapt", "stage1", "eval"])
+def test_music_recipes_override_tiny(stage):
+    """``recipes/music/<stage>.yaml`` on top of ``recipes/tiny``: music on, the rest tiny's."""
+    repo = Path(__file__).resolve().parents[2]
+    tiny, music = (repo / "recipes" / family / f"{stage}.yaml" for family in ("tiny", "music"))
+    both = parse_command(stage, ["--config", str(tiny), "--config", str(music), "--run", "r"])
+    alone = parse_command(stage, ["--config", str(tiny), "--run", "r"])
+    if stage == "data":
+        assert both["music"].train == 2000 and not alone["music"].enabled
+        assert both["speech"] == alone["speech"]
+    elif stage == "units":
+        assert both["music"].k == 512 and both["tokenizer"] == alone["tokenizer"]
+    elif stage == "adapt":
+        assert both["layout"].music and not alone["layout"].music
+        assert both["experts"].router == alone["experts"].router
+    elif stage == "stage1":
+        ratios = both["data"].ratios
+        assert ratios["ttm"] > 0 and ratios["music_continue"] > 0
+        assert "ttm" not in alone["data"].ratios
+        assert both["trainer"] == alone["trainer"]
+    else:
+        assert both["sizes"].music == 40 and both["sizes"].asr == alone["sizes"].asr
