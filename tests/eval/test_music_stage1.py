@@ -1,0 +1,74 @@
+"""Stage 1 with music in its mixture: a run with music units, adapted with ``--layout.music``,
+trains text to music and music continuation beside ASR/TTS, and its music loss falls."""
+
+import csv
+import json
+from pathlib import Path
+
+import datasets
+
+from most.adapt import LayoutSection, SourceSection
+from most.corpora.music import generate_melody
+from most.corpora.synth import render
+from most.layout import MUSIC, TokenLayout
+from most.moe.config import ExpertsConfig
+from most.run import Run
+from most.stages.adapt import adapt
+from most.stages.stage1 import stage1
+from most.testing.runs import N_UNITS, UNIT_HASH
+from most.train.config import TrainerConfig
+from most.train.datamodule import DataConfig
+from most.train.optim import OptimConfig
+from most.units.mel_kmeans import MelKMeansTokenizer
+
+RATIOS = {"asr": 0.2, "tts": 0.2, "text_lm": 0.1, "ttm": 0.4, "music_continue": 0.1}
+
+
+def _add_music(run: Path) -> MelKMeansTokenizer:
+    """A music tokenizer and the music units of 16 melodies, as ``most units`` writes them."""
+    wavs = {s: render(generate_melody(s)) for s in range(16)}
+    tok = MelKMeansTokenizer.fit(list(wavs.values()), k=24, frame_rate=25.0, dedup=False)
+    tok.save(Run(run).music_units / "tokenizer")
+    rows = [
+        {
+            "id": f"m{s}",
+            "text": generate_melody(s).caption(),
+            "duration": len(w) / 16000,
+            "units": tok.encode(w, 16000).tolist()[:60],
+        }
+        for s, w in wavs.items()
+    ]
+    split = datasets.Dataset.from_list(rows)
+    datasets.DatasetDict(train=split, test=split).save_to_disk(str(Run(run).music_units / tok.hash))
+    return tok
+
+
+def test_stage1_trains_music(speech_run: Path) -> None:
+    tok = _add_music(speech_run)
+    R = Run(speech_run)
+    layout_args = LayoutSection(n_units=N_UNITS, unit_tokenizer_hash=UNIT_HASH, music=True)
+    hf = adapt(
+        run=speech_run,
+        source=SourceSection(model=R.hf("base")),
+        experts=ExpertsConfig(init="upcycle"),
+        layout=layout_args,
+        force=True,
+    )
+    layout = TokenLayout.load(hf)
+    assert layout.unit_tokenizer_hash_of(MUSIC) == tok.hash and MUSIC in layout.modalities
+    assert "layout.music" in json.dumps(R.recorded("adapt"))
+    stage1(
+        run=speech_run,
+        data=DataConfig(batch_size=4, max_len=96, val_batches=1, ratios=RATIOS),
+        optim=OptimConfig(lr=1e-2, warmup_steps=2),
+        trainer=TrainerConfig(
+            max_steps=30, val_every=30, ckpt_every=30, log_every=1, progress=False
+        ),
+    )
+    with open(speech_run / "stage1" / "logs" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    ttm = [float(r["train/loss_ttm"]) for r in rows if r.get("train/loss_ttm")]
+    assert len(ttm) >= 10 and any(r.get("train/loss_music_continue") for r in rows)
+    assert sum(ttm[-5:]) / 5 < sum(ttm[:5]) / 5 - 0.3, ttm
+    metrics = json.loads((speech_run / "stage1" / "metrics.json").read_text())
+    assert metrics["ratios"]["ttm"] == 0.4
