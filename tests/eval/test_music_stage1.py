@@ -1,19 +1,25 @@
-"""Stage 1 with music in its mixture: a run with music units, adapted with ``--layout.music``,
-trains text to music and music continuation beside ASR/TTS, and its music loss falls."""
+"""Stage 1 and eval with music: a run with music units, adapted with ``--layout.music``, trains
+text to music and music continuation beside ASR/TTS (its music loss falls), and ``most eval``
+reports ``music.*`` scored from the model's audio."""
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import datasets
 
 from most.adapt import LayoutSection, SourceSection
 from most.corpora.music import generate_melody
+from most.corpora.music_data import MusicConfig, music_dataset
 from most.corpora.synth import render
+from most.generate import Sampling
+from most.io import atomic_write_json
 from most.layout import MUSIC, TokenLayout
 from most.moe.config import ExpertsConfig
 from most.run import Run
 from most.stages.adapt import adapt
+from most.stages.eval import EvalSettings, Judges, Models, Sizes, eval_fingerprint, evaluate
 from most.stages.stage1 import stage1
 from most.testing.runs import N_UNITS, UNIT_HASH
 from most.train.config import TrainerConfig
@@ -72,3 +78,50 @@ def test_stage1_trains_music(speech_run: Path) -> None:
     assert sum(ttm[-5:]) / 5 < sum(ttm[:5]) / 5 - 0.3, ttm
     metrics = json.loads((speech_run / "stage1" / "metrics.json").read_text())
     assert metrics["ratios"]["ttm"] == 0.4
+
+
+def test_eval_reports_music(speech_run: Path) -> None:
+    """``most eval`` on a model with music: ``music.*`` in report.json, from the model's audio."""
+    R = Run(speech_run)
+    speech_tok = _add_music(speech_run)  # a real tokenizer stands in for the speech one too
+    shutil.rmtree(R.unit_tokenizer)
+    speech_tok.save(R.unit_tokenizer)
+    h = speech_tok.hash
+    atomic_write_json(R.units_manifest, {"hash": h, "complete": True})
+    units = datasets.Dataset.from_dict({"id": ["s"], "text": ["a"], "units": [[1, 2]]})
+    datasets.DatasetDict(test=units).save_to_disk(str(R.unit_dataset(h, "speech")))
+    music_dataset(MusicConfig(train=2, test=2)).save_to_disk(str(R.dataset("music")))
+    speech = datasets.Dataset.from_dict({"id": ["s"], "text": ["a"]})
+    datasets.DatasetDict(test=speech).save_to_disk(str(R.dataset("speech")))
+    plain = R.hf("adapt")
+    assert "sizes.music" not in json.dumps(eval_fingerprint(speech_run, _settings(plain)))
+    hf = adapt(
+        run=speech_run,
+        source=SourceSection(model=R.hf("base")),
+        experts=ExpertsConfig(init="upcycle"),
+        layout=LayoutSection(music=True),  # speech and music units from RUN/units
+        force=True,
+    )
+    settings = _settings(hf)
+    report = evaluate(
+        run=speech_run,
+        models=settings.models,
+        sizes=settings.sizes,
+        judges=settings.judges,
+        sampling=settings.sampling,
+    )
+    m = report["metrics"]
+    assert m["music.n"] == 2 and m["music.original.note_acc"] == 1.0
+    assert 0.0 <= m["music.note_acc"] <= 1.0 and "music.resynth.key_acc" in m
+    assert (R.eval / "report.md").read_text().count("music.") >= 4
+    assert "sizes.music" in json.dumps(eval_fingerprint(speech_run, settings))
+
+
+def _settings(model: Path) -> EvalSettings:
+    off = dict(asr=0, tts=0, sqa=0, text=0, wuggy=0, blimp=0, router=0)
+    return EvalSettings(
+        models=Models(model=model),
+        sizes=Sizes(**off, music=2),
+        judges=Judges(names=[]),
+        sampling=Sampling(max_new_tokens=40),
+    )
