@@ -13,6 +13,7 @@ from most.adapt import LayoutSection, SourceSection
 from most.corpora.music import generate_melody
 from most.corpora.music_data import MusicConfig, music_dataset
 from most.corpora.synth import render
+from most.eval.ttm import MusicLM
 from most.generate import Sampling
 from most.io import atomic_write_json
 from most.layout import MUSIC, TokenLayout
@@ -20,6 +21,7 @@ from most.moe.config import ExpertsConfig
 from most.run import Run
 from most.stages.adapt import adapt
 from most.stages.eval import EvalSettings, Judges, Models, Sizes, eval_fingerprint, evaluate
+from most.stages.release import ReleaseSource, release
 from most.stages.stage1 import stage1
 from most.testing.runs import N_UNITS, UNIT_HASH
 from most.train.config import TrainerConfig
@@ -115,6 +117,10 @@ def test_eval_reports_music(speech_run: Path) -> None:
     assert 0.0 <= m["music.note_acc"] <= 1.0 and "music.resynth.key_acc" in m
     assert (R.eval / "report.md").read_text().count("music.") >= 4
     assert "sizes.music" in json.dumps(eval_fingerprint(speech_run, settings))
+    # the release ships the music tokenizer: `most music --model RELEASE` needs nothing else
+    out = release(run=speech_run, source=ReleaseSource(model=hf, verify=False))
+    lm = MusicLM.load(out, device="cpu")
+    assert lm.music.hash == TokenLayout.load(out).unit_tokenizer_hash_of(MUSIC)
 
 
 def _settings(model: Path) -> EvalSettings:
