@@ -3,10 +3,9 @@
 Why ``mel_kmeans``: a log-mel frame keeps what music is made of, the pitch (where the harmonics
 sit) and the timbre (their strengths), and it needs nothing downloaded; the CTC kinds are trained to
 hear phonemes and throw pitch and timbre away by design, and HuBERT is a speech model from a local
-path. Measured on rendered melodies (encode -> decode -> score, 20 clips; fitted on 200):
-K=256 at 50 frames/s with repeats collapsed kept notes (0.91) but lost the tempo (0.0: the decoder
-restores mean durations, not the played ones), so repeats are kept; at 25 frames/s K=128 / 256 / 512
-give note accuracy 0.60 / 0.89 / 0.97, hence K=512 at 25 frames/s, no dedup (25 units/s).
+path. Repeats are kept: collapsing them and restoring mean durations in the decoder loses the
+tempo. K and the frame rate: the ceiling each gives (notes, key, tempo through encode -> decode)
+is in docs/results.md, "Music" (``benchmarks/music.py``).
 
 Layout on disk (``Run.music_units``)::
 
