@@ -1,6 +1,6 @@
 """Text to music and music continuation with an adapted model that has the ``music`` modality,
 
-    lm = MusicLM.load("runs/music/stage1/hf")      # music tokenizer: RUN/units/music/tokenizer
+    lm = MusicLM.load("runs/music/stage2/hf")      # music tokenizer: RUN/units/music/tokenizer
     lm.ttm(["a slow waltz in D minor at 72 bpm on a violin: D4 F4 A4"]) -> [float32 (n,) 16 kHz]
 
 Prompts are :class:`most.data.prompts.Prompts`' ``ttm`` formats, decoding is

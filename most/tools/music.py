@@ -1,7 +1,7 @@
 """``most music``: text to music with a model trained on the music modality.
 
     most music "a slow waltz in D minor at 72 bpm on a violin: D4 F4 A4 C#5 D5" -o out.wav \
-        --model runs/music/stage1/hf
+        --model runs/music/stage2/hf
 
 The caption is read first (:func:`most.corpora.music.parse_caption`: a note list with a word that
 is not a note name is refused before the model loads); the model writes music units, the run's
@@ -20,7 +20,7 @@ from most.eval.music import MusicScore, score_audio
 from most.eval.ttm import MusicLM
 from most.generate import Sampling
 
-DEFAULT_MODEL = Path("runs/music/stage1/hf")
+DEFAULT_MODEL = Path("runs/music/stage2/hf")
 #: 16 s of music at the music tokenizer's 25 units/s.
 _DEFAULT_SAMPLING = Sampling(max_new_tokens=400)
 

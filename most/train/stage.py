@@ -45,6 +45,8 @@ STAGE2_RATIOS = {
     "text_lm": 0.0,
     "text_qa": 0.0,
     "speech_lm": 0.0,
+    "ttm": 0.0,
+    "music_continue": 0.0,
 }
 
 

@@ -106,7 +106,7 @@ def test_music_units(music_run):
         load_music_units(r, "nope")
 
 
-@pytest.mark.parametrize("stage", ["data", "units", "adapt", "stage1", "eval"])
+@pytest.mark.parametrize("stage", ["data", "units", "adapt", "stage1", "stage2", "eval"])
 def test_music_recipes_override_tiny(stage):
     """``recipes/music/<stage>.yaml`` on top of ``recipes/tiny``: music on, the rest tiny's."""
     repo = Path(__file__).resolve().parents[2]
@@ -121,7 +121,7 @@ def test_music_recipes_override_tiny(stage):
     elif stage == "adapt":
         assert both["layout"].music and not alone["layout"].music
         assert both["experts"].router == alone["experts"].router
-    elif stage == "stage1":
+    elif stage in ("stage1", "stage2"):
         ratios = both["data"].ratios
         assert ratios["ttm"] > 0 and ratios["music_continue"] > 0
         assert "ttm" not in alone["data"].ratios

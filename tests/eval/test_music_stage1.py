@@ -23,6 +23,7 @@ from most.stages.adapt import adapt
 from most.stages.eval import EvalSettings, Judges, Models, Sizes, eval_fingerprint, evaluate
 from most.stages.release import ReleaseSource, release
 from most.stages.stage1 import stage1
+from most.stages.stage2 import stage2
 from most.testing.runs import N_UNITS, UNIT_HASH
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
@@ -80,6 +81,15 @@ def test_stage1_trains_music(speech_run: Path) -> None:
     assert sum(ttm[-5:]) / 5 < sum(ttm[:5]) / 5 - 0.3, ttm
     metrics = json.loads((speech_run / "stage1" / "metrics.json").read_text())
     assert metrics["ratios"]["ttm"] == 0.4
+    # stage 2 replays music (recipes/music/stage2.yaml)
+    stage2(
+        run=speech_run,
+        data=DataConfig(batch_size=4, max_len=96, val_batches=1, ratios={"ttm": 0.2}),
+        optim=OptimConfig(lr=1e-3, warmup_steps=2),
+        trainer=TrainerConfig(max_steps=4, val_every=4, ckpt_every=4, log_every=1, progress=False),
+    )
+    metrics = json.loads((speech_run / "stage2" / "metrics.json").read_text())
+    assert metrics["ratios"]["ttm"] == 0.2 and "music_continue" not in metrics["ratios"]
 
 
 def test_eval_reports_music(speech_run: Path) -> None:
