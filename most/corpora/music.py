@@ -189,25 +189,6 @@ def parse_caption(text: str) -> MusicCaption:
     )
 
 
-def melody_from_caption(caption: MusicCaption, default_beats: float = 1.0) -> Melody:
-    """A caption with all its parts -> a :class:`Melody` (each note ``default_beats`` long)."""
-    missing = [
-        name for name in ("tonic", "bpm", "instrument", "pitches") if getattr(caption, name) is None
-    ]
-    if missing:
-        raise CaptionError(f"caption {caption.text!r} does not say its {', '.join(missing)}")
-    assert caption.pitches is not None and caption.tonic is not None and caption.bpm is not None
-    return Melody(
-        tonic=caption.tonic,
-        mode=caption.mode or "major",
-        bpm=caption.bpm,
-        style=caption.style or "song",
-        instrument=caption.instrument or INSTRUMENTS[0],
-        pitches=caption.pitches,
-        beats=(default_beats,) * len(caption.pitches),
-    )
-
-
 # ---- the generator ----------------------------------------------------------------------------
 
 

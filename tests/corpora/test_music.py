@@ -15,7 +15,6 @@ from most.corpora.music import (
     SCALES,
     CaptionError,
     generate_melody,
-    melody_from_caption,
     name_to_midi,
     parse_caption,
     spell,
@@ -55,8 +54,6 @@ def test_caption_round_trip():
             m.instrument,
             m.pitches,
         )
-    m = generate_melody(0)
-    assert melody_from_caption(parse_caption(m.caption())).pitches == m.pitches
 
 
 def test_caption_reads_like_the_issue_example():
@@ -73,8 +70,6 @@ def test_caption_reads_like_the_issue_example():
     assert free.instrument == "organ" and free.pitches is None and free.tonic is None
     with pytest.raises(CaptionError, match="not a note name"):
         parse_caption("a waltz in C major: C4 X9")
-    with pytest.raises(CaptionError, match="does not say its tonic, bpm"):
-        melody_from_caption(parse_caption("a waltz: C4 D4"))
 
 
 def test_spelling_follows_the_key():
