@@ -72,6 +72,8 @@ class MusicLM:
         device: str = "auto",
     ) -> MusicLM:
         model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise FileNotFoundError(f"{model_dir}: no model folder (config.json missing)")
         music = find_music_tokenizer(model_dir, music_units)  # before any weights are read
         return cls(SpeechLM.load(model_dir, units=None, device=device), music)
 
@@ -86,6 +88,8 @@ class MusicLM:
     ) -> list[list[int]]:
         if any(not c.strip() for c in captions):
             raise ValueError("empty caption: nothing to play")
+        if sampling.guidance != 1:  # its unconditional branch is the speech LM's context
+            raise ValueError("sampling.guidance is for speech; text to music takes none (use 1)")
         prompts = [self.lm.prompts.ttm_prompt(c) for c in captions]
         return [self.units_of(a) for a in self.lm.generate(prompts, self._stops(), sampling, **kw)]
 

@@ -140,6 +140,10 @@ def test_errors(music_model, base_dirs, tmp_path, capsys):
     speech_only = run_adapt(tmp_path / "plain", base_dirs["qwen3_moe"])
     assert main(["music", "a waltz", "--model", str(speech_only)]) == 2
     assert "no music tokenizer" in capsys.readouterr().err
+    assert main(["music", "a waltz", "--model", str(tmp_path / "none")]) == 2
+    assert "no model folder (config.json missing)" in capsys.readouterr().err
+    assert main(["music", "a waltz", "--model", str(hf), "--sampling.guidance=2"]) == 2
+    assert "sampling.guidance is for speech" in capsys.readouterr().err
     _, tok = music_model
     with pytest.raises(ValueError, match="no music modality"):
         MusicLM(SpeechLM.load(speech_only, device="cpu"), tok)
