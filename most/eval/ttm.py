@@ -152,3 +152,29 @@ def evaluate_ttm(
         for c, s in list(zip(captions, model, strict=True))[:N_SAMPLES]
     ]
     return out
+
+
+def evaluate_continuation(
+    lm: MusicLM, music: datasets.Dataset, n: int, sampling: Sampling = GREEDY, share: float = 0.5
+) -> dict:
+    """Music continuation on the first ``n`` melodies of ``music``: the model hears the first
+    ``share`` of each melody's units and writes the rest; the whole (heard + written) is decoded
+    and scored against the caption. ``prompt_only`` scores the heard part alone: what a model that
+    writes nothing gets (about ``share`` of the notes)."""
+    if not 0 < share < 1:
+        raise ValueError(f"continuation share must be in (0, 1), got {share}")
+    rows = music.select(range(min(n, len(music)))).select_columns(["text", "music"])
+    captions = list(rows["text"])
+    with single_thread():
+        units = [lm.music.encode(decode_audio(r["music"]), SAMPLE_RATE).tolist() for r in rows]
+    starts = [u[: max(1, round(share * len(u)))] for u in units]
+    with progress() as bar:
+        task = bar.add_task("music continuation", total=len(starts))
+        written = lm.continue_units(starts, sampling, on_batch=lambda k: bar.advance(task, k))
+    whole = [lm.decode(s + w) for s, w in zip(starts, written, strict=True)]
+    heard = [lm.decode(s) for s in starts]
+    out = summarize([score_audio(w, c) for w, c in zip(whole, captions, strict=True)])
+    out["prompt_only"] = summarize(
+        [score_audio(w, c) for w, c in zip(heard, captions, strict=True)]
+    )
+    return out

@@ -24,7 +24,7 @@ from most.eval.report import write_report
 from most.eval.router_report import plot_heatmap, router_examples, router_summary
 from most.eval.sqa import evaluate_qa_sets, evaluate_sqa, heldout_leaks
 from most.eval.text_ppl import text_retention
-from most.eval.ttm import MusicLM, evaluate_ttm, find_music_tokenizer
+from most.eval.ttm import MusicLM, evaluate_continuation, evaluate_ttm, find_music_tokenizer
 from most.eval.tts import evaluate_tts, tts_reference
 from most.generate import Sampling, SpeechLM
 from most.io import atomic_dir, atomic_write_json, read_json
@@ -255,10 +255,13 @@ def evaluate_into(
             # melodies run to 16 s at 25 units/s: more tokens than a spoken answer needs
             music_sampling = replace(sampling, max_new_tokens=max(sampling.max_new_tokens, 400))
             test = R.load_data("music")["test"]
-            timed(
-                "music",
-                lambda: evaluate_ttm(music_lm, test, sizes.music, music_sampling, tmp / "samples"),
-            )
+
+            def music() -> dict:
+                out = evaluate_ttm(music_lm, test, sizes.music, music_sampling, tmp / "samples")
+                out["continue"] = evaluate_continuation(music_lm, test, sizes.music, music_sampling)
+                return out
+
+            timed("music", music)
         if sizes.router:
             examples = router_examples(lm, speech_units["test"], sizes.router)
             timed("router", lambda: router_summary(lm.model, examples))

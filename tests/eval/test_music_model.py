@@ -17,12 +17,12 @@ from most.adapt import LayoutSection
 from most.cli import main
 from most.corpora.music import generate_melody
 from most.corpora.music_data import MUSIC_FEATURES
-from most.corpora.schema import audio_value
+from most.corpora.schema import audio_value, decode_audio
 from most.corpora.synth import render
 from most.data.prompts import Prompts
 from most.eval.music import score_audio
 from most.eval.report import flat_metrics
-from most.eval.ttm import MusicLM, evaluate_ttm
+from most.eval.ttm import MusicLM, evaluate_continuation, evaluate_ttm
 from most.generate import SpeechLM
 from most.layout import BEGIN_OF_MUSIC, END_OF_MUSIC, MUSIC, TEXT_TO_MUSIC
 from most.run import Run
@@ -213,3 +213,23 @@ def test_music_sources(music_model, base_dirs, tmp_path):
     plain = SpeechLM.load(run_adapt(tmp_path / "plain", base_dirs["qwen3_moe"]), device="cpu")
     with pytest.raises(ValueError, match=r"no music modality; adapt with --layout\.music=true"):
         music_sources(run, plain.prompts, plain.layout, STAGE1_RATIOS, data, "train")
+
+
+def test_evaluate_continuation(music_model):
+    hf, tok = music_model
+    played = generate_melody(3)
+    stored = audio_value(render(played))
+    row = {"id": "m", "music": stored, "text": played.caption(), "instrument": "x", "task": "music"}
+    test = datasets.Dataset.from_list([{**row, "duration": 1.0}], features=MUSIC_FEATURES)
+    units = tok.encode(decode_audio(stored), 16000).tolist()
+    half = round(0.5 * len(units))
+    lm = MusicLM(SpeechLM.load(hf, device="cpu"), tok)
+    _rig(lm, units[half:])  # the model writes exactly the rest of the melody
+    out = evaluate_continuation(lm, test, 4)
+    assert out["n"] == 1 and out["note_acc"] == 1.0 and out["tempo_acc"] == 1.0
+    assert out["prompt_only"]["note_acc"] < 0.8  # the first half alone misses notes
+    metrics = flat_metrics({"music": {"n": 1, "note_acc": 0.5, "continue": out}})
+    assert metrics["music.continue.note_acc"] == 1.0
+    assert metrics["music.continue.prompt_only.note_acc"] == out["prompt_only"]["note_acc"]
+    with pytest.raises(ValueError, match="share must be in"):
+        evaluate_continuation(lm, test, 1, share=1.0)

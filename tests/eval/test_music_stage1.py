@@ -125,6 +125,7 @@ def test_eval_reports_music(speech_run: Path) -> None:
     m = report["metrics"]
     assert m["music.n"] == 2 and m["music.original.note_acc"] == 1.0
     assert 0.0 <= m["music.note_acc"] <= 1.0 and "music.resynth.key_acc" in m
+    assert 0.0 <= m["music.continue.note_acc"] <= 1.0 and "music.continue.prompt_only.n" in m
     assert (R.eval / "report.md").read_text().count("music.") >= 4
     assert "sizes.music" in json.dumps(eval_fingerprint(speech_run, settings))
     # the release ships the music tokenizer: `most music --model RELEASE` needs nothing else
