@@ -148,7 +148,9 @@ def data(
         out, work, audio_items, text_sets, manifest["datasets"], corpus.max_seconds, num_jobs
     )
     rejects += text_rejects
-    if music.enabled:
+    if not music.enabled:  # a rebuild without music leaves none behind for the units stage
+        shutil.rmtree(out / "music", ignore_errors=True)
+    else:
         music_set = music_dataset(music)
         save_dataset(music_set, out / "music")
         manifest["datasets"]["music"] = {

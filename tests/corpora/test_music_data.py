@@ -106,6 +106,16 @@ def test_music_units(music_run):
         load_music_units(r, "nope")
 
 
+def test_a_rebuild_without_music_drops_it(tmp_path):
+    corpus = _kaldi(tmp_path / "corpus")
+    run = tmp_path / "run"
+    data(run=run, corpus=corpus, music=MusicConfig(train=2, test=1), num_jobs=1)
+    assert Run(run).has_data("music")
+    data(run=run, corpus=corpus, num_jobs=1, force=True)
+    assert not Run(run).has_data("music")
+    assert "music" not in json.loads((run / "data" / "manifest.json").read_text())["datasets"]
+
+
 @pytest.mark.parametrize("stage", ["data", "units", "adapt", "stage1", "stage2", "eval"])
 def test_music_recipes_override_tiny(stage):
     """``recipes/music/<stage>.yaml`` on top of ``recipes/tiny``: music on, the rest tiny's."""
