@@ -36,8 +36,11 @@ from transformers.tokenization_utils_base import AddedToken
 from most.layout import (
     DEFAULT_SPECIALS,
     DEFAULT_SPEECH_SPECIALS,
+    MUSIC,
+    MUSIC_SPECIALS,
     SPEECH,
     TEXT,
+    TEXT_TO_MUSIC,
     LayoutError,
     TokenLayout,
     UnitModality,
@@ -56,6 +59,7 @@ from most.moe.block import RoutingState
 from most.moe.config import ExpertsConfig
 from most.moe.surgery import convert, layer_groups
 from most.run import Run
+from most.units.music import music_tokenizer_info
 
 #: Filler tokens that pad a tokenizer shorter than the embedding table, so that added token ids
 #: start exactly at ``text_vocab_size`` as the layout says.
@@ -89,6 +93,10 @@ class LayoutSection:
     """Modalities beyond text and speech (music, ...), each with its unit count, tokenizer hash,
     unit spelling and the specials (listed in ``specials`` too) its expert group serves; their
     units follow the speech units. None: text and speech only."""
+    music: bool = False
+    """Add the ``music`` modality made by ``most units`` from ``RUN/data/music``: its units (count
+    and hash read from ``RUN/units/music/tokenizer``), ``<|begin_of_music|>``/``<|end_of_music|>``
+    (music experts) and the task marker ``<|ttm|>`` (text), after the extra modalities listed."""
     modalities: list[str] | None = None
     """Modality order: a token's expert group id is its modality's index here. None: text, speech,
     then the extra modalities as listed."""
@@ -109,12 +117,19 @@ def build_layout(run: Path, section: LayoutSection, text_vocab_size: int) -> Tok
         info = Run(run).unit_info()
         n_units, unit_hash = int(info["vocab_size"]), str(info["hash"])
     extra = tuple(section.extra_modalities or ())
+    specials = list(section.specials)
+    if section.music:
+        if any(m.name == MUSIC for m in extra):
+            raise LayoutError("layout.music: extra_modalities already lists a music modality")
+        n_music, music_hash = music_tokenizer_info(Run(run))
+        extra += (UnitModality(MUSIC, n_music, music_hash, specials=MUSIC_SPECIALS),)
+        specials += [t for t in (TEXT_TO_MUSIC, *MUSIC_SPECIALS) if t not in specials]
     modalities = section.modalities or [TEXT, SPEECH, *(m.name for m in extra)]
     return TokenLayout(
         text_vocab_size=text_vocab_size,
         n_units=n_units,
         unit_tokenizer_hash=unit_hash,
-        specials=tuple(section.specials),
+        specials=tuple(specials),
         speech_specials=tuple(section.speech_specials),
         modalities=tuple(modalities),
         extra_modalities=extra,

@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "asr": "most.tools.infer:asr",
     "tts": "most.tools.infer:tts",
     "chat": "most.tools.infer:chat",
+    "music": "most.tools.music:music",
 }
 
 

@@ -46,6 +46,14 @@ DEFAULT_SPEECH_SPECIALS: tuple[str, ...] = (BEGIN_OF_AUDIO, END_OF_AUDIO)
 TEXT = "text"
 SPEECH = "speech"
 
+#: The music modality (:class:`UnitModality` ``music``): its delimiters are served by the music
+#: experts; ``<|ttm|>`` (text to music) is a task marker, text like ``<|tts|>``.
+MUSIC = "music"
+BEGIN_OF_MUSIC = "<|begin_of_music|>"
+END_OF_MUSIC = "<|end_of_music|>"
+TEXT_TO_MUSIC = "<|ttm|>"
+MUSIC_SPECIALS: tuple[str, ...] = (BEGIN_OF_MUSIC, END_OF_MUSIC)
+
 
 class LayoutError(ValueError):
     """A layout that is inconsistent, or does not match the model or data it is used with."""

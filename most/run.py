@@ -5,6 +5,7 @@ One run folder holds one pipeline; each stage owns one sub-folder::
     RUN/data/<name>/               DatasetDicts (speech, text, sqa, instructions, ...) + manifest.json
     RUN/units/tokenizer/           the unit tokenizer (unit_tokenizer.json + weights)
     RUN/units/<hash>/<name>/       unit-encoded DatasetDicts, keyed by the tokenizer's hash
+    RUN/units/music/               the music tokenizer and music units (runs with music only)
     RUN/judge/                     the CTC judge (judge.json + weights)
     RUN/base/hf  RUN/adapt/hf  RUN/stage1/hf  RUN/stage2/hf  RUN/stage3/hf    HF model folders
     RUN/stage3/compare.json        stage 3's model against stage 2's, evaluated alike
@@ -96,6 +97,12 @@ class Run:
     @property
     def units_manifest(self) -> Path:
         return self.units / "manifest.json"
+
+    @property
+    def music_units(self) -> Path:
+        """``RUN/units/music``: the music tokenizer (``tokenizer/``) and its units (``<hash>/``),
+        made by ``most units`` when the run has ``RUN/data/music``."""
+        return self.units / "music"
 
     def unit_dataset(self, unit_hash: str, name: str) -> Path:
         return self.units / unit_hash / name

@@ -16,8 +16,13 @@ Formats (``|`` separates the prompt, whose labels are masked, from the answer th
     instruct <|user|> prompt <|text_answer|> <|assistant|>      | response <|end_of_turn|>
     speech_lm <|user|> <|asr|> <|boa|>                           | u.. <|eoa|>
              (the speech itself is the answer: the unit LM that ``most.eval.audio_lm`` scores)
+    ttm      <|user|> <|ttm|> caption <|assistant|> <|bom|>     | m.. <|eom|>
+    music_continue <|user|> <|ttm|> <|assistant|> <|bom|> m..   | m.. <|eom|>
+             (text to music, and the same with no caption: the music's start is the prompt;
+             ``m`` are the music modality's units, ``<|bom|>``/``<|eom|>`` its delimiters)
 
-A text answer ends with ``<|end_of_turn|>`` and a spoken one with ``<|end_of_audio|>``: generation
+A text answer ends with ``<|end_of_turn|>``, a spoken one with ``<|end_of_audio|>`` and music with
+``<|end_of_music|>``: generation
 stops on those (:meth:`Prompts.stop_ids`). The text-LM task reuses the base tokenizer's EOS as
 document separator, exactly as the ``base`` stage pretrained it.
 """
@@ -30,11 +35,21 @@ from typing import Literal, Protocol
 
 import torch
 
-from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, TokenLayout
+from most.layout import (
+    BEGIN_OF_AUDIO,
+    BEGIN_OF_MUSIC,
+    END_OF_AUDIO,
+    END_OF_MUSIC,
+    MUSIC,
+    TEXT_TO_MUSIC,
+    TokenLayout,
+)
 
 IGNORE = -100
 SpeechMode = Literal["text_then_units", "units"]
-TASKS: tuple[str, ...] = ("asr", "tts", "text_lm", "s2t", "s2s", "instruct", "speech_lm")
+TASKS: tuple[str, ...] = (
+    "asr", "tts", "text_lm", "s2t", "s2s", "instruct", "speech_lm", "ttm", "music_continue",
+)  # fmt: skip
 
 
 class TextTokenizer(Protocol):
@@ -96,6 +111,16 @@ class Prompts:
             raise ValueError(f"unit index out of range [0, {self.layout.n_units})")
         return self.layout.units_to_ids(units).tolist()
 
+    def music_ids(self, units: Sequence[int] | torch.Tensor) -> list[int]:
+        """Music unit indices in ``[0, n)`` (``n``: the music modality's unit count) -> token ids."""
+        if self.layout is None:
+            raise ValueError("music units need a token layout; this is a text-only model")
+        start, end = self.layout.unit_range(MUSIC)
+        units = torch.as_tensor(units, dtype=torch.long)
+        if units.numel() and (units.min() < 0 or units.max() >= end - start):
+            raise ValueError(f"music unit index out of range [0, {end - start})")
+        return self.layout.units_to_ids(units, MUSIC).tolist()
+
     @property
     def eos_id(self) -> int:
         if self._tokenizer().eos_token_id is None:
@@ -155,6 +180,19 @@ class Prompts:
         """The ASR prompt up to its audio: what precedes speech the model reads."""
         return [self.sp("<|user|>"), self.sp("<|asr|>"), self.sp(BEGIN_OF_AUDIO)]
 
+    def ttm_prompt(self, caption: str = "") -> list[int]:
+        """Text to music up to the music; with no caption, the context of music continuation."""
+        return [
+            self.sp("<|user|>"),
+            self.sp(TEXT_TO_MUSIC),
+            *(self.text(caption) if caption else []),
+            self.sp("<|assistant|>"),
+            self.sp(BEGIN_OF_MUSIC),
+        ]
+
+    def music_continue_prompt(self, units: Sequence[int] | torch.Tensor) -> list[int]:
+        return [*self.ttm_prompt(), *self.music_ids(units)]
+
     def text_lm_prompt(self, text: str = "") -> list[int]:
         return [self.eos_id, *self.text(text)]
 
@@ -185,6 +223,20 @@ class Prompts:
         return _join(
             self.speech_lm_prompt(), [*self.unit_ids(units), self.sp(END_OF_AUDIO)], "speech_lm"
         )
+
+    def ttm(self, caption: str, units: Sequence[int] | torch.Tensor) -> Example:
+        if not caption.strip():
+            raise ValueError("text to music needs a caption")
+        answer = [*self.music_ids(units), self.sp(END_OF_MUSIC)]
+        return _join(self.ttm_prompt(caption), answer, "ttm")
+
+    def music_continue(self, units: Sequence[int] | torch.Tensor, start: int) -> Example:
+        """``units[:start]`` is the prompt, the rest (and ``<|end_of_music|>``) the answer."""
+        units = list(units)
+        if not 0 < start < len(units):
+            raise ValueError(f"music continuation: start {start} not inside 1..{len(units) - 1}")
+        answer = [*self.music_ids(units[start:]), self.sp(END_OF_MUSIC)]
+        return _join(self.music_continue_prompt(units[:start]), answer, "music_continue")
 
     def text_lm(self, text: str) -> Example:
         # Every token after the leading separator is a target: the whole document is the answer.

@@ -20,6 +20,11 @@ The flat keys (documented in ``docs/eval-report.md``) never change meaning:
 - ``text.ppl_base``, ``text.ppl_model``
 - ``router.<layer>.<modality>.load`` (list of shares), ``router.<layer>.<modality>.entropy``,
   ``router.<layer>.<modality>.experts_per_token``, ``router.<layer>.<modality>.null_share``
+- ``music.note_acc|key_acc|tempo_acc|n`` (text to music, scored from the model's audio: runs with
+  music), ``music.resynth.*`` and ``music.original.*`` (the same scores of the test melodies
+  through the music tokenizer and as rendered: the ceiling and the scorer's own exactness),
+  ``music.continue.*`` and ``music.continue.prompt_only.*`` (music continuation: the model
+  writes the second half of each test melody; the first half alone for comparison)
 
 ``details`` keeps examples and counts; ``meta`` the model path, sizes and runtime.
 """
@@ -84,6 +89,15 @@ def flat_metrics(results: dict) -> dict:
         m[f"audio_lm.{name}.n"] = r["n"]
     for key, value in results.get("text", {}).items():
         m[f"text.{key}"] = value
+    music = results.get("music", {})
+    for key in ("note_acc", "key_acc", "tempo_acc", "n"):
+        if key in music:
+            m[f"music.{key}"] = music[key]
+            for reading in ("resynth", "original"):
+                m[f"music.{reading}.{key}"] = music.get(reading, {}).get(key)
+            if "continue" in music:
+                m[f"music.continue.{key}"] = music["continue"].get(key)
+                m[f"music.continue.prompt_only.{key}"] = music["continue"]["prompt_only"].get(key)
     for layer, per in results.get("router", {}).items():
         for modality, r in per.items():
             m[f"router.{layer}.{modality}.load"] = r["load"]

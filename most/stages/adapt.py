@@ -7,6 +7,7 @@ tokenizer and prints the plan, the adapted parameter counts and the host RAM ada
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from transformers import AutoConfig, AutoTokenizer
@@ -61,7 +62,12 @@ def adapt(
     inputs = {"source": folder_id(src)}
     if layout_args.n_units is None:  # the layout reads the run's unit tokenizer
         inputs["units"] = R.output_id("units")
-    current = fingerprint(dict(source=source, experts=experts, layout=layout_args), inputs)
+    layout_settings = asdict(layout_args)
+    if not layout_args.music:  # a run without music keeps the fingerprint it always had
+        layout_settings.pop("music")
+    elif "units" not in inputs:  # the music units' count and hash come from `most units`
+        inputs["units"] = R.output_id("units")
+    current = fingerprint(dict(source=source, experts=experts, layout=layout_settings), inputs)
     finished = (out / "config.json").is_file() and (out / LAYOUT_FILE).is_file()
     if finished and not force and (R.recorded("adapt") is None or R.check("adapt", current, False)):
         print(f"most adapt: {out} is up to date (pass --force=true to rebuild it)")

@@ -26,12 +26,13 @@ from most.corpora.build import (
     write_datasets,
 )
 from most.corpora.instructions import InstructionsConfig, read_instructions
+from most.corpora.music_data import MusicConfig, music_dataset, music_hash
 from most.corpora.sentence_tasks import sentence_instructions
 from most.corpora.speech import require_espeak
 from most.corpora.text_corpus import TextCorpusConfig, read_text_corpus
 from most.corpora.world import WorldConfig, build_world
 from most.corpora.world import text_corpus as world_text
-from most.io import atomic_write_json, atomic_write_text, read_json
+from most.io import atomic_write_json, atomic_write_text, read_json, save_dataset
 from most.run import Run, fingerprint
 
 
@@ -60,6 +61,7 @@ def data(
     speech: SpeechConfig = SpeechConfig(),
     text: TextCorpusConfig = TextCorpusConfig(),
     instructions: InstructionsConfig = InstructionsConfig(),
+    music: MusicConfig = MusicConfig(),
     num_jobs: int = 2,
     force: bool = False,
 ) -> Path:
@@ -73,6 +75,7 @@ def data(
         text: a text-LM corpus of your own beside a real speech corpus (``RUN/data/text``).
         instructions: chat data of your own beside a real speech corpus: text instructions
             (``RUN/data/instructions``) and their spoken pairs (``RUN/data/sqa``, ``qa_train``).
+        music: captioned synth melodies (``RUN/data/music``) beside either corpus; off by default.
         num_jobs: worker processes for synthesis and audio decoding.
         force: rebuild even if ``RUN/data`` is complete for these settings.
     """
@@ -93,6 +96,8 @@ def data(
                 "use it with a real corpus"
             )
         configs["instructions"] = instructions
+    if music.enabled:  # only then: a run without music keeps its settings and fingerprint
+        configs["music"] = music
     settings = settings_hash(*configs.values())
     current = fingerprint(configs, {})
     manifest_path = out / "manifest.json"
@@ -143,10 +148,21 @@ def data(
         out, work, audio_items, text_sets, manifest["datasets"], corpus.max_seconds, num_jobs
     )
     rejects += text_rejects
+    if not music.enabled:  # a rebuild without music leaves none behind for the units stage
+        shutil.rmtree(out / "music", ignore_errors=True)
+    else:
+        music_set = music_dataset(music)
+        save_dataset(music_set, out / "music")
+        manifest["datasets"]["music"] = {
+            split: {"items": len(ds), "hours": round(sum(ds["duration"]) / 3600, 4)}
+            for split, ds in music_set.items()
+        }
     atomic_write_text(out / "rejects.jsonl", "".join(json.dumps(r) + "\n" for r in rejects))
     manifest.update(info)
     manifest["rejects"] = len(rejects)
     manifest["content_hash"] = content_hash(all_files, text_sets)
+    if music.enabled:
+        manifest["content_hash"] = music_hash(music_set, manifest["content_hash"])
     manifest["build_seconds"] = round(time.perf_counter() - start, 1)
     R.record("data", current, content_hash=manifest["content_hash"])
     atomic_write_json(manifest_path, manifest)  # written last: marks the build complete

@@ -12,7 +12,7 @@ Every section is subsampled (``--sizes.*``) so the embedded default evaluates in
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -24,9 +24,11 @@ from most.eval.report import write_report
 from most.eval.router_report import plot_heatmap, router_examples, router_summary
 from most.eval.sqa import evaluate_qa_sets, evaluate_sqa, heldout_leaks
 from most.eval.text_ppl import text_retention
+from most.eval.ttm import MusicLM, evaluate_continuation, evaluate_ttm, find_music_tokenizer
 from most.eval.tts import evaluate_tts, tts_reference
 from most.generate import Sampling, SpeechLM
 from most.io import atomic_dir, atomic_write_json, read_json
+from most.layout import MUSIC, TokenLayout
 from most.run import FINGERPRINT_FILE, Run, StaleOutput, changes, fingerprint, folder_id
 
 _DEFAULT_SAMPLING = Sampling(max_new_tokens=200, batch_size=16)
@@ -60,6 +62,8 @@ class Sizes:
     blimp: int = 60
     router: int = 32
     """Teacher-forced ASR+TTS examples read with router telemetry on."""
+    music: int = 20
+    """Captions of ``music/test`` played by the model (runs whose model has music only)."""
 
     def __post_init__(self) -> None:
         if min(vars(self).values()) < 0:
@@ -162,7 +166,10 @@ def eval_fingerprint(run: Path, settings: EvalSettings) -> dict:
         inputs["judge"] = R.output_id("judge")
     if (base_dir / "config.json").is_file():
         inputs["base"] = folder_id(base_dir)
-    return fingerprint(asdict(settings), inputs)
+    recorded = asdict(settings)
+    if MUSIC not in TokenLayout.load(model_dir).modalities:  # the fingerprint it always had
+        recorded["sizes"].pop("music")
+    return fingerprint(recorded, inputs)
 
 
 def evaluate_into(
@@ -243,6 +250,18 @@ def evaluate_into(
             )
         if sizes.text:
             timed("text", lambda: text_retention(lm, run, models.base, sizes.text))
+        if sizes.music and MUSIC in lm.layout.modalities and R.has_data("music"):
+            music_lm = MusicLM(lm, find_music_tokenizer(model_dir, R.music_units))
+            # melodies run to 16 s at 25 units/s: more tokens than a spoken answer needs
+            music_sampling = replace(sampling, max_new_tokens=max(sampling.max_new_tokens, 400))
+            test = R.load_data("music")["test"]
+
+            def music() -> dict:
+                out = evaluate_ttm(music_lm, test, sizes.music, music_sampling, tmp / "samples")
+                out["continue"] = evaluate_continuation(music_lm, test, sizes.music, music_sampling)
+                return out
+
+            timed("music", music)
         if sizes.router:
             examples = router_examples(lm, speech_units["test"], sizes.router)
             timed("router", lambda: router_summary(lm.model, examples))

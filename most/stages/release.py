@@ -5,6 +5,7 @@
     config.json, model.safetensors, generation_config.json   the adapted model (stop ids set)
     tokenizer.json, tokenizer_config.json, token_layout.json  text tokenizer + token layout
     unit_tokenizer/                                          speech-unit tokenizer (JSON + safetensors)
+    music_tokenizer/                                         music-unit tokenizer (models with music)
     vocoder.json                                             how units become audio (kind, settings)
     eval/report.json, eval/report.md, eval/*.png             the evaluation it ships with
     README.md                                                model card (YAML metadata, eval table,
@@ -28,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from most.eval.ttm import MUSIC_UNITS_DIR, find_music_tokenizer
 from most.export import (
     REPORT_DIR,
     SUMS_FILE,
@@ -43,6 +45,7 @@ from most.export import (
 )
 from most.generate import UNITS_DIR, SpeechLM
 from most.io import atomic_dir, atomic_write_json, atomic_write_text, read_json
+from most.layout import MUSIC
 from most.run import FINGERPRINT_FILE, Run, fingerprint, folder_id
 
 
@@ -108,6 +111,8 @@ def release(
         lm.tokenizer.save_pretrained(str(tmp))
         lm.layout.save(tmp)
         lm.units.save(tmp / UNITS_DIR)
+        if MUSIC in lm.layout.modalities:  # `most music --model RELEASE` finds it there
+            find_music_tokenizer(model_dir, R.music_units).save(tmp / MUSIC_UNITS_DIR)
         atomic_write_json(tmp / "vocoder.json", vocoder_settings(lm.units, tmp / UNITS_DIR))
         copy_eval(R.eval, tmp / REPORT_DIR)
         atomic_write_text(tmp / "README.md", model_card(card, report, provenance(run), lm))

@@ -1,4 +1,5 @@
-"""``most stage1``: MoST stage 1, ASR + TTS + text-LM (+ speech-LM) mixture on the adapted model."""
+"""``most stage1``: MoST stage 1, ASR + TTS + text-LM (+ speech-LM) mixture on the adapted model,
+with text-to-music and music continuation when the run has music (``recipes/music``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.dryrun import load_config, print_dry_run
 from most.train.optim import LoraConfig, OptimConfig
-from most.train.stage import STAGE1_RATIOS, start_speech_stage, text_qa_replay, train_and_export
+from most.train.stage import (
+    STAGE1_RATIOS,
+    music_sources,
+    start_speech_stage,
+    text_qa_replay,
+    train_and_export,
+)
 
 _DEFAULT_DataConfig = DataConfig()
 _DEFAULT_LoraConfig = LoraConfig()
@@ -48,6 +55,7 @@ def stage1(
         S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans),
     ]
     train += text_qa_replay(run, p, layout, STAGE1_RATIOS, data)
+    train += music_sources(run, p, layout, STAGE1_RATIOS, data, "train")
     val = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
     train_and_export(
         st.paths, st.model, st.tok, layout, train, STAGE1_RATIOS, val, data, optim, trainer, lora

@@ -13,7 +13,13 @@ from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.dryrun import load_config, print_dry_run
 from most.train.optim import LoraConfig, OptimConfig
-from most.train.stage import STAGE2_RATIOS, start_speech_stage, text_qa_replay, train_and_export
+from most.train.stage import (
+    STAGE2_RATIOS,
+    music_sources,
+    start_speech_stage,
+    text_qa_replay,
+    train_and_export,
+)
 
 _DEFAULT_DataConfig = DataConfig()
 _DEFAULT_LoraConfig = LoraConfig()
@@ -64,6 +70,7 @@ def stage2(
         *([S.text_lm(p, text)] if text is not None else []),
         S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans),
         *text_qa_replay(run, p, layout, STAGE2_RATIOS, data, answer_sentences),
+        *music_sources(run, p, layout, STAGE2_RATIOS, data, "train"),  # replay (recipes/music)
     ]
     val = [S.instruct(p, instr["test"]), S.asr(p, speech["dev"]), S.tts(p, speech["dev"])]
     train_and_export(

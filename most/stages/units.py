@@ -26,6 +26,7 @@ from most.run import Run, fingerprint
 from most.units.encode import audio_datasets, is_done, merge, parts_root, plan_jobs, run_jobs
 from most.units.fit import prepare_tokenizer
 from most.units.kinds import TokenizerConfig
+from most.units.music import MUSIC_DATA, MusicUnitsConfig, music_units
 
 __all__ = ["TokenizerConfig", "units"]
 
@@ -38,6 +39,7 @@ def units(
     force: bool = False,
     fit_only: bool = False,
     part_rows: int = 256,
+    music: MusicUnitsConfig = MusicUnitsConfig(),
 ) -> Path:
     """Encode ``RUN/data`` into unit shards; returns ``RUN/units``.
 
@@ -49,6 +51,8 @@ def units(
         force: refit the tokenizer and re-encode everything.
         fit_only: fit/load and save the tokenizer, encode nothing (run before a sharded job).
         part_rows: rows per resumable part; all shards of one job must use the same value.
+        music: the music tokenizer (:mod:`most.units.music`), fitted and used when the run has
+            ``RUN/data/music``; its units go to ``RUN/units/music``.
     """
     cfg = tokenizer or TokenizerConfig()
     datasets.disable_progress_bars()  # our own bar reports rows and × real time
@@ -56,10 +60,16 @@ def units(
     if not r.data.is_dir():
         raise FileNotFoundError(f"{r.data}: no data; run `most data --run {run}` first")
     shard_ix, n_shards = parse_shard(shard)
-    current = fingerprint({"tokenizer": cfg.fingerprint_settings()}, {"data": r.output_id("data")})
+    settings: dict = {"tokenizer": cfg.fingerprint_settings()}
+    has_music = r.has_data(MUSIC_DATA)
+    if has_music:  # only then: a run without music keeps its fingerprint
+        settings["music"] = music
+    current = fingerprint(settings, {"data": r.output_id("data")})
     if not force:  # units made from other data or settings: refused, naming what changed
         r.check("units", current, False)
     tok = prepare_tokenizer(cfg, r, force=force and shard is None)
+    if has_music and shard is None:
+        music_units(r, music, force)
     if fit_only:
         print(f"most units: tokenizer {tok.hash} ready in {r.unit_tokenizer}")
         return r.units

@@ -145,3 +145,31 @@ def mixture(sources: list[Source], defaults: dict[str, float], overrides: dict[s
     ratios = {**defaults, **overrides}
     kept = [s for s in sources if ratios[s.task] > 0]
     return kept, [ratios[s.task] for s in kept]
+
+
+def ttm(p: Prompts, ds: datasets.Dataset) -> Source:
+    """Text to music: the caption (key, tempo, style, instrument and notes) -> its music units."""
+    return Source("ttm", _cols(ds, "text", "units"), lambda r: p.ttm(r["text"], r["units"]))
+
+
+def music_continue(
+    p: Prompts, ds: datasets.Dataset, low: float = 0.25, high: float = 0.75
+) -> Source:
+    """Music continuation: the first ``low``-``high`` share of a melody's units (drawn per
+    example) is the prompt, the rest the answer."""
+    if not 0.0 < low <= high < 1.0:
+        raise ValueError(
+            f"music continuation shares must satisfy 0 < low <= high < 1: {low}, {high}"
+        )
+
+    def cut(row: dict, rng: np.random.Generator) -> dict:
+        n = len(row["units"])
+        start = round(n * rng.uniform(low, high))
+        return {**row, "start": min(max(start, 1), n - 1)}
+
+    return Source(
+        "music_continue",
+        _cols(ds, "units"),
+        lambda r: p.music_continue(r["units"], r.get("start", len(r["units"]) // 2)),
+        cut,
+    )

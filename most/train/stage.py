@@ -17,7 +17,7 @@ from transformers import AutoTokenizer
 
 import most.modeling  # noqa: F401  (registers the adapted model with transformers' Auto classes)
 from most.data.prompts import Example, Prompts
-from most.layout import TokenLayout
+from most.layout import MUSIC, TokenLayout
 from most.run import Run, fingerprint, folder_id
 from most.train import sources as S
 from most.train.config import TrainerConfig
@@ -28,10 +28,14 @@ from most.train.optim import LoraConfig, OptimConfig, apply_lora, select_trainab
 from most.train.runner import StagePaths, export_hf, fit, prepare, write_metrics
 from most.train.sharding import check_available, loads_weights
 from most.train.textqa import qa_text
+from most.units.music import load_music_units
 from most.weights import AUTO, load_causal_lm
 
 BASE_RATIOS = {"text_lm": 0.9, "text_qa": 0.1}
-STAGE1_RATIOS = {"asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.0, "speech_lm": 0.0}
+STAGE1_RATIOS = {
+    "asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.0, "speech_lm": 0.0,
+    "ttm": 0.0, "music_continue": 0.0,  # music: on in recipes/music (needs the music modality)
+}  # fmt: skip
 STAGE2_RATIOS = {
     "s2t": 0.4,
     "s2s": 0.4,
@@ -41,6 +45,8 @@ STAGE2_RATIOS = {
     "text_lm": 0.0,
     "text_qa": 0.0,
     "speech_lm": 0.0,
+    "ttm": 0.0,
+    "music_continue": 0.0,
 }
 
 
@@ -129,6 +135,25 @@ def text_qa_replay(
     return [
         S.text_qa(p, Run(run).load_units("sqa", layout.unit_tokenizer_hash)["qa_train"], sentences)
     ]
+
+
+def music_sources(
+    run: Path, p: Prompts, layout: TokenLayout, defaults: dict, data: DataConfig, split: str
+) -> list[Source]:
+    """``ttm`` and ``music_continue`` on ``RUN/units/music`` ``split``, each only when its ratio
+    is > 0; the layout must have the music modality (``most adapt --layout.music=true``)."""
+    ratios = {**defaults, **data.ratios}
+    wanted = [t for t in ("ttm", "music_continue") if ratios.get(t, 0.0) > 0]
+    if not wanted:
+        return []
+    if MUSIC not in layout.modalities:
+        raise ValueError(
+            f"data.ratios asks for {', '.join(wanted)}, but the model has no music modality; "
+            "adapt with --layout.music=true"
+        )
+    music = load_music_units(Run(run), layout.unit_tokenizer_hash_of(MUSIC))[split]
+    build = {"ttm": S.ttm, "music_continue": S.music_continue}
+    return [build[t](p, music) for t in wanted]
 
 
 def text_qa_source(p: Prompts, ds) -> Source:
