@@ -1,4 +1,4 @@
-"""Stage 1 and eval with music: a run with music units, adapted with ``--layout.music``, trains
+"""Stage 1 and eval with music: a run with music units, adapted with ``most adapt --music=true``, trains
 text to music and music continuation beside ASR/TTS (its music loss falls), and ``most eval``
 reports ``music.*`` scored from the model's audio."""
 
@@ -57,17 +57,18 @@ def _add_music(run: Path) -> MelKMeansTokenizer:
 def test_stage1_trains_music(speech_run: Path) -> None:
     tok = _add_music(speech_run)
     R = Run(speech_run)
-    layout_args = LayoutSection(n_units=N_UNITS, unit_tokenizer_hash=UNIT_HASH, music=True)
+    layout_args = LayoutSection(n_units=N_UNITS, unit_tokenizer_hash=UNIT_HASH)
     hf = adapt(
         run=speech_run,
         source=SourceSection(model=R.hf("base")),
         experts=ExpertsConfig(init="upcycle"),
         layout=layout_args,
+        music=True,
         force=True,
     )
     layout = TokenLayout.load(hf)
     assert layout.unit_tokenizer_hash_of(MUSIC) == tok.hash and MUSIC in layout.modalities
-    assert "layout.music" in json.dumps(R.recorded("adapt"))
+    assert tok.hash in json.dumps(R.recorded("adapt")["settings"])  # the music modality's
     stage1(
         run=speech_run,
         data=DataConfig(batch_size=4, max_len=96, val_batches=1, ratios=RATIOS),
@@ -113,7 +114,8 @@ def test_eval_reports_music(speech_run: Path) -> None:
         run=speech_run,
         source=SourceSection(model=R.hf("base")),
         experts=ExpertsConfig(init="upcycle"),
-        layout=LayoutSection(music=True),  # speech and music units from RUN/units
+        layout=LayoutSection(),  # speech and music units from RUN/units
+        music=True,
         force=True,
     )
     settings = _settings(hf)
@@ -168,7 +170,8 @@ def test_stage1_learns_captions_and_most_music_plays_them(speech_run: Path, caps
         run=speech_run,
         source=SourceSection(model=R.hf("base")),
         experts=ExpertsConfig(init="upcycle"),
-        layout=LayoutSection(n_units=N_UNITS, unit_tokenizer_hash=UNIT_HASH, music=True),
+        layout=LayoutSection(n_units=N_UNITS, unit_tokenizer_hash=UNIT_HASH),
+        music=True,
         force=True,
     )
     stage1(
