@@ -25,7 +25,7 @@ between the many unit tokens, which would otherwise receive identical gradients.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -93,10 +93,6 @@ class LayoutSection:
     """Modalities beyond text and speech (music, ...), each with its unit count, tokenizer hash,
     unit spelling and the specials (listed in ``specials`` too) its expert group serves; their
     units follow the speech units. None: text and speech only."""
-    music: bool = False
-    """Add the ``music`` modality made by ``most units`` from ``RUN/data/music``: its units (count
-    and hash read from ``RUN/units/music/tokenizer``), ``<|begin_of_music|>``/``<|end_of_music|>``
-    (music experts) and the task marker ``<|ttm|>`` (text), after the extra modalities listed."""
     modalities: list[str] | None = None
     """Modality order: a token's expert group id is its modality's index here. None: text, speech,
     then the extra modalities as listed."""
@@ -117,23 +113,30 @@ def build_layout(run: Path, section: LayoutSection, text_vocab_size: int) -> Tok
         info = Run(run).unit_info()
         n_units, unit_hash = int(info["vocab_size"]), str(info["hash"])
     extra = tuple(section.extra_modalities or ())
-    specials = list(section.specials)
-    if section.music:
-        if any(m.name == MUSIC for m in extra):
-            raise LayoutError("layout.music: extra_modalities already lists a music modality")
-        n_music, music_hash = music_tokenizer_info(Run(run))
-        extra += (UnitModality(MUSIC, n_music, music_hash, specials=MUSIC_SPECIALS),)
-        specials += [t for t in (TEXT_TO_MUSIC, *MUSIC_SPECIALS) if t not in specials]
     modalities = section.modalities or [TEXT, SPEECH, *(m.name for m in extra)]
     return TokenLayout(
         text_vocab_size=text_vocab_size,
         n_units=n_units,
         unit_tokenizer_hash=unit_hash,
-        specials=tuple(specials),
+        specials=tuple(section.specials),
         speech_specials=tuple(section.speech_specials),
         modalities=tuple(modalities),
         extra_modalities=extra,
     )
+
+
+def with_music(run: Path, section: LayoutSection) -> LayoutSection:
+    """``section`` plus the ``music`` modality that ``most units`` made from ``RUN/data/music``:
+    its units (count and hash from ``RUN/units/music/tokenizer``) after the other modalities',
+    ``<|begin_of_music|>``/``<|end_of_music|>`` (served by the music experts) and the task marker
+    ``<|ttm|>`` (text)."""
+    extra = list(section.extra_modalities or [])
+    if any(m.name == MUSIC for m in extra):
+        raise LayoutError("music: layout.extra_modalities already lists a music modality")
+    n_music, music_hash = music_tokenizer_info(Run(run))
+    music = UnitModality(MUSIC, n_music, music_hash, specials=MUSIC_SPECIALS)
+    new = [t for t in (TEXT_TO_MUSIC, *MUSIC_SPECIALS) if t not in section.specials]
+    return replace(section, specials=[*section.specials, *new], extra_modalities=[*extra, music])
 
 
 def check_collisions(layout: TokenLayout, vocab: dict[str, int]) -> None:

@@ -60,7 +60,7 @@ class MusicLM:
 
     def __init__(self, lm: SpeechLM, music: UnitTokenizer) -> None:
         if MUSIC not in lm.layout.modalities:
-            raise LayoutError("this model has no music modality (adapt with --layout.music=true)")
+            raise LayoutError("this model has no music modality (adapt with --music=true)")
         lm.layout.check_units(music.hash, where="music tokenizer", modality=MUSIC)
         self.lm, self.music = lm, music
 

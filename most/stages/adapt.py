@@ -7,7 +7,6 @@ tokenizer and prints the plan, the adapted parameter counts and the host RAM ada
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from transformers import AutoConfig, AutoTokenizer
@@ -21,6 +20,7 @@ from most.adapt import (
     extend_tokenizer,
     extend_vocab,
     plan,
+    with_music,
 )
 from most.io import atomic_dir, atomic_write_json
 from most.layout import LAYOUT_FILE
@@ -36,10 +36,14 @@ def adapt(
     source: SourceSection | None = None,
     experts: ExpertsConfig | None = None,
     layout: LayoutSection | None = None,
+    music: bool = False,
     force: bool = False,
     dry_run: bool = False,
 ) -> Path | dict:
     """Adapt ``source.model`` (default ``RUN/base/hf``) and write ``RUN/adapt/hf``.
+
+    ``music``: add the music modality of ``RUN/units/music`` to the layout
+    (:func:`most.adapt.with_music`; the run needs ``most data --music.*`` and ``most units``).
 
     ``dry_run``: print (and return) what adapt would build and the host RAM it needs, reading only
     the config (``source.model`` may then also be a ``config.json`` file) and the tokenizer.
@@ -49,6 +53,8 @@ def adapt(
         experts or ExpertsConfig(),
         layout or LayoutSection(),
     )
+    if music:  # the layout section then holds the music modality: it is in the fingerprint
+        layout_args = with_music(run, layout_args)
     run = Path(run)
     R = Run(run)
     out = R.hf("adapt")
@@ -62,12 +68,7 @@ def adapt(
     inputs = {"source": folder_id(src)}
     if layout_args.n_units is None:  # the layout reads the run's unit tokenizer
         inputs["units"] = R.output_id("units")
-    layout_settings = asdict(layout_args)
-    if not layout_args.music:  # a run without music keeps the fingerprint it always had
-        layout_settings.pop("music")
-    elif "units" not in inputs:  # the music units' count and hash come from `most units`
-        inputs["units"] = R.output_id("units")
-    current = fingerprint(dict(source=source, experts=experts, layout=layout_settings), inputs)
+    current = fingerprint(dict(source=source, experts=experts, layout=layout_args), inputs)
     finished = (out / "config.json").is_file() and (out / LAYOUT_FILE).is_file()
     if finished and not force and (R.recorded("adapt") is None or R.check("adapt", current, False)):
         print(f"most adapt: {out} is up to date (pass --force=true to rebuild it)")

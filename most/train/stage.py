@@ -141,7 +141,7 @@ def music_sources(
     run: Path, p: Prompts, layout: TokenLayout, defaults: dict, data: DataConfig, split: str
 ) -> list[Source]:
     """``ttm`` and ``music_continue`` on ``RUN/units/music`` ``split``, each only when its ratio
-    is > 0; the layout must have the music modality (``most adapt --layout.music=true``)."""
+    is > 0; the layout must have the music modality (``most adapt --music=true``)."""
     ratios = {**defaults, **data.ratios}
     wanted = [t for t in ("ttm", "music_continue") if ratios.get(t, 0.0) > 0]
     if not wanted:
@@ -149,7 +149,7 @@ def music_sources(
     if MUSIC not in layout.modalities:
         raise ValueError(
             f"data.ratios asks for {', '.join(wanted)}, but the model has no music modality; "
-            "adapt with --layout.music=true"
+            "adapt with --music=true"
         )
     music = load_music_units(Run(run), layout.unit_tokenizer_hash_of(MUSIC))[split]
     build = {"ttm": S.ttm, "music_continue": S.music_continue}

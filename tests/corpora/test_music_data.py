@@ -129,7 +129,7 @@ def test_music_recipes_override_tiny(stage):
     elif stage == "units":
         assert both["music"].k == 512 and both["tokenizer"] == alone["tokenizer"]
     elif stage == "adapt":
-        assert both["layout"].music and not alone["layout"].music
+        assert both["music"] and not alone["music"] and both["layout"] == alone["layout"]
         assert both["experts"].router == alone["experts"].router
     elif stage in ("stage1", "stage2"):
         ratios = both["data"].ratios

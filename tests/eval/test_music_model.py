@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from most.adapt import LayoutSection
+from most.adapt import LayoutSection, with_music
 from most.cli import main
 from most.corpora.music import generate_melody
 from most.corpora.music_data import MUSIC_FEATURES
@@ -43,7 +43,7 @@ def music_model(base_dirs, tmp_path_factory) -> tuple[Path, MelKMeansTokenizer]:
     wavs = [render(generate_melody(s)) for s in range(12)]
     tok = MelKMeansTokenizer.fit(wavs, k=K, frame_rate=25.0, dedup=False, seed=0)
     tok.save(Run(run).music_units / "tokenizer")
-    layout = LayoutSection(n_units=LAYOUT_UNITS, unit_tokenizer_hash="test-units", music=True)
+    layout = with_music(run, LayoutSection(n_units=LAYOUT_UNITS, unit_tokenizer_hash="test-units"))
     hf = run_adapt(run, base_dirs["qwen3_moe"], layout, groups=GROUPS)
     return hf, tok
 
@@ -211,7 +211,7 @@ def test_music_sources(music_model, base_dirs, tmp_path):
     assert sum(label != -100 for label in ex.labels) == n - row["start"] + 1
     assert music_sources(run, p, layout, STAGE1_RATIOS, DataConfig(), "train") == []
     plain = SpeechLM.load(run_adapt(tmp_path / "plain", base_dirs["qwen3_moe"]), device="cpu")
-    with pytest.raises(ValueError, match=r"no music modality; adapt with --layout\.music=true"):
+    with pytest.raises(ValueError, match=r"no music modality; adapt with --music=true"):
         music_sources(run, plain.prompts, plain.layout, STAGE1_RATIOS, data, "train")
 
 

@@ -1,4 +1,4 @@
-"""Stage 1 and eval with music: a run with music units, adapted with ``--layout.music``, trains
+"""Stage 1 and eval with music: a run with music units, adapted with ``most adapt --music=true``, trains
 text to music and music continuation beside ASR/TTS (its music loss falls), and ``most eval``
 reports ``music.*`` scored from the model's audio."""
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import datasets
 
 from most.adapt import LayoutSection, SourceSection
+from most.cli import main as most_main
 from most.corpora.music import generate_melody
 from most.corpora.music_data import MusicConfig, music_dataset
 from most.corpora.synth import render
@@ -31,6 +32,7 @@ from most.train.optim import OptimConfig
 from most.units.mel_kmeans import MelKMeansTokenizer
 
 RATIOS = {"asr": 0.2, "tts": 0.2, "text_lm": 0.1, "ttm": 0.4, "music_continue": 0.1}
+ONLY_TTM = {"asr": 0.0, "tts": 0.0, "text_lm": 0.0, "ttm": 1.0}
 
 
 def _add_music(run: Path) -> MelKMeansTokenizer:
@@ -55,17 +57,18 @@ def _add_music(run: Path) -> MelKMeansTokenizer:
 def test_stage1_trains_music(speech_run: Path) -> None:
     tok = _add_music(speech_run)
     R = Run(speech_run)
-    layout_args = LayoutSection(n_units=N_UNITS, unit_tokenizer_hash=UNIT_HASH, music=True)
+    layout_args = LayoutSection(n_units=N_UNITS, unit_tokenizer_hash=UNIT_HASH)
     hf = adapt(
         run=speech_run,
         source=SourceSection(model=R.hf("base")),
         experts=ExpertsConfig(init="upcycle"),
         layout=layout_args,
+        music=True,
         force=True,
     )
     layout = TokenLayout.load(hf)
     assert layout.unit_tokenizer_hash_of(MUSIC) == tok.hash and MUSIC in layout.modalities
-    assert "layout.music" in json.dumps(R.recorded("adapt"))
+    assert tok.hash in json.dumps(R.recorded("adapt")["settings"])  # the music modality's
     stage1(
         run=speech_run,
         data=DataConfig(batch_size=4, max_len=96, val_batches=1, ratios=RATIOS),
@@ -111,7 +114,8 @@ def test_eval_reports_music(speech_run: Path) -> None:
         run=speech_run,
         source=SourceSection(model=R.hf("base")),
         experts=ExpertsConfig(init="upcycle"),
-        layout=LayoutSection(music=True),  # speech and music units from RUN/units
+        layout=LayoutSection(),  # speech and music units from RUN/units
+        music=True,
         force=True,
     )
     settings = _settings(hf)
@@ -142,3 +146,42 @@ def _settings(model: Path) -> EvalSettings:
         judges=Judges(names=[]),
         sampling=Sampling(max_new_tokens=40),
     )
+
+
+def test_stage1_learns_captions_and_most_music_plays_them(speech_run: Path, capsys) -> None:
+    """Nothing rigged: 120 steps of text to music teach the tiny model two caption -> melody
+    pairs, and ``most music`` then plays each caption note for note (scored from the audio)."""
+    R = Run(speech_run)
+    wavs = {s: render(generate_melody(s)) for s in range(12)}
+    tok = MelKMeansTokenizer.fit(list(wavs.values()), k=128, frame_rate=25.0, dedup=False)
+    tok.save(R.music_units / "tokenizer")
+    rows = [
+        {
+            "id": f"m{s}",
+            "text": generate_melody(s).caption(),
+            "duration": 1.0,
+            "units": tok.encode(wavs[s], 16000).tolist(),
+        }
+        for s in (2, 5)  # 83 and 55 units
+    ]
+    split = datasets.Dataset.from_list(rows)
+    datasets.DatasetDict(train=split, test=split).save_to_disk(str(R.music_units / tok.hash))
+    adapt(
+        run=speech_run,
+        source=SourceSection(model=R.hf("base")),
+        experts=ExpertsConfig(init="upcycle"),
+        layout=LayoutSection(n_units=N_UNITS, unit_tokenizer_hash=UNIT_HASH),
+        music=True,
+        force=True,
+    )
+    stage1(
+        run=speech_run,
+        data=DataConfig(batch_size=4, max_len=512, val_batches=1, ratios=ONLY_TTM),
+        optim=OptimConfig(lr=1e-2, warmup_steps=10, weight_decay=0.0, dropout=0.0),
+        trainer=TrainerConfig(max_steps=120, val_every=120, ckpt_every=120, progress=False),
+    )
+    for i, row in enumerate(rows):
+        out = speech_run / f"played{i}.wav"
+        args = ["music", row["text"], "-o", str(out), "--model", str(R.hf("stage1"))]
+        assert most_main([*args, "--device=cpu"]) == 0
+        assert "note_acc 1.000  key_acc 1.0  tempo_acc 1.0" in capsys.readouterr().out
