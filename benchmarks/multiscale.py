@@ -282,95 +282,115 @@ def floor(tok: RVQTokenizer, test: list) -> float:
 
 
 def markdown(result: dict) -> str:
+    """The table: each metric's mean over seeds, the seeds' own values in brackets."""
     keys = [
         ("tts_code_accuracy", "TTS code acc (TF)"),
         ("tts_code_ce", "TTS CE/code (TF)"),
         ("tts_rel_mel_mse", "TTS rel. mel MSE (greedy)"),
-        ("tts_length_error", "TTS length error"),
+        ("tts_length_error", "TTS length error (greedy)"),
         ("asr_char_accuracy", "ASR char acc (TF)"),
         ("gen_frames_per_s", "gen frames/s"),
         ("train_flops", "train FLOPs"),
         ("train_s", "train s"),
-        ("loss_last", "final train loss"),
+        ("params", "params"),
     ]
+    runs = result["runs"]
     lines = [
         "# Multi-scale decoder vs flat codebooks",
         "",
-        f"{result['setup']}",
+        result["setup"],
         "",
         "| metric | flat | multiscale |",
         "|---|---|---|",
     ]
+
+    def cell(kind: str, key: str) -> str:
+        values = [run[kind][key] for run in runs.values()]
+        fmt = "{:.3g}" if key in ("train_flops", "params") else "{:.4g}"
+        each = " / ".join(fmt.format(v) for v in values)
+        return fmt.format(sum(values) / len(values)) + (f" ({each})" if len(values) > 1 else "")
+
     for key, name in keys:
-        a, b = result["flat"][key], result["multiscale"][key]
-        fmt = (lambda v: f"{v:.3g}") if key == "train_flops" else str
-        lines.append(f"| {name} | {fmt(a)} | {fmt(b)} |")
+        lines.append(f"| {name} | {cell('flat', key)} | {cell('multiscale', key)} |")
     lines += [
         "",
-        f"Quantisation floor of the rel. mel MSE (truth codes): {result['mel_floor']}",
+        f"Mean over seeds {', '.join(runs)} (each seed's value in brackets). Quantisation floor of "
+        f"the rel. mel MSE (truth codes): {result['mel_floor']}. Wall time {result['total_s']} s.",
         "",
     ]
     return "\n".join(lines)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
-    ap.add_argument("--train", type=int, default=40)
-    ap.add_argument("--test", type=int, default=8)
-    ap.add_argument("--codebooks", type=int, default=4)
-    ap.add_argument("--k", type=int, default=64)
-    ap.add_argument("--frame-rate", type=float, default=25.0)
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--local-hidden", type=int, default=64)
-    ap.add_argument("--local-layers", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    t0 = time.perf_counter()
+def run_seed(seed: int, args, tok: RVQTokenizer, train_items: list, test_items: list) -> dict:
+    """Both models from the same random global model (``seed``), on the same batches."""
+    c, k = tok.n_codebooks, tok.codebook_size
+    section = LayoutSection(n_units=c * k, unit_tokenizer_hash=tok.hash)
     with tempfile.TemporaryDirectory() as folder:
-        tok, train_items, test_items = corpus(args.train, args.test, Path(folder), args)
-        c, k = tok.n_codebooks, tok.codebook_size
-        section = LayoutSection(n_units=c * k, unit_tokenizer_hash=tok.hash)
-        adapted = adapt_tiny(tiny_base("qwen3_moe", **GLOBAL), layout=section)
-        adapted.save_pretrained(folder + "/global")
-        base = AutoModelForCausalLM.from_pretrained(folder + "/global")
+        adapt_tiny(tiny_base("qwen3_moe", seed=seed, **GLOBAL), layout=section).save_pretrained(
+            folder
+        )
+        base = AutoModelForCausalLM.from_pretrained(folder)  # runs as a loaded model does
     layout = base.layout
-    rng = random.Random(0)
+    rng = random.Random(seed)
     tasks = ["tts", "asr"] * (args.batch // 2)
     batches = [
         [flat_example(layout, rng.choice(train_items), t) for t in tasks] for _ in range(args.steps)
     ]
-    result = {
-        "machine": platform.processor() or platform.machine(),
-        "args": vars(args) | {"out": str(args.out)},
-    }
+    out = {}
     for kind in ("flat", "multiscale"):
-        torch.manual_seed(1)
+        torch.manual_seed(seed)
         model = copy.deepcopy(base)
         if kind == "multiscale":
             model = MostMultiScale.from_global(
                 model, c, local_hidden_size=args.local_hidden, local_layers=args.local_layers
             )
-        result[kind] = {
+        out[kind] = {
             "params": sum(p.numel() for p in model.parameters()),
             **train(kind, model, layout, c, batches, args.lr),
             **teacher_forced(kind, model, layout, c, k, test_items),
             **free_running(kind, model, layout, tok, test_items, 1.5),
         }
-        print(kind, result[kind], flush=True)
+        print(f"seed {seed}", kind, out[kind], flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    ap.add_argument("--train", type=int, default=48)
+    ap.add_argument("--test", type=int, default=8)
+    ap.add_argument("--codebooks", type=int, default=4)
+    ap.add_argument("--k", type=int, default=64)
+    ap.add_argument("--frame-rate", type=float, default=25.0)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--local-hidden", type=int, default=64)
+    ap.add_argument("--local-layers", type=int, default=2)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        tok, train_items, test_items = corpus(args.train, args.test, Path(folder), args)
+    runs = {str(s): run_seed(s, args, tok, train_items, test_items) for s in args.seeds}
+    c, k = tok.n_codebooks, tok.codebook_size
     frames = sum(len(x[1]) for x in train_items) / len(train_items)
-    result["mel_floor"] = floor(tok, test_items)
-    result["total_s"] = round(time.perf_counter() - t0, 1)
-    result["setup"] = (
-        f"{args.train} train / {args.test} held-out espeak-ng sentences ({VOICE}), rvq {c}x{k} at "
-        f"{args.frame_rate:g} Hz (mean {frames:.0f} frames/utterance); tiny Qwen3-MoE global "
-        f"(hidden {GLOBAL['hidden_size']}, {GLOBAL['num_hidden_layers']} layers, 8 experts top-2), "
-        f"local {args.local_layers}x{args.local_hidden}; {args.steps} steps x {args.batch} "
-        f"(TTS/ASR 50/50), 1 thread. TF = teacher-forced."
-    )
+    result = {
+        "machine": platform.processor() or platform.machine(),
+        "args": vars(args) | {"out": str(args.out)},
+        "runs": runs,
+        "mel_floor": floor(tok, test_items),
+        "total_s": round(time.perf_counter() - t0, 1),
+        "setup": (
+            f"{args.train} train / {args.test} held-out espeak-ng sentences ({VOICE}), rvq {c}x{k} "
+            f"at {args.frame_rate:g} Hz (mean {frames:.0f} frames/utterance); tiny Qwen3-MoE "
+            f"global (hidden {GLOBAL['hidden_size']}, {GLOBAL['num_hidden_layers']} layers, 8 "
+            f"experts top-2), local {args.local_layers}x{args.local_hidden}; {args.steps} steps x "
+            f"{args.batch} (TTS/ASR 50/50), AdamW one-cycle lr {args.lr:g}, 1 thread. "
+            "TF = teacher-forced on held-out sentences."
+        ),
+    }
     atomic_write_json(args.out / "multiscale.json", result)
     atomic_write_text(args.out / "multiscale.md", markdown(result))
     print(markdown(result))
