@@ -11,7 +11,8 @@ global sequence is ``C`` times shorter than the flat one, so the LLM (most of th
 **Targets and the end of audio.** The global head keeps its job of predicting the next position's
 id: a text token, ``<|end_of_audio|>``, or - for a frame - the frame's codebook-0 unit id (the id
 the position carries, see :mod:`most.multiscale.frames`). So the global model decides *whether* a
-frame comes, the local model decides *which* codes it has. When generating speech the choice is
+frame comes, the local model decides *which* codes it has (the global head's guess of codebook 0
+is the alternative to stopping, never a generated code). When generating speech the choice is
 between two events only: stop (logit of ``<|end_of_audio|>``) against another frame (log-sum-exp of
 the codebook-0 unit logits); greedy stops when the first wins, sampling draws it.
 ``loss = global CE (next id, labelled positions) + local CE (all C codebooks of labelled frames)``

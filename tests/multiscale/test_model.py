@@ -3,6 +3,7 @@ cached == uncached generation, stopping, learning, and save -> reload through ``
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from most.multiscale import MostMultiScale, collate_frames, from_frames, to_frames
@@ -199,3 +200,10 @@ def test_loads_in_a_fresh_process_after_import_most(global_model, tmp_path) -> N
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "MostMultiScale"
     assert torch.equal(torch.load(tmp_path / "g.pt"), want)
+
+
+def test_codebooks_must_divide_the_units(global_model) -> None:
+    with pytest.raises(ValueError, match="20 units are not 3 codebooks"):
+        MostMultiScale.from_global(global_model, 3)
+    with pytest.raises(ValueError, match="at most 3"):
+        make(global_model).local(torch.zeros(1, 32), torch.zeros(1, C, dtype=torch.long))
