@@ -176,12 +176,10 @@ class MostMultiScale(PreTrainedModel):
         table = self.get_input_embeddings()
         x = table(input_ids)
         frame = self.layout.is_unit(input_ids)
-        if frame.any():
-            c, k = self.config.n_codebooks, self.config.codebook_size
-            first = torch.arange(c, device=codes.device) * k + self.layout.unit_offset
-            rows = first + codes.clamp(min=0)
-            x = torch.where(frame[..., None], table(rows).sum(-2), x)
-        return x
+        c, k = self.config.n_codebooks, self.config.codebook_size
+        first = torch.arange(c, device=codes.device) * k + self.layout.unit_offset
+        frames = table(first + codes.clamp(min=0)).sum(-2)  # every position: no host sync
+        return torch.where(frame[..., None], frames, x)
 
     def forward(
         self,
