@@ -253,16 +253,20 @@ class MostMultiScale(PreTrainedModel):
         top_k: int = 0,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        attention_mask: Tensor | None = None,
     ) -> list[Tensor]:
-        """Frames after the prompts ``input_ids (B, P)`` (equal lengths; a TTS prompt ends with
-        ``<|begin_of_audio|>``) -> per prompt ``(T_b, C)`` codes, stopping at the end of audio or
-        ``max_frames``. ``use_cache=False`` re-reads the whole sequence every frame (the reference
-        the cached path must match)."""
+        """Frames after the prompts ``input_ids (B, P)`` (a TTS prompt ends with
+        ``<|begin_of_audio|>``; prompts of different lengths are left-padded, with
+        ``attention_mask (B, P)`` 0 on the padding) -> per prompt ``(T_b, C)`` codes, stopping at
+        the end of audio or ``max_frames``. ``use_cache=False`` re-reads the whole sequence every
+        frame (the reference the cached path must match)."""
         b, _ = input_ids.shape
         c = self.config.n_codebooks
         codes = torch.full((*input_ids.shape, c), -1, dtype=torch.long, device=input_ids.device)
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         ids = input_ids
-        out = self(ids, codes, use_cache=use_cache, logits_to_keep=1)
+        out = self(ids, codes, mask, position_ids=positions, use_cache=use_cache, logits_to_keep=1)
         cache = out.cache if use_cache else None
         frames: list[Tensor] = []
         length = torch.full((b,), max_frames, dtype=torch.long)
@@ -276,13 +280,23 @@ class MostMultiScale(PreTrainedModel):
             )
             frames.append(frame)
             step_ids = frame[:, :1] + self.layout.unit_offset
+            mask = torch.cat([mask, mask.new_ones(b, 1)], dim=1)
+            positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
             if use_cache:
-                out = self(step_ids, frame[:, None], cache=cache, use_cache=True, logits_to_keep=1)
+                out = self(
+                    step_ids,
+                    frame[:, None],
+                    mask,
+                    position_ids=positions[:, -1:],
+                    cache=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
                 cache = out.cache
             else:
                 ids = torch.cat([ids, step_ids], dim=1)
                 codes = torch.cat([codes, frame[:, None]], dim=1)
-                out = self(ids, codes, use_cache=False, logits_to_keep=1)
+                out = self(ids, codes, mask, position_ids=positions, logits_to_keep=1)
         stacked = torch.stack(frames, 1) if frames else codes.new_zeros(b, 0, c)
         return [stacked[i, : int(length[i])].cpu() for i in range(b)]
 

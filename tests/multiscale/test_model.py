@@ -208,3 +208,16 @@ def test_codebooks_must_divide_the_units(global_model) -> None:
         MostMultiScale.from_global(global_model, 3)
     with pytest.raises(ValueError, match="at most 3"):
         make(global_model).local(torch.zeros(1, 32), torch.zeros(1, C, dtype=torch.long))
+
+
+def test_left_padded_batch_generates_as_each_alone(global_model) -> None:
+    model = make(global_model)
+    boa = model.layout.special_id("<|begin_of_audio|>")
+    short, long = [9, 11, boa], [5, 6, 7, 9, 12, boa]
+    ids = torch.tensor([[1] * 3 + short, long])
+    mask = torch.tensor([[0] * 3 + [1] * 3, [1] * 6])
+    for use_cache in (True, False):
+        both = model.generate_speech(ids, 6, attention_mask=mask, use_cache=use_cache)
+        alone = [model.generate_speech(torch.tensor([p]), 6) for p in (short, long)]
+        assert all(torch.equal(a, b[0]) for a, b in zip(both, alone, strict=True))
+        assert not torch.equal(alone[0][0], alone[1][0])
