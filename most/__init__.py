@@ -21,7 +21,9 @@ _HOOKED = "transformers"
 
 
 def _register() -> None:
-    import most.modeling  # noqa: F401  (its import registers MostConfig / MostForCausalLM)
+    # Their imports register MostConfig / MostForCausalLM and MultiScaleConfig / MostMultiScale.
+    import most.modeling
+    import most.multiscale  # noqa: F401
 
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -8,7 +8,7 @@ import each other)::
     1 blocks    corpora, data, moe, ctc
     2 units     units
     3 model     modeling
-    4 use       adapt, train, generate
+    4 use       adapt, train, generate, multiscale (a model built on the adapted one)
     5 eval      eval
     6 export    export (model card, checksums, reload check of a release)
     7 stages    stages
@@ -48,7 +48,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(["corpora", "data", "moe", "ctc"], 1),
     "units": 2,
     "modeling": 3,
-    **dict.fromkeys(["adapt", "train", "generate"], 4),
+    **dict.fromkeys(["adapt", "train", "generate", "multiscale"], 4),
     "eval": 5,
     "export": 6,
     "stages": 7,
@@ -58,6 +58,7 @@ LAYERS: dict[str, int] = {
 #: Deliberate edges that break the layering, each with its reason.
 ALLOWED = {
     ("most", "most.modeling"): "`import most` registers the model class once transformers loads",
+    ("most", "most.multiscale"): "`import most` registers the multi-scale model class too",
 }
 
 

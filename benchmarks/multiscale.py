@@ -1,0 +1,406 @@
+"""Multi-scale decoder against the flat codebook sequence, at equal global model and steps.
+
+UniAudio's claim: with ``C`` codes per frame, a global model over frames plus a small local model
+over a frame's codebooks (:mod:`most.multiscale`) matches a model that reads all ``C`` codes as one
+flat sequence, for a fraction of the compute, and generates faster. Measured here on a tiny task:
+
+- corpus: ``--train`` + ``--test`` sentences of the text world ("the capital of X is Y"), spoken by
+  espeak-ng (one voice), encoded by residual k-means (``rvq``: ``--codebooks`` x ``--k`` codes per
+  frame at ``--frame-rate`` Hz, no dedup). Held-out sentences are new name pairs.
+- tasks, mixed 50/50 in every batch: TTS (``chars <|tts|> <|begin_of_audio|> codes
+  <|end_of_audio|>``, loss on the audio part) and ASR (``<|asr|> <|begin_of_audio|> codes
+  <|end_of_audio|> chars <|end_of_turn|>``, loss on the text). Characters are the text ids.
+- models: one random tiny Qwen3-MoE base adapted by ``most`` (the same initial weights for both);
+  ``flat`` trains it on the flat ids, ``multiscale`` wraps it as the global model of
+  :class:`~most.multiscale.MostMultiScale`. Same batches, same ``--steps``, AdamW, one thread.
+
+Reported per model (held-out sentences): TTS teacher-forced code accuracy and cross-entropy per
+code (the flat model's logits restricted to the due codebook, as its constraint decodes), greedy
+generation's frame-count error and relative log-mel MSE of the generated frames (time-stretched to
+the truth; 1.0 = a constant frame; the truth codes' own quantisation error is the floor); ASR
+teacher-forced character accuracy; training FLOPs (torch's counter, one step x steps), wall and
+CPU (thread) seconds; generation speed in audio frames per wall and per CPU second (greedy, batch
+1, KV cache). Other processes share the CPU, so wall times vary; the CPU times and FLOPs less.
+
+Usage: ``python benchmarks/multiscale.py [--out runs/ablation] [--steps 300]`` -> ``OUT/multiscale.json``
+and ``OUT/multiscale.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+from transformers import AutoModelForCausalLM, LogitsProcessorList
+
+import most  # noqa: F401  (registers the model classes)
+from most.adapt import LayoutSection
+from most.io import atomic_write_json, atomic_write_text
+from most.multiscale import CodebookConstraint, MostMultiScale, collate_frames, to_frames
+from most.testing.runs import NAMES
+from most.testing.spoken import speak
+from most.testing.tiny_moe import adapt_tiny, tiny_base
+from most.units.codebooks import flatten
+from most.units.rvq import RVQTokenizer, reconstruct
+
+VOICE = "en-us+m3"
+GLOBAL = dict(
+    hidden_size=64,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    moe_intermediate_size=64,
+    max_position_embeddings=2048,
+    initializer_range=0.02,
+)
+
+
+def grouped_mm_flops(a_shape, b_shape, *args, out_shape=None, **kwargs) -> int:
+    """``(M, K) x (G, K, N)`` or ``(K, M) x (M, N)`` grouped by offsets: every row of ``a`` meets
+    one group only, so ``2 * a0 * a1 * N``."""
+    return 2 * a_shape[0] * a_shape[1] * b_shape[-1]
+
+
+def cpu_sdpa_flops(q, k, v, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(q, k, v)
+
+
+def cpu_sdpa_backward_flops(grad, q, k, v, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad, q, k, v)
+
+
+#: What torch's FLOP counter has no formula for: the routed experts' grouped matmul and the CPU
+#: attention kernel (causal masking not discounted, as for the GPU kernels).
+UNCOUNTED = {
+    torch.ops.aten._grouped_mm: grouped_mm_flops,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_sdpa_flops,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: cpu_sdpa_backward_flops,
+}
+
+
+def text_ids(text: str) -> list[int]:
+    """Characters as text ids: a-z -> 4..29, space -> 30 (the rest dropped)."""
+    return [4 + ord(c) - 97 if c.isalpha() else 30 for c in text.lower() if c.isalpha() or c == " "]
+
+
+def corpus(n_train: int, n_test: int, folder: Path, args) -> tuple[RVQTokenizer, list, list]:
+    """Spoken sentences -> (tokenizer fitted on the training audio, train items, test items); an
+    item is ``(text, codes (T, C), log-mel (T, D))``."""
+    pairs = [(a, b) for a in NAMES for b in NAMES if a != b]
+    random.Random(0).shuffle(pairs)
+    texts = [f"the capital of {a} is {b}".lower() for a, b in pairs[: n_train + n_test]]
+    wavs = [speak(t, VOICE, folder / f"{i}.wav") for i, t in enumerate(texts)]
+    tok = RVQTokenizer.fit(
+        wavs[:n_train],
+        n_codebooks=args.codebooks,
+        k=args.k,
+        frame_rate=args.frame_rate,
+        dedup=False,
+    )
+    items = []
+    for text, wav in zip(texts, wavs, strict=True):
+        items.append((text, tok.encode_codes(wav, 16_000), tok.features(wav, 16_000)))
+    return tok, items[:n_train], items[n_train:]
+
+
+def flat_example(layout, item, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One task sequence as flat ids ``(S,)`` and labels ``(S,)``."""
+    text, codes, _ = item
+    sid = layout.special_id
+    units = layout.unit_offset + flatten(codes, layout.n_units // codes.shape[1])
+    audio = [sid("<|begin_of_audio|>"), *units.tolist(), sid("<|end_of_audio|>")]
+    if task == "tts":
+        prompt = [*text_ids(text), sid("<|tts|>"), audio[0]]
+        ids = torch.tensor(prompt + audio[1:])
+        labels = ids.clone()
+        labels[: len(prompt)] = -100
+    else:
+        prompt = [sid("<|asr|>"), *audio]
+        ids = torch.tensor(prompt + text_ids(text) + [sid("<|end_of_turn|>")])
+        labels = ids.clone()
+        labels[: len(prompt)] = -100
+    return ids, labels
+
+
+def flat_batch(examples: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    s = max(len(ids) for ids, _ in examples)
+    out = {
+        "input_ids": torch.ones(len(examples), s, dtype=torch.long),
+        "labels": torch.full((len(examples), s), -100, dtype=torch.long),
+        "attention_mask": torch.zeros(len(examples), s, dtype=torch.long),
+    }
+    for row, (ids, labels) in enumerate(examples):
+        out["input_ids"][row, : len(ids)] = ids
+        out["labels"][row, : len(ids)] = labels
+        out["attention_mask"][row, : len(ids)] = 1
+    return out
+
+
+def make_batch(kind: str, layout, c: int, examples) -> dict[str, torch.Tensor]:
+    if kind == "flat":
+        return flat_batch(examples)
+    return collate_frames([to_frames(ids, layout, c, lab) for ids, lab in examples], pad_id=1)
+
+
+def train(kind: str, model, layout, c: int, batches: list, lr: float) -> dict:
+    """``batches`` (lists of flat examples) -> loss curve ends, FLOPs and wall seconds."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=len(batches), pct_start=0.1)
+    with FlopCounterMode(display=False, custom_mapping=UNCOUNTED) as counter:
+        model(**make_batch(kind, layout, c, batches[0])).loss.backward()
+    opt.zero_grad()
+    flops_step = counter.get_total_flops()
+    losses = []
+    start, cpu = time.perf_counter(), time.thread_time()
+    for examples in batches:
+        loss = model(**make_batch(kind, layout, c, examples)).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
+    model.eval()
+    return {
+        "train_s": round(wall, 1),
+        "train_cpu_s": round(cpu, 1),
+        "flops_per_step": flops_step,
+        "train_flops": flops_step * len(batches),
+        "loss_first": round(sum(losses[:10]) / 10, 3),
+        "loss_last": round(sum(losses[-10:]) / 10, 3),
+    }
+
+
+@torch.no_grad()
+def teacher_forced(kind: str, model, layout, c: int, k: int, test: list) -> dict:
+    """TTS code accuracy / CE per code and ASR character accuracy on held-out items."""
+    hits, nll, n, asr_hits, asr_n = 0, 0.0, 0, 0, 0
+    for item in test:
+        ids, labels = flat_example(layout, item, "tts")
+        truth = item[1]  # (T, C)
+        if kind == "flat":
+            logits = model(input_ids=ids[None]).logits[0, :-1]
+            audio = layout.is_unit(ids[1:]).nonzero()[:, 0]
+            pos = torch.arange(len(audio)) % c  # the codebook of each audio position
+            lo = layout.unit_offset + pos * k
+            rows = logits[audio]
+            cols = lo[:, None] + torch.arange(k)
+            restricted = rows.gather(1, cols)  # (T*C, K): the due codebook's logits
+            target = truth.reshape(-1)
+        else:
+            b = make_batch(kind, layout, c, [(ids, labels)])
+            restricted = model(**b).local_logits.reshape(-1, k)
+            target = truth.reshape(-1)
+        hits += int((restricted.argmax(-1) == target).sum())
+        nll += float(F.cross_entropy(restricted.float(), target, reduction="sum"))
+        n += target.numel()
+        ids, labels = flat_example(layout, item, "asr")
+        if kind == "flat":
+            logits = model(input_ids=ids[None]).logits[0, :-1]
+            pred = logits.argmax(-1)
+            mask = labels[1:] != -100
+            asr_hits += int((pred[mask] == labels[1:][mask]).sum())
+            asr_n += int(mask.sum())
+        else:
+            b = make_batch(kind, layout, c, [(ids, labels)])
+            logits = model(**b).logits[0, :-1]
+            lab = b["labels"][0, 1:]
+            mask = lab != -100
+            asr_hits += int((logits.argmax(-1)[mask] == lab[mask]).sum())
+            asr_n += int(mask.sum())
+    return {
+        "tts_code_accuracy": round(hits / n, 3),
+        "tts_code_ce": round(nll / n, 3),
+        "asr_char_accuracy": round(asr_hits / asr_n, 3),
+    }
+
+
+@torch.no_grad()
+def generate(kind: str, model, layout, c: int, k: int, prompt: torch.Tensor, max_frames: int):
+    """Greedy speech after ``prompt (1, P)`` -> ``(T, C)`` codes."""
+    if kind == "multiscale":
+        p, _, _ = to_frames(prompt[0], layout, c)
+        return model.generate_speech(p[None], max_frames=max_frames)[0]
+    rule = CodebookConstraint(layout, c)
+    out = model.generate(
+        prompt,
+        logits_processor=LogitsProcessorList([rule]),
+        max_new_tokens=max_frames * c + 1,
+        do_sample=False,
+        eos_token_id=rule.end,
+        pad_token_id=1,
+    )[0, prompt.shape[1] :]
+    units = out[layout.is_unit(out)]
+    units = units[: len(units) // c * c] - layout.unit_offset
+    return (units.reshape(-1, c) - torch.arange(c) * k).clamp(0, k - 1)
+
+
+def free_running(kind: str, model, layout, tok: RVQTokenizer, test: list, max_factor: float):
+    """Greedy TTS of the held-out texts: frame-count error, relative log-mel MSE, frames/s."""
+    c, k = tok.n_codebooks, tok.codebook_size
+    errors, mses, frames, wall, cpu = [], [], 0, 0.0, 0.0
+    for item in test:
+        _, truth, mel = item
+        ids, labels = flat_example(layout, item, "tts")
+        prompt = ids[: int((labels == -100).sum())][None]
+        start, thread = time.perf_counter(), time.thread_time()
+        codes = generate(kind, model, layout, c, k, prompt, int(len(truth) * max_factor))
+        wall += time.perf_counter() - start
+        cpu += time.thread_time() - thread
+        frames += len(codes)
+        errors.append(abs(len(codes) - len(truth)) / len(truth))
+        target = mel[: len(truth)]
+        var = float((target - target.mean(0)).pow(2).mean())
+        # (T_g, D); no frame at all reads as one all-zero log-mel frame
+        got = reconstruct(codes, tok.centroids) if len(codes) else mel.new_zeros(1, mel.shape[1])
+        stretched = F.interpolate(got.T[None], size=len(target), mode="linear")[0].T
+        mses.append(float((stretched - target).pow(2).mean()) / var)
+    return {
+        "tts_length_error": round(sum(errors) / len(errors), 3),
+        "tts_rel_mel_mse": round(sum(mses) / len(mses), 3),
+        "gen_frames_per_s": round(frames / wall, 1),
+        "gen_frames_per_cpu_s": round(frames / cpu, 1),
+        "gen_frames": frames,
+    }
+
+
+def floor(tok: RVQTokenizer, test: list) -> float:
+    """Relative log-mel MSE of the truth codes themselves (quantisation only)."""
+    out = []
+    for _, codes, mel in test:
+        target = mel[: len(codes)]
+        var = float((target - target.mean(0)).pow(2).mean())
+        out.append(float((reconstruct(codes, tok.centroids) - target).pow(2).mean()) / var)
+    return round(sum(out) / len(out), 3)
+
+
+def markdown(result: dict) -> str:
+    """The table: each metric's mean over seeds, the seeds' own values in brackets."""
+    keys = [
+        ("tts_code_accuracy", "TTS code acc (TF)"),
+        ("tts_code_ce", "TTS CE/code (TF)"),
+        ("tts_rel_mel_mse", "TTS rel. mel MSE (greedy)"),
+        ("tts_length_error", "TTS length error (greedy)"),
+        ("asr_char_accuracy", "ASR char acc (TF)"),
+        ("gen_frames_per_s", "gen frames / wall s"),
+        ("gen_frames_per_cpu_s", "gen frames / CPU s"),
+        ("train_flops", "train FLOPs"),
+        ("train_s", "train wall s"),
+        ("train_cpu_s", "train CPU s"),
+        ("params", "params"),
+    ]
+    runs = result["runs"]
+    lines = [
+        "# Multi-scale decoder vs flat codebooks",
+        "",
+        result["setup"],
+        "",
+        "| metric | flat | multiscale |",
+        "|---|---|---|",
+    ]
+
+    def cell(kind: str, key: str) -> str:
+        values = [run[kind][key] for run in runs.values()]
+        fmt = "{:.3g}" if key in ("train_flops", "params") else "{:.4g}"
+        each = " / ".join(fmt.format(v) for v in values)
+        return fmt.format(sum(values) / len(values)) + (f" ({each})" if len(values) > 1 else "")
+
+    for key, name in keys:
+        lines.append(f"| {name} | {cell('flat', key)} | {cell('multiscale', key)} |")
+    lines += [
+        "",
+        f"Mean over seeds {', '.join(runs)} (each seed's value in brackets). Quantisation floor of "
+        f"the rel. mel MSE (truth codes): {result['mel_floor']}. Wall time {result['total_s']} s.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run_seed(seed: int, args, tok: RVQTokenizer, train_items: list, test_items: list) -> dict:
+    """Both models from the same random global model (``seed``), on the same batches."""
+    c, k = tok.n_codebooks, tok.codebook_size
+    section = LayoutSection(n_units=c * k, unit_tokenizer_hash=tok.hash)
+    with tempfile.TemporaryDirectory() as folder:
+        adapt_tiny(tiny_base("qwen3_moe", seed=seed, **GLOBAL), layout=section).save_pretrained(
+            folder
+        )
+        base = AutoModelForCausalLM.from_pretrained(folder)  # runs as a loaded model does
+    layout = base.layout
+    rng = random.Random(seed)
+    tasks = ["tts", "asr"] * (args.batch // 2)
+    batches = [
+        [flat_example(layout, rng.choice(train_items), t) for t in tasks] for _ in range(args.steps)
+    ]
+    out = {}
+    for kind in ("flat", "multiscale"):
+        torch.manual_seed(seed)
+        model = copy.deepcopy(base)
+        if kind == "multiscale":
+            model = MostMultiScale.from_global(
+                model, c, local_hidden_size=args.local_hidden, local_layers=args.local_layers
+            )
+        out[kind] = {
+            "params": sum(p.numel() for p in model.parameters()),
+            **train(kind, model, layout, c, batches, args.lr),
+            **teacher_forced(kind, model, layout, c, k, test_items),
+            **free_running(kind, model, layout, tok, test_items, 1.5),
+        }
+        print(f"seed {seed}", kind, out[kind], flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    ap.add_argument("--train", type=int, default=48)
+    ap.add_argument("--test", type=int, default=8)
+    ap.add_argument("--codebooks", type=int, default=4)
+    ap.add_argument("--k", type=int, default=64)
+    ap.add_argument("--frame-rate", type=float, default=25.0)
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--local-hidden", type=int, default=64)
+    ap.add_argument("--local-layers", type=int, default=2)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        tok, train_items, test_items = corpus(args.train, args.test, Path(folder), args)
+    runs = {str(s): run_seed(s, args, tok, train_items, test_items) for s in args.seeds}
+    c, k = tok.n_codebooks, tok.codebook_size
+    frames = sum(len(x[1]) for x in train_items) / len(train_items)
+    result = {
+        "machine": platform.processor() or platform.machine(),
+        "args": vars(args) | {"out": str(args.out)},
+        "runs": runs,
+        "mel_floor": floor(tok, test_items),
+        "total_s": round(time.perf_counter() - t0, 1),
+        "setup": (
+            f"{args.train} train / {args.test} held-out espeak-ng sentences ({VOICE}), rvq {c}x{k} "
+            f"at {args.frame_rate:g} Hz (mean {frames:.0f} frames/utterance); tiny Qwen3-MoE "
+            f"global (hidden {GLOBAL['hidden_size']}, {GLOBAL['num_hidden_layers']} layers, 8 "
+            f"experts top-2), local {args.local_layers}x{args.local_hidden}; {args.steps} steps x "
+            f"{args.batch} (TTS/ASR 50/50), AdamW one-cycle lr {args.lr:g}, 1 thread. "
+            "TF = teacher-forced on held-out sentences."
+        ),
+    }
+    atomic_write_json(args.out / "multiscale.json", result)
+    atomic_write_text(args.out / "multiscale.md", markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
