@@ -125,11 +125,13 @@ class MostForCausalLM(PreTrainedModel, GenerationMixin):
         self._modality_dev: Tensor | None = None
         self.audio_adapter: AudioAdapter | None = None
         if config.adapter is not None:
-            self._build_adapter(AdapterConfig(**config.adapter))
+            settings = dict(config.adapter)
+            widths = settings.pop("in_dim"), settings.pop("out_dim")
+            self._build_adapter(AdapterConfig(**settings), *widths)
         self.post_init()
 
-    def _build_adapter(self, cfg: AdapterConfig) -> AudioAdapter:
-        self.audio_adapter = AudioAdapter(cfg)
+    def _build_adapter(self, cfg: AdapterConfig, in_dim: int, out_dim: int) -> AudioAdapter:
+        self.audio_adapter = AudioAdapter(cfg, in_dim, out_dim)
         for m in self.audio_adapter.modules():
             m._most_adapter = True  # initialised by init_adapter_weights, not the base's rule
         return self.audio_adapter
@@ -141,13 +143,13 @@ class MostForCausalLM(PreTrainedModel, GenerationMixin):
         if cfg.kind == "none":
             raise ValueError("adapter.kind none: nothing to attach")
         hidden = self.get_input_embeddings().weight
-        cfg = AdapterConfig(**{**cfg.to_dict(), "in_dim": in_dim, "out_dim": hidden.shape[1]})
-        adapter = self._build_adapter(cfg)
+        adapter = self._build_adapter(cfg, in_dim, hidden.shape[1])
         std = getattr(self.config.text_config, "initializer_range", 0.02) or 0.02
         for m in adapter.modules():
             init_adapter_weights(m, std)
         adapter.to(device=hidden.device)
-        self.config.adapter, self.config.audio_frontend = cfg.to_dict(), dict(frontend)
+        self.config.adapter = {**cfg.to_dict(), "in_dim": in_dim, "out_dim": hidden.shape[1]}
+        self.config.audio_frontend = dict(frontend)
         return adapter
 
     # ---- plumbing the base LM expects ------------------------------------------------------

@@ -48,11 +48,16 @@ class TextTokenizer(Protocol):
 @dataclass(frozen=True)
 class Example:
     """One training sequence. ``labels[i]`` is ``input_ids[i]`` on answer tokens, ``IGNORE`` elsewhere
-    (unshifted, as ``transformers`` causal LMs expect)."""
+    (unshifted, as ``transformers`` causal LMs expect).
+
+    Continuous audio (the adapter path, :mod:`most.moe.adapter`): ``features (F, D)`` frozen frames
+    whose adapter tokens replace ``input_ids[audio_span[0]:audio_span[1]]`` (placeholders)."""
 
     input_ids: list[int]
     labels: list[int]
     task: str
+    features: torch.Tensor | None = None
+    audio_span: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)

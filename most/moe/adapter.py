@@ -36,8 +36,9 @@ AdapterKind = Literal["moe", "dense", "none"]
 
 @dataclass
 class AdapterConfig:
-    """The ``adapter`` section of a stage recipe, stored (with ``in_dim``/``out_dim``) in the
-    adapted model's config so that a reload rebuilds the same adapter."""
+    """The ``adapter`` section of a stage recipe, stored (with the feature width ``in_dim`` and
+    the LLM's hidden size ``out_dim``) in the adapted model's config: a reload rebuilds the same
+    adapter."""
 
     kind: AdapterKind = "none"
     """``moe``: sparse MoE adapter; ``dense``: its dense baseline of equal active size; ``none``:
@@ -54,10 +55,6 @@ class AdapterConfig:
     """Intermediate width of each expert; the dense adapter is ``(top_k + n_shared)`` times wider."""
     aux_alpha: float = 0.01
     """Weight of the routed experts' load-balance loss (1.0 when balanced) added to the LM loss."""
-    in_dim: int = 0
-    """Feature width ``D`` of the frontend; filled in when the adapter is attached."""
-    out_dim: int = 0
-    """The LLM's hidden size ``H``; filled in when the adapter is attached."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("moe", "dense", "none"):
@@ -66,8 +63,8 @@ class AdapterConfig:
             raise ValueError("adapter.stack, .n_experts, .top_k and .expert_size must be >= 1")
         if self.top_k > self.n_experts:
             raise ValueError(f"adapter.top_k {self.top_k} exceeds n_experts {self.n_experts}")
-        if self.n_shared < 0 or self.aux_alpha < 0 or self.in_dim < 0 or self.out_dim < 0:
-            raise ValueError("adapter.n_shared, .aux_alpha, .in_dim and .out_dim must be >= 0")
+        if self.n_shared < 0 or self.aux_alpha < 0:
+            raise ValueError("adapter.n_shared and adapter.aux_alpha must be >= 0")
 
     @property
     def dense_size(self) -> int:
@@ -140,20 +137,21 @@ class SparseFFN(nn.Module):
 
 
 class AudioAdapter(nn.Module):
-    """Frames -> LLM embeddings through a sparse MoE (``kind=moe``) or dense (``kind=dense``) FFN.
+    """``in_dim``-wide frames -> ``out_dim``-wide LLM embeddings through a sparse MoE
+    (``kind=moe``) or dense (``kind=dense``) FFN.
 
     ``aux_loss``: the weighted load-balance loss of the latest forward (MoE only, None otherwise).
     """
 
-    def __init__(self, cfg: AdapterConfig) -> None:
+    def __init__(self, cfg: AdapterConfig, in_dim: int, out_dim: int) -> None:
         super().__init__()
         if cfg.kind == "none":
             raise ValueError("adapter.kind none builds no adapter")
-        if cfg.in_dim < 1 or cfg.out_dim < 1:
-            raise ValueError("adapter.in_dim and adapter.out_dim must be set (>= 1)")
-        self.cfg = cfg
-        h = cfg.out_dim
-        self.in_proj = nn.Linear(cfg.stack * cfg.in_dim, h)
+        if in_dim < 1 or out_dim < 1:
+            raise ValueError(f"adapter widths must be >= 1, got in {in_dim}, out {out_dim}")
+        self.cfg, self.in_dim, self.out_dim = cfg, in_dim, out_dim
+        h = out_dim
+        self.in_proj = nn.Linear(cfg.stack * in_dim, h)
         self.norm = nn.LayerNorm(h)
         self.ffn = SparseFFN(cfg, h) if cfg.kind == "moe" else GatedMLP(h, cfg.dense_size)
         self.out_norm = nn.LayerNorm(h)
@@ -162,10 +160,10 @@ class AudioAdapter(nn.Module):
     def forward(self, feats: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``feats (B, F, D)``, ``mask (B, F)`` bool (None: all valid) -> embeddings
         ``(B, ceil(F/stack), H)`` and their mask ``(B, ceil(F/stack))``."""
-        if feats.shape[-1] != self.cfg.in_dim:
+        if feats.shape[-1] != self.in_dim:
             raise ValueError(
                 f"audio features are {feats.shape[-1]}-dimensional, the adapter expects "
-                f"{self.cfg.in_dim}"
+                f"{self.in_dim}"
             )
         if mask is None:
             mask = torch.ones(feats.shape[:2], dtype=torch.bool, device=feats.device)

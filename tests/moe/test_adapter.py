@@ -18,8 +18,8 @@ from most.testing.models import loop_experts
 
 def build(kind: str = "moe", **kw) -> AudioAdapter:
     torch.manual_seed(0)
-    cfg = AdapterConfig(kind=kind, in_dim=10, out_dim=32, expert_size=16, **kw)
-    adapter = AudioAdapter(cfg)
+    cfg = AdapterConfig(kind=kind, expert_size=16, **kw)
+    adapter = AudioAdapter(cfg, 10, 32)
     for m in adapter.modules():
         init_adapter_weights(m, std=0.2)
     return adapter.eval()
@@ -133,8 +133,10 @@ def test_bad_settings_and_inputs_are_refused():
         AdapterConfig(kind="conv")
     with pytest.raises(ValueError, match="top_k"):
         AdapterConfig(kind="moe", n_experts=2, top_k=3)
-    with pytest.raises(ValueError, match="in_dim"):
-        AudioAdapter(AdapterConfig(kind="moe"))
+    with pytest.raises(ValueError, match="widths"):
+        AudioAdapter(AdapterConfig(kind="moe"), 0, 32)
+    with pytest.raises(ValueError, match="none"):
+        AudioAdapter(AdapterConfig(), 10, 32)
     with pytest.raises(ValueError, match="10"):
         build()(torch.randn(1, 4, 7))
 
