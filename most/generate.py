@@ -10,6 +10,11 @@ id is cut there.
     lm.asr([wav])                     -> ["the capital of velmora is tarsk"]
     lm.tts(["hello"])                 -> [float32 (n,) at 16 kHz]
     lm.chat([{"text": "...", "audio": wav}], speak=True) -> Reply(text, units, audio)
+
+A model with an audio adapter (``config.adapter``, :mod:`most.moe.adapter`) hears audio through
+it: ``asr`` and ``chat`` compute the frozen features its config names (:mod:`most.units.frontend`)
+and put one placeholder (unit 0) per adapter token where the units would be; no unit tokenizer is
+needed for them. Spoken answers and TTS still write units.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ from transformers import AutoConfig, AutoTokenizer
 import most.modeling  # noqa: F401  (registers the adapted model class)
 from most.data.prompts import Prompts
 from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, LayoutError, TokenLayout
+from most.moe.adapter import adapter_lengths
 from most.threads import single_thread
 from most.units import UnitTokenizer, load_tokenizer
 from most.units.base import TOKENIZER_FILE
+from most.units.frontend import AudioFrontend, FrontendConfig
 from most.weights import AUTO, load_causal_lm
 
 #: Folder name of the unit tokenizer inside a release (written by ``most release``).
@@ -110,6 +117,12 @@ class SpeechLM:
         self.prompts = Prompts(layout, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.prompts.eos_id)
+        cfg = getattr(model, "config", None)
+        adapter = getattr(cfg, "adapter", None)
+        self.frontend = None
+        if adapter is not None:
+            self.frontend = AudioFrontend(FrontendConfig(**cfg.audio_frontend))
+            self.stack = int(adapter["stack"])
 
     @classmethod
     def load(
@@ -153,6 +166,7 @@ class SpeechLM:
         on_batch: Callable[[int], None] | None = None,
         guided: bool = False,
         keep_stop: bool = False,
+        features: Sequence[torch.Tensor | None] | None = None,
     ) -> list[list[int]]:
         """Continue every prompt; returns the new ids of each, up to (not including) a stop id.
 
@@ -160,7 +174,8 @@ class SpeechLM:
         ``on_batch(n)`` is called after each batch (progress bars). ``guided``: the continuation
         is speech, apply ``sampling.guidance``. ``keep_stop``: the stop id that ended an answer
         stays on it (the exact sequence the model wrote, for scoring it again); an answer cut by
-        ``max_new_tokens`` has none.
+        ``max_new_tokens`` has none. ``features``: per prompt, the audio frames (``(F, D)``, see
+        :meth:`hear`) whose adapter tokens replace its placeholders, or None.
         """
         if any(len(p) == 0 for p in prompts):
             raise ValueError("empty prompt")
@@ -192,9 +207,11 @@ class SpeechLM:
                 n = len(prompts[i])
                 ids[row, width - n :] = torch.as_tensor(list(prompts[i]))
                 mask[row, width - n :] = 1
-            seqs = self.model.generate(ids.to(device), attention_mask=mask.to(device), **kwargs)[
-                :, width:
-            ].tolist()
+            audio = self._audio_inputs(ids, [features[i] for i in idx]) if features else {}
+            audio = {k: v.to(device) for k, v in audio.items()}
+            seqs = self.model.generate(
+                ids.to(device), attention_mask=mask.to(device), **kwargs, **audio
+            )[:, width:].tolist()
             for row, i in enumerate(idx):
                 out[i] = _cut(seqs[row], set(stop_ids), keep_stop)
             if on_batch is not None:
@@ -238,7 +255,50 @@ class SpeechLM:
         return [self.text_of(a) for a in self.generate(prompts, self._text_stops(), sampling, **kw)]
 
     def asr(self, wavs: Sequence[np.ndarray], sampling: Sampling = GREEDY, **kw) -> list[str]:
-        return self.asr_units(self.encode(wavs), sampling, **kw)
+        if self.frontend is None:
+            return self.asr_units(self.encode(wavs), sampling, **kw)
+        feats = self.hear(wavs)
+        prompts = [self.prompts.asr_prompt(self.placeholders(f)) for f in feats]
+        answers = self.generate(prompts, self._text_stops(), sampling, features=feats, **kw)
+        return [self.text_of(a) for a in answers]
+
+    # ---- audio through the adapter -------------------------------------------------------------
+    def hear(self, wavs: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """16 kHz audio -> the adapter's frozen frames ``(F_i, D)`` per utterance."""
+        if self.frontend is None:
+            raise ValueError("this model has no audio adapter: audio enters as units")
+        with single_thread():
+            return [self.frontend.features(w) for w in wavs]
+
+    def placeholders(self, feats: torch.Tensor) -> list[int]:
+        """The stand-in units (unit 0, one per adapter token) a prompt holds for ``feats``."""
+        return [0] * int(adapter_lengths(feats.shape[0], self.stack))
+
+    def _audio_inputs(
+        self, ids: torch.Tensor, feats: Sequence[torch.Tensor | None]
+    ) -> dict[str, torch.Tensor]:
+        """``input_features``, ``input_features_mask``, ``audio_mask`` of a left-padded batch
+        ``ids (B, T)``: a row's placeholders are its unit-0 ids (adapter prompts hold no units)."""
+        placeholder = self.layout.units_to_ids(torch.zeros(1, dtype=torch.long))
+        dim = next(f.shape[1] for f in feats if f is not None)
+        frames = max((f.shape[0] for f in feats if f is not None), default=0)
+        x = torch.zeros(len(feats), frames, dim)
+        fmask = torch.zeros(len(feats), frames, dtype=torch.bool)
+        amask = torch.zeros_like(ids, dtype=torch.bool)
+        for r, f in enumerate(feats):
+            if f is not None:
+                x[r, : f.shape[0]], fmask[r, : f.shape[0]] = f, True
+                amask[r] = ids[r] == placeholder
+        return {"input_features": x, "input_features_mask": fmask, "audio_mask": amask}
+
+    def _join_clips(self, clips: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Several clips of one prompt as one ``(F, D)``: each zero-padded to a multiple of the
+        adapter's stack, so every clip gives exactly the tokens it gives alone."""
+        out = []
+        for c in clips:
+            pad = -c.shape[0] % self.stack
+            out.append(torch.cat([c, c.new_zeros(pad, c.shape[1])]) if pad else c)
+        return torch.cat(out)
 
     def tts_units(self, texts: Sequence[str], sampling: Sampling = GREEDY, **kw) -> list[list[int]]:
         if any(not t.strip() for t in texts):
@@ -300,15 +360,26 @@ class SpeechLM:
         self, messages: Sequence[dict], speak: bool = False, sampling: Sampling = GREEDY
     ) -> Reply:
         """One answer to a conversation; ``messages[i]["audio"]`` (16 kHz float32) is encoded."""
-        msgs = [
-            {**m, "units": self.encode([m["audio"]])[0]} if m.get("audio") is not None else m
-            for m in messages
-        ]
+        clips = []
+        if self.frontend is None:
+            msgs = [
+                {**m, "units": self.encode([m["audio"]])[0]} if m.get("audio") is not None else m
+                for m in messages
+            ]
+        else:
+            msgs = []
+            for m in messages:
+                if m.get("audio") is not None:
+                    (f,) = self.hear([m["audio"]])
+                    clips.append(f)
+                    m = {**m, "units": self.placeholders(f)}
+                msgs.append(m)
         prompt = self.chat_prompt(msgs, speak)
+        feats = [self._join_clips(clips)] if clips else None
         if not speak:
-            (answer,) = self.generate([prompt], self._text_stops(), sampling)
+            (answer,) = self.generate([prompt], self._text_stops(), sampling, features=feats)
             return Reply(self.text_of(answer))
-        ((text, units),) = self._speak([prompt], sampling)
+        ((text, units),) = self._speak([prompt], sampling, features=feats)
         return Reply(text, units, self.vocode(units) if self.units is not None else None)
 
     # ---- helpers ----------------------------------------------------------------------------
@@ -324,10 +395,11 @@ class SpeechLM:
         prompts: Sequence[Sequence[int]],
         sampling: Sampling,
         on_batch: Callable[[int], None] | None = None,
+        features: Sequence[torch.Tensor | None] | None = None,
     ) -> list[tuple[str, list[int]]]:
         """A spoken answer in the trained text-then-units format (:meth:`speak_ids`), as text and
         units."""
-        said = self.speak_ids(prompts, sampling, on_batch)
+        said = self.speak_ids(prompts, sampling, on_batch, features)
         return [(self.text_of(t), self.units_of(u)) for t, u in said]
 
     def speak_ids(
@@ -335,6 +407,7 @@ class SpeechLM:
         prompts: Sequence[Sequence[int]],
         sampling: Sampling = GREEDY,
         on_batch: Callable[[int], None] | None = None,
+        features: Sequence[torch.Tensor | None] | None = None,
     ) -> list[tuple[list[int], list[int]]]:
         """``(text ids, unit ids)`` of a spoken answer to each prompt, the format enforced: the
         text part ends at whatever would end a text answer (not kept), then
@@ -344,16 +417,21 @@ class SpeechLM:
         <|end_of_turn|>, as in S->T, and never spoke.) Prompts ending with
         ``<|begin_of_audio|>`` (``units`` mode) go straight to the units (text ids empty)."""
         boa = self.layout.special_id(BEGIN_OF_AUDIO)
-        talk = [p for p in prompts if p[-1] != boa]
+        talk = [i for i, p in enumerate(prompts) if p[-1] != boa]
         stops = [*self._text_stops(), boa, self.layout.special_id(END_OF_AUDIO)]
-        written = iter(self.generate(talk, stops, sampling) if talk else [])
+        talk_feats = [features[i] for i in talk] if features else None
+        talk_prompts = [prompts[i] for i in talk]
+        written = iter(
+            self.generate(talk_prompts, stops, sampling, features=talk_feats) if talk else []
+        )
         texts = [next(written) if p[-1] != boa else [] for p in prompts]
         speech = [
             [*p, *t, boa] if p[-1] != boa else [*p] for p, t in zip(prompts, texts, strict=True)
         ]
         units = self.generate(
-            speech, self._audio_stops(), sampling, on_batch, guided=True, keep_stop=True
-        )
+            speech, self._audio_stops(), sampling, on_batch, guided=True, keep_stop=True,
+            features=features,
+        )  # fmt: skip
         return list(zip(texts, units, strict=True))
 
 
