@@ -419,19 +419,18 @@ class SpeechLM:
         boa = self.layout.special_id(BEGIN_OF_AUDIO)
         talk = [i for i, p in enumerate(prompts) if p[-1] != boa]
         stops = [*self._text_stops(), boa, self.layout.special_id(END_OF_AUDIO)]
-        talk_feats = [features[i] for i in talk] if features else None
+        # Passed only when there is audio for the adapter (callers may stand in for generate).
+        talk_kw = {"features": [features[i] for i in talk]} if features else {}
         talk_prompts = [prompts[i] for i in talk]
-        written = iter(
-            self.generate(talk_prompts, stops, sampling, features=talk_feats) if talk else []
-        )
+        written = iter(self.generate(talk_prompts, stops, sampling, **talk_kw) if talk else [])
         texts = [next(written) if p[-1] != boa else [] for p in prompts]
         speech = [
             [*p, *t, boa] if p[-1] != boa else [*p] for p, t in zip(prompts, texts, strict=True)
         ]
+        kw = {"features": features} if features else {}
         units = self.generate(
-            speech, self._audio_stops(), sampling, on_batch, guided=True, keep_stop=True,
-            features=features,
-        )  # fmt: skip
+            speech, self._audio_stops(), sampling, on_batch, guided=True, keep_stop=True, **kw
+        )
         return list(zip(texts, units, strict=True))
 
 

@@ -76,6 +76,8 @@ def test_chat_with_two_clips_gives_each_its_own_tokens(adapter_dir):
     ]
     reply = lm.chat(messages, sampling=SHORT)
     assert isinstance(reply.text, str)
+    spoken = lm.chat(messages, speak=True, sampling=SHORT)  # units come out; no vocoder here
+    assert spoken.audio is None and all(0 <= u < lm.layout.n_units for u in spoken.units)
 
 
 def test_most_asr_and_chat_commands_take_a_wav(adapter_dir, tmp_path, capsys):
