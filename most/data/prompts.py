@@ -16,6 +16,8 @@ Formats (``|`` separates the prompt, whose labels are masked, from the answer th
     instruct <|user|> prompt <|text_answer|> <|assistant|>      | response <|end_of_turn|>
     speech_lm <|user|> <|asr|> <|boa|>                           | u.. <|eoa|>
              (the speech itself is the answer: the unit LM that ``most.eval.audio_lm`` scores)
+    paraling <|user|> question <|boa|> u.. <|eoa|> <|text_answer|> <|assistant|> | answer <|end_of_turn|>
+             (a question about how the audio was spoken: :mod:`most.data.paraling`)
 
 A text answer ends with ``<|end_of_turn|>`` and a spoken one with ``<|end_of_audio|>``: generation
 stops on those (:meth:`Prompts.stop_ids`). The text-LM task reuses the base tokenizer's EOS as
@@ -34,7 +36,9 @@ from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, TokenLayout
 
 IGNORE = -100
 SpeechMode = Literal["text_then_units", "units"]
-TASKS: tuple[str, ...] = ("asr", "tts", "text_lm", "s2t", "s2s", "instruct", "speech_lm")
+TASKS: tuple[str, ...] = (
+    "asr", "tts", "text_lm", "s2t", "s2s", "instruct", "speech_lm", "paraling",
+)  # fmt: skip
 
 
 class TextTokenizer(Protocol):
@@ -156,6 +160,16 @@ class Prompts:
             self.sp("<|assistant|>"),
         ]
 
+    def ask_prompt(self, question: str, units: Sequence[int] | torch.Tensor) -> list[int]:
+        """A question in text about audio: the chat format of a user turn with both."""
+        return [
+            self.sp("<|user|>"),
+            *self.text(question),
+            *self.audio(units),
+            self.sp("<|text_answer|>"),
+            self.sp("<|assistant|>"),
+        ]
+
     def speech_lm_prompt(self) -> list[int]:
         """The ASR prompt up to its audio: what precedes speech the model reads."""
         return [self.sp("<|user|>"), self.sp("<|asr|>"), self.sp(BEGIN_OF_AUDIO)]
@@ -211,6 +225,10 @@ class Prompts:
         if speech_mode == "text_then_units":
             speech = [*self.text(answer), self.sp(BEGIN_OF_AUDIO), *speech]
         return _join(self.s2s_prompt(units, speech_mode), speech, "s2s")
+
+    def paraling(self, question: str, units: Sequence[int] | torch.Tensor, answer: str) -> Example:
+        answer_ids = [*self.text(answer), self.sp("<|end_of_turn|>")]
+        return _join(self.ask_prompt(question, units), answer_ids, "paraling")
 
     def instruct(self, prompt: str, response: str) -> Example:
         answer = [*self.text(response), self.sp("<|end_of_turn|>")]

@@ -12,6 +12,7 @@ from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.dryrun import load_config, print_dry_run
 from most.train.optim import LoraConfig, OptimConfig
+from most.train.paraling import paraling_replay
 from most.train.stage import STAGE1_RATIOS, start_speech_stage, text_qa_replay, train_and_export
 from most.units.frontend import FrontendConfig
 
@@ -66,6 +67,7 @@ def stage1(
         audio = R.load_data("speech")
         train = F.replace(train, F.asr(p, audio["train"], fe, adapter.stack))
         val = F.replace(val, F.asr(p, audio["dev"], fe, adapter.stack))
+    train += paraling_replay(R.root, p, STAGE1_RATIOS, data.ratios, fe, adapter.stack)
     train_and_export(
         st.paths, st.model, st.tok, layout, train, STAGE1_RATIOS, val, data, optim, trainer, lora
     )

@@ -15,6 +15,7 @@ from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.dryrun import load_config, print_dry_run
 from most.train.optim import LoraConfig, OptimConfig
+from most.train.paraling import paraling_replay
 from most.train.stage import STAGE2_RATIOS, start_speech_stage, text_qa_replay, train_and_export
 from most.units.frontend import FrontendConfig
 
@@ -87,6 +88,7 @@ def stage2(
             F.asr(p, audio["train"], fe, k),
         )
         val = F.replace(val, F.asr(p, audio["dev"], fe, k))
+    train += paraling_replay(R.root, p, STAGE2_RATIOS, data.ratios, fe, adapter.stack)
     train_and_export(
         st.paths, st.model, st.tok, layout, train, STAGE2_RATIOS, val, data, optim, trainer, lora
     )

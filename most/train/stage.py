@@ -31,7 +31,9 @@ from most.train.textqa import qa_text
 from most.weights import AUTO, load_causal_lm
 
 BASE_RATIOS = {"text_lm": 0.9, "text_qa": 0.1}
-STAGE1_RATIOS = {"asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.0, "speech_lm": 0.0}
+STAGE1_RATIOS = {
+    "asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.0, "speech_lm": 0.0, "paraling": 0.0,
+}  # fmt: skip
 STAGE2_RATIOS = {
     "s2t": 0.4,
     "s2s": 0.4,
@@ -41,6 +43,7 @@ STAGE2_RATIOS = {
     "text_lm": 0.0,
     "text_qa": 0.0,
     "speech_lm": 0.0,
+    "paraling": 0.0,
 }
 
 

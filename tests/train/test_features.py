@@ -65,6 +65,9 @@ def test_batches_carry_features_frames_and_positions():
         pad_batch([a], pad_id=0, max_len=4)
 
 
+VOICES = ["en-us+m3:165:45", "en-gb+f3:170:65"]
+
+
 def add_spoken_data(run: Path) -> None:
     """``RUN/data/speech`` with noise 'recordings' beside the run's unit datasets (same texts)."""
     rng = np.random.default_rng(0)
@@ -75,7 +78,7 @@ def add_spoken_data(run: Path) -> None:
         splits[split] = datasets.Dataset.from_list(
             [
                 {
-                    "id": r["id"], "text": r["text"], "voice": r["voice"], "task": "asr",
+                    "id": r["id"], "text": r["text"], "voice": VOICES[i % 2], "task": "asr",
                     "audio": audio_value(rng.normal(0, 0.1, 4000 + 800 * i).astype(np.float32)),
                     "duration": (4000 + 800 * i) / 16_000,
                 }
@@ -89,7 +92,9 @@ def add_spoken_data(run: Path) -> None:
 def test_stage1_trains_the_moe_adapter_and_exports_it(speech_run: Path):
     add_spoken_data(speech_run)
     adapter = AdapterConfig(kind="moe", stack=8, expert_size=16, aux_alpha=0.01)
-    data = DataConfig(batch_size=4, max_len=96, val_batches=1, ratios={"asr": 0.6, "tts": 0.2})
+    data = DataConfig(
+        batch_size=4, max_len=96, val_batches=1, ratios={"asr": 0.5, "tts": 0.2, "paraling": 0.2}
+    )
     fast = TrainerConfig(max_steps=6, val_every=6, ckpt_every=6, log_every=1, progress=False)
     stage1(
         run=speech_run, data=data, optim=OptimConfig(lr=1e-2, warmup_steps=1), trainer=fast,
@@ -109,6 +114,9 @@ def test_stage1_trains_the_moe_adapter_and_exports_it(speech_run: Path):
     with open(speech_run / "stage1" / "logs" / "metrics.csv") as f:
         asr = [float(r["train/loss_asr"]) for r in csv.DictReader(f) if r.get("train/loss_asr")]
     assert asr and all(np.isfinite(asr))
+    with open(speech_run / "stage1" / "logs" / "metrics.csv") as f:
+        header = f.readline()
+    assert "train/loss_paraling" in header
     # a later stage asking for another adapter on this model is refused
     with pytest.raises(ValueError, match="adapter is moe"):
         F.attach(model, AdapterConfig(kind="dense"), FrontendConfig(kind="mel"), 0)
