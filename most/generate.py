@@ -28,9 +28,10 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 import most.modeling  # noqa: F401  (registers the adapted model class)
+from most.data.collate import audio_inputs
 from most.data.prompts import Prompts
 from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, LayoutError, TokenLayout
-from most.moe.adapter import adapter_lengths
+from most.moe.adapter import adapter_lengths, join_clips
 from most.threads import single_thread
 from most.units import UnitTokenizer, load_tokenizer
 from most.units.base import TOKENIZER_FILE
@@ -207,8 +208,11 @@ class SpeechLM:
                 n = len(prompts[i])
                 ids[row, width - n :] = torch.as_tensor(list(prompts[i]))
                 mask[row, width - n :] = 1
-            audio = self._audio_inputs(ids, [features[i] for i in idx]) if features else {}
-            audio = {k: v.to(device) for k, v in audio.items()}
+            audio = {}
+            if features:  # a row's placeholders: its unit-0 ids (adapter prompts hold no units)
+                placeholder = self.layout.unit_range()[0]
+                audio = audio_inputs(ids, [features[i] for i in idx], placeholder)
+                audio = {k: v.to(device) for k, v in audio.items()}
             seqs = self.model.generate(
                 ids.to(device), attention_mask=mask.to(device), **kwargs, **audio
             )[:, width:].tolist()
@@ -274,32 +278,6 @@ class SpeechLM:
         """The stand-in units (unit 0, one per adapter token) a prompt holds for ``feats``."""
         return [0] * int(adapter_lengths(feats.shape[0], self.stack))
 
-    def _audio_inputs(
-        self, ids: torch.Tensor, feats: Sequence[torch.Tensor | None]
-    ) -> dict[str, torch.Tensor]:
-        """``input_features``, ``input_features_mask``, ``audio_mask`` of a left-padded batch
-        ``ids (B, T)``: a row's placeholders are its unit-0 ids (adapter prompts hold no units)."""
-        placeholder = self.layout.units_to_ids(torch.zeros(1, dtype=torch.long))
-        dim = next(f.shape[1] for f in feats if f is not None)
-        frames = max((f.shape[0] for f in feats if f is not None), default=0)
-        x = torch.zeros(len(feats), frames, dim)
-        fmask = torch.zeros(len(feats), frames, dtype=torch.bool)
-        amask = torch.zeros_like(ids, dtype=torch.bool)
-        for r, f in enumerate(feats):
-            if f is not None:
-                x[r, : f.shape[0]], fmask[r, : f.shape[0]] = f, True
-                amask[r] = ids[r] == placeholder
-        return {"input_features": x, "input_features_mask": fmask, "audio_mask": amask}
-
-    def _join_clips(self, clips: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Several clips of one prompt as one ``(F, D)``: each zero-padded to a multiple of the
-        adapter's stack, so every clip gives exactly the tokens it gives alone."""
-        out = []
-        for c in clips:
-            pad = -c.shape[0] % self.stack
-            out.append(torch.cat([c, c.new_zeros(pad, c.shape[1])]) if pad else c)
-        return torch.cat(out)
-
     def tts_units(self, texts: Sequence[str], sampling: Sampling = GREEDY, **kw) -> list[list[int]]:
         if any(not t.strip() for t in texts):
             raise ValueError("empty text: nothing to speak")
@@ -359,23 +337,18 @@ class SpeechLM:
     def chat(
         self, messages: Sequence[dict], speak: bool = False, sampling: Sampling = GREEDY
     ) -> Reply:
-        """One answer to a conversation; ``messages[i]["audio"]`` (16 kHz float32) is encoded."""
-        clips = []
-        if self.frontend is None:
-            msgs = [
-                {**m, "units": self.encode([m["audio"]])[0]} if m.get("audio") is not None else m
-                for m in messages
-            ]
-        else:
-            msgs = []
-            for m in messages:
-                if m.get("audio") is not None:
-                    (f,) = self.hear([m["audio"]])
-                    clips.append(f)
-                    m = {**m, "units": self.placeholders(f)}
-                msgs.append(m)
+        """One answer to a conversation; ``messages[i]["audio"]`` (16 kHz float32) is encoded
+        (heard through the adapter when the model has one)."""
+        clips, msgs = [], []
+        for m in messages:
+            if m.get("audio") is not None and self.frontend is not None:
+                clips += self.hear([m["audio"]])
+                m = {**m, "units": self.placeholders(clips[-1])}
+            elif m.get("audio") is not None:
+                m = {**m, "units": self.encode([m["audio"]])[0]}
+            msgs.append(m)
         prompt = self.chat_prompt(msgs, speak)
-        feats = [self._join_clips(clips)] if clips else None
+        feats = [join_clips(clips, self.stack)] if clips else None
         if not speak:
             (answer,) = self.generate([prompt], self._text_stops(), sampling, features=feats)
             return Reply(self.text_of(answer))

@@ -8,8 +8,9 @@ import torch
 
 from most.audio import write_wav
 from most.cli import main as most_main
+from most.data.collate import audio_inputs
 from most.generate import Sampling, SpeechLM
-from most.moe.adapter import AdapterConfig
+from most.moe.adapter import AdapterConfig, join_clips
 from most.testing.models import load_adapted, run_adapt
 
 SHORT = Sampling(max_new_tokens=4)
@@ -50,7 +51,7 @@ def test_asr_hears_through_the_adapter_batched_as_alone(adapter_dir):
     # the answer depends on the audio: the first new token follows the adapter's tokens
     f = lm.hear(wavs[:1])[0]
     prompt = torch.tensor([lm.prompts.asr_prompt(lm.placeholders(f))])
-    inputs = lm._audio_inputs(prompt, [f])
+    inputs = audio_inputs(prompt, [f], lm.layout.unit_range()[0])
     logits = lm.model(input_ids=prompt, **inputs).logits[0, -1]
     other = lm.model(
         input_ids=prompt, **(inputs | {"input_features": inputs["input_features"] * 0})
@@ -63,7 +64,7 @@ def test_asr_hears_through_the_adapter_batched_as_alone(adapter_dir):
 def test_chat_with_two_clips_gives_each_its_own_tokens(adapter_dir):
     lm = SpeechLM.load(adapter_dir, device="cpu")
     a, b = lm.hear([noise(0.33, 3), noise(0.21, 4)])
-    joined = lm._join_clips([a, b])
+    joined = join_clips([a, b], lm.stack)
     tokens, valid = lm.model.audio_adapter(joined[None])
     ta, _ = lm.model.audio_adapter(a[None])
     tb, _ = lm.model.audio_adapter(b[None])

@@ -114,3 +114,20 @@ def _rows_to_tensors(rows: Sequence[Sequence[Example]], pad_id: int) -> dict[str
         "position_ids": position_ids,
         "task_ids": task_ids,
     }
+
+
+def audio_inputs(
+    ids: torch.Tensor, feats: Sequence[torch.Tensor | None], placeholder: int
+) -> dict[str, torch.Tensor]:
+    """The continuous-audio keys of a generation batch ``ids (B, T)`` (any padding side): row r's
+    frames ``feats[r] (F_r, D)`` (None: no audio) replace its ``placeholder`` ids."""
+    dim = next(f.shape[1] for f in feats if f is not None)
+    frames = max(f.shape[0] for f in feats if f is not None)
+    x = torch.zeros(len(feats), frames, dim)
+    fmask = torch.zeros(len(feats), frames, dtype=torch.bool)
+    amask = torch.zeros_like(ids, dtype=torch.bool)
+    for r, f in enumerate(feats):
+        if f is not None:
+            x[r, : f.shape[0]], fmask[r, : f.shape[0]] = f, True
+            amask[r] = ids[r] == placeholder
+    return {"input_features": x, "input_features_mask": fmask, "audio_mask": amask}

@@ -21,6 +21,7 @@ feed-forward block, so a comparison between them isolates the sparse MoE::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -94,6 +95,16 @@ def stack_frames(feats: Tensor, mask: Tensor, k: int) -> tuple[Tensor, Tensor]:
 def adapter_lengths(frames: Tensor | int, stack: int) -> Tensor | int:
     """Adapter tokens made of ``frames`` feature frames: ``ceil(frames / stack)``."""
     return (frames + stack - 1) // stack
+
+
+def join_clips(clips: Sequence[Tensor], stack: int) -> Tensor:
+    """Several clips ``(F_i, D)`` of one sequence as one ``(F, D)``: each zero-padded to a multiple
+    of ``stack``, so that every clip gives exactly the adapter tokens it gives alone."""
+    out = []
+    for c in clips:
+        pad = -c.shape[0] % stack
+        out.append(torch.cat([c, c.new_zeros(pad, c.shape[1])]) if pad else c)
+    return torch.cat(out)
 
 
 class GatedMLP(nn.Module):
