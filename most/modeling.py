@@ -256,6 +256,10 @@ class MostForCausalLM(PreTrainedModel, GenerationMixin):
         )
         aux = self.routing.aux_loss()
         adapter_aux = self.audio_adapter.aux_loss if adapted else None
+        if self.audio_adapter is not None and not adapted and torch.is_grad_enabled():
+            # DDP wants every trainable weight in every step's graph: a batch without audio
+            # still reaches the adapter, with zero weight.
+            adapter_aux = sum(p.sum() for p in self.audio_adapter.parameters()) * 0.0
         if adapter_aux is not None and self.routing.collect:
             aux = adapter_aux if aux is None else aux + adapter_aux.to(aux.device)
         loss = out.loss

@@ -150,3 +150,18 @@ def test_dense_adapter_attaches_and_reloads(tmp_path, base_dirs):
     model.save_pretrained(tmp_path / "saved")
     again = AutoModelForCausalLM.from_pretrained(tmp_path / "saved").eval()
     torch.testing.assert_close(again(**batch).logits, before, atol=1e-5, rtol=1e-5)
+
+
+def test_a_batch_without_audio_still_reaches_the_adapter(adapted):
+    """Zero-weighted, so that DDP finds a gradient for every adapter weight in every step."""
+    model, layout = adapted
+    ids = audio_batch(layout)["input_ids"]
+    model.train()
+    out = model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    grads = [p.grad for p in model.audio_adapter.parameters()]
+    assert all(g is not None and not g.any() for g in grads)
+    model.eval()
+    with torch.no_grad():
+        plain = model(input_ids=ids, labels=ids)
+    torch.testing.assert_close(plain.loss, out.loss.detach())

@@ -57,8 +57,15 @@ def _band(value: int, bands: tuple[tuple[int, str], ...], top: str) -> str:
     return top
 
 
+#: What a bare variant (a voice column without ``:rate:pitch``) was spoken at: espeak-ng's defaults.
+ESPEAK_DEFAULT_RATE, ESPEAK_DEFAULT_PITCH = 175, 50
+
+
 def voice_labels(voice: str) -> dict[str, str]:
-    """``variant:rate:pitch`` -> answers of the voice, rate, pitch and accent tasks."""
+    """``variant:rate:pitch`` (or a bare ``variant``: espeak-ng's default rate and pitch) ->
+    answers of the voice, rate, pitch and accent tasks."""
+    if ":" not in voice and voice.strip():
+        voice = f"{voice}:{ESPEAK_DEFAULT_RATE}:{ESPEAK_DEFAULT_PITCH}"
     try:
         variant, rate, pitch = voice.split(":")
         rate_wpm, pitch_value = int(rate), int(pitch)

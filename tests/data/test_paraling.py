@@ -40,8 +40,10 @@ def test_labels_from_the_voice_spec():
     assert voice_labels("en-029+f1:180:70")["accent"] == "caribbean"
     assert voice_labels("en-029+f1:180:70")["pitch"] == "high"
     assert voice_labels("en-029+f1:180:70")["rate"] == "fast"
+    bare = voice_labels("en-us+f3")  # espeak-ng's defaults: 175 words/min, pitch 50
+    assert (bare["rate"], bare["pitch"], bare["accent"]) == ("fast", "mid", "american")
     with pytest.raises(ValueError, match="variant:rate:pitch"):
-        voice_labels("en-us")
+        voice_labels("en-us:fast")
     with pytest.raises(ValueError, match="unknown paralinguistic task"):
         answer("emotion", "en-us+m3:165:45", "u1")
 
@@ -101,6 +103,6 @@ def test_source_draws_every_task():
 def test_a_corpus_without_espeak_voices_is_refused_at_once():
     import datasets
 
-    ds = datasets.Dataset.from_list([{"id": "a", "audio": {}, "voice": "speaker7"}])
-    with pytest.raises(ValueError, match="speaker7"):
+    ds = datasets.Dataset.from_list([{"id": "a", "audio": {}, "voice": "speaker:7"}])
+    with pytest.raises(ValueError, match="speaker:7"):
         paraling(P, ds, units=FixedUnits())
