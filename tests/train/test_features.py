@@ -140,3 +140,15 @@ def test_adapter_sources_read_the_audio(speech_run: Path):
     assert ex.audio_span[1] - ex.audio_span[0] == 7
     replaced = F.replace([Example([1], [1], "tts"), Example([1], [1], "asr")], src)
     assert replaced[1] is src
+
+
+def test_lora_leaves_a_new_audio_adapter_trainable(speech_run: Path):
+    from most.train.optim import LoraConfig, apply_lora
+
+    model = AutoModelForCausalLM.from_pretrained(str(speech_run / "adapt" / "hf"))
+    F.attach(model, AdapterConfig(kind="moe", expert_size=8), FrontendConfig(), 0)
+    peft_model = apply_lora(model, LoraConfig(enabled=True))
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    adapter = [n for n in trainable if ".audio_adapter." in n]
+    assert len(adapter) == len(list(model.audio_adapter.parameters()))
+    assert not any("experts.gate_up_proj" in n for n in trainable if "audio_adapter" not in n)
