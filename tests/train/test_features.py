@@ -152,3 +152,32 @@ def test_lora_leaves_a_new_audio_adapter_trainable(speech_run: Path):
     adapter = [n for n in trainable if ".audio_adapter." in n]
     assert len(adapter) == len(list(model.audio_adapter.parameters()))
     assert not any("experts.gate_up_proj" in n for n in trainable if "audio_adapter" not in n)
+
+
+@pytest.mark.slow
+def test_ddp_trains_the_adapter_when_a_rank_draws_no_audio(speech_run: Path):
+    """2 CPU processes (gloo), batches of 2 with ASR 30%: about half the batches hold no audio, and
+    DDP still finds a gradient for every adapter weight (the zero-weighted touch)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    add_spoken_data(speech_run)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}  # fmt: skip
+    cmd = [
+        sys.executable, "-m", "most.cli", "stage1", "--run", str(speech_run),
+        "--trainer.strategy=ddp", "--trainer.accelerator=cpu", "--trainer.devices=2",
+        "--trainer.threads=1", "--trainer.max_steps=6", "--trainer.val_every=0",
+        "--trainer.progress=false", "--data.batch_size=2", "--data.max_len=96",
+        "--data.val_batches=0", "--data.ratios={asr: 0.3, tts: 0.7, text_lm: 0.0}",
+        "--adapter.kind=moe", "--adapter.stack=8", "--audio_frontend.kind=mel",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=500)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    model = AutoModelForCausalLM.from_pretrained(str(speech_run / "stage1" / "hf"))
+    assert model.config.adapter["kind"] == "moe"
