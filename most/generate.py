@@ -209,9 +209,9 @@ class SpeechLM:
                 ids[row, width - n :] = torch.as_tensor(list(prompts[i]))
                 mask[row, width - n :] = 1
             audio = {}
-            if features:  # a row's placeholders: its unit-0 ids (adapter prompts hold no units)
-                placeholder = self.layout.unit_range()[0]
-                audio = audio_inputs(ids, [features[i] for i in idx], placeholder)
+            rows = [features[i] for i in idx] if features else []
+            if any(f is not None for f in rows):  # placeholders: unit-0 ids (no real units here)
+                audio = audio_inputs(ids, rows, self.layout.unit_range()[0])
                 audio = {k: v.to(device) for k, v in audio.items()}
             seqs = self.model.generate(
                 ids.to(device), attention_mask=mask.to(device), **kwargs, **audio
