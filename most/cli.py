@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "eval": "most.stages.eval:evaluate",
     "release": "most.stages.release:release",
     "ablation": "most.tools.ablation:ablation",
+    "adapter_ablation": "most.tools.adapter_ablation:adapter_ablation",
     "curve": "most.tools.curve:curve",
     "facts": "most.tools.facts:facts",
     "summary": "most.tools.summary:summary",

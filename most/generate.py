@@ -10,6 +10,11 @@ id is cut there.
     lm.asr([wav])                     -> ["the capital of velmora is tarsk"]
     lm.tts(["hello"])                 -> [float32 (n,) at 16 kHz]
     lm.chat([{"text": "...", "audio": wav}], speak=True) -> Reply(text, units, audio)
+
+A model with an audio adapter (``config.adapter``, :mod:`most.moe.adapter`) hears audio through
+it: ``asr`` and ``chat`` compute the frozen features its config names (:mod:`most.units.frontend`)
+and put one placeholder (unit 0) per adapter token where the units would be; no unit tokenizer is
+needed for them. Spoken answers and TTS still write units.
 """
 
 from __future__ import annotations
@@ -23,11 +28,14 @@ import torch
 from transformers import AutoConfig, AutoTokenizer
 
 import most.modeling  # noqa: F401  (registers the adapted model class)
+from most.data.collate import audio_inputs
 from most.data.prompts import Prompts
 from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, LayoutError, TokenLayout
+from most.moe.adapter import adapter_lengths, join_clips
 from most.threads import single_thread
 from most.units import UnitTokenizer, load_tokenizer
 from most.units.base import TOKENIZER_FILE
+from most.units.frontend import AudioFrontend, FrontendConfig
 from most.weights import AUTO, load_causal_lm
 
 #: Folder name of the unit tokenizer inside a release (written by ``most release``).
@@ -110,6 +118,12 @@ class SpeechLM:
         self.prompts = Prompts(layout, tokenizer)
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else self.prompts.eos_id)
+        cfg = getattr(model, "config", None)
+        adapter = getattr(cfg, "adapter", None)
+        self.frontend = None
+        if adapter is not None:
+            self.frontend = AudioFrontend(FrontendConfig(**cfg.audio_frontend))
+            self.stack = int(adapter["stack"])
 
     @classmethod
     def load(
@@ -153,6 +167,7 @@ class SpeechLM:
         on_batch: Callable[[int], None] | None = None,
         guided: bool = False,
         keep_stop: bool = False,
+        features: Sequence[torch.Tensor | None] | None = None,
     ) -> list[list[int]]:
         """Continue every prompt; returns the new ids of each, up to (not including) a stop id.
 
@@ -160,7 +175,8 @@ class SpeechLM:
         ``on_batch(n)`` is called after each batch (progress bars). ``guided``: the continuation
         is speech, apply ``sampling.guidance``. ``keep_stop``: the stop id that ended an answer
         stays on it (the exact sequence the model wrote, for scoring it again); an answer cut by
-        ``max_new_tokens`` has none.
+        ``max_new_tokens`` has none. ``features``: per prompt, the audio frames (``(F, D)``, see
+        :meth:`hear`) whose adapter tokens replace its placeholders, or None.
         """
         if any(len(p) == 0 for p in prompts):
             raise ValueError("empty prompt")
@@ -192,9 +208,14 @@ class SpeechLM:
                 n = len(prompts[i])
                 ids[row, width - n :] = torch.as_tensor(list(prompts[i]))
                 mask[row, width - n :] = 1
-            seqs = self.model.generate(ids.to(device), attention_mask=mask.to(device), **kwargs)[
-                :, width:
-            ].tolist()
+            audio = {}
+            rows = [features[i] for i in idx] if features else []
+            if any(f is not None for f in rows):  # placeholders: unit-0 ids (no real units here)
+                audio = audio_inputs(ids, rows, self.layout.unit_range()[0])
+                audio = {k: v.to(device) for k, v in audio.items()}
+            seqs = self.model.generate(
+                ids.to(device), attention_mask=mask.to(device), **kwargs, **audio
+            )[:, width:].tolist()
             for row, i in enumerate(idx):
                 out[i] = _cut(seqs[row], set(stop_ids), keep_stop)
             if on_batch is not None:
@@ -238,7 +259,24 @@ class SpeechLM:
         return [self.text_of(a) for a in self.generate(prompts, self._text_stops(), sampling, **kw)]
 
     def asr(self, wavs: Sequence[np.ndarray], sampling: Sampling = GREEDY, **kw) -> list[str]:
-        return self.asr_units(self.encode(wavs), sampling, **kw)
+        if self.frontend is None:
+            return self.asr_units(self.encode(wavs), sampling, **kw)
+        feats = self.hear(wavs)
+        prompts = [self.prompts.asr_prompt(self.placeholders(f)) for f in feats]
+        answers = self.generate(prompts, self._text_stops(), sampling, features=feats, **kw)
+        return [self.text_of(a) for a in answers]
+
+    # ---- audio through the adapter -------------------------------------------------------------
+    def hear(self, wavs: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """16 kHz audio -> the adapter's frozen frames ``(F_i, D)`` per utterance."""
+        if self.frontend is None:
+            raise ValueError("this model has no audio adapter: audio enters as units")
+        with single_thread():
+            return [self.frontend.features(w) for w in wavs]
+
+    def placeholders(self, feats: torch.Tensor) -> list[int]:
+        """The stand-in units (unit 0, one per adapter token) a prompt holds for ``feats``."""
+        return [0] * int(adapter_lengths(feats.shape[0], self.stack))
 
     def tts_units(self, texts: Sequence[str], sampling: Sampling = GREEDY, **kw) -> list[list[int]]:
         if any(not t.strip() for t in texts):
@@ -299,16 +337,22 @@ class SpeechLM:
     def chat(
         self, messages: Sequence[dict], speak: bool = False, sampling: Sampling = GREEDY
     ) -> Reply:
-        """One answer to a conversation; ``messages[i]["audio"]`` (16 kHz float32) is encoded."""
-        msgs = [
-            {**m, "units": self.encode([m["audio"]])[0]} if m.get("audio") is not None else m
-            for m in messages
-        ]
+        """One answer to a conversation; ``messages[i]["audio"]`` (16 kHz float32) is encoded
+        (heard through the adapter when the model has one)."""
+        clips, msgs = [], []
+        for m in messages:
+            if m.get("audio") is not None and self.frontend is not None:
+                clips += self.hear([m["audio"]])
+                m = {**m, "units": self.placeholders(clips[-1])}
+            elif m.get("audio") is not None:
+                m = {**m, "units": self.encode([m["audio"]])[0]}
+            msgs.append(m)
         prompt = self.chat_prompt(msgs, speak)
+        feats = [join_clips(clips, self.stack)] if clips else None
         if not speak:
-            (answer,) = self.generate([prompt], self._text_stops(), sampling)
+            (answer,) = self.generate([prompt], self._text_stops(), sampling, features=feats)
             return Reply(self.text_of(answer))
-        ((text, units),) = self._speak([prompt], sampling)
+        ((text, units),) = self._speak([prompt], sampling, features=feats)
         return Reply(text, units, self.vocode(units) if self.units is not None else None)
 
     # ---- helpers ----------------------------------------------------------------------------
@@ -324,10 +368,11 @@ class SpeechLM:
         prompts: Sequence[Sequence[int]],
         sampling: Sampling,
         on_batch: Callable[[int], None] | None = None,
+        features: Sequence[torch.Tensor | None] | None = None,
     ) -> list[tuple[str, list[int]]]:
         """A spoken answer in the trained text-then-units format (:meth:`speak_ids`), as text and
         units."""
-        said = self.speak_ids(prompts, sampling, on_batch)
+        said = self.speak_ids(prompts, sampling, on_batch, features)
         return [(self.text_of(t), self.units_of(u)) for t, u in said]
 
     def speak_ids(
@@ -335,6 +380,7 @@ class SpeechLM:
         prompts: Sequence[Sequence[int]],
         sampling: Sampling = GREEDY,
         on_batch: Callable[[int], None] | None = None,
+        features: Sequence[torch.Tensor | None] | None = None,
     ) -> list[tuple[list[int], list[int]]]:
         """``(text ids, unit ids)`` of a spoken answer to each prompt, the format enforced: the
         text part ends at whatever would end a text answer (not kept), then
@@ -344,15 +390,19 @@ class SpeechLM:
         <|end_of_turn|>, as in S->T, and never spoke.) Prompts ending with
         ``<|begin_of_audio|>`` (``units`` mode) go straight to the units (text ids empty)."""
         boa = self.layout.special_id(BEGIN_OF_AUDIO)
-        talk = [p for p in prompts if p[-1] != boa]
+        talk = [i for i, p in enumerate(prompts) if p[-1] != boa]
         stops = [*self._text_stops(), boa, self.layout.special_id(END_OF_AUDIO)]
-        written = iter(self.generate(talk, stops, sampling) if talk else [])
+        # Passed only when there is audio for the adapter (callers may stand in for generate).
+        talk_kw = {"features": [features[i] for i in talk]} if features else {}
+        talk_prompts = [prompts[i] for i in talk]
+        written = iter(self.generate(talk_prompts, stops, sampling, **talk_kw) if talk else [])
         texts = [next(written) if p[-1] != boa else [] for p in prompts]
         speech = [
             [*p, *t, boa] if p[-1] != boa else [*p] for p, t in zip(prompts, texts, strict=True)
         ]
+        kw = {"features": features} if features else {}
         units = self.generate(
-            speech, self._audio_stops(), sampling, on_batch, guided=True, keep_stop=True
+            speech, self._audio_stops(), sampling, on_batch, guided=True, keep_stop=True, **kw
         )
         return list(zip(texts, units, strict=True))
 

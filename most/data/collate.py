@@ -8,6 +8,10 @@ Batch keys (``B`` rows, ``T`` = longest row, at most ``max_len``):
 - ``task_ids``   ``(B, T)`` long: index into :data:`~most.data.prompts.TASKS` per token, -1 on padding
   (per-task losses for logging).
 - ``attention_mask`` ``(B, T)`` long, padded batches only.
+- with continuous audio (examples carrying ``features``; padded batches only):
+  ``input_features`` ``(B, F, D)`` float, zero-padded frames (rows without audio: all padding);
+  ``input_features_mask`` ``(B, F)`` bool; ``audio_mask`` ``(B, T)`` bool, the placeholder positions
+  the adapter's tokens replace.
 
 Packing puts several examples in one row without an ``attention_mask``: ``transformers`` detects the
 restarting ``position_ids`` and builds a block-diagonal causal mask, so no token attends across an
@@ -28,7 +32,12 @@ from most.data.prompts import IGNORE, TASKS, Example
 def truncate(ex: Example, max_len: int) -> Example:
     if len(ex) <= max_len:
         return ex
-    return Example(ex.input_ids[:max_len], ex.labels[:max_len], ex.task)
+    if ex.audio_span is not None and ex.audio_span[1] > max_len:
+        raise ValueError(
+            f"a {ex.task} example's audio ends at token {ex.audio_span[1]}, past data.max_len "
+            f"{max_len}: raise data.max_len (or the adapter's stack)"
+        )
+    return Example(ex.input_ids[:max_len], ex.labels[:max_len], ex.task, ex.features, ex.audio_span)
 
 
 def pad_batch(examples: Sequence[Example], pad_id: int, max_len: int) -> dict[str, torch.Tensor]:
@@ -36,7 +45,27 @@ def pad_batch(examples: Sequence[Example], pad_id: int, max_len: int) -> dict[st
     rows = [[truncate(ex, max_len)] for ex in examples]
     batch = _rows_to_tensors(rows, pad_id)
     batch["attention_mask"] = (batch["task_ids"] >= 0).long()
+    if any(ex.features is not None for ex in examples):
+        batch |= _audio_tensors([row[0] for row in rows], batch["input_ids"].shape[1])
     return batch
+
+
+def _audio_tensors(examples: Sequence[Example], width: int) -> dict[str, torch.Tensor]:
+    """``input_features``, ``input_features_mask`` and ``audio_mask`` of one-example rows."""
+    dims = {ex.features.shape[1] for ex in examples if ex.features is not None}
+    if len(dims) != 1:
+        raise ValueError(f"examples in one batch carry features of widths {sorted(dims)}")
+    frames = max(ex.features.shape[0] for ex in examples if ex.features is not None)
+    feats = torch.zeros(len(examples), frames, dims.pop())
+    fmask = torch.zeros(len(examples), frames, dtype=torch.bool)
+    amask = torch.zeros(len(examples), width, dtype=torch.bool)
+    for r, ex in enumerate(examples):
+        if ex.features is None:
+            continue
+        n = ex.features.shape[0]
+        feats[r, :n], fmask[r, :n] = ex.features, True
+        amask[r, ex.audio_span[0] : ex.audio_span[1]] = True
+    return {"input_features": feats, "input_features_mask": fmask, "audio_mask": amask}
 
 
 def pack_rows(examples: Sequence[Example], max_len: int) -> list[list[Example]]:
@@ -55,6 +84,8 @@ def pack_rows(examples: Sequence[Example], max_len: int) -> list[list[Example]]:
 
 def pack_batch(rows: Sequence[Sequence[Example]], pad_id: int) -> dict[str, torch.Tensor]:
     """Several examples per row (see :func:`pack_rows`); no attention mask (see module doc)."""
+    if any(ex.features is not None for row in rows for ex in row):
+        raise ValueError("examples with audio features cannot be packed: set data.pack false")
     return _rows_to_tensors(rows, pad_id)
 
 
@@ -83,3 +114,20 @@ def _rows_to_tensors(rows: Sequence[Sequence[Example]], pad_id: int) -> dict[str
         "position_ids": position_ids,
         "task_ids": task_ids,
     }
+
+
+def audio_inputs(
+    ids: torch.Tensor, feats: Sequence[torch.Tensor | None], placeholder: int
+) -> dict[str, torch.Tensor]:
+    """The continuous-audio keys of a generation batch ``ids (B, T)`` (any padding side): row r's
+    frames ``feats[r] (F_r, D)`` (None: no audio) replace its ``placeholder`` ids."""
+    dim = next(f.shape[1] for f in feats if f is not None)
+    frames = max(f.shape[0] for f in feats if f is not None)
+    x = torch.zeros(len(feats), frames, dim)
+    fmask = torch.zeros(len(feats), frames, dtype=torch.bool)
+    amask = torch.zeros_like(ids, dtype=torch.bool)
+    for r, f in enumerate(feats):
+        if f is not None:
+            x[r, : f.shape[0]], fmask[r, : f.shape[0]] = f, True
+            amask[r] = ids[r] == placeholder
+    return {"input_features": x, "input_features_mask": fmask, "audio_mask": amask}

@@ -20,6 +20,8 @@ Formats (``|`` separates the prompt, whose labels are masked, from the answer th
     music_continue <|user|> <|ttm|> <|assistant|> <|bom|> m..   | m.. <|eom|>
              (text to music, and the same with no caption: the music's start is the prompt;
              ``m`` are the music modality's units, ``<|bom|>``/``<|eom|>`` its delimiters)
+    paraling <|user|> question <|boa|> u.. <|eoa|> <|text_answer|> <|assistant|> | answer <|end_of_turn|>
+             (a question about how the audio was spoken: :mod:`most.data.paraling`)
 
 A text answer ends with ``<|end_of_turn|>``, a spoken one with ``<|end_of_audio|>`` and music with
 ``<|end_of_music|>``: generation
@@ -49,6 +51,7 @@ IGNORE = -100
 SpeechMode = Literal["text_then_units", "units"]
 TASKS: tuple[str, ...] = (
     "asr", "tts", "text_lm", "s2t", "s2s", "instruct", "speech_lm", "ttm", "music_continue",
+    "paraling",
 )  # fmt: skip
 
 
@@ -63,11 +66,16 @@ class TextTokenizer(Protocol):
 @dataclass(frozen=True)
 class Example:
     """One training sequence. ``labels[i]`` is ``input_ids[i]`` on answer tokens, ``IGNORE`` elsewhere
-    (unshifted, as ``transformers`` causal LMs expect)."""
+    (unshifted, as ``transformers`` causal LMs expect).
+
+    Continuous audio (the adapter path, :mod:`most.moe.adapter`): ``features (F, D)`` frozen frames
+    whose adapter tokens replace ``input_ids[audio_span[0]:audio_span[1]]`` (placeholders)."""
 
     input_ids: list[int]
     labels: list[int]
     task: str
+    features: torch.Tensor | None = None
+    audio_span: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -176,6 +184,16 @@ class Prompts:
             self.sp("<|assistant|>"),
         ]
 
+    def ask_prompt(self, question: str, units: Sequence[int] | torch.Tensor) -> list[int]:
+        """A question in text about audio: the chat format of a user turn with both."""
+        return [
+            self.sp("<|user|>"),
+            *self.text(question),
+            *self.audio(units),
+            self.sp("<|text_answer|>"),
+            self.sp("<|assistant|>"),
+        ]
+
     def speech_lm_prompt(self) -> list[int]:
         """The ASR prompt up to its audio: what precedes speech the model reads."""
         return [self.sp("<|user|>"), self.sp("<|asr|>"), self.sp(BEGIN_OF_AUDIO)]
@@ -258,6 +276,10 @@ class Prompts:
         if speech_mode == "text_then_units":
             speech = [*self.text(answer), self.sp(BEGIN_OF_AUDIO), *speech]
         return _join(self.s2s_prompt(units, speech_mode), speech, "s2s")
+
+    def paraling(self, question: str, units: Sequence[int] | torch.Tensor, answer: str) -> Example:
+        answer_ids = [*self.text(answer), self.sp("<|end_of_turn|>")]
+        return _join(self.ask_prompt(question, units), answer_ids, "paraling")
 
     def instruct(self, prompt: str, response: str) -> Example:
         answer = [*self.text(response), self.sp("<|end_of_turn|>")]

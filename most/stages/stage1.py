@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from most.moe.adapter import AdapterConfig
 from most.run import Run
+from most.train import features as F
 from most.train import sources as S
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.dryrun import load_config, print_dry_run
 from most.train.optim import LoraConfig, OptimConfig
+from most.train.paraling import paraling_replay
 from most.train.stage import (
     STAGE1_RATIOS,
     music_sources,
@@ -18,11 +21,14 @@ from most.train.stage import (
     text_qa_replay,
     train_and_export,
 )
+from most.units.frontend import FrontendConfig
 
 _DEFAULT_DataConfig = DataConfig()
 _DEFAULT_LoraConfig = LoraConfig()
 _DEFAULT_OptimConfig = OptimConfig()
 _DEFAULT_TrainerConfig = TrainerConfig()
+_DEFAULT_AdapterConfig = AdapterConfig()
+_DEFAULT_FrontendConfig = FrontendConfig()
 
 
 def stage1(
@@ -32,16 +38,23 @@ def stage1(
     optim: OptimConfig = _DEFAULT_OptimConfig,
     trainer: TrainerConfig = _DEFAULT_TrainerConfig,
     lora: LoraConfig = _DEFAULT_LoraConfig,
+    adapter: AdapterConfig = _DEFAULT_AdapterConfig,
+    audio_frontend: FrontendConfig = _DEFAULT_FrontendConfig,
     force: bool = False,
     dry_run: bool = False,
 ) -> None:
-    """MoST stage 1: ASR + TTS + text-LM mixture on the adapted model (``init`` = RUN/adapt/hf)."""
+    """MoST stage 1: ASR + TTS + text-LM mixture on the adapted model (``init`` = RUN/adapt/hf).
+
+    ``adapter``/``audio_frontend``: with ``adapter.kind`` moe or dense, ASR reads frozen audio
+    features through an audio adapter instead of units (:mod:`most.train.features`)."""
     init = Path(init) if init else Run(run).hf("adapt")
     if dry_run:
         print_dry_run(load_config(init), data, trainer, optim, lora)
         return
     R = Run(run)
     settings = dict(data=data, optim=optim, trainer=trainer, lora=lora)
+    if adapter.kind != "none":  # listed only when used: unit-only runs keep their fingerprints
+        settings |= dict(adapter=adapter, audio_frontend=audio_frontend)
     st = start_speech_stage(R, "stage1", init, settings, force)
     if st is None:
         return
@@ -57,6 +70,12 @@ def stage1(
     train += text_qa_replay(run, p, layout, STAGE1_RATIOS, data)
     train += music_sources(run, p, layout, STAGE1_RATIOS, data, "train")
     val = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
+    fe = F.attach(st.model, adapter, audio_frontend, data.seed)
+    if fe is not None:  # ASR reads the audio through the adapter
+        audio = R.load_data("speech")
+        train = F.replace(train, F.asr(p, audio["train"], fe, adapter.stack))
+        val = F.replace(val, F.asr(p, audio["dev"], fe, adapter.stack))
+    train += paraling_replay(R.root, p, STAGE1_RATIOS, data.ratios, fe, adapter.stack)
     train_and_export(
         st.paths, st.model, st.tok, layout, train, STAGE1_RATIOS, val, data, optim, trainer, lora
     )

@@ -7,12 +7,15 @@ from pathlib import Path
 import datasets
 
 from most.data.prompts import SpeechMode
+from most.moe.adapter import AdapterConfig
 from most.run import Run
+from most.train import features as F
 from most.train import sources as S
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.dryrun import load_config, print_dry_run
 from most.train.optim import LoraConfig, OptimConfig
+from most.train.paraling import paraling_replay
 from most.train.stage import (
     STAGE2_RATIOS,
     music_sources,
@@ -20,11 +23,14 @@ from most.train.stage import (
     text_qa_replay,
     train_and_export,
 )
+from most.units.frontend import FrontendConfig
 
 _DEFAULT_DataConfig = DataConfig()
 _DEFAULT_LoraConfig = LoraConfig()
 _DEFAULT_OptimConfig = OptimConfig()
 _DEFAULT_TrainerConfig = TrainerConfig()
+_DEFAULT_AdapterConfig = AdapterConfig()
+_DEFAULT_FrontendConfig = FrontendConfig()
 
 
 def stage2(
@@ -36,6 +42,8 @@ def stage2(
     optim: OptimConfig = _DEFAULT_OptimConfig,
     trainer: TrainerConfig = _DEFAULT_TrainerConfig,
     lora: LoraConfig = _DEFAULT_LoraConfig,
+    adapter: AdapterConfig = _DEFAULT_AdapterConfig,
+    audio_frontend: FrontendConfig = _DEFAULT_FrontendConfig,
     force: bool = False,
     dry_run: bool = False,
 ) -> None:
@@ -45,6 +53,8 @@ def stage2(
     ``speech_mode``: spoken answers as text-then-units or units only.
     ``answer_sentences``: text answers are the data's ``answer_sentence`` (the fact as a statement)
     where it has one, else the short ``answer`` (see :func:`most.train.sources.answer_column`).
+    ``adapter``/``audio_frontend``: with ``adapter.kind`` moe or dense, spoken questions and ASR
+    read frozen audio features through an audio adapter (:mod:`most.train.features`).
     """
     init = Path(init) if init else Run(run).hf("stage1")
     if dry_run:
@@ -52,6 +62,8 @@ def stage2(
         return
     R = Run(run)
     settings = dict(data=data, optim=optim, trainer=trainer, lora=lora)
+    if adapter.kind != "none":  # listed only when used: unit-only runs keep their fingerprints
+        settings |= dict(adapter=adapter, audio_frontend=audio_frontend)
     settings |= dict(speech_mode=speech_mode, answer_sentences=answer_sentences)
     text = _text_corpus(R, data)
     st = start_speech_stage(R, "stage2", init, settings, force)
@@ -73,6 +85,17 @@ def stage2(
         *music_sources(run, p, layout, STAGE2_RATIOS, data, "train"),  # replay (recipes/music)
     ]
     val = [S.instruct(p, instr["test"]), S.asr(p, speech["dev"]), S.tts(p, speech["dev"])]
+    fe = F.attach(st.model, adapter, audio_frontend, data.seed)
+    if fe is not None:  # spoken questions and ASR read the audio through the adapter
+        audio, k = R.load_data("speech"), adapter.stack
+        spoken = R.load_data("sqa")["qa_train"]
+        train = F.replace(
+            train,
+            F.s2t(p, spoken, fe, k, answer_sentences),
+            F.asr(p, audio["train"], fe, k),
+        )
+        val = F.replace(val, F.asr(p, audio["dev"], fe, k))
+    train += paraling_replay(R.root, p, STAGE2_RATIOS, data.ratios, fe, adapter.stack)
     train_and_export(
         st.paths, st.model, st.tok, layout, train, STAGE2_RATIOS, val, data, optim, trainer, lora
     )

@@ -8,7 +8,8 @@ without gradient, for logging only. The router aux loss is logged when the outpu
 ``aux_loss``; router telemetry by :class:`~most.train.callbacks.RouterTelemetry`.
 
 Batch keys: see :mod:`most.data.collate` (``input_ids``, ``labels``, ``position_ids``, ``task_ids``
-``(B, T)``; ``attention_mask`` ``(B, T)`` for padded batches).
+``(B, T)``; ``attention_mask`` ``(B, T)`` for padded batches; :data:`AUDIO_KEYS` with continuous
+audio).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from most.data.prompts import IGNORE, TASKS
 from most.train.optim import OptimConfig, build_optimizer, mask_old_embedding_rows
 from most.train.regularize import add_residual_dropout
 from most.train.sharding import load_from_rank0, meta_skeleton, shard_model
+
+#: Batch keys of continuous audio (:mod:`most.data.collate`), passed to the model as they are.
+AUDIO_KEYS = ("input_features", "input_features_mask", "audio_mask")
 
 
 class CausalLMModule(L.LightningModule):
@@ -80,12 +84,15 @@ class CausalLMModule(L.LightningModule):
 
     def forward(self, batch: dict[str, torch.Tensor]):
         by_token = self.optim_cfg.loss_weighting == "token"
+        # Continuous audio (the adapter variant) travels as these keys when the batch has any.
+        audio = {k: batch[k] for k in AUDIO_KEYS if k in batch}
         return self.model(
             input_ids=batch["input_ids"],
             attention_mask=batch.get("attention_mask"),
             position_ids=batch["position_ids"],
             labels=batch["labels"] if by_token else None,
             use_cache=False,
+            **audio,
         )
 
     def loss(self, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:

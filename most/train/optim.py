@@ -102,8 +102,9 @@ class LoraConfig:
 
 def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
     """Wrap ``model`` in peft LoRA. Trainable afterwards: the adapters, then as ``cfg`` says the
-    new token rows of the input/output embeddings (:func:`new_token_rows`) and the routers; every
-    other weight is frozen (:func:`select_trainable` may add some back).
+    new token rows of the input/output embeddings (:func:`new_token_rows`) and the routers, and
+    the audio adapter (``model.audio_adapter``, new) in full; every other weight is frozen
+    (:func:`select_trainable` may add some back).
 
     Tied embeddings share one set of trainable rows, so the merged export equals the adapter model.
     """
@@ -132,6 +133,9 @@ def apply_lora(model: nn.Module, cfg: LoraConfig) -> nn.Module:
         for name, module in model.named_modules():
             if name.rpartition(".")[2] == "router":
                 module.requires_grad_(True)
+    adapter = getattr(model, "audio_adapter", None)
+    if adapter is not None:  # a continuous-audio adapter is new: it trains in full
+        adapter.requires_grad_(True)
     return peft_model
 
 

@@ -33,7 +33,7 @@ from most.weights import AUTO, load_causal_lm
 
 BASE_RATIOS = {"text_lm": 0.9, "text_qa": 0.1}
 STAGE1_RATIOS = {
-    "asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.0, "speech_lm": 0.0,
+    "asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.0, "speech_lm": 0.0, "paraling": 0.0,
     "ttm": 0.0, "music_continue": 0.0,  # music: on in recipes/music (needs the music modality)
 }  # fmt: skip
 STAGE2_RATIOS = {
@@ -47,6 +47,7 @@ STAGE2_RATIOS = {
     "speech_lm": 0.0,
     "ttm": 0.0,
     "music_continue": 0.0,
+    "paraling": 0.0,
 }
 
 

@@ -1,0 +1,163 @@
+"""``most adapter_ablation``: how audio should enter the model (MoE-Adapter's claim, tested).
+
+Three variants, each ``adapt -> stage1`` from the same inputs (the source run's data, units, judge
+and base), the same recipes, steps and seeds; only the audio input differs:
+
+=======  ===================================================================================
+moe      frozen features -> sparse MoE adapter (routed top-k + shared experts, load balance)
+dense    the same frames through a dense adapter of equal active parameters and compute
+units    discrete units (the default pipeline: no adapter)
+=======  ===================================================================================
+
+Every variant trains with the paralinguistic task in its mixture (``paraling_ratio``) and is
+scored by :func:`most.eval.audio_tasks.evaluate_audio_tasks` (ASR WER, S->T QA, one accuracy per
+paralinguistic task) on held-out utterances. Each variant runs once per seed; the spread over
+seeds is the run-to-run noise. ``OUT/adapter.json`` maps ``<variant>.<task>`` to
+``{"mean", "std", "values"}`` (``std``: sample standard deviation over seeds, None for one seed),
+``OUT/adapter.md`` holds the table. ``RUN/<variant>-s<seed>/`` holds each run (stages as
+subprocesses, logs in ``logs/``; a finished run with the same settings is skipped).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Literal
+
+from most.io import atomic_write_json, atomic_write_text, read_json
+from most.run import Run
+from most.tools.ablation import _most, check_source, link_inputs
+
+AdapterVariant = Literal["moe", "dense", "units"]
+RESULT = "audio_tasks.json"
+SETTINGS = "variant.json"
+
+
+def variant_args(
+    variant: str, seed: int, frontend: list[str], max_steps: int | None, paraling_ratio: float
+) -> list[str]:
+    """The stage1 overrides that make ``variant`` (besides the shared recipe); ``frontend``: the
+    ``--audio_frontend.*`` overrides of the adapter variants."""
+    args = [f"--data.seed={seed}", f"--data.ratios.paraling={paraling_ratio}", "--data.pack=false"]
+    args += ["--trainer.max_time_min=null", "--trainer.progress=false"]
+    if max_steps:
+        args.append(f"--trainer.max_steps={max_steps}")
+    if variant != "units":
+        args += [f"--adapter.kind={variant}", *frontend]
+    return args
+
+
+def adapter_ablation(
+    run: Path,
+    source: Path,
+    variants: tuple[AdapterVariant, ...] = ("moe", "dense", "units"),
+    seeds: tuple[int, ...] = (1234, 1235),
+    recipes: Path = Path("recipes/tiny"),
+    out: Path = Path("runs/ablation"),
+    frontend: Literal["mel", "ctc"] = "mel",
+    max_steps: int | None = None,
+    paraling_ratio: float = 0.2,
+    n: int = 50,
+    force: bool = False,
+) -> dict:
+    """Train and score every (variant, seed); write ``OUT/adapter.{json,md}``.
+
+    ``frontend``: the adapters' frozen features (``ctc``: the source run's unit tokenizer's CTC
+    recogniser). ``n``: held-out utterances per task.
+    """
+    run, source, out = Path(run), Path(source), Path(out)
+    if unknown := sorted(set(variants) - {"moe", "dense", "units"}):
+        raise ValueError(f"unknown variants {unknown}; choose from moe, dense, units")
+    if not seeds:
+        raise ValueError("give at least one seed")
+    check_source(source, judge="none")
+    if run.resolve() == source.resolve():
+        raise ValueError(f"--run {run} is the source run; the ablation writes elsewhere")
+    fe = [f"--audio_frontend.kind={frontend}"]
+    if frontend == "ctc":
+        fe.append(f"--audio_frontend.path={Run(source).units.resolve()}")
+    results: dict[str, list[dict]] = {v: [] for v in variants}
+    t0 = time.monotonic()
+    for variant in variants:
+        for seed in seeds:
+            vdir = run / f"{variant}-s{seed}"
+            args = variant_args(variant, seed, fe, max_steps, paraling_ratio)
+            settings = {"variant": variant, "seed": seed, "stage1": args, "n": n}
+            results[variant].append(run_one(vdir, source, recipes, settings, force))
+    report = summarize(results)
+    meta = {"source": str(source), "seeds": list(seeds), "frontend": frontend, "n": n,
+            "max_steps": max_steps, "seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
+    write_report(out, report, meta)
+    print(f"most adapter_ablation: wrote {out}/adapter.md")
+    return report
+
+
+def run_one(vdir: Path, source: Path, recipes: Path, settings: dict, force: bool) -> dict:
+    """Adapt, train and score one (variant, seed) unless done with the same settings."""
+    done = vdir / RESULT
+    if not force and done.is_file() and read_json(vdir / SETTINGS) == settings:
+        return read_json(done)
+    link_inputs(vdir, source)
+    atomic_write_json(vdir / SETTINGS, settings)
+    redo = ["--force=true"] if force else []
+    for stage, args in (("adapt", []), ("stage1", settings["stage1"])):
+        cfg = ["--config", str(recipes / f"{stage}.yaml")]
+        _most(stage, [*cfg, *args, "--run", str(vdir), *redo], vdir / "logs" / f"{stage}.log")
+    result = score(vdir, source, settings["n"])
+    atomic_write_json(done, result)
+    return result
+
+
+def score(vdir: Path, source: Path, n: int) -> dict:
+    """:func:`~most.eval.audio_tasks.evaluate_audio_tasks` of ``vdir``'s stage-1 model."""
+    from most.eval.audio_tasks import evaluate_audio_tasks
+    from most.generate import SpeechLM
+
+    src = Run(source)
+    lm = SpeechLM.load(Run(vdir).hf("stage1"), units=src.units)
+    sqa = src.load_data("sqa") if src.has_data("sqa") else None
+    return evaluate_audio_tasks(lm, src.load_data("speech"), sqa, n)
+
+
+def _headline(task: str, r: dict) -> float:
+    return r["wer"] if task == "asr" else r["accuracy"]
+
+
+def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
+    """``{"<variant>.<task>": {"mean", "std", "values"}}`` over the seeds of each variant."""
+    out = {}
+    for variant, runs in results.items():
+        for task in runs[0]:
+            values = [_headline(task, r[task]) for r in runs]
+            std = statistics.stdev(values) if len(values) > 1 else None
+            out[f"{variant}.{task}"] = {"mean": statistics.fmean(values), "std": std,
+                                        "values": values}  # fmt: skip
+    return out
+
+
+def write_report(out: Path, report: dict[str, dict], meta: dict) -> None:
+    """``OUT/adapter.json`` (the report and ``_meta``) and ``OUT/adapter.md`` (variants x tasks)."""
+    atomic_write_json(out / "adapter.json", {**report, "_meta": meta})
+    variants = list(dict.fromkeys(k.split(".", 1)[0] for k in report))
+    tasks = list(dict.fromkeys(k.split(".", 1)[1] for k in report))
+    lines = [
+        "# Audio input ablation: MoE adapter vs dense adapter vs units",
+        "",
+        f"Seeds {meta['seeds']}, {meta['n']} held-out utterances per task, frontend "
+        f"{meta['frontend']}. ASR: WER (lower is better); others: accuracy. Mean ± std over seeds.",
+        "",
+        "| task | " + " | ".join(variants) + " |",
+        "|---|" + "---|" * len(variants),
+    ]
+    for task in tasks:
+        cells = []
+        for v in variants:
+            r = report.get(f"{v}.{task}")
+            if r is None:
+                cells.append("-")
+                continue
+            noise = f" ± {r['std']:.3f}" if r["std"] is not None else ""
+            cells.append(f"{r['mean']:.3f}{noise}")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    atomic_write_text(out / "adapter.md", "\n".join(lines) + "\n")

@@ -1,0 +1,95 @@
+"""`most adapter_ablation`: every (variant, seed) trained once, scored, resumed; the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+import most  # noqa: F401  (registers the adapted model with the Auto classes)
+from most.cli import main
+from most.io import atomic_write_json, read_json
+from most.run import Run
+from most.tools import adapter_ablation as AA
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPES = REPO / "recipes" / "tiny"
+
+
+@pytest.fixture
+def source(base_dirs, tmp_path: Path) -> Path:
+    """A finished-looking source run: data and units markers, and a real tiny base."""
+    src = Run(tmp_path / "demo")
+    src.dataset("speech").mkdir(parents=True)
+    atomic_write_json(src.units_manifest, {})
+    src.hf("base").parent.mkdir(parents=True)
+    src.hf("base").symlink_to(base_dirs["qwen3_moe"])
+    return src.root
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[tuple[str, list[str]]]:
+    log: list[tuple[str, list[str]]] = []
+
+    def fake_most(stage: str, args: list[str], log_file: Path) -> None:
+        log.append((stage, args))
+
+    def fake_score(vdir: Path, source: Path, n: int) -> dict:
+        variant, seed = vdir.name.split("-s")
+        acc = {"moe": 0.8, "dense": 0.6, "units": 0.3}[variant] + int(seed) / 100
+        return {"asr": {"wer": 1 - acc, "n": n}, "paraling.noise": {"accuracy": acc, "n": n}}
+
+    monkeypatch.setattr(AA, "_most", fake_most)
+    monkeypatch.setattr(AA, "score", fake_score)
+    return log
+
+
+def test_every_variant_and_seed_runs_once_and_the_report_has_the_spread(source, calls, tmp_path):
+    out = tmp_path / "ablation"
+    kw = dict(run=tmp_path / "abl", source=source, seeds=(1, 2), recipes=RECIPES, out=out,
+              max_steps=5, n=3)  # fmt: skip
+    report = AA.adapter_ablation(**kw)
+    assert [c[0] for c in calls] == ["adapt", "stage1"] * 6
+    stage1 = {c[1][c[1].index("--run") + 1]: c[1] for c in calls if c[0] == "stage1"}
+    moe = stage1[str(tmp_path / "abl" / "moe-s1")]
+    assert "--adapter.kind=moe" in moe and "--audio_frontend.kind=mel" in moe
+    assert "--trainer.max_steps=5" in moe and "--data.seed=1" in moe
+    assert "--data.pack=false" in moe and "--data.ratios.paraling=0.2" in moe
+    units = stage1[str(tmp_path / "abl" / "units-s2")]
+    assert not any(a.startswith("--adapter") for a in units) and "--data.seed=2" in units
+    saved = read_json(out / "adapter.json")
+    assert set(saved) == {f"{v}.{t}" for v in ("moe", "dense", "units")
+                          for t in ("asr", "paraling.noise")} | {"_meta"}  # fmt: skip
+    assert saved["moe.paraling.noise"]["values"] == pytest.approx([0.81, 0.82])
+    assert saved["moe.paraling.noise"]["std"] == pytest.approx(0.00707, abs=1e-4)
+    assert report == {k: v for k, v in saved.items() if k != "_meta"}
+    assert "| paraling.noise |" in (out / "adapter.md").read_text()
+    calls.clear()  # finished runs are skipped
+    AA.adapter_ablation(**kw)
+    assert calls == []
+    AA.adapter_ablation(**{**kw, "n": 4})  # other settings: those runs again
+    assert len(calls) == 12
+
+
+def test_refusals(source, calls, tmp_path):
+    with pytest.raises(ValueError, match="unknown variants"):
+        AA.adapter_ablation(run=tmp_path / "a", source=source, variants=("conv",))
+    with pytest.raises(ValueError, match="source run"):
+        AA.adapter_ablation(run=source, source=source)
+    assert main(["adapter_ablation", "--run", str(tmp_path / "b"), "--source",
+                 str(tmp_path / "none")]) == 2  # fmt: skip
+
+
+@pytest.mark.slow
+def test_moe_and_units_end_to_end(eval_run, tmp_path):
+    """Real subprocess stages on the tiny spoken run: 2 stage-1 steps per variant, 2 utterances."""
+    out = tmp_path / "ablation"
+    report = AA.adapter_ablation(
+        run=tmp_path / "abl", source=eval_run, variants=("moe", "units"), seeds=(1,),
+        recipes=RECIPES, out=out, max_steps=2, n=2,
+    )  # fmt: skip
+    assert {"moe.asr", "units.asr", "moe.s2t", "units.paraling.voice"} <= set(report)
+    cfg = AutoModelForCausalLM.from_pretrained(Run(tmp_path / "abl" / "moe-s1").hf("stage1")).config
+    assert cfg.adapter["kind"] == "moe"
+    assert (out / "adapter.md").is_file()
