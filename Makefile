@@ -1,5 +1,6 @@
 # most: one target per pipeline stage. `make demo` runs them all on the embedded default.
 #   make <stage> RUN=runs/<name> RECIPE=recipes/<family> ARGS="--section.key=value ..."
+#   OVERLAY=recipes/<extra> adds <extra>/<stage>.yaml after the recipe where it exists (recipes/music)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,6 +10,7 @@ RUN ?= runs/demo
 ABLATION ?= runs/ablation
 RECIPE ?= recipes/tiny
 ARGS ?=
+OVERLAY ?=
 STAMP := $(VENV)/.installed
 
 STAGES := data units judge base adapt stage1 stage2 stage3 eval release
@@ -53,13 +55,15 @@ format: setup
 # is a no-op unless FORCE=1. stage3 (DPO on the model's own samples, with a before/after compare)
 # is optional: `make stage3` after stage2; `make demo` does not run it.
 $(STAGES): setup
-	$(MOST) $@ --config $(RECIPE)/$@.yaml --run $(RUN) $(if $(FORCE),--force=true) $(ARGS)
+	$(MOST) $@ --config $(RECIPE)/$@.yaml $(if $(wildcard $(OVERLAY)/$@.yaml),--config $(OVERLAY)/$@.yaml) \
+		--run $(RUN) $(if $(FORCE),--force=true) $(ARGS)
 
 # The whole pipeline on the embedded default, one stage a line. Each line runs `most <stage>` with
 # RECIPE/<stage>.yaml and appends its wall time to RUN/timings.tsv; a finished stage is a no-op, so
 # an interrupted demo resumes where it stopped. ARGS reaches every stage and ARGS_<stage> one stage
 # (split with shell quoting, never run as shell code), e.g. ARGS_stage1="--trainer.max_steps=4800".
-STAGE = $(BIN)/python -m most.tools.timed --most "$(MOST)" --recipe $(RECIPE) --run $(RUN)
+STAGE = $(BIN)/python -m most.tools.timed --most "$(MOST)" --recipe $(RECIPE) --run $(RUN) \
+	$(if $(OVERLAY),--overlay $(OVERLAY))
 export ARGS $(foreach s,$(STAGES),ARGS_$(s))
 
 demo: setup

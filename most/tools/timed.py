@@ -6,7 +6,8 @@ Extra arguments come from the environment, split as a shell would split them but
 ``ARGS`` reaches every stage, ``ARGS_<stage>`` only that stage (``ARGS_stage1="--data.ratios='{asr:
 0.3, tts: 0.45}'"`` arrives as one argument). A family without ``<stage>.yaml`` skips the stage. A stage
 that finished before is a no-op that takes seconds; it keeps the time of the call that ran it, so a
-resumed demo still reports the whole pipeline's time.
+resumed demo still reports the whole pipeline's time. ``--overlay DIR`` adds ``DIR/<stage>.yaml``
+after the recipe where that file exists (``recipes/music`` overrides ``recipes/tiny``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ def extra_args(stage: str, environ: dict[str, str] | None = None) -> list[str]:
     return out
 
 
+def overlay_args(overlay: Path | None, stage: str) -> list[str]:
+    """``--config OVERLAY/<stage>.yaml`` where that file exists; a missing folder is an error."""
+    if overlay is None:
+        return []
+    if not overlay.is_dir():
+        raise SystemExit(f"most demo: OVERLAY {overlay} is not a folder of recipes")
+    file = overlay / f"{stage}.yaml"
+    return ["--config", str(file)] if file.is_file() else []
+
+
 def timed_stages(timings: Path) -> set[str]:
     if not timings.is_file():
         return set()
@@ -49,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--most", default="most", help="the most command (split like a shell)")
     parser.add_argument("--recipe", type=Path, required=True, help="recipe family folder")
     parser.add_argument("--run", type=Path, required=True, help="run folder")
+    parser.add_argument("--overlay", type=Path, default=None, help="folder of recipe overrides")
     parser.add_argument("stage", choices=STAGES)
     args = parser.parse_args(argv)
     recipe = args.recipe / f"{args.stage}.yaml"
@@ -57,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     run = Run(args.run)
     run.root.mkdir(parents=True, exist_ok=True)
-    cmd = [*shlex.split(args.most), args.stage, "--config", str(recipe), "--run", str(run.root)]
+    cmd = [*shlex.split(args.most), args.stage, "--config", str(recipe)]
+    cmd += [*overlay_args(args.overlay, args.stage), "--run", str(run.root)]
     cmd += extra_args(args.stage)
     print(f"=== most {args.stage} ({time.strftime('%H:%M:%S')}) ===", flush=True)
     start = time.monotonic()
