@@ -18,6 +18,7 @@ from most.train.stage import (
     text_qa_replay,
     train_and_export,
 )
+from most.train.uniaudio import task_sources
 
 _DEFAULT_DataConfig = DataConfig()
 _DEFAULT_LoraConfig = LoraConfig()
@@ -56,6 +57,7 @@ def stage1(
     ]
     train += text_qa_replay(run, p, layout, STAGE1_RATIOS, data)
     train += music_sources(run, p, layout, STAGE1_RATIOS, data, "train")
+    train += task_sources(run, p, speech, {**STAGE1_RATIOS, **data.ratios})  # recipes/uniaudio
     val = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
     train_and_export(
         st.paths, st.model, st.tok, layout, train, STAGE1_RATIOS, val, data, optim, trainer, lora
