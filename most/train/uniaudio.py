@@ -49,15 +49,20 @@ class VoicePrompts:
             self.rows[v].append(i)
         self.prompt_ids, self.step = prompt_ids, ids_per_frame
 
-    def __call__(
-        self, voice: str, avoid: list[int], rng: np.random.Generator | None = None
-    ) -> list[int]:
-        """A window of another utterance of ``voice`` (its units differ from ``avoid``)."""
+    def pick(self, voice: str, avoid: list[int], rng: np.random.Generator | None = None) -> int:
+        """Pool row of another utterance of ``voice`` (units other than ``avoid``); without
+        ``rng`` the first such row."""
         rows = self.rows.get(voice)
         if not rows:
             raise ValueError(f"no utterance of voice {voice!r} to take a voice prompt from")
         others = [r for r in rows if self.units[r] != list(avoid)] or rows
-        units = self.units[others[int(rng.integers(len(others))) if rng is not None else 0]]
+        return others[int(rng.integers(len(others))) if rng is not None else 0]
+
+    def __call__(
+        self, voice: str, avoid: list[int], rng: np.random.Generator | None = None
+    ) -> list[int]:
+        """A window of another utterance of ``voice`` (:meth:`pick`); without ``rng`` its start."""
+        units = self.units[self.pick(voice, avoid, rng)]
         frames, want = len(units) // self.step, self.prompt_ids // self.step
         if frames <= want:
             return units[: frames * self.step]
