@@ -27,6 +27,7 @@ held-out ``test`` utterances; ``speaker_encoder.eer_unseen``: same- vs different
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -45,7 +46,8 @@ from most.eval.speaker import (
     speaker_similarity,
 )
 from most.generate import Sampling, SpeechLM
-from most.layout import END_OF_AUDIO
+from most.io import read_json
+from most.layout import END_OF_AUDIO, UNIAUDIO_SPECIALS, TokenLayout
 from most.train.uniaudio import PROMPT_SECONDS, VoicePrompts
 
 EVAL_TASKS = ("vtts", "vc", "se")
@@ -192,3 +194,19 @@ def evaluate_tasks(
     if "se" in tasks:
         out["se"] = evaluate_se(lm, speech, units, n, sampling)
     return out
+
+
+def trained_tasks(model_dir: Path, earlier: Sequence[Path] = ()) -> list[str]:
+    """The tasks of :data:`EVAL_TASKS` the model was trained on: a ratio > 0 in the
+    ``metrics.json`` beside ``model_dir`` (a stage's ``hf`` folder) or beside an ``earlier``
+    stage's folder it continued from, and its layout has their markers."""
+    layout = TokenLayout.load(model_dir)
+    if not set(UNIAUDIO_SPECIALS) <= set(layout.specials):
+        return []
+    ratios: dict[str, float] = {}
+    for folder in (model_dir, *earlier):
+        metrics = Path(folder).parent / "metrics.json"
+        if metrics.is_file():
+            for task, r in read_json(metrics).get("ratios", {}).items():
+                ratios[task] = max(ratios.get(task, 0.0), float(r))
+    return [t for t in EVAL_TASKS if ratios.get(t, 0.0) > 0]

@@ -155,3 +155,27 @@ def test_missing_noisy_split_is_named(corpus) -> None:
     lm = Lookup(corpus["wavs"], lambda u: u)
     with pytest.raises(ValueError, match="test_noisy"):
         evaluate_tasks(lm, Judge([], []), corpus["speech"], units, ["se"], 2, Sampling())
+
+
+def test_trained_tasks_read_the_stage_ratios_and_layout(tmp_path) -> None:
+    from most.eval.report import flat_metrics
+    from most.eval.uniaudio import trained_tasks
+    from most.io import atomic_write_json
+
+    stage1, stage2 = tmp_path / "stage1" / "hf", tmp_path / "stage2" / "hf"
+    for folder in (stage1, stage2):
+        folder.mkdir(parents=True)
+        TokenLayout(100, 16, "h", specials=(*DEFAULT_SPECIALS, *UNIAUDIO_SPECIALS)).save(folder)
+    atomic_write_json(
+        stage1.parent / "metrics.json", {"ratios": {"asr": 0.5, "vc": 0.1, "se": 0.1}}
+    )
+    atomic_write_json(stage2.parent / "metrics.json", {"ratios": {"asr": 0.5, "vtts": 0.2}})
+    assert trained_tasks(stage2) == ["vtts"]
+    assert trained_tasks(stage2, [stage1]) == ["vtts", "vc", "se"]
+    plain = tmp_path / "plain" / "hf"
+    plain.mkdir(parents=True)
+    TokenLayout(100, 16, "h").save(plain)
+    atomic_write_json(plain.parent / "metrics.json", {"ratios": {"vtts": 0.2}})
+    assert trained_tasks(plain) == []  # no markers: never trained on them, whatever it says
+    flat = flat_metrics({"tasks": {"se": {"si_sdr": 3.0, "si_sdr_input": 5.0, "_n": 2}}})
+    assert flat == {"tasks.se.si_sdr": 3.0, "tasks.se.si_sdr_input": 5.0}
