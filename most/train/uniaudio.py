@@ -137,7 +137,9 @@ def speech_continue(
         raise ValueError(
             f"speech continuation shares must satisfy 0 < low <= high < 1: {low}, {high}"
         )
-    rows = ds.select_columns(["units"]).filter(lambda r: len(r["units"]) >= 2 * ids_per_frame)
+    rows = ds.select_columns(["units"])
+    # select, not filter: filter writes cache files beside the run's unit shards
+    rows = rows.select([i for i, u in enumerate(rows["units"]) if len(u) >= 2 * ids_per_frame])
 
     def at(n: int, share: float) -> int:
         frames = n // ids_per_frame
