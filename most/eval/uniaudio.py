@@ -1,4 +1,5 @@
-"""Scores of UniAudio's speech tasks: voice-prompted TTS, voice conversion, speech enhancement.
+"""Scores of UniAudio's speech tasks: voice-prompted TTS, voice conversion, speech enhancement and
+speech continuation.
 
 Test items come from the data's test splits (``most data --tasks.*``, :mod:`most.corpora.uniaudio`):
 
@@ -15,6 +16,8 @@ Scores (means over the items):
   the run's ``train`` voices) of the model's speech and the real target utterance;
   ``speaker_sim_real`` the same for the real prompt utterance (the ceiling), ``speaker_sim_source``
   (vc) of the model's speech and the source utterance (conversion should lower it).
+- ``speech_continue.speaker_sim``: the model's continuation of the first half of a ``test``
+  utterance against the whole real utterance (the voice carries on).
 - ``si_sdr`` of the enhanced speech, ``si_sdr_input`` of the noisy input, ``si_sdr_resynth`` of the
   clean units through the vocoder (the ceiling of any unit model), all against the clean audio.
 
@@ -50,7 +53,7 @@ from most.io import read_json
 from most.layout import END_OF_AUDIO, UNIAUDIO_SPECIALS, TokenLayout
 from most.train.uniaudio import PROMPT_SECONDS, VoicePrompts
 
-EVAL_TASKS = ("vtts", "vc", "se")
+EVAL_TASKS = ("vtts", "vc", "se", "speech_continue")
 #: Training utterances a voice for the speaker encoder (enough to name a voice; fits in seconds).
 PER_VOICE = 40
 
@@ -164,6 +167,20 @@ def evaluate_se(lm, speech, units, n: int, sampling: Sampling) -> dict:
     return {**scores, "si_sdr_resynth": float(np.mean(resynth)), "_n": len(rows)}
 
 
+def evaluate_speech_continue(
+    lm, spk: SpeakerEncoder, speech, units, n: int, sampling: Sampling
+) -> dict:
+    """The first half (whole frames) of ``test`` utterances continued: does the voice carry on?"""
+    _, step = prompt_ids(lm)
+    pool = units["test"].select_columns(["id", "units"])
+    rows = [r for r in pool if len(r["units"]) >= 2 * step][:n]
+    heads = [r["units"][: (len(r["units"]) // step // 2) * step] for r in rows]
+    spoken = _speak(lm, [lm.prompts.speech_continue_prompt(h) for h in heads], sampling)
+    audio = audio_by_id(speech["test"])
+    real = _wavs([audio[r["id"]] for r in rows])
+    return {"speaker_sim": float(speaker_similarity(spk, spoken, real).mean()), "_n": len(rows)}
+
+
 def evaluate_tasks(
     lm: SpeechLM,
     judge: Judge,
@@ -176,6 +193,7 @@ def evaluate_tasks(
 ) -> dict:
     """``{task: scores}`` for each of ``tasks`` (of :data:`EVAL_TASKS`), plus ``speaker_encoder``."""
     need = {"vtts": ("test_voices",), "vc": ("test", "test_voices"), "se": ("test", "test_noisy")}
+    need["speech_continue"] = ("test",)
     for task in tasks:
         missing = [s for s in need[task] if s not in speech or s not in units]
         if missing:
@@ -185,7 +203,7 @@ def evaluate_tasks(
             )
     out: dict = {}
     spk = None
-    if {"vtts", "vc"} & set(tasks):
+    if {"vtts", "vc", "speech_continue"} & set(tasks):
         spk, out["speaker_encoder"] = speaker_encoder(speech, speaker)
     if "vtts" in tasks:
         out["vtts"] = evaluate_vtts(lm, judge, spk, speech, units, n, sampling)
@@ -193,6 +211,8 @@ def evaluate_tasks(
         out["vc"] = evaluate_vc(lm, judge, spk, speech, units, n, sampling)
     if "se" in tasks:
         out["se"] = evaluate_se(lm, speech, units, n, sampling)
+    if "speech_continue" in tasks:
+        out["speech_continue"] = evaluate_speech_continue(lm, spk, speech, units, n, sampling)
     return out
 
 

@@ -110,7 +110,7 @@ def corpus():
     return {"wavs": wavs, "texts": texts, "speech": dd(True), "units": dd(False), "splits": splits}
 
 
-def run(corpus, answer, tasks=("vtts", "vc", "se")):
+def run(corpus, answer, tasks=("vtts", "vc", "se", "speech_continue")):
     lm = Lookup(corpus["wavs"], answer)
     judge = Judge(corpus["wavs"], corpus["texts"])
     return evaluate_tasks(
@@ -148,6 +148,8 @@ def test_a_parrot_gains_nothing(corpus) -> None:
     # vtts: the parrot repeats the voice prompt (another sentence in the right voice)
     assert r["vtts"]["wer"] > 0.5
     assert r["vtts"]["speaker_sim"] > 0.5 and r["vtts"]["_n"] == 4
+    # continuation: the parrot's "continuation" is its prompt's utterance, the real one itself
+    assert r["speech_continue"]["speaker_sim"] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_missing_noisy_split_is_named(corpus) -> None:
