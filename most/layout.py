@@ -55,6 +55,21 @@ TEXT_TO_MUSIC = "<|ttm|>"
 MUSIC_SPECIALS: tuple[str, ...] = (BEGIN_OF_MUSIC, END_OF_MUSIC)
 
 
+#: UniAudio-style task markers (text, like ``<|tts|>``): voice-prompted TTS, voice conversion,
+#: speech enhancement and speech continuation. Not in :data:`DEFAULT_SPECIALS` (that would move every
+#: unit id of existing layouts); a recipe lists them in ``layout.specials`` (``recipes/uniaudio``).
+VOICE_TTS = "<|vtts|>"
+VOICE_CONVERSION = "<|vc|>"
+SPEECH_ENHANCEMENT = "<|se|>"
+SPEECH_CONTINUATION = "<|sc|>"
+UNIAUDIO_SPECIALS: tuple[str, ...] = (
+    VOICE_TTS,
+    VOICE_CONVERSION,
+    SPEECH_ENHANCEMENT,
+    SPEECH_CONTINUATION,
+)
+
+
 class LayoutError(ValueError):
     """A layout that is inconsistent, or does not match the model or data it is used with."""
 

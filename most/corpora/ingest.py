@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import soundfile as sf
@@ -26,6 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from most.audio import SAMPLE_RATE, AudioError, read_audio
 from most.corpora.schema import audio_value
 from most.corpora.speech import Voice, synthesize
+from most.noise import add_noise
 
 
 @dataclass(frozen=True)
@@ -48,8 +50,15 @@ class RefusedAudio:
 
 @dataclass(frozen=True)
 class SpokenAudio:
+    """``text`` said by ``voice``. ``key`` seeds the voice's jitter (default: the item id and
+    column), so a copy under another id can say it exactly alike; ``snr_db``, when set, adds
+    noise at that SNR (:func:`most.noise.add_noise`, drawn from ``noise_seed``)."""
+
     text: str
     voice: Voice
+    key: str | None = None
+    snr_db: float | None = None
+    noise_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -115,9 +124,10 @@ def load_item(item: SourceItem, max_seconds: float | None) -> tuple[dict | None,
                 wav = read_audio(spec.path, max_seconds=max_seconds, start=spec.start, end=spec.end)
                 original = stored_as_is(spec)
             else:
-                wav = synthesize(
-                    spec.text, spec.voice, f"{item.id}/{name}", max_seconds=max_seconds
-                )
+                key = spec.key or f"{item.id}/{name}"
+                wav = synthesize(spec.text, spec.voice, key, max_seconds=max_seconds)
+                if spec.snr_db is not None:
+                    wav = add_noise(wav, spec.snr_db, np.random.default_rng(spec.noise_seed))
                 original = None
             row[name] = audio_value(wav if original is None else original)
             if name == "audio":

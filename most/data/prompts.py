@@ -22,6 +22,16 @@ Formats (``|`` separates the prompt, whose labels are masked, from the answer th
              ``m`` are the music modality's units, ``<|bom|>``/``<|eom|>`` its delimiters)
     paraling <|user|> question <|boa|> u.. <|eoa|> <|text_answer|> <|assistant|> | answer <|end_of_turn|>
              (a question about how the audio was spoken: :mod:`most.data.paraling`)
+    vtts     <|user|> <|vtts|> <|boa|> p.. <|eoa|> text <|assistant|> <|boa|>  | u.. <|eoa|>
+    vc       <|user|> <|vc|> <|boa|> s.. <|eoa|> <|boa|> p.. <|eoa|> <|assistant|> <|boa|>  | u.. <|eoa|>
+    se       <|user|> <|se|> <|boa|> n.. <|eoa|> <|assistant|> <|boa|>      | u.. <|eoa|>
+    speech_continue <|user|> <|sc|> <|assistant|> <|boa|> u..            | u.. <|eoa|>
+             (UniAudio's tasks: ``p`` a ~3-s prompt of the target voice, ``s`` the source speech
+             whose words are kept, ``n`` noisy speech; the answer is speech in ``p``'s voice, or
+             clean. ``speech_continue`` is ``speech_lm`` with its own marker and a spoken start as
+             the prompt; ``speech_lm`` keeps ``<|asr|>``, the context the audio-LM scorer reads.
+             Their markers (:data:`~most.layout.UNIAUDIO_SPECIALS`) exist only in layouts that
+             list them: ``recipes/uniaudio``.)
 
 A text answer ends with ``<|end_of_turn|>``, a spoken one with ``<|end_of_audio|>`` and music with
 ``<|end_of_music|>``: generation
@@ -43,7 +53,11 @@ from most.layout import (
     END_OF_AUDIO,
     END_OF_MUSIC,
     MUSIC,
+    SPEECH_CONTINUATION,
+    SPEECH_ENHANCEMENT,
     TEXT_TO_MUSIC,
+    VOICE_CONVERSION,
+    VOICE_TTS,
     TokenLayout,
 )
 
@@ -51,7 +65,7 @@ IGNORE = -100
 SpeechMode = Literal["text_then_units", "units"]
 TASKS: tuple[str, ...] = (
     "asr", "tts", "text_lm", "s2t", "s2s", "instruct", "speech_lm", "ttm", "music_continue",
-    "paraling",
+    "paraling", "vtts", "vc", "se", "speech_continue",
 )  # fmt: skip
 
 
@@ -211,6 +225,48 @@ class Prompts:
     def music_continue_prompt(self, units: Sequence[int] | torch.Tensor) -> list[int]:
         return [*self.ttm_prompt(), *self.music_ids(units)]
 
+    def vtts_prompt(self, voice: Sequence[int] | torch.Tensor, text: str) -> list[int]:
+        """Voice-prompted TTS up to the speech: ``voice`` (units of the target voice) then the text."""
+        return [
+            self.sp("<|user|>"),
+            self.sp(VOICE_TTS),
+            *self.audio(voice),
+            *self.text(text),
+            self.sp("<|assistant|>"),
+            self.sp(BEGIN_OF_AUDIO),
+        ]
+
+    def vc_prompt(
+        self, source: Sequence[int] | torch.Tensor, voice: Sequence[int] | torch.Tensor
+    ) -> list[int]:
+        """Voice conversion up to the speech: the ``source`` speech, then the target ``voice``."""
+        return [
+            self.sp("<|user|>"),
+            self.sp(VOICE_CONVERSION),
+            *self.audio(source),
+            *self.audio(voice),
+            self.sp("<|assistant|>"),
+            self.sp(BEGIN_OF_AUDIO),
+        ]
+
+    def se_prompt(self, noisy: Sequence[int] | torch.Tensor) -> list[int]:
+        return [
+            self.sp("<|user|>"),
+            self.sp(SPEECH_ENHANCEMENT),
+            *self.audio(noisy),
+            self.sp("<|assistant|>"),
+            self.sp(BEGIN_OF_AUDIO),
+        ]
+
+    def speech_continue_prompt(self, units: Sequence[int] | torch.Tensor) -> list[int]:
+        return [
+            self.sp("<|user|>"),
+            self.sp(SPEECH_CONTINUATION),
+            self.sp("<|assistant|>"),
+            self.sp(BEGIN_OF_AUDIO),
+            *self.unit_ids(units),
+        ]
+
     def text_lm_prompt(self, text: str = "") -> list[int]:
         return [self.eos_id, *self.text(text)]
 
@@ -255,6 +311,36 @@ class Prompts:
             raise ValueError(f"music continuation: start {start} not inside 1..{len(units) - 1}")
         answer = [*self.music_ids(units[start:]), self.sp(END_OF_MUSIC)]
         return _join(self.music_continue_prompt(units[:start]), answer, "music_continue")
+
+    def vtts(
+        self, voice: Sequence[int] | torch.Tensor, text: str, units: Sequence[int] | torch.Tensor
+    ) -> Example:
+        return _join(self.vtts_prompt(voice, text), self._speech(units), "vtts")
+
+    def vc(
+        self,
+        source: Sequence[int] | torch.Tensor,
+        voice: Sequence[int] | torch.Tensor,
+        units: Sequence[int] | torch.Tensor,
+    ) -> Example:
+        return _join(self.vc_prompt(source, voice), self._speech(units), "vc")
+
+    def se(
+        self, noisy: Sequence[int] | torch.Tensor, clean: Sequence[int] | torch.Tensor
+    ) -> Example:
+        return _join(self.se_prompt(noisy), self._speech(clean), "se")
+
+    def speech_continue(self, units: Sequence[int] | torch.Tensor, start: int) -> Example:
+        """``units[:start]`` is the prompt, the rest (and ``<|end_of_audio|>``) the answer."""
+        units = list(units)
+        if not 0 < start < len(units):
+            raise ValueError(f"speech continuation: start {start} not inside 1..{len(units) - 1}")
+        prompt = self.speech_continue_prompt(units[:start])
+        return _join(prompt, self._speech(units[start:]), "speech_continue")
+
+    def _speech(self, units: Sequence[int] | torch.Tensor) -> list[int]:
+        """A spoken answer: ``u.. <|end_of_audio|>``."""
+        return [*self.unit_ids(units), self.sp(END_OF_AUDIO)]
 
     def text_lm(self, text: str) -> Example:
         # Every token after the leading separator is a target: the whole document is the answer.

@@ -25,6 +25,9 @@ The flat keys (documented in ``docs/eval-report.md``) never change meaning:
   through the music tokenizer and as rendered: the ceiling and the scorer's own exactness),
   ``music.continue.*`` and ``music.continue.prompt_only.*`` (music continuation: the model
   writes the second half of each test melody; the first half alone for comparison)
+- ``tasks.vtts|vc.wer|speaker_sim``, ``tasks.vtts.speaker_sim_real``, ``tasks.vc.speaker_sim_source``,
+  ``tasks.se.si_sdr|si_sdr_input|si_sdr_gain|si_sdr_resynth``, ``tasks.speech_continue.speaker_sim``,
+  ``tasks.speaker_encoder.accuracy|eer_unseen`` (UniAudio's tasks, for models trained on them: :mod:`most.eval.uniaudio`)
 
 ``details`` keeps examples and counts; ``meta`` the model path, sizes and runtime.
 """
@@ -98,6 +101,10 @@ def flat_metrics(results: dict) -> dict:
             if "continue" in music:
                 m[f"music.continue.{key}"] = music["continue"].get(key)
                 m[f"music.continue.prompt_only.{key}"] = music["continue"]["prompt_only"].get(key)
+    for task, r in results.get("tasks", {}).items():
+        for key, value in r.items():
+            if not key.startswith("_"):
+                m[f"tasks.{task}.{key}"] = value
     for layer, per in results.get("router", {}).items():
         for modality, r in per.items():
             m[f"router.{layer}.{modality}.load"] = r["load"]

@@ -30,6 +30,7 @@ from most.corpora.music_data import MusicConfig, music_dataset, music_hash
 from most.corpora.sentence_tasks import sentence_instructions
 from most.corpora.speech import require_espeak
 from most.corpora.text_corpus import TextCorpusConfig, read_text_corpus
+from most.corpora.uniaudio import TasksConfig, task_items
 from most.corpora.world import WorldConfig, build_world
 from most.corpora.world import text_corpus as world_text
 from most.io import atomic_write_json, atomic_write_text, read_json, save_dataset
@@ -62,6 +63,7 @@ def data(
     text: TextCorpusConfig = TextCorpusConfig(),
     instructions: InstructionsConfig = InstructionsConfig(),
     music: MusicConfig = MusicConfig(),
+    tasks: TasksConfig = TasksConfig(),
     num_jobs: int = 2,
     force: bool = False,
 ) -> Path:
@@ -76,6 +78,8 @@ def data(
         instructions: chat data of your own beside a real speech corpus: text instructions
             (``RUN/data/instructions``) and their spoken pairs (``RUN/data/sqa``, ``qa_train``).
         music: captioned synth melodies (``RUN/data/music``) beside either corpus; off by default.
+        tasks: parallel and noisy speech splits for UniAudio's tasks (:mod:`most.corpora.uniaudio`;
+            embedded default only); off by default.
         num_jobs: worker processes for synthesis and audio decoding.
         force: rebuild even if ``RUN/data`` is complete for these settings.
     """
@@ -98,6 +102,12 @@ def data(
         configs["instructions"] = instructions
     if music.enabled:  # only then: a run without music keeps its settings and fingerprint
         configs["music"] = music
+    if tasks.enabled:  # likewise: a run without them keeps its fingerprint
+        if corpus.kind != "world":
+            raise ValueError(
+                "tasks: parallel and noisy splits are made for the embedded world only"
+            )
+        configs["tasks"] = tasks
     settings = settings_hash(*configs.values())
     current = fingerprint(configs, {})
     manifest_path = out / "manifest.json"
@@ -120,6 +130,10 @@ def data(
     if corpus.kind == "world":
         require_espeak()
         audio_items, text_sets, info = world_items(world, speech)
+        if tasks.enabled:
+            audio_items["speech"].update(
+                task_items(audio_items["speech"], tasks, speech.train_voices)
+            )
     else:
         audio_items, text_sets, info = real_items(corpus, work / "scratch"), {}, {}
     text_rejects: list[dict] = []

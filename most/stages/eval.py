@@ -26,6 +26,7 @@ from most.eval.sqa import evaluate_qa_sets, evaluate_sqa, heldout_leaks
 from most.eval.text_ppl import text_retention
 from most.eval.ttm import MusicLM, evaluate_continuation, evaluate_ttm, find_music_tokenizer
 from most.eval.tts import evaluate_tts, tts_reference
+from most.eval.uniaudio import evaluate_tasks, trained_tasks
 from most.generate import Sampling, SpeechLM
 from most.io import atomic_dir, atomic_write_json, read_json
 from most.layout import MUSIC, TokenLayout
@@ -64,6 +65,8 @@ class Sizes:
     """Teacher-forced ASR+TTS examples read with router telemetry on."""
     music: int = 20
     """Captions of ``music/test`` played by the model (runs whose model has music only)."""
+    tasks: int = 20
+    """Items per UniAudio task (vtts, vc, se; only those the model was trained on)."""
 
     def __post_init__(self) -> None:
         if min(vars(self).values()) < 0:
@@ -169,6 +172,8 @@ def eval_fingerprint(run: Path, settings: EvalSettings) -> dict:
     recorded = asdict(settings)
     if MUSIC not in TokenLayout.load(model_dir).modalities:  # the fingerprint it always had
         recorded["sizes"].pop("music")
+    if not trained_tasks(model_dir, [R.hf("stage1")]):  # likewise
+        recorded["sizes"].pop("tasks")
     return fingerprint(recorded, inputs)
 
 
@@ -262,6 +267,15 @@ def evaluate_into(
                 return out
 
             timed("music", music)
+        trained = trained_tasks(model_dir, [R.hf("stage1")]) if sizes.tasks else []
+        if trained:  # recipes/uniaudio
+            ear = next((j for j in judge_list if j.name == judges.sqa), judge_list[0])
+            timed(
+                "tasks",
+                lambda: evaluate_tasks(
+                    lm, ear, speech, speech_units, trained, sizes.tasks, sampling
+                ),
+            )
         if sizes.router:
             examples = router_examples(lm, speech_units["test"], sizes.router)
             timed("router", lambda: router_summary(lm.model, examples))

@@ -21,6 +21,7 @@ from most.train.stage import (
     text_qa_replay,
     train_and_export,
 )
+from most.train.uniaudio import task_sources
 from most.units.frontend import FrontendConfig
 
 _DEFAULT_DataConfig = DataConfig()
@@ -69,6 +70,7 @@ def stage1(
     ]
     train += text_qa_replay(run, p, layout, STAGE1_RATIOS, data)
     train += music_sources(run, p, layout, STAGE1_RATIOS, data, "train")
+    train += task_sources(run, p, speech, {**STAGE1_RATIOS, **data.ratios})  # recipes/uniaudio
     val = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
     fe = F.attach(st.model, adapter, audio_frontend, data.seed)
     if fe is not None:  # ASR reads the audio through the adapter

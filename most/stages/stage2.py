@@ -23,6 +23,7 @@ from most.train.stage import (
     text_qa_replay,
     train_and_export,
 )
+from most.train.uniaudio import task_sources
 from most.units.frontend import FrontendConfig
 
 _DEFAULT_DataConfig = DataConfig()
@@ -83,6 +84,7 @@ def stage2(
         S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans),
         *text_qa_replay(run, p, layout, STAGE2_RATIOS, data, answer_sentences),
         *music_sources(run, p, layout, STAGE2_RATIOS, data, "train"),  # replay (recipes/music)
+        *task_sources(run, p, speech, {**STAGE2_RATIOS, **data.ratios}),  # recipes/uniaudio
     ]
     val = [S.instruct(p, instr["test"]), S.asr(p, speech["dev"]), S.tts(p, speech["dev"])]
     fe = F.attach(st.model, adapter, audio_frontend, data.seed)

@@ -28,6 +28,7 @@ from most.train.optim import LoraConfig, OptimConfig, apply_lora, select_trainab
 from most.train.runner import StagePaths, export_hf, fit, prepare, write_metrics
 from most.train.sharding import check_available, loads_weights
 from most.train.textqa import qa_text
+from most.train.uniaudio import TASKS as UNIAUDIO_TASKS
 from most.units.music import load_music_units
 from most.weights import AUTO, load_causal_lm
 
@@ -35,6 +36,7 @@ BASE_RATIOS = {"text_lm": 0.9, "text_qa": 0.1}
 STAGE1_RATIOS = {
     "asr": 0.4, "tts": 0.4, "text_lm": 0.2, "text_qa": 0.0, "speech_lm": 0.0, "paraling": 0.0,
     "ttm": 0.0, "music_continue": 0.0,  # music: on in recipes/music (needs the music modality)
+    **dict.fromkeys(UNIAUDIO_TASKS, 0.0),  # on in recipes/uniaudio (needs its task markers)
 }  # fmt: skip
 STAGE2_RATIOS = {
     "s2t": 0.4,
@@ -48,6 +50,7 @@ STAGE2_RATIOS = {
     "ttm": 0.0,
     "music_continue": 0.0,
     "paraling": 0.0,
+    **dict.fromkeys(UNIAUDIO_TASKS, 0.0),
 }
 
 
