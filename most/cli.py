@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "stage3": "most.stages.stage3:stage3",
     "eval": "most.stages.eval:evaluate",
     "release": "most.stages.release:release",
+    "curriculum": "most.stages.curriculum:curriculum",
     "ablation": "most.tools.ablation:ablation",
     "curve": "most.tools.curve:curve",
     "facts": "most.tools.facts:facts",
