@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "release": "most.stages.release:release",
     "curriculum": "most.stages.curriculum:curriculum",
     "ablation": "most.tools.ablation:ablation",
+    "curriculum_ablation": "most.tools.curriculum_ablation:curriculum_ablation",
     "curve": "most.tools.curve:curve",
     "facts": "most.tools.facts:facts",
     "summary": "most.tools.summary:summary",
