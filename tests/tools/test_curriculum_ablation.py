@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import most.tools.curriculum_ablation as T
+from most.cli import parse_command
 from most.eval.curriculum_ablation import summarize
 from most.io import atomic_write_json
 
@@ -68,6 +69,11 @@ def test_curriculum_against_joint(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "--data.seed=1234" in joint_args and "--integrate=null" in joint_args
     assert "--specialists={}" not in calls[0][2]
     assert (out / "joint_s1234" / "adapt").resolve() == (src / "adapt").resolve()
+    for _, command, args in calls[:4]:  # the real parsers take every command the tool gives
+        kwargs = parse_command(command, args)
+        if command == "curriculum":
+            assert sum(kwargs["steps"].values()) == 12 and kwargs["data"].seed == 1234
+    assert parse_command("curriculum", joint_args)["specialists"] == {}
     rows = report["rows"]
     assert {r["steps"] for seeds in rows.values() for r in seeds.values()} == {12}
     assert rows["curriculum"]["1234"]["phases"] == 5 and rows["joint"]["1235"]["phases"] == 1
