@@ -47,7 +47,7 @@ _DEFAULT_EVAL = (Path("recipes/tiny/eval.yaml"), Path("recipes/music/eval.yaml")
 
 def curriculum_ablation(
     run: Path,
-    source: Path,
+    source: Path | None = None,
     steps: dict[str, int] | None = None,
     seeds: dict[str, list[int]] | None = None,
     recipes: tuple[Path, ...] = _DEFAULT_RECIPES,
@@ -55,15 +55,18 @@ def curriculum_ablation(
     sizes: Sizes = _DEFAULT_SIZES,
     judge: str = "ctc",
     train_args: tuple[str, ...] = (),
+    eval_args: tuple[str, ...] = (),
     force: bool = False,
 ) -> dict:
     """Train and evaluate every (variant, seed) pair; write ``RUN/report.{json,md}``.
 
     ``steps``: the curriculum's steps per phase (``most curriculum --steps``; None = a tenth of
     ``recipes/curriculum/curriculum.yaml``'s); ``joint`` trains their sum. ``seeds``: variant (curriculum, joint) -> its seeds (``data.seed``). ``recipes``:
-    the configs of ``most curriculum``; ``eval_recipes``: of ``most eval``. ``train_args``: extra
-    ``--key=value`` for every training run.
+    the configs of ``most curriculum``; ``eval_recipes``: of ``most eval``. ``train_args`` / ``eval_args``:
+    extra ``--key=value`` for every training run / evaluation.
     """
+    if source is None:
+        raise ValueError("--source: the run whose adapted model both variants start from")
     run, source = Path(run), Path(source)
     steps = steps or dict(_DEFAULT_STEPS)
     seeds = seeds or {"curriculum": [1234], "joint": [1234, 1235]}
@@ -101,7 +104,7 @@ def curriculum_ablation(
         evaluate = [*(w for r in eval_recipes for w in ("--config", str(r)))]
         evaluate += [f"--models.model={Run(vdir).hf('stage1')}"]
         evaluate += [f"--sizes.{k}={v}" for k, v in asdict(sizes).items()]
-        evaluate += [f"--judges.names=[{judge}]", f"--judges.sqa={judge}"]
+        evaluate += [f"--judges.names=[{judge}]", f"--judges.sqa={judge}", *eval_args]
         settings = {"curriculum": [*train, *train_args], "eval": evaluate, "source": str(source)}
         tag = f"[{n}/{len(order)}] {vdir.name}"
         run_pair(vdir, source, settings, force, tag)
