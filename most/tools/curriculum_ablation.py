@@ -34,9 +34,9 @@ from most.stages.eval import Sizes
 #: The source run's folders every pair reads (links, never written).
 INPUTS = ("data", "units", "judge", "base", "adapt")
 SETTINGS = "variant.json"
-_DEFAULT_SIZES = Sizes(asr=60, tts=30, sqa=0, text=60, wuggy=0, blimp=0, router=0, music=30)
-#: The curriculum's steps per phase by default: a tenth of recipes/curriculum/curriculum.yaml's.
-_DEFAULT_STEPS = {"text": 20, "speech": 60, "music": 30, "integrate": 20, "joint": 80}
+_DEFAULT_SIZES = Sizes(asr=60, tts=30, sqa=0, text=60, wuggy=0, blimp=0, router=0, music=20)
+#: The curriculum's steps per phase by default (recipes/curriculum/curriculum_ablation.yaml's).
+_DEFAULT_STEPS = {"text": 15, "speech": 45, "music": 25, "integrate": 15, "joint": 50}
 _DEFAULT_RECIPES = (
     Path("recipes/tiny/stage1.yaml"),
     Path("recipes/music/stage1.yaml"),
@@ -60,10 +60,11 @@ def curriculum_ablation(
 ) -> dict:
     """Train and evaluate every (variant, seed) pair; write ``RUN/report.{json,md}``.
 
-    ``steps``: the curriculum's steps per phase (``most curriculum --steps``; None = a tenth of
-    ``recipes/curriculum/curriculum.yaml``'s); ``joint`` trains their sum. ``seeds``: variant (curriculum, joint) -> its seeds (``data.seed``). ``recipes``:
-    the configs of ``most curriculum``; ``eval_recipes``: of ``most eval``. ``train_args`` / ``eval_args``:
-    extra ``--key=value`` for every training run / evaluation.
+    ``steps``: the curriculum's steps per phase (``most curriculum --steps``; None = 150 in all);
+    ``joint`` trains their sum. ``seeds``: variant (curriculum, joint) -> its seeds
+    (``data.seed``). ``recipes``: the configs of ``most curriculum``; ``eval_recipes``: of
+    ``most eval``. ``train_args`` / ``eval_args``: extra ``--key=value`` for every training run /
+    evaluation.
     """
     if source is None:
         raise ValueError("--source: the run whose adapted model both variants start from")
