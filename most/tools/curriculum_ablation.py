@@ -36,7 +36,7 @@ INPUTS = ("data", "units", "judge", "base", "adapt")
 SETTINGS = "variant.json"
 _DEFAULT_SIZES = Sizes(asr=60, tts=30, sqa=0, text=60, wuggy=0, blimp=0, router=0, music=20)
 #: The curriculum's steps per phase by default (recipes/curriculum/curriculum_ablation.yaml's).
-_DEFAULT_STEPS = {"text": 15, "speech": 45, "music": 25, "integrate": 15, "joint": 50}
+_DEFAULT_STEPS = {"text": 10, "speech": 30, "music": 15, "integrate": 10, "joint": 35}
 _DEFAULT_RECIPES = (
     Path("recipes/tiny/stage1.yaml"),
     Path("recipes/music/stage1.yaml"),
@@ -60,7 +60,7 @@ def curriculum_ablation(
 ) -> dict:
     """Train and evaluate every (variant, seed) pair; write ``RUN/report.{json,md}``.
 
-    ``steps``: the curriculum's steps per phase (``most curriculum --steps``; None = 150 in all);
+    ``steps``: the curriculum's steps per phase (``most curriculum --steps``; None = 100 in all);
     ``joint`` trains their sum. ``seeds``: variant (curriculum, joint) -> its seeds
     (``data.seed``). ``recipes``: the configs of ``most curriculum``; ``eval_recipes``: of
     ``most eval``. ``train_args`` / ``eval_args``: extra ``--key=value`` for every training run /
@@ -127,10 +127,10 @@ def run_pair(vdir: Path, source: Path, settings: dict, force: bool, tag: str) ->
     if recorded == settings and Run(vdir).report.is_file() and not force:
         print(f"{tag}: finished earlier; skipped")
         return
-    _link_inputs(vdir, source)
     atomic_write_json(vdir / SETTINGS, settings)
     redo = ["--force=true"] if force else []
     for command, key in (("curriculum", "curriculum"), ("eval", "eval")):
+        _link_inputs(vdir, source)  # again before eval: the source's judge may finish meanwhile
         log = vdir / "logs" / f"{command}.log"
         print(f"{tag}: most {command} (log: {log})", flush=True)
         _most(command, [*settings[key], "--run", str(vdir), *redo], log)
