@@ -23,6 +23,7 @@ METRICS: list[tuple[str, str, str, bool]] = [
     ("music_note", "music note acc", "music.note_acc", False),
     ("music_key", "music key acc", "music.key_acc", False),
     ("music_tempo", "music tempo acc", "music.tempo_acc", False),
+    ("music_continue", "music continuation note acc", "music.continue.note_acc", False),
     ("text_ppl", "text ppl", "text.ppl_model", True),
 ]
 
