@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 
 STAGES := data units judge base adapt stage1 stage2 stage3 eval release
 
-.PHONY: setup test test-slow test-gpu lint format demo ablation bench clean $(STAGES)
+.PHONY: setup test test-slow test-gpu lint format demo ablation curriculum ablation-curriculum bench clean $(STAGES)
 
 setup: $(STAMP)
 
@@ -83,6 +83,20 @@ demo: setup
 ablation: setup
 	$(MOST) ablation --config $(RECIPE)/ablation.yaml --source $(RUN) --run $(ABLATION) \
 		--recipes $(RECIPE) $(if $(FORCE),--force=true) $(ARGS)
+
+# UniMoE-Audio's curriculum in place of `make stage1` (after `make adapt` on a run with music):
+# a specialist per modality -> their expert groups merged -> routers warmed up -> joint training,
+# which writes RUN/stage1 (stage2 and eval continue from it). Resumes like every stage.
+CURRICULUM ?= $(RECIPE)/stage1.yaml recipes/music/stage1.yaml recipes/curriculum/curriculum.yaml
+curriculum: setup
+	$(MOST) curriculum $(foreach c,$(CURRICULUM),--config $(c)) --run $(RUN) \
+		$(if $(FORCE),--force=true) $(ARGS)
+
+# The curriculum against naive joint training at the same total steps, from $(RUN)'s adapted
+# model (a run with music, through `make adapt`); the table lands in $(ABLATION)/curriculum/report.md.
+ablation-curriculum: setup
+	$(MOST) curriculum_ablation --config recipes/curriculum/curriculum_ablation.yaml --source $(RUN) \
+		--run $(ABLATION)/curriculum $(if $(FORCE),--force=true) $(ARGS)
 
 bench: setup
 	@mkdir -p runs/bench

@@ -36,8 +36,10 @@ COMMANDS: dict[str, str] = {
     "stage3": "most.stages.stage3:stage3",
     "eval": "most.stages.eval:evaluate",
     "release": "most.stages.release:release",
+    "curriculum": "most.stages.curriculum:curriculum",
     "ablation": "most.tools.ablation:ablation",
     "adapter_ablation": "most.tools.adapter_ablation:adapter_ablation",
+    "curriculum_ablation": "most.tools.curriculum_ablation:curriculum_ablation",
     "curve": "most.tools.curve:curve",
     "facts": "most.tools.facts:facts",
     "summary": "most.tools.summary:summary",
@@ -83,16 +85,19 @@ def expand_argv(
     command: str,
     args: Sequence[str],
     bool_flags: frozenset[str] = frozenset(),
-    positional: frozenset[str] = frozenset(),
+    positional: tuple[str, ...] = (),
 ) -> list[str]:
     """Rewrite shell-style arguments into the form the parser reads.
 
     ``--dry-run`` -> ``--dry_run`` (keys are Python names); a bare boolean flag such as ``--force``
-    means ``--force=true``; a positional parameter may also be given by name (``--text hi``);
+    means ``--force=true``; a positional parameter may also be given by name (``--text hi``;
+    ``positional`` lists them in signature order, the order the parser reads them in);
     ``most asr a.wav b.flac`` passes the files as one JSON list.
     """
     out: list[str] = []
     words: list[str] = []  # plain words gathered for a VARIADIC command
+    named: dict[str, str] = {}  # positionals given by name, placed where the first one was
+    at = None
     variadic = VARIADIC.get(command)
     i = 0
     while i < len(args):
@@ -107,7 +112,8 @@ def expand_argv(
         if key in positional:  # `--text hi` / `--files=[...]` -> the positional itself
             if not eq:
                 value, i = following or "", i + 1
-            out.append(value)  # after any --config, so it overrides the recipe's value
+            named[key] = value
+            at = len(out) if at is None else at
             continue
         if not eq and key in bool_flags and following not in ("true", "false"):
             eq, value = "=", "true"
@@ -115,6 +121,10 @@ def expand_argv(
         if not eq and following is not None:  # the option's value: never a variadic word
             out.append(following)
             i += 1
+    # after any --config before them, so they override the recipe's values; in signature order,
+    # whatever the order given (`--source A --run B` of `f(run, source)`)
+    if named:
+        out[at:at] = [named[k] for k in positional if k in named]
     if words:
         out.insert(0, json.dumps(words))  # the positional, as one JSON list
     return out
@@ -140,7 +150,7 @@ def parse_command(command: str, args: Sequence[str]) -> dict:
     parser = build_parser(command, func)
     params = inspect.signature(func).parameters.values()
     bools = frozenset(p.name for p in params if p.annotation in (bool, "bool"))
-    required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
+    required = tuple(p.name for p in params if p.default is inspect.Parameter.empty)
     cfg = parser.parse_args(expand_argv(command, args, bools, required))
     kwargs = parser.instantiate(cfg).as_dict()
     kwargs.pop("config", None)

@@ -61,6 +61,12 @@ def test_shell_style_arguments_are_expanded():
         "--output",
         "x.wav",
     ]
+    # positionals given by name reach the parser in signature order, whatever the order given
+    run_source = ("run", "source")
+    assert expand_argv("ablation", ["--source", "a", "--run", "b"], positional=run_source) == [
+        "b",
+        "a",
+    ]
 
 
 def test_abbreviated_options_are_refused(tmp_path, capsys):

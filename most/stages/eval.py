@@ -257,8 +257,10 @@ def evaluate_into(
             timed("text", lambda: text_retention(lm, run, models.base, sizes.text))
         if sizes.music and MUSIC in lm.layout.modalities and R.has_data("music"):
             music_lm = MusicLM(lm, find_music_tokenizer(model_dir, R.music_units))
-            # melodies run to 16 s at 25 units/s: more tokens than a spoken answer needs
-            music_sampling = replace(sampling, max_new_tokens=max(sampling.max_new_tokens, 400))
+            # melodies run to 16 s at 25 units/s: more tokens than a spoken answer needs; guidance
+            # (against the speech LM alone) is for speech only
+            n = max(sampling.max_new_tokens, 400)
+            music_sampling = replace(sampling, max_new_tokens=n, guidance=1.0)
             test = R.load_data("music")["test"]
 
             def music() -> dict:
