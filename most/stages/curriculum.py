@@ -28,12 +28,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from most.io import atomic_write_json, read_json
+from most.moe.adapter import AdapterConfig
 from most.run import FINGERPRINT_FILE, Run, fingerprint, folder_id
 from most.stages.stage1 import stage1
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig
 from most.train.optim import LoraConfig, OptimConfig
 from most.train.stage import STAGE1_RATIOS
+from most.units.frontend import FrontendConfig
 
 INTEGRATE, JOINT = "integrate", "joint"
 
@@ -61,6 +63,8 @@ _DEFAULT_DataConfig = DataConfig()
 _DEFAULT_LoraConfig = LoraConfig()
 _DEFAULT_OptimConfig = OptimConfig()
 _DEFAULT_TrainerConfig = TrainerConfig()
+_DEFAULT_AdapterConfig = AdapterConfig()
+_DEFAULT_FrontendConfig = FrontendConfig()
 _DEFAULT_JOINT = Phase(ratios=dict(STAGE1_RATIOS))
 
 
@@ -75,6 +79,8 @@ def curriculum(
     optim: OptimConfig = _DEFAULT_OptimConfig,
     trainer: TrainerConfig = _DEFAULT_TrainerConfig,
     lora: LoraConfig = _DEFAULT_LoraConfig,
+    adapter: AdapterConfig = _DEFAULT_AdapterConfig,
+    audio_frontend: FrontendConfig = _DEFAULT_FrontendConfig,
     force: bool = False,
 ) -> Path:
     """Specialists -> merge -> integration -> joint (module docstring); returns ``RUN/stage1/hf``.
@@ -83,8 +89,14 @@ def curriculum(
     specialists' modalities, ``integrate`` and ``joint``; every phase that runs needs one, and their
     sum is the curriculum's total (the budget a naive joint run gets in the ablation).
     ``init``: the model every specialist starts from (null = RUN/adapt/hf). The other arguments
-    are stage 1's, shared by every phase.
+    are stage 1's, shared by every phase; ``adapter`` must stay ``none`` (the merge takes experts
+    and token rows from the specialists, not an audio adapter's weights).
     """
+    if adapter.kind != "none":
+        raise ValueError(
+            f"most curriculum: adapter.kind={adapter.kind!r}; the curriculum trains unit inputs "
+            "only (adapter.kind: none)"
+        )
     R = Run(run)
     specialists = dict(specialists or {})
     steps = check_steps(specialists, integrate, steps or {})

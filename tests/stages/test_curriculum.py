@@ -106,3 +106,12 @@ def test_steps_must_name_every_phase_that_runs() -> None:
         check_steps({}, None, {"joint": 0})
     with pytest.raises(ValueError, match="unknown tasks"):
         Phase(ratios={"asr": 1.0, "vision": 0.5})
+
+
+def test_an_audio_adapter_is_refused_before_any_phase_runs(tmp_path):
+    from most.moe.adapter import AdapterConfig
+    from most.stages.curriculum import curriculum
+
+    with pytest.raises(ValueError, match=r"adapter\.kind='moe'"):
+        curriculum(run=tmp_path / "run", adapter=AdapterConfig(kind="moe"))
+    assert not (tmp_path / "run").exists()
