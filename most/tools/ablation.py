@@ -210,10 +210,10 @@ def run_variant(
     return took
 
 
-def link_inputs(vdir: Path, source: Path) -> None:
-    """``vdir``'s :data:`INPUTS` -> the source run's folders (what the stages read)."""
+def link_inputs(vdir: Path, source: Path, names: tuple[str, ...] = INPUTS) -> None:
+    """``vdir``'s stage folders ``names`` -> the source run's (what the stages read)."""
     vdir.mkdir(parents=True, exist_ok=True)
-    for name in INPUTS:
+    for name in names:
         link, target = Run(vdir).stage(name), Run(source).stage(name).resolve()
         if link.is_symlink() and link.resolve() == target:
             continue

@@ -20,8 +20,6 @@ logging to ``RUN/<pair>/logs/``; a finished pair is skipped, an interrupted one 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +28,7 @@ from most.eval.curriculum_ablation import collect, write_report
 from most.io import atomic_write_json, read_json
 from most.run import Run
 from most.stages.eval import Sizes
+from most.tools.ablation import _most, link_inputs
 
 #: The source run's folders every pair reads (links, never written).
 INPUTS = ("data", "units", "judge", "base", "adapt")
@@ -130,30 +129,9 @@ def run_pair(vdir: Path, source: Path, settings: dict, force: bool, tag: str) ->
     atomic_write_json(vdir / SETTINGS, settings)
     redo = ["--force=true"] if force else []
     for command, key in (("curriculum", "curriculum"), ("eval", "eval")):
-        _link_inputs(vdir, source)  # again before eval: the source's judge may finish meanwhile
+        link_inputs(
+            vdir, source, INPUTS
+        )  # again before eval: the source's judge may finish meanwhile
         log = vdir / "logs" / f"{command}.log"
         print(f"{tag}: most {command} (log: {log})", flush=True)
         _most(command, [*settings[key], "--run", str(vdir), *redo], log)
-
-
-def _link_inputs(vdir: Path, source: Path) -> None:
-    vdir.mkdir(parents=True, exist_ok=True)
-    for name in INPUTS:
-        link, target = Run(vdir).stage(name), Run(source).stage(name).resolve()
-        if link.is_symlink() and link.resolve() == target:
-            continue
-        if link.exists() or link.is_symlink():
-            raise ValueError(f"{link} exists and is not a link to {target}")
-        if target.exists():
-            link.symlink_to(target, target_is_directory=True)
-
-
-def _most(command: str, args: list[str], log: Path) -> None:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as f:
-        f.write(f"$ most {command} {' '.join(args)}\n")
-        f.flush()
-        cmd = [sys.executable, "-m", "most.cli", command, *args]
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
-    if rc:
-        raise ChildProcessError(f"`most {command}` failed (exit {rc}); see {log}")
