@@ -24,6 +24,8 @@ import hashlib
 
 import numpy as np
 
+from most.noise import add_noise
+
 PARALING_TASKS: tuple[str, ...] = ("voice", "rate", "pitch", "accent", "noise")
 
 QUESTIONS: dict[str, str] = {
@@ -98,10 +100,7 @@ def heard(wav: np.ndarray, utterance_id: str) -> np.ndarray:
     if not is_noisy(utterance_id) or wav.size == 0:
         return wav
     rng = np.random.default_rng(_hash(utterance_id + "/noise"))
-    snr_db = rng.uniform(5.0, 15.0)
-    power = float(np.mean(wav.astype(np.float64) ** 2)) or 1e-8
-    noise = rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), wav.size)
-    return (wav + noise).astype(np.float32)
+    return add_noise(wav, rng.uniform(5.0, 15.0), rng)
 
 
 def answer(task: str, voice: str, utterance_id: str) -> str:
