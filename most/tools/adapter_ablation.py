@@ -1,7 +1,7 @@
 """``most adapter_ablation``: how audio should enter the model (MoE-Adapter's claim, tested).
 
-Three variants, each ``adapt -> stage1`` from the same inputs (the source run's data, units, judge
-and base), the same recipes, steps and seeds; only the audio input differs:
+Three variants, each ``adapt -> stage1 -> stage2`` from the same inputs (the source run's data,
+units and base), the same recipes, steps and seeds; only the audio input differs:
 
 =======  ===================================================================================
 moe      frozen features -> sparse MoE adapter (routed top-k + shared experts, load balance)
@@ -9,7 +9,8 @@ dense    the same frames through a dense adapter of equal active parameters and 
 units    discrete units (the default pipeline: no adapter)
 =======  ===================================================================================
 
-Every variant trains with the paralinguistic task in its mixture (``paraling_ratio``) and is
+Every variant trains with the paralinguistic task in its mixture (``paraling_ratio``) in both
+stages; stage 2 teaches spoken QA (S->T), so its steps are part of the comparison. Each variant is
 scored by :func:`most.eval.audio_tasks.evaluate_audio_tasks` (ASR WER, S->T QA, one accuracy per
 paralinguistic task) on held-out utterances. Each variant runs once per seed; the spread over
 seeds is the run-to-run noise. ``OUT/adapter.json`` maps ``<variant>.<task>`` to
@@ -37,8 +38,8 @@ SETTINGS = "variant.json"
 def variant_args(
     variant: str, seed: int, frontend: list[str], max_steps: int | None, paraling_ratio: float
 ) -> list[str]:
-    """The stage1 overrides that make ``variant`` (besides the shared recipe); ``frontend``: the
-    ``--audio_frontend.*`` overrides of the adapter variants."""
+    """The stage overrides that make ``variant`` (besides the shared recipe); ``frontend``: the
+    ``--audio_frontend.*`` overrides of the adapter variants; ``max_steps`` None: the recipe's."""
     args = [f"--data.seed={seed}", f"--data.ratios.paraling={paraling_ratio}", "--data.pack=false"]
     args += ["--trainer.max_time_min=null", "--trainer.progress=false"]
     if max_steps:
@@ -57,6 +58,7 @@ def adapter_ablation(
     out: Path = Path("runs/ablation"),
     frontend: Literal["mel", "ctc"] = "mel",
     max_steps: int | None = None,
+    stage2_steps: int | None = None,
     paraling_ratio: float = 0.2,
     n: int = 50,
     force: bool = False,
@@ -64,13 +66,17 @@ def adapter_ablation(
     """Train and score every (variant, seed); write ``OUT/adapter.{json,md}``.
 
     ``frontend``: the adapters' frozen features (``ctc``: the source run's unit tokenizer's CTC
-    recogniser). ``n``: held-out utterances per task.
+    recogniser). ``max_steps``/``stage2_steps``: stage 1's and stage 2's steps (None: the
+    recipe's; ``stage2_steps=0`` stops after stage 1, leaving S->T untrained). ``n``: held-out
+    utterances per task.
     """
     run, source, out = Path(run), Path(source), Path(out)
     if unknown := sorted(set(variants) - {"moe", "dense", "units"}):
         raise ValueError(f"unknown variants {unknown}; choose from moe, dense, units")
     if not seeds:
         raise ValueError("give at least one seed")
+    if stage2_steps is not None and stage2_steps < 0:
+        raise ValueError(f"stage2_steps is {stage2_steps}; give 0 (no stage 2) or more")
     check_source(source, judge="none")
     if run.resolve() == source.resolve():
         raise ValueError(f"--run {run} is the source run; the ablation writes elsewhere")
@@ -83,39 +89,46 @@ def adapter_ablation(
         for seed in seeds:
             vdir = run / f"{variant}-s{seed}"
             args = variant_args(variant, seed, fe, max_steps, paraling_ratio)
-            settings = {"variant": variant, "seed": seed, "stage1": args, "n": n}
+            args2 = None if stage2_steps == 0 else variant_args(
+                variant, seed, fe, stage2_steps, paraling_ratio)  # fmt: skip
+            settings = {"variant": variant, "seed": seed, "stage1": args, "stage2": args2, "n": n}
             results[variant].append(run_one(vdir, source, recipes, settings, force))
     report = summarize(results)
     meta = {"source": str(source), "seeds": list(seeds), "frontend": frontend, "n": n,
-            "max_steps": max_steps, "seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
+            "max_steps": max_steps, "stage2_steps": stage2_steps,
+            "seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
     write_report(out, report, meta)
     print(f"most adapter_ablation: wrote {out}/adapter.md")
     return report
 
 
 def run_one(vdir: Path, source: Path, recipes: Path, settings: dict, force: bool) -> dict:
-    """Adapt, train and score one (variant, seed) unless done with the same settings."""
+    """Adapt, train (stage 1, then stage 2 unless its settings are None) and score one
+    (variant, seed) unless done with the same settings."""
     done = vdir / RESULT
     if not force and done.is_file() and read_json(vdir / SETTINGS) == settings:
         return read_json(done)
     link_inputs(vdir, source)
     atomic_write_json(vdir / SETTINGS, settings)
     redo = ["--force=true"] if force else []
-    for stage, args in (("adapt", []), ("stage1", settings["stage1"])):
+    stages = [("adapt", []), ("stage1", settings["stage1"])]
+    if settings["stage2"] is not None:
+        stages.append(("stage2", settings["stage2"]))
+    for stage, args in stages:
         cfg = ["--config", str(recipes / f"{stage}.yaml")]
         _most(stage, [*cfg, *args, "--run", str(vdir), *redo], vdir / "logs" / f"{stage}.log")
-    result = score(vdir, source, settings["n"])
+    result = score(vdir, source, settings["n"], stages[-1][0])
     atomic_write_json(done, result)
     return result
 
 
-def score(vdir: Path, source: Path, n: int) -> dict:
-    """:func:`~most.eval.audio_tasks.evaluate_audio_tasks` of ``vdir``'s stage-1 model."""
+def score(vdir: Path, source: Path, n: int, stage: str) -> dict:
+    """:func:`~most.eval.audio_tasks.evaluate_audio_tasks` of ``vdir``'s ``stage`` model."""
     from most.eval.audio_tasks import evaluate_audio_tasks
     from most.generate import SpeechLM
 
     src = Run(source)
-    lm = SpeechLM.load(Run(vdir).hf("stage1"), units=src.units)
+    lm = SpeechLM.load(Run(vdir).hf(stage), units=src.units)
     sqa = src.load_data("sqa") if src.has_data("sqa") else None
     return evaluate_audio_tasks(lm, src.load_data("speech"), sqa, n)
 
@@ -145,7 +158,9 @@ def write_report(out: Path, report: dict[str, dict], meta: dict) -> None:
         "# Audio input ablation: MoE adapter vs dense adapter vs units",
         "",
         f"Seeds {meta['seeds']}, {meta['n']} held-out utterances per task, frontend "
-        f"{meta['frontend']}. ASR: WER (lower is better); others: accuracy. Mean ± std over seeds.",
+        f"{meta['frontend']}, stage-1 steps {meta['max_steps'] or 'as the recipe'}, stage-2 steps "
+        f"{'as the recipe' if meta['stage2_steps'] is None else meta['stage2_steps']}. ASR: WER "
+        "(lower is better); others: accuracy. Mean ± std over seeds.",
         "",
         "| task | " + " | ".join(variants) + " |",
         "|---|" + "---|" * len(variants),

@@ -35,7 +35,8 @@ def calls(monkeypatch) -> list[tuple[str, list[str]]]:
     def fake_most(stage: str, args: list[str], log_file: Path) -> None:
         log.append((stage, args))
 
-    def fake_score(vdir: Path, source: Path, n: int) -> dict:
+    def fake_score(vdir: Path, source: Path, n: int, stage: str) -> dict:
+        log.append(("score", [stage]))
         variant, seed = vdir.name.split("-s")
         acc = {"moe": 0.8, "dense": 0.6, "units": 0.3}[variant] + int(seed) / 100
         return {"asr": {"wer": 1 - acc, "n": n}, "paraling.noise": {"accuracy": acc, "n": n}}
@@ -48,10 +49,14 @@ def calls(monkeypatch) -> list[tuple[str, list[str]]]:
 def test_every_variant_and_seed_runs_once_and_the_report_has_the_spread(source, calls, tmp_path):
     out = tmp_path / "ablation"
     kw = dict(run=tmp_path / "abl", source=source, seeds=(1, 2), recipes=RECIPES, out=out,
-              max_steps=5, n=3)  # fmt: skip
+              max_steps=5, stage2_steps=3, n=3)  # fmt: skip
     report = AA.adapter_ablation(**kw)
-    assert [c[0] for c in calls] == ["adapt", "stage1"] * 6
+    assert [c[0] for c in calls] == ["adapt", "stage1", "stage2", "score"] * 6
+    assert {c[1][0] for c in calls if c[0] == "score"} == {"stage2"}  # the last stage is scored
     stage1 = {c[1][c[1].index("--run") + 1]: c[1] for c in calls if c[0] == "stage1"}
+    stage2 = {c[1][c[1].index("--run") + 1]: c[1] for c in calls if c[0] == "stage2"}
+    moe2 = stage2[str(tmp_path / "abl" / "moe-s1")]
+    assert "--adapter.kind=moe" in moe2 and "--trainer.max_steps=3" in moe2
     moe = stage1[str(tmp_path / "abl" / "moe-s1")]
     assert "--adapter.kind=moe" in moe and "--audio_frontend.kind=mel" in moe
     assert "--trainer.max_steps=5" in moe and "--data.seed=1" in moe
@@ -69,7 +74,10 @@ def test_every_variant_and_seed_runs_once_and_the_report_has_the_spread(source, 
     AA.adapter_ablation(**kw)
     assert calls == []
     AA.adapter_ablation(**{**kw, "n": 4})  # other settings: those runs again
-    assert len(calls) == 12
+    assert len(calls) == 24
+    calls.clear()
+    AA.adapter_ablation(**{**kw, "stage2_steps": 0, "variants": ("moe",), "seeds": (1,)})
+    assert calls == [("adapt", calls[0][1]), ("stage1", calls[1][1]), ("score", ["stage1"])]
 
 
 def test_refusals(source, calls, tmp_path):
@@ -77,19 +85,21 @@ def test_refusals(source, calls, tmp_path):
         AA.adapter_ablation(run=tmp_path / "a", source=source, variants=("conv",))
     with pytest.raises(ValueError, match="source run"):
         AA.adapter_ablation(run=source, source=source)
+    with pytest.raises(ValueError, match="stage2_steps is -1"):
+        AA.adapter_ablation(run=tmp_path / "a", source=source, stage2_steps=-1)
     assert main(["adapter_ablation", "--run", str(tmp_path / "b"), "--source",
                  str(tmp_path / "none")]) == 2  # fmt: skip
 
 
 @pytest.mark.slow
 def test_moe_and_units_end_to_end(eval_run, tmp_path):
-    """Real subprocess stages on the tiny spoken run: 2 stage-1 steps per variant, 2 utterances."""
+    """Real subprocess stages on the tiny spoken run: 2 steps per stage and variant, 2 utterances."""
     out = tmp_path / "ablation"
     report = AA.adapter_ablation(
         run=tmp_path / "abl", source=eval_run, variants=("moe", "units"), seeds=(1,),
-        recipes=RECIPES, out=out, max_steps=2, n=2,
+        recipes=RECIPES, out=out, max_steps=2, stage2_steps=2, n=2,
     )  # fmt: skip
     assert {"moe.asr", "units.asr", "moe.s2t", "units.paraling.voice"} <= set(report)
-    cfg = AutoModelForCausalLM.from_pretrained(Run(tmp_path / "abl" / "moe-s1").hf("stage1")).config
+    cfg = AutoModelForCausalLM.from_pretrained(Run(tmp_path / "abl" / "moe-s1").hf("stage2")).config
     assert cfg.adapter["kind"] == "moe"
     assert (out / "adapter.md").is_file()
