@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 
 STAGES := data units judge base adapt stage1 stage2 stage3 eval release
 
-.PHONY: setup test test-slow test-gpu lint format demo ablation curriculum ablation-curriculum bench clean $(STAGES)
+.PHONY: setup test test-slow test-gpu lint format demo ablation ablation-adapter curriculum ablation-curriculum bench clean $(STAGES)
 
 setup: $(STAMP)
 
@@ -83,6 +83,13 @@ demo: setup
 ablation: setup
 	$(MOST) ablation --config $(RECIPE)/ablation.yaml --source $(RUN) --run $(ABLATION) \
 		--recipes $(RECIPE) $(if $(FORCE),--force=true) $(ARGS)
+
+# MoE adapter vs dense adapter vs discrete units (adapt -> stage1 -> stage2 per variant and seed,
+# scored on ASR, S->T and the paralinguistic tasks) from $(RUN) through `make adapt`; the table
+# lands in $(ABLATION)/adapter.md, rewritten after each run. ARGS="--max_steps=N --stage2_steps=M".
+ablation-adapter: setup
+	$(MOST) adapter_ablation --source $(RUN) --run $(ABLATION)/adapter --recipes $(RECIPE) \
+		--out $(ABLATION) $(if $(FORCE),--force=true) $(ARGS)
 
 # UniMoE-Audio's curriculum in place of `make stage1` (after `make adapt` on a run with music):
 # a specialist per modality -> their expert groups merged -> routers warmed up -> joint training,

@@ -85,19 +85,21 @@ def adapter_ablation(
         fe.append(f"--audio_frontend.path={Run(source).units.resolve()}")
     results: dict[str, list[dict]] = {v: [] for v in variants}
     t0 = time.monotonic()
-    for variant in variants:
-        for seed in seeds:
+    meta = {"source": str(source), "seeds": list(seeds), "frontend": frontend, "n": n,
+            "max_steps": max_steps, "stage2_steps": stage2_steps}  # fmt: skip
+    for seed in seeds:  # seed-major: an interrupted ablation has every variant at the first seeds
+        for variant in variants:
             vdir = run / f"{variant}-s{seed}"
             args = variant_args(variant, seed, fe, max_steps, paraling_ratio)
             args2 = None if stage2_steps == 0 else variant_args(
                 variant, seed, fe, stage2_steps, paraling_ratio)  # fmt: skip
             settings = {"variant": variant, "seed": seed, "stage1": args, "stage2": args2, "n": n}
             results[variant].append(run_one(vdir, source, recipes, settings, force))
+            done = {v: r for v, r in results.items() if r}
+            partial = {"runs_done": sum(map(len, done.values())),
+                       "seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
+            write_report(out, summarize(done), meta | partial)
     report = summarize(results)
-    meta = {"source": str(source), "seeds": list(seeds), "frontend": frontend, "n": n,
-            "max_steps": max_steps, "stage2_steps": stage2_steps,
-            "seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
-    write_report(out, report, meta)
     print(f"most adapter_ablation: wrote {out}/adapter.md")
     return report
 
@@ -150,15 +152,16 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
 
 
 def write_report(out: Path, report: dict[str, dict], meta: dict) -> None:
-    """``OUT/adapter.json`` (the report and ``_meta``) and ``OUT/adapter.md`` (variants x tasks)."""
+    """``OUT/adapter.json`` (the report and ``_meta``) and ``OUT/adapter.md`` (variants x tasks);
+    rewritten after every finished run, ``_meta.runs_done`` says how many it holds."""
     atomic_write_json(out / "adapter.json", {**report, "_meta": meta})
     variants = list(dict.fromkeys(k.split(".", 1)[0] for k in report))
     tasks = list(dict.fromkeys(k.split(".", 1)[1] for k in report))
     lines = [
         "# Audio input ablation: MoE adapter vs dense adapter vs units",
         "",
-        f"Seeds {meta['seeds']}, {meta['n']} held-out utterances per task, frontend "
-        f"{meta['frontend']}, stage-1 steps {meta['max_steps'] or 'as the recipe'}, stage-2 steps "
+        f"{meta['runs_done']} runs of seeds {meta['seeds']}, {meta['n']} held-out utterances per "
+        f"task, frontend {meta['frontend']}, stage-1 steps {meta['max_steps'] or 'as the recipe'}, stage-2 steps "
         f"{'as the recipe' if meta['stage2_steps'] is None else meta['stage2_steps']}. ASR: WER "
         "(lower is better); others: accuracy. Mean ± std over seeds.",
         "",

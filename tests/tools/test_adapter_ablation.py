@@ -53,6 +53,8 @@ def test_every_variant_and_seed_runs_once_and_the_report_has_the_spread(source, 
     report = AA.adapter_ablation(**kw)
     assert [c[0] for c in calls] == ["adapt", "stage1", "stage2", "score"] * 6
     assert {c[1][0] for c in calls if c[0] == "score"} == {"stage2"}  # the last stage is scored
+    runs = [c[1][c[1].index("--run") + 1] for c in calls if c[0] == "adapt"]
+    assert [Path(r).name for r in runs[:3]] == ["moe-s1", "dense-s1", "units-s1"]  # seed-major
     stage1 = {c[1][c[1].index("--run") + 1]: c[1] for c in calls if c[0] == "stage1"}
     stage2 = {c[1][c[1].index("--run") + 1]: c[1] for c in calls if c[0] == "stage2"}
     moe2 = stage2[str(tmp_path / "abl" / "moe-s1")]
@@ -69,6 +71,7 @@ def test_every_variant_and_seed_runs_once_and_the_report_has_the_spread(source, 
     assert saved["moe.paraling.noise"]["values"] == pytest.approx([0.81, 0.82])
     assert saved["moe.paraling.noise"]["std"] == pytest.approx(0.00707, abs=1e-4)
     assert report == {k: v for k, v in saved.items() if k != "_meta"}
+    assert saved["_meta"]["runs_done"] == 6 and saved["_meta"]["stage2_steps"] == 3
     assert "| paraling.noise |" in (out / "adapter.md").read_text()
     calls.clear()  # finished runs are skipped
     AA.adapter_ablation(**kw)
