@@ -106,3 +106,22 @@ def test_moe_and_units_end_to_end(eval_run, tmp_path):
     cfg = AutoModelForCausalLM.from_pretrained(Run(tmp_path / "abl" / "moe-s1").hf("stage2")).config
     assert cfg.adapter["kind"] == "moe"
     assert (out / "adapter.md").is_file()
+
+
+def test_an_interrupted_ablation_keeps_the_finished_runs_table(
+    source, calls, monkeypatch, tmp_path
+):
+    out = tmp_path / "ablation"
+
+    def fail_on_units(stage: str, args: list[str], log_file: Path) -> None:
+        if stage == "stage1" and args[args.index("--run") + 1].endswith("units-s1"):
+            raise RuntimeError("stage1 failed")
+
+    monkeypatch.setattr(AA, "_most", fail_on_units)
+    with pytest.raises(RuntimeError, match="stage1 failed"):
+        AA.adapter_ablation(run=tmp_path / "abl", source=source, seeds=(1, 2), recipes=RECIPES,
+                            out=out, stage2_steps=0)  # fmt: skip
+    saved = read_json(out / "adapter.json")
+    assert saved["_meta"]["runs_done"] == 2
+    assert {k.split(".", 1)[0] for k in saved if k != "_meta"} == {"moe", "dense"}
+    assert saved["dense.asr"]["std"] is None and "| asr |" in (out / "adapter.md").read_text()
