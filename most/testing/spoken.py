@@ -99,9 +99,9 @@ def write_spoken_data(run: Path) -> None:
         heldout=datasets.Dataset.from_dict({"id": ["h0"], "text": ["the old gate is red"]}),
     ).save_to_disk(str(r.dataset("text")))
     instr = {"id": ["i0"], "task": ["repeat"], "prompt": ["repeat tarsk"], "response": ["tarsk"]}
-    datasets.DatasetDict(train=datasets.Dataset.from_dict(instr)).save_to_disk(
-        str(r.dataset("instructions"))
-    )
+    datasets.DatasetDict(
+        train=datasets.Dataset.from_dict(instr), test=datasets.Dataset.from_dict(instr)
+    ).save_to_disk(str(r.dataset("instructions")))
 
 
 def save_tiny_base(folder: Path, texts: list[str], seed: int = 0) -> Path:
