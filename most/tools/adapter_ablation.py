@@ -21,6 +21,7 @@ subprocesses, logs in ``logs/``; a finished run with the same settings is skippe
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -106,10 +107,15 @@ def adapter_ablation(
 
 def run_one(vdir: Path, source: Path, recipes: Path, settings: dict, force: bool) -> dict:
     """Adapt, train (stage 1, then stage 2 unless its settings are None) and score one
-    (variant, seed) unless done with the same settings."""
+    (variant, seed) unless done with the same settings. ``vdir`` made with other settings is
+    removed first (it holds only this tool's outputs and links to the source's inputs); with the
+    same settings an interrupted run resumes."""
     done = vdir / RESULT
-    if not force and done.is_file() and read_json(vdir / SETTINGS) == settings:
+    before = read_json(vdir / SETTINGS) if (vdir / SETTINGS).is_file() else None
+    if not force and done.is_file() and before == settings:
         return read_json(done)
+    if before is not None and before != settings:
+        shutil.rmtree(vdir)
     link_inputs(vdir, source)
     atomic_write_json(vdir / SETTINGS, settings)
     redo = ["--force=true"] if force else []

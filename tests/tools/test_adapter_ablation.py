@@ -76,8 +76,12 @@ def test_every_variant_and_seed_runs_once_and_the_report_has_the_spread(source, 
     calls.clear()  # finished runs are skipped
     AA.adapter_ablation(**kw)
     assert calls == []
-    AA.adapter_ablation(**{**kw, "n": 4})  # other settings: those runs again
-    assert len(calls) == 24
+    stale = tmp_path / "abl" / "moe-s1" / "stage1" / "stale.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from the earlier settings")
+    AA.adapter_ablation(**{**kw, "n": 4})  # other settings: those runs again, from scratch
+    assert len(calls) == 24 and not stale.exists()
+    assert read_json(tmp_path / "abl" / "moe-s1" / AA.SETTINGS)["n"] == 4
     calls.clear()
     AA.adapter_ablation(**{**kw, "stage2_steps": 0, "variants": ("moe",), "seeds": (1,)})
     assert calls == [("adapt", calls[0][1]), ("stage1", calls[1][1]), ("score", ["stage1"])]
