@@ -14,7 +14,9 @@ stages; stage 2 teaches spoken QA (S->T), so its steps are part of the compariso
 scored by :func:`most.eval.audio_tasks.evaluate_audio_tasks` (ASR WER, S->T QA, one accuracy per
 paralinguistic task) on held-out utterances. Each variant runs once per seed; the spread over
 seeds is the run-to-run noise. ``OUT/adapter.json`` maps ``<variant>.<task>`` to
-``{"mean", "std", "values"}`` (``std``: sample standard deviation over seeds, None for one seed),
+``{"mean", "std", "values"}`` (``std``: sample standard deviation over seeds, None for one seed;
+the adapter variants also carry ``conflict.<a>|<b>``, the cosine between two tasks' gradients
+inside the adapter, :mod:`most.eval.grad_conflict`),
 ``OUT/adapter.md`` holds the table. ``RUN/<variant>-s<seed>/`` holds each run (stages as
 subprocesses, logs in ``logs/``; a finished run with the same settings is skipped).
 """
@@ -34,6 +36,9 @@ from most.tools.ablation import _most, check_source, link_inputs
 AdapterVariant = Literal["moe", "dense", "units"]
 RESULT = "audio_tasks.json"
 SETTINGS = "variant.json"
+CONFLICT = "grad_conflict.json"
+CONFLICT_PARALING = ("voice", "noise")
+"""The paralinguistic questions whose adapter gradients are compared with ASR's and S->T's."""
 
 
 def variant_args(
@@ -112,22 +117,31 @@ def run_one(vdir: Path, source: Path, recipes: Path, settings: dict, force: bool
     same settings an interrupted run resumes."""
     done = vdir / RESULT
     before = read_json(vdir / SETTINGS) if (vdir / SETTINGS).is_file() else None
-    if not force and done.is_file() and before == settings:
-        return read_json(done)
-    if before is not None and before != settings:
-        shutil.rmtree(vdir)
-    link_inputs(vdir, source)
-    atomic_write_json(vdir / SETTINGS, settings)
-    redo = ["--force=true"] if force else []
     stages = [("adapt", []), ("stage1", settings["stage1"])]
     if settings["stage2"] is not None:
         stages.append(("stage2", settings["stage2"]))
-    for stage, args in stages:
-        cfg = ["--config", str(recipes / f"{stage}.yaml")]
-        _most(stage, [*cfg, *args, "--run", str(vdir), *redo], vdir / "logs" / f"{stage}.log")
-    result = score(vdir, source, settings["n"], stages[-1][0])
-    atomic_write_json(done, result)
-    return result
+    if not force and done.is_file() and before == settings:
+        result = read_json(done)
+    else:
+        if before is not None and before != settings:
+            shutil.rmtree(vdir)
+        link_inputs(vdir, source)
+        atomic_write_json(vdir / SETTINGS, settings)
+        redo = ["--force=true"] if force else []
+        for stage, args in stages:
+            cfg = ["--config", str(recipes / f"{stage}.yaml")]
+            _most(stage, [*cfg, *args, "--run", str(vdir), *redo], vdir / "logs" / f"{stage}.log")
+        result = score(vdir, source, settings["n"], stages[-1][0])
+        atomic_write_json(done, result)
+    if settings["variant"] == "units":  # no adapter: no gradient conflict inside one
+        return result
+    if (
+        force
+        or not (vdir / CONFLICT).is_file()
+        or (vdir / CONFLICT).stat().st_mtime < done.stat().st_mtime
+    ):
+        atomic_write_json(vdir / CONFLICT, conflict(vdir, source, stages[-1][0]))
+    return result | read_json(vdir / CONFLICT)
 
 
 def score(vdir: Path, source: Path, n: int, stage: str) -> dict:
@@ -141,8 +155,34 @@ def score(vdir: Path, source: Path, n: int, stage: str) -> dict:
     return evaluate_audio_tasks(lm, src.load_data("speech"), sqa, n)
 
 
+def conflict(vdir: Path, source: Path, stage: str) -> dict:
+    """``{"conflict.<task a>|<task b>": {"cosine", "parts"}}``: the gradient conflict inside the
+    adapter of ``vdir``'s ``stage`` model (:func:`~most.eval.grad_conflict.gradient_conflict`)
+    between ASR, S->T and the voice and noise questions, on training utterances."""
+    from dataclasses import replace
+
+    from most.eval.grad_conflict import gradient_conflict
+    from most.generate import SpeechLM
+    from most.train import features as F
+    from most.train.paraling import paraling
+
+    src = Run(source)
+    lm = SpeechLM.load(Run(vdir).hf(stage), units=src.units)
+    p, fe, k = lm.prompts, lm.frontend, lm.stack
+    speech = src.load_data("speech")["train"]
+    sources = [F.asr(p, speech, fe, k)]
+    if src.has_data("sqa"):
+        sources.append(F.s2t(p, src.load_data("sqa")["qa_train"], fe, k))
+    for task in CONFLICT_PARALING:
+        sources.append(replace(paraling(p, speech, [task], fe, k), task=f"paraling.{task}"))
+    pairs = gradient_conflict(lm.model, sources, lm.pad_id)
+    return {f"conflict.{pair}": {"cosine": c["all"], "parts": c} for pair, c in pairs.items()}
+
+
 def _headline(task: str, r: dict) -> float:
-    return r["wer"] if task == "asr" else r["accuracy"]
+    if task == "asr":
+        return r["wer"]
+    return r["cosine"] if task.startswith("conflict.") else r["accuracy"]
 
 
 def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
@@ -163,13 +203,15 @@ def write_report(out: Path, report: dict[str, dict], meta: dict) -> None:
     atomic_write_json(out / "adapter.json", {**report, "_meta": meta})
     variants = list(dict.fromkeys(k.split(".", 1)[0] for k in report))
     tasks = list(dict.fromkeys(k.split(".", 1)[1] for k in report))
+    steps1 = meta["max_steps"] if meta["max_steps"] is not None else "as the recipe"
+    steps2 = meta["stage2_steps"] if meta["stage2_steps"] is not None else "as the recipe"
     lines = [
         "# Audio input ablation: MoE adapter vs dense adapter vs units",
         "",
         f"{meta['runs_done']} runs of seeds {meta['seeds']}, {meta['n']} held-out utterances per "
-        f"task, frontend {meta['frontend']}, stage-1 steps {meta['max_steps'] or 'as the recipe'}, stage-2 steps "
-        f"{'as the recipe' if meta['stage2_steps'] is None else meta['stage2_steps']}. ASR: WER "
-        "(lower is better); others: accuracy. Mean ± std over seeds.",
+        f"task, frontend {meta['frontend']}, stage-1 steps {steps1}, stage-2 steps {steps2}. "
+        "ASR: WER (lower is better); conflict.a|b: cosine between tasks a's and b's gradients "
+        "inside the adapter (below 0: they pull apart); others: accuracy. Mean ± std over seeds.",
         "",
         "| task | " + " | ".join(variants) + " |",
         "|---|" + "---|" * len(variants),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -41,8 +43,13 @@ def calls(monkeypatch) -> list[tuple[str, list[str]]]:
         acc = {"moe": 0.8, "dense": 0.6, "units": 0.3}[variant] + int(seed) / 100
         return {"asr": {"wer": 1 - acc, "n": n}, "paraling.noise": {"accuracy": acc, "n": n}}
 
+    def fake_conflict(vdir: Path, source: Path, stage: str) -> dict:
+        log.append(("conflict", [stage]))
+        return {"conflict.asr|s2t": {"cosine": -0.1 if vdir.name.startswith("moe") else 0.2}}
+
     monkeypatch.setattr(AA, "_most", fake_most)
     monkeypatch.setattr(AA, "score", fake_score)
+    monkeypatch.setattr(AA, "conflict", fake_conflict)
     return log
 
 
@@ -51,7 +58,10 @@ def test_every_variant_and_seed_runs_once_and_the_report_has_the_spread(source, 
     kw = dict(run=tmp_path / "abl", source=source, seeds=(1, 2), recipes=RECIPES, out=out,
               max_steps=5, stage2_steps=3, n=3)  # fmt: skip
     report = AA.adapter_ablation(**kw)
-    assert [c[0] for c in calls] == ["adapt", "stage1", "stage2", "score"] * 6
+    adapter_run = ["adapt", "stage1", "stage2", "score", "conflict"]
+    assert [c[0] for c in calls] == adapter_run * 2 + ["adapt", "stage1", "stage2", "score"] + (
+        adapter_run * 2 + ["adapt", "stage1", "stage2", "score"]
+    )  # the units variant has no adapter to measure conflict in
     assert {c[1][0] for c in calls if c[0] == "score"} == {"stage2"}  # the last stage is scored
     runs = [c[1][c[1].index("--run") + 1] for c in calls if c[0] == "adapt"]
     assert [Path(r).name for r in runs[:3]] == ["moe-s1", "dense-s1", "units-s1"]  # seed-major
@@ -67,7 +77,9 @@ def test_every_variant_and_seed_runs_once_and_the_report_has_the_spread(source, 
     assert not any(a.startswith("--adapter") for a in units) and "--data.seed=2" in units
     saved = read_json(out / "adapter.json")
     assert set(saved) == {f"{v}.{t}" for v in ("moe", "dense", "units")
-                          for t in ("asr", "paraling.noise")} | {"_meta"}  # fmt: skip
+                          for t in ("asr", "paraling.noise")} | {"_meta"} | {
+        "moe.conflict.asr|s2t", "dense.conflict.asr|s2t"}  # fmt: skip
+    assert saved["moe.conflict.asr|s2t"]["mean"] == pytest.approx(-0.1)
     assert saved["moe.paraling.noise"]["values"] == pytest.approx([0.81, 0.82])
     assert saved["moe.paraling.noise"]["std"] == pytest.approx(0.00707, abs=1e-4)
     assert report == {k: v for k, v in saved.items() if k != "_meta"}
@@ -80,11 +92,17 @@ def test_every_variant_and_seed_runs_once_and_the_report_has_the_spread(source, 
     stale.parent.mkdir(parents=True)
     stale.write_text("from the earlier settings")
     AA.adapter_ablation(**{**kw, "n": 4})  # other settings: those runs again, from scratch
-    assert len(calls) == 24 and not stale.exists()
+    assert len(calls) == 28 and not stale.exists()
+    calls.clear()  # a conflict measured before its run's result is measured again
+    conflict_file = tmp_path / "abl" / "moe-s2" / AA.CONFLICT
+    os.utime(conflict_file, (0, 0))
+    AA.adapter_ablation(**{**kw, "n": 4})
+    assert calls == [("conflict", ["stage2"])]
     assert read_json(tmp_path / "abl" / "moe-s1" / AA.SETTINGS)["n"] == 4
     calls.clear()
     AA.adapter_ablation(**{**kw, "stage2_steps": 0, "variants": ("moe",), "seeds": (1,)})
-    assert calls == [("adapt", calls[0][1]), ("stage1", calls[1][1]), ("score", ["stage1"])]
+    assert [c[0] for c in calls] == ["adapt", "stage1", "score", "conflict"]
+    assert calls[2:] == [("score", ["stage1"]), ("conflict", ["stage1"])]
 
 
 def test_refusals(source, calls, tmp_path):
@@ -100,13 +118,17 @@ def test_refusals(source, calls, tmp_path):
 
 @pytest.mark.slow
 def test_moe_and_units_end_to_end(eval_run, tmp_path):
-    """Real subprocess stages on the tiny spoken run: 2 steps per stage and variant, 2 utterances."""
+    """Real subprocess stages on the tiny spoken run: 2 steps a stage and variant, 2 utterances."""
     out = tmp_path / "ablation"
     report = AA.adapter_ablation(
         run=tmp_path / "abl", source=eval_run, variants=("moe", "units"), seeds=(1,),
         recipes=RECIPES, out=out, max_steps=2, stage2_steps=2, n=2,
     )  # fmt: skip
     assert {"moe.asr", "units.asr", "moe.s2t", "units.paraling.voice"} <= set(report)
+    conflicts = {k for k in report if ".conflict." in k}
+    assert conflicts == {f"moe.conflict.{a}|{b}" for a, b in itertools.combinations(
+        ["asr", "s2t", "paraling.voice", "paraling.noise"], 2)}  # fmt: skip
+    assert all(-1 <= report[k]["mean"] <= 1 for k in conflicts)
     cfg = AutoModelForCausalLM.from_pretrained(Run(tmp_path / "abl" / "moe-s1").hf("stage2")).config
     assert cfg.adapter["kind"] == "moe"
     assert (out / "adapter.md").is_file()
