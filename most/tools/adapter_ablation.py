@@ -92,7 +92,8 @@ def adapter_ablation(
     results: dict[str, list[dict]] = {v: [] for v in variants}
     t0 = time.monotonic()
     meta = {"source": str(source), "seeds": list(seeds), "frontend": frontend, "n": n,
-            "max_steps": max_steps, "stage2_steps": stage2_steps}  # fmt: skip
+            "max_steps": max_steps, "stage2_steps": stage2_steps,
+            "majority": majority(source, n)}  # fmt: skip
     for seed in seeds:  # seed-major: an interrupted ablation has every variant at the first seeds
         for variant in variants:
             vdir = run / f"{variant}-s{seed}"
@@ -179,6 +180,22 @@ def conflict(vdir: Path, source: Path, stage: str) -> dict:
     return {f"conflict.{pair}": {"cosine": c["all"], "parts": c} for pair, c in pairs.items()}
 
 
+def majority(source: Path, n: int) -> dict[str, float]:
+    """``{"paraling.<task>": share}``: the share of the most common answer to each paralinguistic
+    question on the utterances :func:`score` asks about (the accuracy of always giving it)."""
+    from collections import Counter
+
+    from most.data.paraling import PARALING_TASKS, answer
+
+    rows = Run(source).load_data("speech")["test"]
+    rows = rows.select(range(min(n, len(rows))))
+    pairs = list(zip(rows["voice"], rows["id"], strict=True))
+    return {
+        f"paraling.{t}": max(Counter(answer(t, v, i) for v, i in pairs).values()) / len(pairs)
+        for t in PARALING_TASKS
+    }
+
+
 def _headline(task: str, r: dict) -> float:
     if task == "asr":
         return r["wer"]
@@ -211,10 +228,11 @@ def write_report(out: Path, report: dict[str, dict], meta: dict) -> None:
         f"{meta['runs_done']} runs of seeds {meta['seeds']}, {meta['n']} held-out utterances per "
         f"task, frontend {meta['frontend']}, stage-1 steps {steps1}, stage-2 steps {steps2}. "
         "ASR: WER (lower is better); conflict.a|b: cosine between tasks a's and b's gradients "
-        "inside the adapter (below 0: they pull apart); others: accuracy. Mean ± std over seeds.",
+        "inside the adapter (below 0: they pull apart); others: accuracy. Mean ± std over seeds. "
+        "majority: the accuracy of always giving the most common answer.",
         "",
-        "| task | " + " | ".join(variants) + " |",
-        "|---|" + "---|" * len(variants),
+        "| task | " + " | ".join(variants) + " | majority |",
+        "|---|" + "---|" * (len(variants) + 1),
     ]
     for task in tasks:
         cells = []
@@ -225,5 +243,7 @@ def write_report(out: Path, report: dict[str, dict], meta: dict) -> None:
                 continue
             noise = f" ± {r['std']:.3f}" if r["std"] is not None else ""
             cells.append(f"{r['mean']:.3f}{noise}")
+        base = meta.get("majority", {}).get(task)
+        cells.append("-" if base is None else f"{base:.3f}")
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     atomic_write_text(out / "adapter.md", "\n".join(lines) + "\n")

@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM
 
 import most  # noqa: F401  (registers the adapted model with the Auto classes)
 from most.cli import main
+from most.data.paraling import PARALING_TASKS
 from most.io import atomic_write_json, read_json
 from most.run import Run
 from most.tools import adapter_ablation as AA
@@ -50,6 +51,7 @@ def calls(monkeypatch) -> list[tuple[str, list[str]]]:
     monkeypatch.setattr(AA, "_most", fake_most)
     monkeypatch.setattr(AA, "score", fake_score)
     monkeypatch.setattr(AA, "conflict", fake_conflict)
+    monkeypatch.setattr(AA, "majority", lambda source, n: {"paraling.noise": 0.66})
     return log
 
 
@@ -84,7 +86,12 @@ def test_every_variant_and_seed_runs_once_and_the_report_has_the_spread(source, 
     assert saved["moe.paraling.noise"]["std"] == pytest.approx(0.00707, abs=1e-4)
     assert report == {k: v for k, v in saved.items() if k != "_meta"}
     assert saved["_meta"]["runs_done"] == 6 and saved["_meta"]["stage2_steps"] == 3
-    assert "| paraling.noise |" in (out / "adapter.md").read_text()
+    assert saved["_meta"]["majority"] == {"paraling.noise": 0.66}
+    assert (
+        "| paraling.noise | 0.815 ± 0.007 | 0.615 ± 0.007 | 0.315 ± 0.007 | 0.660 |"
+        in (out / "adapter.md").read_text()
+    )
+    assert "| asr | " in (out / "adapter.md").read_text()
     calls.clear()  # finished runs are skipped
     AA.adapter_ablation(**kw)
     assert calls == []
@@ -125,6 +132,9 @@ def test_moe_and_units_end_to_end(eval_run, tmp_path):
         recipes=RECIPES, out=out, max_steps=2, stage2_steps=2, n=2,
     )  # fmt: skip
     assert {"moe.asr", "units.asr", "moe.s2t", "units.paraling.voice"} <= set(report)
+    base = read_json(out / "adapter.json")["_meta"]["majority"]
+    assert set(base) == {f"paraling.{t}" for t in PARALING_TASKS}
+    assert all(1 / 8 <= v <= 1 for v in base.values())  # 2 utterances: at least half agree
     conflicts = {k for k in report if ".conflict." in k}
     assert conflicts == {f"moe.conflict.{a}|{b}" for a, b in itertools.combinations(
         ["asr", "s2t", "paraling.voice", "paraling.noise"], 2)}  # fmt: skip
