@@ -245,5 +245,6 @@ def write_report(out: Path, report: dict[str, dict], meta: dict) -> None:
             cells.append(f"{r['mean']:.3f}{noise}")
         base = meta.get("majority", {}).get(task)
         cells.append("-" if base is None else f"{base:.3f}")
-        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+        name = task.replace("|", "\\|")  # a pair's bar, escaped out of the table's columns
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     atomic_write_text(out / "adapter.md", "\n".join(lines) + "\n")

@@ -92,6 +92,10 @@ def test_every_variant_and_seed_runs_once_and_the_report_has_the_spread(source, 
         in (out / "adapter.md").read_text()
     )
     assert "| asr | " in (out / "adapter.md").read_text()
+    assert (
+        "| conflict.asr\\|s2t | -0.100 ± 0.000 | 0.200 ± 0.000 | - | - |"
+        in (out / "adapter.md").read_text()
+    )
     calls.clear()  # finished runs are skipped
     AA.adapter_ablation(**kw)
     assert calls == []
