@@ -86,12 +86,16 @@ def test_report_keys_are_variant_dot_task_with_the_seed_spread(tmp_path):
     assert report["moe.asr"]["std"] == pytest.approx(np.std([0.5, 0.3], ddof=1))
     assert report["moe.paraling.noise"]["values"] == [0.75, 0.25]
     assert report["units.asr"]["std"] is None
-    meta = {"seeds": [1, 2], "n": 4, "frontend": "mel"}
+    meta = {"seeds": [1, 2], "n": 4, "frontend": "mel", "max_steps": None, "stage2_steps": 0,
+            "runs_done": 3, "majority": {"paraling.noise": 0.5}}  # fmt: skip
     write_report(tmp_path, report, meta)
     saved = read_json(tmp_path / "adapter.json")
     assert saved["moe.asr"]["mean"] == pytest.approx(0.4) and saved["_meta"] == meta
     table = (tmp_path / "adapter.md").read_text()
-    assert "| paraling.noise | 0.500 ± 0.354 | 0.750 |" in table
+    assert "3 runs of seeds [1, 2]" in table and "stage-1 steps as the recipe" in table
+    assert "stage-2 steps 0." in table
+    assert "| paraling.noise | 0.500 ± 0.354 | 0.750 | 0.500 |" in table
+    assert "| asr | 0.400 ± 0.141 | 0.500 | - |" in table
 
 
 def test_variant_arguments():
