@@ -13,9 +13,12 @@ Reported: the held-out loss of each (``equal_quality``: Top-P's mean loss over t
 within ``--tolerance`` of top-k's, relatively; per-modality differences beside it), the experts per
 token Top-P learnt per modality and layer (router telemetry), each layer's forward + backward time
 on ``--time-tokens`` tokens at the trained routing (interleaved rounds, fastest kept; top-k gets the
-faster of its two dispatch paths), the routed experts' matmul FLOPs of each, and the speedup. Prints one JSON object and writes it to ``--out``::
+faster of its two dispatch paths; on a GPU only the static one, with skipped rows masked), the
+routed experts' matmul FLOPs of each, and the speedup. Prints one JSON object and writes it to
+``--out``::
 
     OMP_NUM_THREADS=1 python benchmarks/dynamic_capacity.py [--steps 500] [--out PATH]
+    python benchmarks/dynamic_capacity.py --device cuda --out runs/bench/dynamic_capacity_cuda.json
 """
 
 from __future__ import annotations
@@ -95,11 +98,12 @@ class Task:
         easy = 0.1 * x @ self.lin
         return x + torch.where(modality.unsqueeze(-1) == 0, hard, easy)
 
-    def batch(self, n: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    def batch(self, n: int, seed: int, device: str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+        """Drawn on the CPU (the same batches on every device), returned on ``device``."""
         g = torch.Generator().manual_seed(seed)
         x = torch.randn(n, self.hidden, generator=g)
         modality = (torch.arange(n) >= n // 2).long()
-        return x, modality, self.target(x, modality)
+        return tuple(t.to(device) for t in (x, modality, self.target(x, modality)))
 
 
 def loss_of(pred: Tensor, y: Tensor, modality: Tensor) -> Tensor:
@@ -113,7 +117,7 @@ def train(model: Stack, task: Task, ns: argparse.Namespace) -> list[float]:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, ns.lr, total_steps=ns.steps, pct_start=0.1)
     curve = []
     for step in range(ns.steps):
-        x, modality, y = task.batch(ns.batch, seed=step)
+        x, modality, y = task.batch(ns.batch, seed=step, device=ns.device)
         loss = loss_of(model(x, modality), y, modality)
         total = loss + torch.stack(model.state.losses).mean()
         opt.zero_grad(set_to_none=True)
@@ -127,7 +131,7 @@ def train(model: Stack, task: Task, ns: argparse.Namespace) -> list[float]:
 @torch.no_grad()
 def evaluate(model: Stack, task: Task, ns: argparse.Namespace) -> tuple[dict, dict]:
     """Held-out loss (overall and per modality) and the router telemetry of that batch."""
-    x, modality, y = task.batch(ns.eval_tokens, seed=10**6)
+    x, modality, y = task.batch(ns.eval_tokens, seed=10**6, device=ns.device)
     model.state.telemetry = Telemetry(MODALITIES)
     pred = model(x, modality, collect=False)
     summary = model.state.telemetry.summary()
@@ -162,7 +166,8 @@ def layer_step(block: ModalityMoE, x: Tensor, modality: Tensor, live_path: bool)
 
 def time_layers(models: dict[str, Stack], task: Task, ns: argparse.Namespace) -> dict:
     """Per layer, per variant: fastest forward + backward ms over ``reps`` interleaved rounds."""
-    x, modality, _ = task.batch(ns.time_tokens, seed=10**6 + 1)
+    x, modality, _ = task.batch(ns.time_tokens, seed=10**6 + 1, device=ns.device)
+    sync = torch.cuda.synchronize if ns.device == "cuda" else (lambda: None)
     inputs = {name: layer_inputs(m, x, modality) for name, m in models.items()}
     variants = {
         "topk_static": ("topk", False),
@@ -175,8 +180,10 @@ def time_layers(models: dict[str, Stack], task: Task, ns: argparse.Namespace) ->
         for v, (name, live) in variants.items():
             for i, block in enumerate(models[name].blocks):
                 block.zero_grad(set_to_none=True)
+                sync()
                 t = time.perf_counter()
                 slots[v][i] = layer_step(block, inputs[name][i], modality, live)
+                sync()
                 best[v][i] = min(best[v][i], (time.perf_counter() - t) * 1e3)
     return {"ms": best, "slots": slots}
 
@@ -186,7 +193,7 @@ def main(ns: argparse.Namespace) -> dict:
     task = Task(ns.hidden)
     models, curves, quality, telemetry = {}, {}, {}, {}
     for name, kind in (("topk", "modality"), ("top_p", "top_p")):
-        models[name] = Stack(ns, kind, seed=ns.seed)
+        models[name] = Stack(ns, kind, seed=ns.seed).to(ns.device)
         curves[name] = train(models[name], task, ns)
         quality[name], telemetry[name] = evaluate(models[name], task, ns)
         print(f"{name}: trained, held-out loss {quality[name]}", file=sys.stderr, flush=True)
@@ -242,6 +249,8 @@ def main(ns: argparse.Namespace) -> dict:
         "expert_flops_top_p": flops_top_p,
         "flops_ratio": round(sum(flops_top_p) / sum(flops_topk), 4),
         "speedup": round(sum(topk_ms) / sum(ms["top_p"]), 3),
+        "device": ns.device,
+        "gpu": torch.cuda.get_device_name() if ns.device == "cuda" else None,
         "threads": torch.get_num_threads(),
         "cpu": cpu_name(),
         "wall_s": round(time.perf_counter() - t0, 1),
@@ -275,6 +284,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--tolerance", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--out", default="runs/bench/dynamic_capacity.json")
     return parser.parse_args(argv)
 
