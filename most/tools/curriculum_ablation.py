@@ -33,9 +33,9 @@ from most.tools.ablation import _most, link_inputs
 #: The source run's folders every pair reads (links, never written).
 INPUTS = ("data", "units", "judge", "base", "adapt")
 SETTINGS = "variant.json"
-_DEFAULT_SIZES = Sizes(asr=60, tts=30, sqa=0, text=60, wuggy=0, blimp=0, router=0, music=20)
+_DEFAULT_SIZES = Sizes(asr=60, tts=30, sqa=0, text=60, wuggy=0, blimp=0, router=0, music=40)
 #: The curriculum's steps per phase by default (recipes/curriculum/curriculum_ablation.yaml's).
-_DEFAULT_STEPS = {"text": 10, "speech": 30, "music": 15, "integrate": 10, "joint": 35}
+_DEFAULT_STEPS = {"text": 200, "speech": 600, "music": 300, "integrate": 200, "joint": 800}
 _DEFAULT_RECIPES = (
     Path("recipes/tiny/stage1.yaml"),
     Path("recipes/music/stage1.yaml"),
@@ -59,8 +59,8 @@ def curriculum_ablation(
 ) -> dict:
     """Train and evaluate every (variant, seed) pair; write ``RUN/report.{json,md}``.
 
-    ``steps``: the curriculum's steps per phase (``most curriculum --steps``; None = 100 in all);
-    ``joint`` trains their sum. ``seeds``: variant (curriculum, joint) -> its seeds
+    ``steps``: the curriculum's steps per phase (``most curriculum --steps``; None = stage 1's
+    2,100 split as in recipes/curriculum); ``joint`` trains their sum. ``seeds``: variant (curriculum, joint) -> its seeds
     (``data.seed``). ``recipes``: the configs of ``most curriculum``; ``eval_recipes``: of
     ``most eval``. ``train_args`` / ``eval_args``: extra ``--key=value`` for every training run /
     evaluation.
