@@ -10,7 +10,8 @@ expert) and the model is refused in one line. The check costs a few tokens throu
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,27 @@ MAY_DIFFER = 1 / 8
 def _output(block: nn.Module, x: Tensor, **kw) -> Tensor:
     out = block(x, **kw)
     return out[0] if isinstance(out, tuple) else out
+
+
+@contextmanager
+def _eager_experts(block: nn.Module) -> Iterator[None]:
+    """Run transformers' expert modules inside ``block`` with their eager forward where the config
+    they hold names no experts implementation (a base LM's text sub-config, say), which transformers
+    would otherwise warn about as a failed dispatch; the configs are restored afterwards."""
+    configs = {
+        id(c): c
+        for m in block.modules()
+        if (c := getattr(m, "config", None)) is not None
+        and hasattr(c, "_experts_implementation")
+        and c._experts_implementation is None
+    }
+    for c in configs.values():
+        c._experts_implementation = "eager"
+    try:
+        yield
+    finally:
+        for c in configs.values():
+            c._experts_implementation = None
 
 
 def fit_routing(
@@ -60,7 +82,8 @@ def fit_routing(
     best = float("inf")
     try:
         with torch.no_grad():
-            ref = _output(old, x).float()
+            with _eager_experts(old):
+                ref = _output(old, x).float()
             scale = ref.abs().max().clamp_min(1e-12)
             router.kind = probe_kind
             for rule in candidates:

@@ -95,3 +95,26 @@ def test_a_block_the_generic_one_cannot_run_is_refused_in_one_line(monkeypatch):
     assert len(message.splitlines()) == 1
     assert message.startswith("qwen3_moe: the generic block cannot run the MoE block at")
     assert "AttributeError" in message and "limit" in message
+
+
+def test_the_probe_runs_the_base_experts_eager_without_a_dispatch_warning(monkeypatch):
+    """Building the adapted model leaves the base's config naming no experts implementation (None),
+    for which transformers warns "something went wrong with the dispatch"; the probe runs the base
+    block's experts eager instead and leaves their config as it found it."""
+    from transformers.integrations import moe as hf_moe
+
+    from most.testing.tiny_moe import adapt_tiny, tiny_base
+
+    asked = []
+    real = hf_moe.ExpertsInterface.get_interface
+
+    def spy(self, implementation, default):
+        asked.append(implementation)
+        return real(self, implementation, default)
+
+    monkeypatch.setattr(hf_moe.ExpertsInterface, "get_interface", spy)
+    base = tiny_base("qwen3_moe")
+    experts = base.model.layers[0].mlp.experts
+    adapt_tiny(base)
+    assert asked and set(asked) == {"eager"}
+    assert experts.config._experts_implementation is None
