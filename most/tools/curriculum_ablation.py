@@ -60,10 +60,10 @@ def curriculum_ablation(
     """Train and evaluate every (variant, seed) pair; write ``RUN/report.{json,md}``.
 
     ``steps``: the curriculum's steps per phase (``most curriculum --steps``; None = stage 1's
-    2,100 split as in recipes/curriculum); ``joint`` trains their sum. ``seeds``: variant (curriculum, joint) -> its seeds
-    (``data.seed``). ``recipes``: the configs of ``most curriculum``; ``eval_recipes``: of
-    ``most eval``. ``train_args`` / ``eval_args``: extra ``--key=value`` for every training run /
-    evaluation.
+    2,100 split as in recipes/curriculum); ``joint`` trains their sum. ``seeds``: variant
+    (curriculum, joint) -> its seeds (``data.seed``). ``recipes``: the configs of
+    ``most curriculum``; ``eval_recipes``: of ``most eval``. ``train_args`` / ``eval_args``:
+    extra ``--key=value`` for every training run / evaluation.
     """
     if source is None:
         raise ValueError("--source: the run whose adapted model both variants start from")
