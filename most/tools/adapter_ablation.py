@@ -26,6 +26,7 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -183,8 +184,6 @@ def conflict(vdir: Path, source: Path, stage: str) -> dict:
 def majority(source: Path, n: int) -> dict[str, float]:
     """``{"paraling.<task>": share}``: the share of the most common answer to each paralinguistic
     question on the utterances :func:`score` asks about (the accuracy of always giving it)."""
-    from collections import Counter
-
     from most.data.paraling import PARALING_TASKS, answer
 
     rows = Run(source).load_data("speech")["test"]
