@@ -14,7 +14,7 @@ id is cut there.
 A model with an audio adapter (``config.adapter``, :mod:`most.moe.adapter`) hears audio through
 it: ``asr`` and ``chat`` compute the frozen features its config names (:mod:`most.units.frontend`)
 and put one placeholder (unit 0) per adapter token where the units would be; no unit tokenizer is
-needed for them. Spoken answers and TTS still write units.
+needed for them. Spoken answers and TTS still write units: multi-codebook ones frame by frame.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from most.moe.adapter import adapter_lengths, join_clips
 from most.threads import single_thread
 from most.units import UnitTokenizer, load_tokenizer
 from most.units.base import TOKENIZER_FILE
+from most.units.constraint import codebook_rules, whole_frames
 from most.units.frontend import AudioFrontend, FrontendConfig
 from most.weights import AUTO, load_causal_lm
 
@@ -190,6 +191,7 @@ class SpeechLM:
             "eos_token_id": list(stop_ids),
             "pad_token_id": self.pad_id,
             "use_cache": True,
+            "logits_processor": codebook_rules(self.layout, self.units),  # [] for one codebook
         }
         if sampling.do_sample:
             kwargs |= {"temperature": sampling.temperature, "top_p": sampling.top_p}
@@ -244,7 +246,8 @@ class SpeechLM:
             return [u.tolist() for u in self._unit_tok().encode_batch(list(wavs), sr)]
 
     def vocode(self, units: Sequence[int]) -> np.ndarray:
-        """Unit indices -> float32 audio at 16 kHz (empty array for no units)."""
+        """Unit indices (whole frames of them) -> float32 audio at 16 kHz (empty for no units)."""
+        units = whole_frames(units, self.units)
         if len(units) == 0:
             return np.zeros(0, dtype=np.float32)
         tok = self._unit_tok()

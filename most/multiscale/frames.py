@@ -50,6 +50,19 @@ def to_frames(
     return ids[index], codes[index], out_labels
 
 
+def cut_to_frames(
+    ids: Tensor, labels: Tensor, layout: TokenLayout, n_codebooks: int, max_len: int
+) -> tuple[Tensor, Tensor]:
+    """Flat ``ids`` and ``labels`` cut to ``max_len`` and then to whole frames: a cut through the
+    last frame drops that frame's codes, so :func:`to_frames` reads what remains and a flat model
+    trains on the same ids."""
+    ids, labels = torch.as_tensor(ids)[:max_len], torch.as_tensor(labels)[:max_len]
+    unit = layout.is_unit(ids).tolist()
+    tail = len(unit) - next((i for i, u in enumerate(reversed(unit)) if not u), len(unit))
+    cut = tail + (len(unit) - tail) // n_codebooks * n_codebooks
+    return ids[:cut], labels[:cut]
+
+
 def from_frames(codes: Tensor, layout: TokenLayout) -> Tensor:
     """``(T, C)`` codes -> ``(T * C,)`` flat unit token ids (the flat model's spelling)."""
     c = codes.shape[1]

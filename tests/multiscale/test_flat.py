@@ -62,3 +62,31 @@ def test_constrained_generation_yields_whole_frames(global_model) -> None:
     except ValueError:
         free_ok = False
     assert not free_ok  # the untrained model alone does not keep to the codebooks
+
+
+def test_speech_lm_writes_whole_frames_with_multi_codebook_units(global_model) -> None:
+    """SpeechLM applies the constraint when its unit tokenizer has codebooks, guided or not, and
+    vocodes an answer cut inside a frame up to its last whole frame."""
+    from types import SimpleNamespace
+
+    from most.generate import Sampling, SpeechLM
+
+    layout = global_model.layout
+    decoded = []
+    units = SimpleNamespace(
+        n_codebooks=C, decode=lambda ids: decoded.append(ids.tolist()) or torch.zeros(3)
+    )
+    lm = SpeechLM(global_model, SimpleNamespace(pad_token_id=1), layout, units)
+    boa, eoa = layout.special_id("<|begin_of_audio|>"), layout.special_id("<|end_of_audio|>")
+    prompts = [[7, 8, 9, layout.special_id("<|tts|>"), boa], [7, layout.special_id("<|tts|>"), boa]]
+    for guided in (False, True):
+        out = lm.generate(
+            prompts, [eoa], Sampling(max_new_tokens=3 * C, guidance=1.5), guided=guided
+        )
+        for ids in out:
+            units_ = torch.tensor(lm.units_of(ids))
+            assert len(units_) % C == 0 and len(units_) == len(ids) > 0
+            unflatten(units_, C, K)  # raises if a code is off its codebook
+    lm.vocode(list(range(C)) + [K])  # a frame and one code of the next
+    assert decoded == [list(range(C))]
+    assert lm.vocode([0, K]).size == 0

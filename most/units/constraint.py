@@ -1,5 +1,6 @@
-"""The flat baseline's decoding rule: the model reads every codebook as its own token, so position
-``p`` after ``<|begin_of_audio|>`` must be a code of codebook ``p % C``.
+"""The decoding rule of a model that reads multi-codebook units flat (every codebook's code its own
+token, :mod:`most.units.codebooks`): position ``p`` after ``<|begin_of_audio|>`` must be a code of
+codebook ``p % C``.
 
 :class:`CodebookConstraint` is a transformers ``LogitsProcessor`` for ``model.generate``: from the
 last ``<|begin_of_audio|>`` on, it keeps only the unit ids of the due codebook
@@ -10,9 +11,11 @@ last ``<|begin_of_audio|>`` on, it keeps only the unit ids of the due codebook
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO, TokenLayout
 
@@ -49,3 +52,17 @@ class CodebookConstraint(LogitsProcessor):
         inside, ok = self.allowed(input_ids, scores.shape[-1])
         masked = scores.masked_fill(~ok, float("-inf"))
         return torch.where(inside[:, None], masked, scores)
+
+
+def codebook_rules(layout: TokenLayout | None, units: object) -> LogitsProcessorList:
+    """The decoding rules for ``units`` (a unit tokenizer or None): a :class:`CodebookConstraint`
+    when it has several codebooks (``n_codebooks``), else none."""
+    c = int(getattr(units, "n_codebooks", 1))
+    return LogitsProcessorList([CodebookConstraint(layout, c)] if c > 1 and layout else [])
+
+
+def whole_frames(units: Sequence[int], tokenizer: object) -> list[int]:
+    """``units`` up to the last whole frame of ``tokenizer``'s codebooks (all of them for a
+    single-stream kind): an answer cut by a length guard may stop inside a frame."""
+    c = int(getattr(tokenizer, "n_codebooks", 1))
+    return list(units)[: len(units) // c * c]
