@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from most.layout import TokenLayout
-from most.multiscale import collate_frames, from_frames, to_frames
+from most.multiscale import collate_frames, cut_to_frames, from_frames, to_frames
 
 C, K = 4, 5
 LAYOUT = TokenLayout(text_vocab_size=64, n_units=C * K, unit_tokenizer_hash="t")
@@ -46,3 +46,14 @@ def test_collate_pads_right() -> None:
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
     assert batch["input_ids"][0, 3] == 1 and batch["labels"][0, 3] == -100
     assert (batch["codes"][0, 3] == -1).all() and batch["codes"][0, 2].tolist() == [0, 0, 0, 0]
+
+
+def test_cut_to_frames_drops_a_cut_frame_only() -> None:
+    codes = torch.tensor([[0, 1, 2, 3], [4, 4, 0, 1]])
+    flat = torch.cat([torch.tensor([7, BOA]), from_frames(codes, LAYOUT), torch.tensor([EOA])])
+    labels = flat.clone()
+    for max_len, kept in ((11, 11), (10, 10), (9, 6), (7, 6), (6, 6), (5, 2), (1, 1)):
+        ids, lab = cut_to_frames(flat, labels, LAYOUT, C, max_len)
+        assert len(ids) == len(lab) == kept, max_len
+        assert torch.equal(ids, flat[:kept])
+        to_frames(ids, LAYOUT, C, lab)  # whole frames: no error
