@@ -18,8 +18,9 @@ Scores (means over the items):
   (vc) of the model's speech and the source utterance (conversion should lower it).
 - ``speech_continue.speaker_sim``: the model's continuation of the first half of a ``test``
   utterance against the whole real utterance (the voice carries on).
-- ``si_sdr`` of the enhanced speech, ``si_sdr_input`` of the noisy input, ``si_sdr_resynth`` of the
-  clean units through the vocoder (the ceiling of any unit model), all against the clean audio.
+- ``si_sdr`` and ``stoi`` of the enhanced speech, ``*_input`` of the noisy input, ``*_resynth`` of
+  the clean units through the vocoder (the ceiling of any unit model), all against the clean audio;
+  ``wer`` / ``wer_input``: the judge's transcripts of the enhanced and of the noisy speech.
 
 The encoder's own quality is reported beside them (``speaker_encoder.accuracy``: nearest voice of
 held-out ``test`` utterances; ``speaker_encoder.eer_unseen``: same- vs different-voice pairs of
@@ -36,7 +37,7 @@ import datasets
 import numpy as np
 
 from most.audio import decode_audio
-from most.eval.enhance import enhancement_scores, si_sdr
+from most.eval.enhance import enhancement_scores, si_sdr, stoi
 from most.eval.judges import Judge, audible
 from most.eval.metrics import wer
 from most.eval.speaker import (
@@ -151,7 +152,7 @@ def evaluate_vc(
     }
 
 
-def evaluate_se(lm, speech, units, n: int, sampling: Sampling) -> dict:
+def evaluate_se(lm, judge: Judge, speech, units, n: int, sampling: Sampling) -> dict:
     clean_units = units["test"].select_columns(["id", "units", "text"])
     clean_of = {t: i for i, t in enumerate(clean_units["text"])}
     noisy = units["test_noisy"].select_columns(["id", "units", "text"])
@@ -160,11 +161,20 @@ def evaluate_se(lm, speech, units, n: int, sampling: Sampling) -> dict:
     clean_rows = [clean_units[clean_of[r["text"]]] for r in rows]
     enhanced = _speak(lm, [lm.prompts.se_prompt(r["units"]) for r in rows], sampling)
     clean = _wavs([a_clean[c["id"]] for c in clean_rows])
-    scores = enhancement_scores(enhanced, _wavs([a_noisy[r["id"]] for r in rows]), clean)
-    resynth = [
-        si_sdr(audible(lm.vocode(c["units"])), w) for c, w in zip(clean_rows, clean, strict=True)
-    ]
-    return {**scores, "si_sdr_resynth": float(np.mean(resynth)), "_n": len(rows)}
+    noisy = _wavs([a_noisy[r["id"]] for r in rows])
+    scores = enhancement_scores(enhanced, noisy, clean)
+    resynth = [audible(lm.vocode(c["units"])) for c in clean_rows]
+    texts = [r["text"] for r in rows]
+    return {
+        **scores,
+        "si_sdr_resynth": float(
+            np.mean([si_sdr(r, w) for r, w in zip(resynth, clean, strict=True)])
+        ),
+        "stoi_resynth": float(np.mean([stoi(r, w) for r, w in zip(resynth, clean, strict=True)])),
+        "wer": wer(texts, judge.transcribe(enhanced)),
+        "wer_input": wer(texts, judge.transcribe(noisy)),
+        "_n": len(rows),
+    }
 
 
 def evaluate_speech_continue(
@@ -210,7 +220,7 @@ def evaluate_tasks(
     if "vc" in tasks:
         out["vc"] = evaluate_vc(lm, judge, spk, speech, units, n, sampling)
     if "se" in tasks:
-        out["se"] = evaluate_se(lm, speech, units, n, sampling)
+        out["se"] = evaluate_se(lm, judge, speech, units, n, sampling)
     if "speech_continue" in tasks:
         out["speech_continue"] = evaluate_speech_continue(lm, spk, speech, units, n, sampling)
     return out

@@ -8,7 +8,7 @@ import pytest
 
 from most.corpora.speech import Voice, synthesize
 from most.eval import speaker as S
-from most.eval.enhance import enhancement_scores, si_sdr
+from most.eval.enhance import enhancement_scores, si_sdr, stoi
 from most.noise import add_noise
 
 VOICES = ["en-us+m3:165:45", "en-us+f2:160:60", "en-gb+m1:150:40", "en-gb+f3:170:65"]
@@ -44,6 +44,8 @@ def test_si_sdr_orders_itself_noisy_and_noise() -> None:
     scores = enhancement_scores([wav], [noisy], [wav])
     assert scores["si_sdr"] > 80 and scores["si_sdr_input"] == pytest.approx(10.0, abs=0.5)
     assert scores["si_sdr_gain"] == pytest.approx(scores["si_sdr"] - scores["si_sdr_input"])
+    assert stoi(wav, wav) > 0.99 > scores["stoi_input"] > stoi(add_noise(wav, -5.0, rng), wav)
+    assert scores["stoi"] > 0.99
 
 
 def test_speaker_encoder_tells_held_out_utterances_apart(speech) -> None:

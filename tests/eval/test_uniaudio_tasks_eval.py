@@ -135,6 +135,7 @@ def test_an_oracle_scores_perfectly(corpus) -> None:
     assert r["vc"]["wer"] == 0.0 and r["vc"]["speaker_sim"] == pytest.approx(1.0, abs=1e-5)
     assert r["vc"]["speaker_sim_source"] < r["vc"]["speaker_sim"] - 0.2
     assert r["se"]["si_sdr"] > 60 and r["se"]["si_sdr_input"] == pytest.approx(5.0, abs=0.3)
+    assert r["se"]["stoi"] > 0.99 > r["se"]["stoi_input"] + 0.05 and r["se"]["wer"] == 0.0
     assert r["speaker_encoder"]["accuracy"] >= 0.75
 
 
@@ -143,6 +144,8 @@ def test_a_parrot_gains_nothing(corpus) -> None:
     r = run(corpus, lambda units_in: units_in[:K])
     # the same noisy speech (the stored copy is FLAC-quantised, hence not bit-exact)
     assert abs(r["se"]["si_sdr_gain"]) < 1e-3
+    assert r["se"]["stoi"] == pytest.approx(r["se"]["stoi_input"], abs=1e-3)
+    assert r["se"]["stoi"] < 0.95
     assert r["vc"]["speaker_sim_source"] == pytest.approx(1.0, abs=1e-5)
     assert r["vc"]["wer"] == 0.0  # the words are kept, the voice is not
     # vtts: the parrot repeats the voice prompt (another sentence in the right voice)
