@@ -22,20 +22,33 @@ teacher-forced character accuracy; training FLOPs (torch's counter, one step x s
 CPU (thread) seconds; generation speed in audio frames per wall and per CPU second (greedy, batch
 1, KV cache). Other processes share the CPU, so wall times vary; the CPU times and FLOPs less.
 
-Usage: ``python benchmarks/multiscale.py [--out runs/ablation] [--steps 300]`` -> ``OUT/multiscale.json``
-and ``OUT/multiscale.md``.
+With ``--run RUN`` (a run with ``rvq`` or ``codec`` units and ``most adapt`` done, e.g.
+``make data units judge base adapt RUN=runs/uniaudio OVERLAY=recipes/uniaudio``) the comparison is
+per task instead: the run's adapted model is the global model, the batches are stage 1's mixture
+of ``--recipe`` (every UniAudio task, unpacked, cut to whole frames), the multi-scale model trains
+the steps that spend the flat model's training FLOPs (``--equal flops``, or the same steps), and
+each task's held-out examples are scored teacher-forced: cross-entropy and accuracy per target code
+(the flat model's logits restricted to the code's codebook) and per target text token, plus
+training ids and generated frames per second.
+
+Usage: ``python benchmarks/multiscale.py [--out runs/ablation] [--steps 300]`` ->
+``OUT/multiscale_tiny.{json,md}``; ``python benchmarks/multiscale.py --run runs/uniaudio --steps 300
+--lr 1.5e-3 --threads 2`` -> ``OUT/multiscale.{json,md}``. The result's JSON is printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import platform
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import datasets
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
@@ -44,7 +57,13 @@ from transformers import AutoModelForCausalLM, LogitsProcessorList
 import most  # noqa: F401  (registers the model classes)
 from most.adapt import LayoutSection
 from most.io import atomic_write_json, atomic_write_text
-from most.multiscale import CodebookConstraint, MostMultiScale, collate_frames, to_frames
+from most.multiscale import (
+    CodebookConstraint,
+    MostMultiScale,
+    collate_frames,
+    cut_to_frames,
+    to_frames,
+)
 from most.testing.runs import NAMES
 from most.testing.spoken import speak
 from most.testing.tiny_moe import adapt_tiny, tiny_base
@@ -356,13 +375,268 @@ def run_seed(seed: int, args, tok: RVQTokenizer, train_items: list, test_items: 
             **teacher_forced(kind, model, layout, c, k, test_items),
             **free_running(kind, model, layout, tok, test_items, 1.5),
         }
-        print(f"seed {seed}", kind, out[kind], flush=True)
+        print(f"seed {seed}", kind, out[kind], flush=True, file=sys.stderr)
     return out
+
+
+# ---- on a run: the adapted model and the stage-1 task mixture ------------------------------------
+#: Speech-output tasks (scored per code) and text-output tasks (scored per token).
+SPEECH_OUT = ("tts", "vtts", "vc", "se", "speech_continue", "speech_lm")
+TEXT_OUT = ("asr", "text_lm")
+
+
+def whole_frames(ex, c: int, layout, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """An example as ``(ids, labels)`` tensors cut to ``max_len`` and whole frames."""
+    return cut_to_frames(torch.tensor(ex.input_ids), torch.tensor(ex.labels), layout, c, max_len)
+
+
+def task_items(run_dir: Path, p, speech, text, ratios: dict, n: int) -> dict[str, list]:
+    """Up to ``n`` held-out examples a task (validation prompts: no augmentation): ``dev`` for
+    ASR, TTS and speech-LM, ``heldout`` text, and UniAudio's tasks on the test splits (``vtts`` and
+    ``vc`` with ``test_voices`` as the second voice, ``se`` on ``test_noisy``)."""
+    from most.train import sources as S
+    from most.train.uniaudio import task_sources
+
+    held = [S.asr(p, speech["dev"]), S.tts(p, speech["dev"]), S.text_lm(p, text["heldout"])]
+    held.append(S.speech_lm(p, speech["dev"]))
+    splits = {"test": speech["test"]}
+    if "test_voices" in speech:
+        splits["test_parallel"] = speech["test_voices"]
+    if "test_noisy" in speech:
+        splits["test_noisy"] = speech["test_noisy"]
+    held += task_sources(run_dir, p, datasets.DatasetDict(splits), ratios, split="test")
+    out = {}
+    for src in held:
+        if ratios.get(src.task, 0.0) > 0:
+            rows = range(min(n, len(src.dataset)))
+            out[src.task] = [src.build(src.dataset[i]) for i in rows]
+    return out
+
+
+@torch.no_grad()
+def task_scores(kind: str, model, layout, c: int, k: int, items, max_len: int) -> dict:
+    """Teacher-forced held-out scores of one task's examples: ``code_ce`` / ``code_acc`` over
+    its target codes (the flat model's logits restricted to the code's codebook, as its
+    constrained decoding reads them; the multi-scale model's local logits), ``text_ce`` /
+    ``text_acc`` over its other target tokens (both: the full vocabulary)."""
+    sums = dict(code_nll=0.0, code_hits=0, codes=0, text_nll=0.0, text_hits=0, texts=0)
+    for ex in items:
+        ids, labels = whole_frames(ex, c, layout, max_len)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            if kind == "flat":
+                logits = model(input_ids=ids[None]).logits[0, :-1].float()
+            else:
+                b = collate_frames([to_frames(ids, layout, c, labels)], pad_id=1)
+                out = model(**b)
+                logits = out.logits[0, :-1].float()
+        target = labels[1:] if kind == "flat" else b["labels"][0, 1:]
+        is_unit = layout.is_unit(target.clamp(min=0)) & (target != -100)
+        is_text = (target != -100) & ~is_unit
+        if is_text.any():
+            t = target[is_text]
+            sums["text_nll"] += float(F.cross_entropy(logits[is_text], t, reduction="sum"))
+            sums["text_hits"] += int((logits[is_text].argmax(-1) == t).sum())
+            sums["texts"] += int(is_text.sum())
+        if not is_unit.any():
+            continue
+        if kind == "flat":
+            code = target[is_unit] - layout.unit_offset
+            book = code // k
+            cols = layout.unit_offset + book[:, None] * k + torch.arange(k)
+            rows, truth = logits[is_unit].gather(1, cols), code % k
+        else:
+            rows, truth = out.local_logits.float().reshape(-1, k), b["codes"][0, 1:][is_unit]
+            truth = truth.reshape(-1)
+        sums["code_nll"] += float(F.cross_entropy(rows, truth, reduction="sum"))
+        sums["code_hits"] += int((rows.argmax(-1) == truth).sum())
+        sums["codes"] += truth.numel()
+    out = {"n": len(items)}
+    if sums["codes"]:
+        out |= {
+            "code_ce": sums["code_nll"] / sums["codes"],
+            "code_acc": sums["code_hits"] / sums["codes"],
+        }
+    if sums["texts"]:
+        out |= {
+            "text_ce": sums["text_nll"] / sums["texts"],
+            "text_acc": sums["text_hits"] / sums["texts"],
+        }
+    return {key: round(v, 4) if isinstance(v, float) else v for key, v in out.items()}
+
+
+def step_flops(kind: str, model, layout, c: int, batches: list) -> float:
+    """Mean FLOPs of a training step (forward + backward) over ``batches``."""
+    total = 0
+    for examples in batches:
+        with FlopCounterMode(display=False, custom_mapping=UNCOUNTED) as counter:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(**make_batch(kind, layout, c, examples)).loss
+            loss.backward()
+        model.zero_grad(set_to_none=True)
+        total += counter.get_total_flops()
+    return total / len(batches)
+
+
+def train_run(kind: str, model, layout, c: int, batches: list, lr: float, log_every: int) -> dict:
+    """AdamW one-cycle over ``batches`` in bf16 autocast -> wall/CPU seconds, flat ids a second."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=len(batches), pct_start=0.05)
+    losses, ids = [], 0
+    start, cpu = time.perf_counter(), time.process_time()
+    for step, examples in enumerate(batches, 1):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**make_batch(kind, layout, c, examples)).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        ids += sum(len(x) for x, _ in examples)
+        if step % log_every == 0 or step == len(batches):
+            took = time.perf_counter() - start
+            eta = took / step * (len(batches) - step)
+            print(
+                f"  {kind} step {step}/{len(batches)} loss {loss.item():.3f} "
+                f"{took:.0f} s, eta {eta:.0f} s",
+                flush=True,
+                file=sys.stderr,
+            )
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    model.eval()
+    return {
+        "steps": len(batches),
+        "train_s": round(wall, 1),
+        "train_cpu_s": round(cpu, 1),
+        "train_ids_per_s": round(ids / wall, 1),
+        "loss_first": round(sum(losses[:10]) / min(10, len(losses)), 3),
+        "loss_last": round(sum(losses[-10:]) / min(10, len(losses)), 3),
+    }
+
+
+def tts_speed(kind: str, model, layout, c: int, k: int, items: list, max_frames: int) -> dict:
+    """Greedy speech after the prompts of held-out TTS ``items``: frames a wall second."""
+    frames, wall = 0, 0.0
+    for ex in items:
+        ids, labels = whole_frames(ex, c, layout, 10**9)
+        prompt = ids[: int((labels == -100).sum())][None]
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            codes = generate(kind, model, layout, c, k, prompt, max_frames)
+        wall += time.perf_counter() - start
+        frames += len(codes)
+    return {"gen_frames": frames, "gen_frames_per_s": round(frames / max(wall, 1e-9), 1)}
+
+
+def run_tasks(args) -> dict:
+    """Flat vs multi-scale from the run's adapted model on its stage-1 mixture (``--recipe``'s
+    ratios), the multi-scale model given the flat model's training FLOPs (``--equal``: flops) or
+    its steps (steps)."""
+    import yaml
+
+    from most.data.prompts import Prompts
+    from most.run import Run
+    from most.train import sources as S
+    from most.train.mixing import MixtureStream
+    from most.train.stage import STAGE1_RATIOS, load_model
+    from most.train.uniaudio import task_sources
+    from most.units.kinds import load_tokenizer
+
+    run = Run(args.run)
+    recipe = yaml.safe_load(Path(args.recipe).read_text()) or {}
+    data = recipe.get("data", {})
+    ratios = {**STAGE1_RATIOS, **data.get("ratios", {})}
+    batch, max_len = int(data.get("batch_size", args.batch)), int(data.get("max_len", 2560))
+    base, tok, layout = load_model(run.hf("adapt"), torch.float32)
+    units = load_tokenizer(run.unit_tokenizer)
+    c = int(getattr(units, "n_codebooks", 1))
+    if c < 2:
+        raise SystemExit(f"{args.run}: units of kind {type(units).__name__} have one codebook")
+    k = layout.n_units // c
+    speech = run.load_units("speech", layout.unit_tokenizer_hash)
+    text = run.load_data("text")
+    p = Prompts(layout, tok)
+    train = [S.asr(p, speech["train"]), S.tts(p, speech["train"]), S.text_lm(p, text["train"])]
+    train.append(S.speech_lm(p, S.speech_lm_train(speech)))
+    train += task_sources(args.run, p, speech, ratios)
+    sources, weights = S.mixture(train, STAGE1_RATIOS, data.get("ratios", {}))
+    stream = MixtureStream(sources, weights, batch, max_len, pad_id=1, seed=args.seeds[0])
+
+    def batch_of(b: int) -> list:
+        return [whole_frames(ex, c, layout, max_len) for ex in stream.draw(b)]
+
+    held = task_items(args.run, p, speech, text, ratios, args.items)
+    out: dict = {"tasks": {}, "train": {}, "c": c, "k": k, "batch": batch, "max_len": max_len}
+    models = {"flat": copy.deepcopy(base)}
+    models["multiscale"] = MostMultiScale.from_global(
+        copy.deepcopy(base), c, local_hidden_size=args.local_hidden, local_layers=args.local_layers
+    )
+    probe = [batch_of(b) for b in range(3)]
+    flops = {kind: step_flops(kind, m, layout, c, probe) for kind, m in models.items()}
+    steps = {"flat": args.steps}
+    ratio = flops["flat"] / flops["multiscale"] if args.equal == "flops" else 1.0
+    steps["multiscale"] = round(args.steps * ratio)
+    for kind, model in models.items():
+        torch.manual_seed(args.seeds[0])
+        batches = [batch_of(b) for b in range(steps[kind])]
+        result = train_run(kind, model, layout, c, batches, args.lr, args.log_every)
+        result |= {"flops_per_step": flops[kind], "train_flops": flops[kind] * steps[kind]}
+        result["params"] = sum(t.numel() for t in model.parameters())
+        tts = held.get("tts", [])[: args.gen_items]
+        result |= tts_speed(kind, model, layout, c, k, tts, args.max_frames)
+        out["train"][kind] = result
+        print(kind, result, flush=True, file=sys.stderr)
+        for task, items in held.items():
+            scores = task_scores(kind, model, layout, c, k, items, max_len)
+            out["tasks"].setdefault(task, {})[kind] = scores
+            print(f"  {kind} {task} {scores}", flush=True, file=sys.stderr)
+    return out
+
+
+def tasks_markdown(result: dict) -> str:
+    """The per-task table and the training and speed rows of a ``--run`` result."""
+    r, tr = result["runs"], result["runs"]["train"]
+    lines = ["# Multi-scale decoder vs flat codebooks, per task", "", result["setup"], ""]
+    lines += ["| task | score | flat | multiscale |", "|---|---|---|---|"]
+    for task, kinds in r["tasks"].items():
+        for key in ("code_ce", "code_acc", "text_ce", "text_acc"):
+            if key in kinds["flat"]:
+                lines.append(
+                    f"| {task} (n={kinds['flat']['n']}) | {key} | {kinds['flat'][key]:.4g} | "
+                    f"{kinds['multiscale'][key]:.4g} |"
+                )
+    lines += ["", "| training / speed | flat | multiscale |", "|---|---|---|"]
+    for key in (
+        "steps",
+        "train_flops",
+        "train_s",
+        "train_cpu_s",
+        "train_ids_per_s",
+        "loss_first",
+        "loss_last",
+        "gen_frames_per_s",
+        "params",
+    ):
+        fmt = "{:.3g}" if key in ("train_flops", "params") else "{:.4g}"
+        lines.append(
+            f"| {key} | {fmt.format(tr['flat'][key])} | {fmt.format(tr['multiscale'][key])} |"
+        )
+    lines += ["", f"Wall time {result['total_s']} s.", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    ap.add_argument("--run", type=Path, help="a run with rvq/codec units and adapt done: per task")
+    ap.add_argument("--recipe", type=Path, default=Path("recipes/uniaudio/stage1.yaml"))
+    ap.add_argument("--equal", choices=["flops", "steps"], default="flops")
+    ap.add_argument("--items", type=int, default=16, help="held-out examples a task (--run)")
+    ap.add_argument("--gen-items", type=int, default=4, help="TTS prompts timed (--run)")
+    ap.add_argument("--max-frames", type=int, default=100, help="frames generated (--run)")
+    ap.add_argument("--log-every", type=int, default=25)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--train", type=int, default=48)
     ap.add_argument("--test", type=int, default=8)
     ap.add_argument("--codebooks", type=int, default=4)
@@ -375,8 +649,30 @@ def main() -> None:
     ap.add_argument("--local-layers", type=int, default=2)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+    if args.run is not None:
+        runs = run_tasks(args)
+        result = {
+            "machine": platform.processor() or platform.machine(),
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+            "runs": runs,
+            "total_s": round(time.perf_counter() - t0, 1),
+            "setup": (
+                f"{args.run}: its adapted model as the global model, its units ({runs['c']} "
+                f"codebooks x {runs['k']}), the stage-1 mixture of {args.recipe} "
+                f"({runs['batch']} x {runs['max_len']} ids, unpacked), bf16 autocast, AdamW "
+                f"one-cycle lr {args.lr:g}, {args.threads} thread(s); multi-scale local "
+                f"{args.local_layers}x{args.local_hidden}, given the flat model's "
+                f"{'training FLOPs' if args.equal == 'flops' else 'steps'}. Held-out examples, "
+                "teacher-forced: code CE/acc over target codes (flat: its due codebook's logits), "
+                "text CE/acc over other target tokens."
+            ),
+        }
+        atomic_write_json(args.out / "multiscale.json", result)
+        atomic_write_text(args.out / "multiscale.md", tasks_markdown(result))
+        print(json.dumps(result))
+        return
     with tempfile.TemporaryDirectory() as folder:
         tok, train_items, test_items = corpus(args.train, args.test, Path(folder), args)
     runs = {str(s): run_seed(s, args, tok, train_items, test_items) for s in args.seeds}
@@ -397,9 +693,9 @@ def main() -> None:
             "TF = teacher-forced on held-out sentences."
         ),
     }
-    atomic_write_json(args.out / "multiscale.json", result)
-    atomic_write_text(args.out / "multiscale.md", markdown(result))
-    print(markdown(result))
+    atomic_write_json(args.out / "multiscale_tiny.json", result)
+    atomic_write_text(args.out / "multiscale_tiny.md", markdown(result))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
