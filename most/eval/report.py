@@ -26,7 +26,7 @@ The flat keys (documented in ``docs/eval-report.md``) never change meaning:
   ``music.continue.*`` and ``music.continue.prompt_only.*`` (music continuation: the model
   writes the second half of each test melody; the first half alone for comparison)
 - ``tasks.vtts|vc.wer|speaker_sim``, ``tasks.vtts.speaker_sim_real``, ``tasks.vc.speaker_sim_source``,
-  ``tasks.se.si_sdr|stoi[_input|_resynth]``, ``tasks.se.si_sdr_gain|wer|wer_input``,
+  ``tasks.se.si_sdr|stoi[_input|_resynth]``, ``tasks.se.si_sdr_gain|wer|wer_input|wer_resynth``,
   ``tasks.speech_continue.speaker_sim``,
   ``tasks.speaker_encoder.accuracy|eer_unseen`` (UniAudio's tasks, for models trained on them: :mod:`most.eval.uniaudio`)
 

@@ -20,7 +20,8 @@ Scores (means over the items):
   utterance against the whole real utterance (the voice carries on).
 - ``si_sdr`` and ``stoi`` of the enhanced speech, ``*_input`` of the noisy input, ``*_resynth`` of
   the clean units through the vocoder (the ceiling of any unit model), all against the clean audio;
-  ``wer`` / ``wer_input``: the judge's transcripts of the enhanced and of the noisy speech.
+  ``wer`` / ``wer_input`` / ``wer_resynth``: the judge's transcripts of the enhanced speech, the
+  noisy speech and the clean units' resynthesis.
 
 The encoder's own quality is reported beside them (``speaker_encoder.accuracy``: nearest voice of
 held-out ``test`` utterances; ``speaker_encoder.eer_unseen``: same- vs different-voice pairs of
@@ -52,6 +53,7 @@ from most.eval.speaker import (
 from most.generate import Sampling, SpeechLM
 from most.io import read_json
 from most.layout import END_OF_AUDIO, UNIAUDIO_SPECIALS, TokenLayout
+from most.progress import progress
 from most.train.uniaudio import PROMPT_SECONDS, VoicePrompts
 
 EVAL_TASKS = ("vtts", "vc", "se", "speech_continue")
@@ -91,9 +93,13 @@ def speaker_encoder(speech: datasets.DatasetDict, cfg: SpeakerConfig = SpeakerCo
     return model, quality
 
 
-def _speak(lm: SpeechLM, prompts: list[list[int]], sampling: Sampling) -> list[np.ndarray]:
+def _speak(lm: SpeechLM, prompts: list[list[int]], sampling: Sampling, task: str) -> list:
+    """The model's speech after ``prompts`` (audio, 16 kHz), with a progress bar."""
     stops = [lm.layout.special_id(END_OF_AUDIO), lm.prompts.eos_id]
-    out = lm.generate(prompts, stops, sampling, guided=True)
+    with progress() as bar:
+        row = bar.add_task(f"tasks: {task}", total=len(prompts))
+        advance = lambda k: bar.advance(row, k)  # noqa: E731
+        out = lm.generate(prompts, stops, sampling, guided=True, on_batch=advance)
     return [audible(lm.vocode(lm.units_of(ids))) for ids in out]
 
 
@@ -116,7 +122,7 @@ def evaluate_vtts(
         prompts_.append(lm.prompts.vtts_prompt(prompt, r["text"]))
         refs.append(audio[r["id"]])
         ceiling.append(audio[ids[voices.pick(r["voice"], r["units"])]])
-    spoken = _speak(lm, prompts_, sampling)
+    spoken = _speak(lm, prompts_, sampling, "vtts")
     refs_w, ceil_w = _wavs(refs), _wavs(ceiling)
     texts = list(rows["text"])
     return {
@@ -141,7 +147,7 @@ def evaluate_vc(
         t = target_pool[target_of[r["text"]]]
         prompts_.append(lm.prompts.vc_prompt(r["units"], voices(t["voice"], t["units"])))
         tgt_ids.append(t["id"])
-    spoken = _speak(lm, prompts_, sampling)
+    spoken = _speak(lm, prompts_, sampling, "vc")
     targets = _wavs([a_tgt[i] for i in tgt_ids])
     sources = _wavs([a_src[r["id"]] for r in rows])
     return {
@@ -159,7 +165,7 @@ def evaluate_se(lm, judge: Judge, speech, units, n: int, sampling: Sampling) -> 
     rows = [r for r in noisy if r["text"] in clean_of][:n]
     a_clean, a_noisy = audio_by_id(speech["test"]), audio_by_id(speech["test_noisy"])
     clean_rows = [clean_units[clean_of[r["text"]]] for r in rows]
-    enhanced = _speak(lm, [lm.prompts.se_prompt(r["units"]) for r in rows], sampling)
+    enhanced = _speak(lm, [lm.prompts.se_prompt(r["units"]) for r in rows], sampling, "se")
     clean = _wavs([a_clean[c["id"]] for c in clean_rows])
     noisy = _wavs([a_noisy[r["id"]] for r in rows])
     scores = enhancement_scores(enhanced, noisy, clean)
@@ -173,6 +179,7 @@ def evaluate_se(lm, judge: Judge, speech, units, n: int, sampling: Sampling) -> 
         "stoi_resynth": float(np.mean([stoi(r, w) for r, w in zip(resynth, clean, strict=True)])),
         "wer": wer(texts, judge.transcribe(enhanced)),
         "wer_input": wer(texts, judge.transcribe(noisy)),
+        "wer_resynth": wer(texts, judge.transcribe(resynth)),
         "_n": len(rows),
     }
 
@@ -185,7 +192,8 @@ def evaluate_speech_continue(
     pool = units["test"].select_columns(["id", "units"])
     rows = [r for r in pool if len(r["units"]) >= 2 * step][:n]
     heads = [r["units"][: (len(r["units"]) // step // 2) * step] for r in rows]
-    spoken = _speak(lm, [lm.prompts.speech_continue_prompt(h) for h in heads], sampling)
+    prompts_ = [lm.prompts.speech_continue_prompt(h) for h in heads]
+    spoken = _speak(lm, prompts_, sampling, "speech_continue")
     audio = audio_by_id(speech["test"])
     real = _wavs([audio[r["id"]] for r in rows])
     return {"speaker_sim": float(speaker_similarity(spk, spoken, real).mean()), "_n": len(rows)}
