@@ -591,6 +591,13 @@ def run_tasks(args) -> dict:
             scores = task_scores(kind, model, layout, c, k, items, max_len)
             out["tasks"].setdefault(task, {})[kind] = scores
             print(f"  {kind} {task} {scores}", flush=True, file=sys.stderr)
+    if args.reference is not None:  # a flat model trained elsewhere (e.g. RUN/stage1/hf)
+        ref, _, _ = load_model(args.reference, torch.float32)
+        out["reference"] = str(args.reference)
+        for task, items in held.items():
+            scores = task_scores("flat", ref.eval(), layout, c, k, items, max_len)
+            out["tasks"][task]["reference"] = scores
+            print(f"  reference {task} {scores}", flush=True, file=sys.stderr)
     return out
 
 
@@ -598,14 +605,15 @@ def tasks_markdown(result: dict) -> str:
     """The per-task table and the training and speed rows of a ``--run`` result."""
     r, tr = result["runs"], result["runs"]["train"]
     lines = ["# Multi-scale decoder vs flat codebooks, per task", "", result["setup"], ""]
-    lines += ["| task | score | flat | multiscale |", "|---|---|---|---|"]
-    for task, kinds in r["tasks"].items():
+    kinds = ["flat", "multiscale"] + (["reference"] if "reference" in r else [])
+    lines += ["| task | score | " + " | ".join(kinds) + " |", "|---|---|" + "---|" * len(kinds)]
+    for task, scores in r["tasks"].items():
         for key in ("code_ce", "code_acc", "text_ce", "text_acc"):
-            if key in kinds["flat"]:
-                lines.append(
-                    f"| {task} (n={kinds['flat']['n']}) | {key} | {kinds['flat'][key]:.4g} | "
-                    f"{kinds['multiscale'][key]:.4g} |"
-                )
+            if key in scores["flat"]:
+                cells = " | ".join(f"{scores[kind][key]:.4g}" for kind in kinds)
+                lines.append(f"| {task} (n={scores['flat']['n']}) | {key} | {cells} |")
+    if "reference" in r:
+        lines += ["", f"reference: the flat model {r['reference']}, scored on the same examples."]
     lines += ["", "| training / speed | flat | multiscale |", "|---|---|---|"]
     for key in (
         "steps",
@@ -632,6 +640,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, help="a run with rvq/codec units and adapt done: per task")
     ap.add_argument("--recipe", type=Path, default=Path("recipes/uniaudio/stage1.yaml"))
     ap.add_argument("--equal", choices=["flops", "steps"], default="flops")
+    ap.add_argument("--reference", type=Path, help="a flat model (HF folder) also scored per task")
     ap.add_argument("--items", type=int, default=16, help="held-out examples a task (--run)")
     ap.add_argument("--gen-items", type=int, default=4, help="TTS prompts timed (--run)")
     ap.add_argument("--max-frames", type=int, default=100, help="frames generated (--run)")
