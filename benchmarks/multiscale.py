@@ -33,7 +33,8 @@ training ids and generated frames per second.
 
 Usage: ``python benchmarks/multiscale.py [--out runs/ablation] [--steps 300]`` ->
 ``OUT/multiscale_tiny.{json,md}``; ``python benchmarks/multiscale.py --run runs/uniaudio --steps 300
---lr 1.5e-3 --threads 2`` -> ``OUT/multiscale.{json,md}``. The result's JSON is printed.
+--lr 1.5e-3 --reference runs/uniaudio/stage1/hf`` -> ``OUT/multiscale.{json,md}`` (``--reference``:
+a flat model trained elsewhere, scored on the same examples). The result's JSON is printed.
 """
 
 from __future__ import annotations
