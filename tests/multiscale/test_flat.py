@@ -87,6 +87,6 @@ def test_speech_lm_writes_whole_frames_with_multi_codebook_units(global_model) -
             units_ = torch.tensor(lm.units_of(ids))
             assert len(units_) % C == 0 and len(units_) == len(ids) > 0
             unflatten(units_, C, K)  # raises if a code is off its codebook
-    lm.vocode(list(range(C)) + [K])  # a frame and one code of the next
+    lm.vocode([*range(C), K])  # a frame and one code of the next
     assert decoded == [list(range(C))]
     assert lm.vocode([0, K]).size == 0
