@@ -171,6 +171,15 @@ def make_batch(kind: str, layout, c: int, examples) -> dict[str, torch.Tensor]:
     return collate_frames([to_frames(ids, layout, c, lab) for ids, lab in examples], pad_id=1)
 
 
+def update(model, opt, sched, loss: torch.Tensor) -> None:
+    """One optimiser step on ``loss``: gradients clipped to norm 1, then the schedule's step."""
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+
+
 def train(kind: str, model, layout, c: int, batches: list, lr: float) -> dict:
     """``batches`` (lists of flat examples) -> loss curve ends, FLOPs and wall seconds."""
     model.train()
@@ -184,11 +193,7 @@ def train(kind: str, model, layout, c: int, batches: list, lr: float) -> dict:
     start, cpu = time.perf_counter(), time.thread_time()
     for examples in batches:
         loss = model(**make_batch(kind, layout, c, examples)).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        update(model, opt, sched, loss)
         losses.append(loss.item())
     wall, cpu = time.perf_counter() - start, time.thread_time() - cpu
     model.eval()
@@ -488,11 +493,7 @@ def train_run(kind: str, model, layout, c: int, batches: list, lr: float, log_ev
     for step, examples in enumerate(batches, 1):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(**make_batch(kind, layout, c, examples)).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        update(model, opt, sched, loss)
         losses.append(loss.item())
         ids += sum(len(x) for x, _ in examples)
         if step % log_every == 0 or step == len(batches):
