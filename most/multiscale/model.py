@@ -31,7 +31,13 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
 from transformers import initialization as init
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
@@ -79,6 +85,11 @@ class MultiScaleConfig(PreTrainedConfig):
             raise ValueError(
                 f"the layout's {layout['n_units']} units are not {self.n_codebooks} codebooks"
             )
+
+    @property
+    def layout(self) -> dict | None:
+        """The global model's token layout (what readers of an adapted config look up)."""
+        return self.global_config.layout
 
     @property
     def codebook_size(self) -> int:
@@ -184,14 +195,22 @@ class MostMultiScale(PreTrainedModel):
     def forward(
         self,
         input_ids: Tensor,
-        codes: Tensor,
+        codes: Tensor | None = None,
         attention_mask: Tensor | None = None,
         labels: Tensor | None = None,
         **kwargs,
     ) -> MultiScaleOutput:
         """``input_ids (B, S)`` positions, ``codes (B, S, C)`` (``-1`` off frames), ``labels (B, S)``
         (``input_ids`` where the position is a target, else ``-100``; shifted here as in HF);
-        ``kwargs`` go to the global model (``cache``, ``use_cache``, ``logits_to_keep``)."""
+        ``kwargs`` go to the global model (``cache``, ``use_cache``, ``logits_to_keep``).
+        ``codes`` may be None for a sequence without frames (text only)."""
+        if codes is None:
+            if bool(self.layout.is_unit(input_ids).any()):
+                raise ValueError(
+                    "input_ids hold speech units but no codes: read flat ids as frames first "
+                    "(most.multiscale.to_frames)"
+                )
+            codes = input_ids.new_full((*input_ids.shape, self.config.n_codebooks), -1)
         out = self.global_model(
             inputs_embeds=self.embed(input_ids, codes),
             modality=self.global_model.modality_of(input_ids),
@@ -254,15 +273,18 @@ class MostMultiScale(PreTrainedModel):
         use_cache: bool = True,
         generator: torch.Generator | None = None,
         attention_mask: Tensor | None = None,
+        codes: Tensor | None = None,
     ) -> list[Tensor]:
         """Frames after the prompts ``input_ids (B, P)`` (a TTS prompt ends with
         ``<|begin_of_audio|>``; prompts of different lengths are left-padded, with
-        ``attention_mask (B, P)`` 0 on the padding) -> per prompt ``(T_b, C)`` codes, stopping at
+        ``attention_mask (B, P)`` 0 on the padding; ``codes (B, P, C)`` the prompt's frames, None for a
+        prompt without any) -> per prompt ``(T_b, C)`` codes, stopping at
         the end of audio or ``max_frames``. ``use_cache=False`` re-reads the whole sequence every
         frame (the reference the cached path must match)."""
         b, _ = input_ids.shape
         c = self.config.n_codebooks
-        codes = torch.full((*input_ids.shape, c), -1, dtype=torch.long, device=input_ids.device)
+        if codes is None:
+            codes = input_ids.new_full((*input_ids.shape, c), -1)
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         ids = input_ids
@@ -300,6 +322,19 @@ class MostMultiScale(PreTrainedModel):
         stacked = torch.stack(frames, 1) if frames else codes.new_zeros(b, 0, c)
         return [stacked[i, : int(length[i])].cpu() for i in range(b)]
 
+    def generate(self, input_ids: Tensor, attention_mask: Tensor | None = None, **kwargs) -> Tensor:
+        """``transformers``' ``generate`` contract on flat ids (``(B, W)`` left-padded prompts ->
+        ``(B, W + N)``), so :class:`~most.generate.SpeechLM` decodes this model as any other:
+        :func:`~most.multiscale.decode.generate_flat` (``kwargs``: its sampling arguments;
+        guidance, logits processors and the cache flag are accepted and do not apply)."""
+        from most.multiscale.decode import generate_flat
+
+        for unused in ("use_cache", "logits_processor", "guidance_scale", "negative_prompt_ids"):
+            kwargs.pop(unused, None)
+        return generate_flat(self, input_ids, attention_mask, **kwargs)
+
 
 AutoConfig.register(MultiScaleConfig.model_type, MultiScaleConfig)
 AutoModel.register(MultiScaleConfig, MostMultiScale)
+# Also a causal LM to the Auto classes: every loader of a stage's model (most.weights) finds it.
+AutoModelForCausalLM.register(MultiScaleConfig, MostMultiScale)
