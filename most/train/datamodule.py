@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from most.train.mixing import MixtureStream, Source
+from most.train.mixing import Collate, MixtureStream, Source
 
 
 @dataclass
@@ -79,7 +79,8 @@ class PositionedDataModule(L.LightningDataModule):
 
 
 class MixtureDataModule(PositionedDataModule):
-    """Train and validation mixtures of :class:`~most.train.mixing.Source` objects."""
+    """Train and validation mixtures of :class:`~most.train.mixing.Source` objects (``collate``:
+    how both build their batches, see :class:`~most.train.mixing.MixtureStream`)."""
 
     def __init__(
         self,
@@ -89,8 +90,10 @@ class MixtureDataModule(PositionedDataModule):
         val_ratios: Sequence[float],
         cfg: DataConfig,
         pad_id: int,
+        collate: Collate | None = None,
     ) -> None:
         super().__init__()
+        self.collate = collate
         self.train_sources, self.train_ratios = list(train), list(train_ratios)
         self.val_sources, self.val_ratios = list(val), list(val_ratios)
         self.cfg, self.pad_id = cfg, pad_id
@@ -114,6 +117,7 @@ class MixtureDataModule(PositionedDataModule):
             rank=rank,
             world_size=world,
             n_batches=n_batches,
+            collate=self.collate,
         )
 
     def train_dataloader(self) -> DataLoader:

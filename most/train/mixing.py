@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -42,6 +42,17 @@ class Source:
             raise ValueError(f"task {self.task!r}: the dataset is empty")
 
 
+class Collate(Protocol):
+    """Builds a batch from drawn examples in place of padding or packing them (e.g. a multi-scale
+    model's frames, :class:`~most.multiscale.batches.FrameBatches`)."""
+
+    def __call__(self, examples: list[Example]) -> dict[str, torch.Tensor]: ...
+
+    def length(self, ex: Example) -> int:
+        """``ex``'s length in the batch's positions (what packing fills a row with)."""
+        ...
+
+
 def normalize(ratios: Sequence[float]) -> np.ndarray:
     p = np.asarray(ratios, dtype=np.float64)
     if p.ndim != 1 or len(p) == 0 or (p < 0).any() or p.sum() <= 0:
@@ -55,7 +66,8 @@ class MixtureStream(IterableDataset):
     Yields dicts with the keys of :mod:`most.data.collate` (``input_ids``, ``labels``,
     ``position_ids``, ``task_ids`` all ``(batch_size, T)``, plus ``attention_mask`` when not packing).
     Use with ``DataLoader(stream, batch_size=None)``: batching happens here because packing decides
-    how many examples a batch holds.
+    how many examples a batch holds. ``collate`` replaces the padding and packing (its ``length``
+    then measures the examples a packed batch draws).
     """
 
     def __init__(
@@ -70,6 +82,7 @@ class MixtureStream(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         n_batches: int | None = None,
+        collate: Collate | None = None,
     ) -> None:
         if len(sources) != len(ratios):
             raise ValueError(f"{len(sources)} sources but {len(ratios)} ratios")
@@ -79,6 +92,7 @@ class MixtureStream(IterableDataset):
         self.seed, self.pack = seed, pack
         self.rank, self.world_size = rank, world_size
         self.n_batches = n_batches
+        self.collate = collate
         self.start = 0
 
     def draw(self, b: int) -> list[Example]:
@@ -98,11 +112,13 @@ class MixtureStream(IterableDataset):
                 row = src.augment(row, aug)
             ex = src.build(row)
             examples.append(ex)
-            tokens += min(len(ex), self.max_len)
+            tokens += min(self.collate.length(ex) if self.collate else len(ex), self.max_len)
         return examples
 
     def batch(self, b: int) -> dict[str, torch.Tensor]:
         examples = self.draw(b)
+        if self.collate is not None:
+            return self.collate(examples)
         if not self.pack:
             return pad_batch(examples, self.pad_id, self.max_len)
         rows = pack_rows(examples, self.max_len)[: self.batch_size]

@@ -9,7 +9,7 @@ without gradient, for logging only. The router aux loss is logged when the outpu
 
 Batch keys: see :mod:`most.data.collate` (``input_ids``, ``labels``, ``position_ids``, ``task_ids``
 ``(B, T)``; ``attention_mask`` ``(B, T)`` for padded batches; :data:`AUDIO_KEYS` with continuous
-audio).
+audio; :data:`FRAME_KEYS` for a multi-scale model, whose ``.loss`` adds its local codebook loss).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from most.train.sharding import load_from_rank0, meta_skeleton, shard_model
 
 #: Batch keys of continuous audio (:mod:`most.data.collate`), passed to the model as they are.
 AUDIO_KEYS = ("input_features", "input_features_mask", "audio_mask")
+#: A multi-scale model's frame codes (:mod:`most.multiscale.batches`), passed likewise.
+FRAME_KEYS = ("codes",)
 
 
 class CausalLMModule(L.LightningModule):
@@ -85,7 +87,7 @@ class CausalLMModule(L.LightningModule):
     def forward(self, batch: dict[str, torch.Tensor]):
         by_token = self.optim_cfg.loss_weighting == "token"
         # Continuous audio (the adapter variant) travels as these keys when the batch has any.
-        audio = {k: batch[k] for k in AUDIO_KEYS if k in batch}
+        audio = {k: batch[k] for k in (*AUDIO_KEYS, *FRAME_KEYS) if k in batch}
         return self.model(
             input_ids=batch["input_ids"],
             attention_mask=batch.get("attention_mask"),
@@ -131,6 +133,15 @@ class CausalLMModule(L.LightningModule):
             self.log(
                 f"{prefix}/loss_{task}",
                 task_loss,
+                batch_size=bs,
+                on_step=on_step,
+                on_epoch=not on_step,
+            )
+        local = getattr(out, "local_loss", None)  # a multi-scale model's codebook loss
+        if local is not None:
+            self.log(
+                f"{prefix}/local_loss",
+                local.detach().float(),
                 batch_size=bs,
                 on_step=on_step,
                 on_epoch=not on_step,

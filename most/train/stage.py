@@ -22,7 +22,7 @@ from most.run import Run, fingerprint, folder_id
 from most.train import sources as S
 from most.train.config import TrainerConfig
 from most.train.datamodule import DataConfig, MixtureDataModule
-from most.train.mixing import Source
+from most.train.mixing import Collate, Source
 from most.train.module import CausalLMModule
 from most.train.optim import LoraConfig, OptimConfig, apply_lora, select_trainable
 from most.train.runner import StagePaths, export_hf, fit, prepare, write_metrics
@@ -98,8 +98,10 @@ def train_and_export(
     optim: OptimConfig,
     trainer: TrainerConfig,
     lora: LoraConfig | None = None,
+    collate: Collate | None = None,
 ) -> dict | None:
-    """Fit and export; returns the run metrics on the global-zero process, None elsewhere."""
+    """Fit and export; returns the run metrics on the global-zero process, None elsewhere.
+    ``collate``: how batches are built (None: padded or packed flat ids, ``data.pack``)."""
     train_sources, train_ratios = S.mixture(train, defaults, data.ratios)
     val_ratios = [1.0] * len(val)
     # torch's global generator starts from a random seed in this process (an import reseeds it),
@@ -111,8 +113,7 @@ def train_and_export(
     select_trainable(model, optim)
     # Counted now: the export merges LoRA adapters away, and their parameters with them.
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    dm = MixtureDataModule(train_sources, train_ratios, val, val_ratios, data, pad_id)
+    dm = MixtureDataModule(train_sources, train_ratios, val, val_ratios, data, pad_id(tok), collate)
     n_old = layout.text_vocab_size if layout is not None else None
     module = CausalLMModule(model, optim, trainer.max_steps, n_old)
     pl_trainer, metrics = fit(paths, module, dm, trainer, [TrainDtype()])
@@ -123,6 +124,11 @@ def train_and_export(
     metrics["ratios"] = dict(zip([s.task for s in train_sources], train_ratios, strict=True))
     write_metrics(paths, metrics)
     return metrics
+
+
+def pad_id(tok) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its end of sequence."""
+    return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
 
 def text_qa_replay(
