@@ -6,7 +6,9 @@ for the CTC judge). Writes atomically ``RUN/eval/``: ``report.json`` (stable key
 :mod:`most.eval.report`), ``report.md``, ``router_heatmap.png`` and a few ``samples/*.wav``.
 
 Every section is subsampled (``--sizes.*``) so the embedded default evaluates in a few minutes on
-2 CPU cores; decoding is batched greedy with the KV cache. A section set to 0 is skipped.
+2 CPU cores; decoding is batched greedy with the KV cache. A section set to 0 is skipped. A
+multi-scale model (`most stage1 --multiscale.enabled=true`) is scored on every section but the
+audio-LM pairs and the router telemetry, which read flat unit ids through the model.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from most.eval.uniaudio import evaluate_tasks, trained_tasks
 from most.generate import Sampling, SpeechLM
 from most.io import atomic_dir, atomic_write_json, read_json
 from most.layout import MUSIC, TokenLayout
+from most.multiscale import MostMultiScale
 from most.run import FINGERPRINT_FILE, Run, StaleOutput, changes, fingerprint, folder_id
 
 _DEFAULT_SAMPLING = Sampling(max_new_tokens=200, batch_size=16)
@@ -213,6 +216,9 @@ def evaluate_into(
         results[name] = fn()
         timings[name] = round(time.monotonic() - t0, 1)
 
+    if isinstance(lm.model, MostMultiScale):  # both read flat unit ids through the model
+        sizes = replace(sizes, wuggy=0, blimp=0, router=0)
+        print("most eval: a multi-scale model: audio_lm and router are not scored", flush=True)
     h = lm.layout.unit_tokenizer_hash
     speech_units = R.load_units("speech", h)
     speech = R.load_data("speech")

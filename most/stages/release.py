@@ -103,9 +103,10 @@ def release(
             f"{lm.layout.hash}; run `most eval --force` on the model you release"
         )
     model = merge_lora(lm.model, source.lora) if source.lora else lm.model
-    gen = model.generation_config
-    gen.eos_token_id, gen.pad_token_id = lm.prompts.stop_ids(), lm.pad_id
-    gen.max_new_tokens, gen.do_sample = 256, False
+    gen = getattr(model, "generation_config", None)  # a multi-scale model's generate has none
+    if gen is not None:
+        gen.eos_token_id, gen.pad_token_id = lm.prompts.stop_ids(), lm.pad_id
+        gen.max_new_tokens, gen.do_sample = 256, False
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
         lm.tokenizer.save_pretrained(str(tmp))
