@@ -1,6 +1,7 @@
 # most: one target per pipeline stage. `make demo` runs them all on the embedded default.
 #   make <stage> RUN=runs/<name> RECIPE=recipes/<family> ARGS="--section.key=value ..."
-#   OVERLAY=recipes/<extra> adds <extra>/<stage>.yaml after the recipe where it exists (recipes/music)
+#   OVERLAY=recipes/<extra> adds <extra>/<stage>.yaml after the recipe where it exists (recipes/music);
+#   several, in order: OVERLAY="recipes/uniaudio recipes/multiscale"
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -55,7 +56,7 @@ format: setup
 # is a no-op unless FORCE=1. stage3 (DPO on the model's own samples, with a before/after compare)
 # is optional: `make stage3` after stage2; `make demo` does not run it.
 $(STAGES): setup
-	$(MOST) $@ --config $(RECIPE)/$@.yaml $(if $(wildcard $(OVERLAY)/$@.yaml),--config $(OVERLAY)/$@.yaml) \
+	$(MOST) $@ --config $(RECIPE)/$@.yaml $(foreach o,$(OVERLAY),$(if $(wildcard $(o)/$@.yaml),--config $(o)/$@.yaml)) \
 		--run $(RUN) $(if $(FORCE),--force=true) $(ARGS)
 
 # The whole pipeline on the embedded default, one stage a line. Each line runs `most <stage>` with
@@ -63,7 +64,7 @@ $(STAGES): setup
 # an interrupted demo resumes where it stopped. ARGS reaches every stage and ARGS_<stage> one stage
 # (split with shell quoting, never run as shell code), e.g. ARGS_stage1="--trainer.max_steps=4800".
 STAGE = $(BIN)/python -m most.tools.timed --most "$(MOST)" --recipe $(RECIPE) --run $(RUN) \
-	$(if $(OVERLAY),--overlay $(OVERLAY))
+	$(foreach o,$(OVERLAY),--overlay $(o))
 export ARGS $(foreach s,$(STAGES),ARGS_$(s))
 
 demo: setup

@@ -6,7 +6,7 @@ Extra arguments come from the environment, split as a shell would split them but
 ``ARGS`` reaches every stage, ``ARGS_<stage>`` only that stage (``ARGS_stage1="--data.ratios='{asr:
 0.3, tts: 0.45}'"`` arrives as one argument). A family without ``<stage>.yaml`` skips the stage. A stage
 that finished before is a no-op that takes seconds; it keeps the time of the call that ran it, so a
-resumed demo still reports the whole pipeline's time. ``--overlay DIR`` adds ``DIR/<stage>.yaml``
+resumed demo still reports the whole pipeline's time. ``--overlay DIR`` (repeatable) adds ``DIR/<stage>.yaml``
 after the recipe where that file exists (``recipes/music`` overrides ``recipes/tiny``).
 """
 
@@ -39,14 +39,16 @@ def extra_args(stage: str, environ: dict[str, str] | None = None) -> list[str]:
     return out
 
 
-def overlay_args(overlay: Path | None, stage: str) -> list[str]:
-    """``--config OVERLAY/<stage>.yaml`` where that file exists; a missing folder is an error."""
-    if overlay is None:
-        return []
-    if not overlay.is_dir():
-        raise SystemExit(f"most demo: OVERLAY {overlay} is not a folder of recipes")
-    file = overlay / f"{stage}.yaml"
-    return ["--config", str(file)] if file.is_file() else []
+def overlay_args(overlays: Sequence[Path], stage: str) -> list[str]:
+    """``--config OVERLAY/<stage>.yaml`` per overlay, in order, where that file exists; a missing
+    folder is an error."""
+    out: list[str] = []
+    for overlay in overlays:
+        if not overlay.is_dir():
+            raise SystemExit(f"most demo: OVERLAY {overlay} is not a folder of recipes")
+        file = overlay / f"{stage}.yaml"
+        out += ["--config", str(file)] if file.is_file() else []
+    return out
 
 
 def timed_stages(timings: Path) -> set[str]:
@@ -60,7 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--most", default="most", help="the most command (split like a shell)")
     parser.add_argument("--recipe", type=Path, required=True, help="recipe family folder")
     parser.add_argument("--run", type=Path, required=True, help="run folder")
-    parser.add_argument("--overlay", type=Path, default=None, help="folder of recipe overrides")
+    parser.add_argument(
+        "--overlay",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder of recipe overrides; repeat it for several, applied in order",
+    )
     parser.add_argument("stage", choices=STAGES)
     args = parser.parse_args(argv)
     recipe = args.recipe / f"{args.stage}.yaml"

@@ -52,6 +52,23 @@ def test_overlay_config_follows_the_recipe_where_the_overlay_has_the_stage(tmp_p
     ]
 
 
+def test_overlays_apply_in_order(tmp_path, monkeypatch):
+    monkeypatch.delenv("ARGS", raising=False)
+    monkeypatch.delenv("ARGS_stage1", raising=False)
+    base, over = _recipes(tmp_path)
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "stage1.yaml").write_text("{}\n")
+    run, most = tmp_path / "run", _fake_most(tmp_path)
+    common = ["--most", most, "--recipe", str(base), "--run", str(run)]
+    assert timed.main([*common, "--overlay", str(over), "--overlay", str(second), "stage1"]) == 0
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert argv == [
+        "stage1", "--config", str(base / "stage1.yaml"), "--config", str(over / "stage1.yaml"),
+        "--config", str(second / "stage1.yaml"), "--run", str(run),
+    ]  # fmt: skip
+
+
 def test_a_missing_overlay_folder_is_refused(tmp_path):
     base, _ = _recipes(tmp_path)
     args = ["--recipe", str(base), "--run", str(tmp_path / "run"), "--most", _fake_most(tmp_path)]
