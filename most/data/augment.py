@@ -5,6 +5,10 @@
 generator the mixture seeds per batch, apart from the one that picks rows
 (:mod:`most.train.mixing`), so a batch stays a pure function of ``(seed, index)`` and an edit
 changes the units, not which rows are drawn.
+
+With units of several codebooks (``frame`` = ``C`` ids a frame, code ``c`` in codebook ``c``'s range,
+:mod:`most.units.codebooks`) both keep the frames whole: a substituted id is a random code of its own
+codebook, and a span starts and ends between frames.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def substitute(units: Sequence[int], p: float, n_units: int, rng: np.random.Generator) -> list[int]:
-    """``units`` with each one replaced by a random unit with probability ``p`` (same length).
+def substitute(
+    units: Sequence[int], p: float, n_units: int, rng: np.random.Generator, frame: int = 1
+) -> list[int]:
+    """``units`` with each one replaced by a random unit with probability ``p`` (same length;
+    with ``frame`` > 1, a random code of the same codebook).
 
     For the unit history a model *writes* from (TTS): fed in place of the true units while the
     targets stay true, it teaches the model to recover from a wrong unit of its own by reading the
@@ -28,13 +35,17 @@ def substitute(units: Sequence[int], p: float, n_units: int, rng: np.random.Gene
     if p == 0.0 or not units:
         return units
     edit = rng.random(len(units)) < p
-    random_units = rng.integers(0, n_units, size=len(units))
+    size = n_units // frame
+    book = np.arange(len(units)) % frame
+    random_units = book * size + rng.integers(0, size, size=len(units))
     return [int(r) if e else u for u, e, r in zip(units, edit, random_units, strict=True)]
 
 
-def crop(units: Sequence[int], p: float, rng: np.random.Generator, min_len: int = 4) -> list[int]:
+def crop(
+    units: Sequence[int], p: float, rng: np.random.Generator, min_len: int = 4, frame: int = 1
+) -> list[int]:
     """With probability ``p``, a random contiguous span of ``units`` (at least ``min_len`` long,
-    start and end uniform); otherwise all of them.
+    start and end uniform; with ``frame`` > 1 counted in whole frames); otherwise all of them.
 
     For unit continuation (``speech_lm``): a speech LM that only ever sees whole template
     sentences learns that audio starts with "The ..." and gives anything else, a word said on its
@@ -44,8 +55,9 @@ def crop(units: Sequence[int], p: float, rng: np.random.Generator, min_len: int 
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"crop p must be in [0, 1], got {p}")
     units = [int(u) for u in units]
-    if p == 0.0 or len(units) <= min_len or rng.random() >= p:
+    n = len(units) // frame
+    if p == 0.0 or n <= min_len or rng.random() >= p:
         return units
-    start = int(rng.integers(0, len(units) - min_len + 1))
-    end = int(rng.integers(start + min_len, len(units) + 1))
-    return units[start:end]
+    start = int(rng.integers(0, n - min_len + 1))
+    end = int(rng.integers(start + min_len, n + 1))
+    return units[start * frame : end * frame]

@@ -75,12 +75,15 @@ def stage1(
         return
     p, layout = st.prompts, st.layout
     speech = R.load_units("speech", layout.unit_tokenizer_hash)
+    frame = int(
+        R.unit_info().get("n_codebooks", 1)
+    )  # augmentations keep multi-codebook frames whole
     text = R.load_data("text")
     train = [
         S.asr(p, speech["train"]),
-        S.tts(p, speech["train"], data.tts_history_noise),
+        S.tts(p, speech["train"], data.tts_history_noise, frame),
         S.text_lm(p, text["train"]),
-        S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans),
+        S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans, frame),
     ]
     train += text_qa_replay(run, p, layout, STAGE1_RATIOS, data)
     train += music_sources(run, p, layout, STAGE1_RATIOS, data, "train")

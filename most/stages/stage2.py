@@ -72,6 +72,9 @@ def stage2(
         return
     p, layout = st.prompts, st.layout
     speech = R.load_units("speech", layout.unit_tokenizer_hash)
+    frame = int(
+        R.unit_info().get("n_codebooks", 1)
+    )  # augmentations keep multi-codebook frames whole
     qa = R.load_units("sqa", layout.unit_tokenizer_hash)["qa_train"]
     instr = R.load_data("instructions")
     train = [
@@ -79,9 +82,9 @@ def stage2(
         S.s2s(p, qa, speech_mode, answer_sentences),
         S.instruct(p, instr["train"]),
         S.asr(p, speech["train"]),
-        S.tts(p, speech["train"], data.tts_history_noise),
+        S.tts(p, speech["train"], data.tts_history_noise, frame),
         *([S.text_lm(p, text)] if text is not None else []),
-        S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans),
+        S.speech_lm(p, S.speech_lm_train(speech), data.speech_lm_spans, frame),
         *text_qa_replay(run, p, layout, STAGE2_RATIOS, data, answer_sentences),
         *music_sources(run, p, layout, STAGE2_RATIOS, data, "train"),  # replay (recipes/music)
         *task_sources(run, p, speech, {**STAGE2_RATIOS, **data.ratios}),  # recipes/uniaudio

@@ -58,9 +58,10 @@ def speech_lm_train(speech: datasets.DatasetDict) -> datasets.Dataset:
     )
 
 
-def tts(p: Prompts, ds: datasets.Dataset, history_noise: float = 0.0) -> Source:
+def tts(p: Prompts, ds: datasets.Dataset, history_noise: float = 0.0, frame: int = 1) -> Source:
     """``history_noise``: share of the units the model writes from replaced by random ones, the
-    targets kept (:func:`most.data.augment.substitute`; training only)."""
+    targets kept (:func:`most.data.augment.substitute`; training only); ``frame``: the units'
+    codebooks, whose frames the noise keeps whole."""
     if not 0.0 <= history_noise <= 1.0:
         raise ValueError(f"TTS history noise must be in [0, 1], got {history_noise}")
     augment = None
@@ -70,7 +71,8 @@ def tts(p: Prompts, ds: datasets.Dataset, history_noise: float = 0.0) -> Source:
         n_units = p.layout.n_units
 
         def augment(row: dict, rng: np.random.Generator) -> dict:
-            return {**row, "history": substitute(row["units"], history_noise, n_units, rng)}
+            noisy = substitute(row["units"], history_noise, n_units, rng, frame)
+            return {**row, "history": noisy}
 
     return Source(
         "tts",
@@ -80,15 +82,16 @@ def tts(p: Prompts, ds: datasets.Dataset, history_noise: float = 0.0) -> Source:
     )
 
 
-def speech_lm(p: Prompts, ds: datasets.Dataset, span: float = 0.0) -> Source:
+def speech_lm(p: Prompts, ds: datasets.Dataset, span: float = 0.0, frame: int = 1) -> Source:
     """Unit continuation in the ASR prompt's context: the model learns which unit sequences are
     speech (what sWUGGY/sBLIMP-style minimal pairs score), not only how to read or write them.
-    ``span``: share of examples cut to a random span of the utterance (:func:`crop`)."""
+    ``span``: share of examples cut to a random span of the utterance (:func:`crop`), between
+    frames of ``frame`` ids."""
     if not 0.0 <= span <= 1.0:
         raise ValueError(f"speech_lm span share must be in [0, 1], got {span}")
 
     def spans(row: dict, rng: np.random.Generator) -> dict:
-        return {**row, "units": crop(row["units"], span, rng)}
+        return {**row, "units": crop(row["units"], span, rng, frame=frame)}
 
     return Source(
         "speech_lm",

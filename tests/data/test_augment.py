@@ -106,3 +106,30 @@ def test_tts_history_noise_edits_inputs_never_targets() -> None:
         S.tts(p, ds, 1.5)
     with pytest.raises(ValueError, match="history"):
         p.tts("abc", [1, 2, 3], [1, 2])
+
+
+def test_edits_keep_multi_codebook_frames_whole() -> None:
+    """With ``frame`` = C, a substituted id stays in its codebook and a span is whole frames, so
+    the frames still read (:func:`most.units.codebooks.unflatten` raises otherwise)."""
+    from most.units.codebooks import unflatten
+
+    c, k = 4, 16
+    rng = np.random.default_rng(0)
+    units = [int(b * k + rng.integers(k)) for _ in range(50) for b in range(c)]
+    noisy = substitute(units, 0.5, c * k, np.random.default_rng(1), frame=c)
+    assert sum(a != b for a, b in zip(units, noisy, strict=True)) > 50
+    unflatten(torch.tensor(noisy), c, k)
+    spans = [crop(units, 1.0, np.random.default_rng(s), frame=c) for s in range(20)]
+    assert any(len(s) < len(units) for s in spans)
+    for s in spans:
+        assert len(s) % c == 0 and len(s) >= 4 * c
+        unflatten(torch.tensor(s), c, k)
+    # one codebook: any unit, drawn as a plain uniform over all of them
+    flat = rng.integers(0, 64, size=100).tolist()
+    g = np.random.default_rng(2)
+    edit, draws = g.random(100) < 0.3, g.integers(0, 64, size=100)
+    want = [int(d) if e else u for u, e, d in zip(flat, edit, draws, strict=True)]
+    assert substitute(flat, 0.3, 64, np.random.default_rng(2)) == want
+    flat_off = substitute(units, 0.5, c * k, np.random.default_rng(1))
+    with pytest.raises(ValueError, match="not in codebook"):
+        unflatten(torch.tensor(flat_off), c, k)
