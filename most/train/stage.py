@@ -17,6 +17,7 @@ from transformers import AutoTokenizer
 
 import most.modeling  # noqa: F401  (registers the adapted model with transformers' Auto classes)
 from most.data.prompts import Example, Prompts
+from most.io import read_json
 from most.layout import MUSIC, TokenLayout
 from most.run import Run, fingerprint, folder_id
 from most.train import sources as S
@@ -81,6 +82,12 @@ def start_speech_stage(
     paths = prepare(run, stage, fingerprint(settings, inputs), force)
     if paths is None:
         return None
+    config = init / "config.json"
+    if config.is_file() and read_json(config).get("model_type") == "most_multiscale":
+        raise ValueError(
+            f"{init}: a multi-scale model; the speech stages train from a flat adapted model "
+            "(stage 1 builds the multi-scale one itself with multiscale.enabled=true)"
+        )
     model, tok, layout = load_model(init, empty=not loads_weights(strategy))
     S.check_layout(run.root, layout)
     return SpeechStage(paths, model, tok, layout, Prompts(layout, tok))

@@ -18,6 +18,7 @@ from most.multiscale import MostMultiScale, to_frames
 from most.multiscale.batches import FrameBatches, MultiScaleSettings
 from most.run import UNIT_TOKENIZER_FILE, Run
 from most.stages.stage1 import stage1
+from most.stages.stage2 import stage2
 from most.testing import UNIT_HASH
 from most.testing.runs import N_UNITS, sentences
 from most.train.config import TrainerConfig
@@ -112,6 +113,10 @@ def test_stage1_trains_and_exports_a_multi_scale_model(frame_run: Path) -> None:
     assert out.local_loss < torch.tensor(float(K)).log()  # below uniform over a codebook
     stage1(run=frame_run, data=DATA, optim=OPTIM, trainer=FAST, multiscale=MS)  # up to date: no-op
     assert (stage_dir / "metrics.json").is_file()
+    with pytest.raises(
+        ValueError, match="a multi-scale model; the speech stages train from a flat"
+    ):
+        stage2(run=frame_run, data=DATA, optim=OPTIM, trainer=FAST)
 
 
 def test_multi_scale_refusals(frame_run: Path, speech_run: Path) -> None:
