@@ -67,17 +67,16 @@ def stage1(
     settings = dict(data=data, optim=optim, trainer=trainer, lora=lora)
     if adapter.kind != "none":  # listed only when used: unit-only runs keep their fingerprints
         settings |= dict(adapter=adapter, audio_frontend=audio_frontend)
+    # ids a frame of the units: the augmentations keep frames whole
+    frame = int(R.unit_info().get("n_codebooks", 1))
     if multiscale.enabled:  # likewise
         settings["multiscale"] = multiscale
-        c = codebooks_for(R, optim, lora, adapter)
+        check_multi_scale(R, frame, optim, lora, adapter)
     st = start_speech_stage(R, "stage1", init, settings, force)
     if st is None:
         return
     p, layout = st.prompts, st.layout
     speech = R.load_units("speech", layout.unit_tokenizer_hash)
-    frame = int(
-        R.unit_info().get("n_codebooks", 1)
-    )  # augmentations keep multi-codebook frames whole
     text = R.load_data("text")
     train = [
         S.asr(p, speech["train"]),
@@ -95,17 +94,18 @@ def stage1(
         train = F.replace(train, F.asr(p, audio["train"], fe, adapter.stack))
         val = F.replace(val, F.asr(p, audio["dev"], fe, adapter.stack))
     train += paraling_replay(R.root, p, STAGE1_RATIOS, data.ratios, fe, adapter.stack)
-    frames = multi_scale(st, c, multiscale, data) if multiscale.enabled else None
+    batches = multi_scale(st, frame, multiscale, data) if multiscale.enabled else None
     train_and_export(
         st.paths, st.model, st.tok, layout, train, STAGE1_RATIOS, val, data, optim, trainer, lora,
-        frames,
+        batches,
     )  # fmt: skip
 
 
-def codebooks_for(R: Run, optim: OptimConfig, lora: LoraConfig, adapter: AdapterConfig) -> int:
-    """The codebooks a frame of the run's units has, for ``multiscale.enabled``; refuses, before
-    any weight is read, what a multi-scale stage cannot train."""
-    c = int(R.unit_info().get("n_codebooks", 1))
+def check_multi_scale(
+    R: Run, c: int, optim: OptimConfig, lora: LoraConfig, adapter: AdapterConfig
+) -> None:
+    """Refuses, before any weight is read, what a multi-scale stage 1 cannot train (``c``: the
+    run's units' codebooks)."""
     if c < 2:
         raise ValueError(
             f"multiscale.enabled needs units with several codebooks (rvq, codec); "
@@ -118,7 +118,6 @@ def codebooks_for(R: Run, optim: OptimConfig, lora: LoraConfig, adapter: Adapter
         )
     if lora.enabled or adapter.kind != "none":
         raise ValueError("multiscale.enabled takes neither lora nor an audio adapter")
-    return c
 
 
 def multi_scale(st: SpeechStage, c: int, ms: MultiScaleSettings, data: DataConfig) -> FrameBatches:
