@@ -72,9 +72,8 @@ def stage2(
         return
     p, layout = st.prompts, st.layout
     speech = R.load_units("speech", layout.unit_tokenizer_hash)
-    frame = int(
-        R.unit_info().get("n_codebooks", 1)
-    )  # augmentations keep multi-codebook frames whole
+    # ids a frame of the units: the augmentations keep frames whole
+    frame = int(R.unit_info().get("n_codebooks", 1))
     qa = R.load_units("sqa", layout.unit_tokenizer_hash)["qa_train"]
     instr = R.load_data("instructions")
     train = [
