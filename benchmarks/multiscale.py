@@ -34,7 +34,9 @@ training ids and generated frames per second.
 Usage: ``python benchmarks/multiscale.py [--out runs/ablation] [--steps 300]`` ->
 ``OUT/multiscale_tiny.{json,md}``; ``python benchmarks/multiscale.py --run runs/uniaudio --steps 300
 --lr 1.5e-3 --reference runs/uniaudio/stage1/hf`` -> ``OUT/multiscale.{json,md}`` (``--reference``:
-a flat model trained elsewhere, scored on the same examples). The result's JSON is printed.
+a flat model trained elsewhere, scored on the same examples); ``--run RUN --score DIR [DIR ...]``
+scores trained models only (flat or multi-scale, e.g. both stage-1 models) ->
+``OUT/multiscale_stage1.{json,md}``. The result's JSON is printed.
 """
 
 from __future__ import annotations
@@ -603,6 +605,58 @@ def run_tasks(args) -> dict:
     return out
 
 
+def score_models(args) -> dict:
+    """``--score``: trained models (HF folders, flat or multi-scale, told apart by their class)
+    scored per task, teacher-forced, on ``--run``'s held-out examples of ``--recipe``'s tasks."""
+    import yaml
+
+    from most.data.prompts import Prompts
+    from most.run import Run
+    from most.train.stage import STAGE1_RATIOS, load_model
+
+    run = Run(args.run)
+    data = (yaml.safe_load(Path(args.recipe).read_text()) or {}).get("data", {})
+    ratios = {**STAGE1_RATIOS, **data.get("ratios", {})}
+    max_len = int(data.get("max_len", 2560))
+    c = int(run.unit_info().get("n_codebooks", 1))
+    out: dict = {"models": {}, "c": c, "max_len": max_len}
+    for folder in args.score:
+        model, tok, layout = load_model(folder, torch.float32)
+        kind = "multiscale" if isinstance(model, MostMultiScale) else "flat"
+        speech = run.load_units("speech", layout.unit_tokenizer_hash)
+        held = task_items(
+            args.run, Prompts(layout, tok), speech, run.load_data("text"), ratios, args.items
+        )
+        k = layout.n_units // c
+        tasks = {
+            task: task_scores(kind, model.eval(), layout, c, k, items, max_len)
+            for task, items in held.items()
+        }
+        out["models"][str(folder)] = {"kind": kind, "tasks": tasks}
+        print(f"  {folder} ({kind}) {tasks}", flush=True, file=sys.stderr)
+    return out
+
+
+def scores_markdown(result: dict) -> str:
+    """The ``--score`` table: a row per task and score, a column per model."""
+    models = result["models"]
+    names = list(models)
+    lines = ["# Trained models per task, teacher-forced", "", result["setup"], ""]
+    lines += [
+        "| task | score | " + " | ".join(f"`{n}` ({models[n]['kind']})" for n in names) + " |"
+    ]
+    lines.append("|---|---|" + "---|" * len(names))
+    for task, scores in models[names[0]]["tasks"].items():
+        for key in ("code_ce", "code_acc", "text_ce", "text_acc"):
+            if key in scores:
+                cells = " | ".join(
+                    f"{models[n]['tasks'][task].get(key, float('nan')):.4g}" for n in names
+                )
+                lines.append(f"| {task} (n={scores['n']}) | {key} | {cells} |")
+    lines += ["", f"Wall time {result['total_s']} s.", ""]
+    return "\n".join(lines)
+
+
 def tasks_markdown(result: dict) -> str:
     """The per-task table and the training and speed rows of a ``--run`` result."""
     r, tr = result["runs"], result["runs"]["train"]
@@ -643,6 +697,9 @@ def main() -> None:
     ap.add_argument("--recipe", type=Path, default=Path("recipes/uniaudio/stage1.yaml"))
     ap.add_argument("--equal", choices=["flops", "steps"], default="flops")
     ap.add_argument("--reference", type=Path, help="a flat model (HF folder) also scored per task")
+    ap.add_argument(
+        "--score", type=Path, nargs="+", help="trained models (HF folders) only scored, per task"
+    )
     ap.add_argument("--items", type=int, default=16, help="held-out examples a task (--run)")
     ap.add_argument("--gen-items", type=int, default=4, help="TTS prompts timed (--run)")
     ap.add_argument("--max-frames", type=int, default=100, help="frames generated (--run)")
@@ -662,6 +719,23 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+    if args.score:
+        if args.run is None:
+            raise SystemExit("--score needs --run (the run whose held-out examples are scored)")
+        result = score_models(args)
+        result |= {
+            "machine": platform.processor() or platform.machine(),
+            "total_s": round(time.perf_counter() - t0, 1),
+            "setup": (
+                f"{args.run}'s held-out examples of {args.recipe}'s tasks ({args.items} a task), "
+                "teacher-forced: code CE/acc over target codes (flat: its due codebook's logits; "
+                "multi-scale: the local model's), text CE/acc over other target tokens."
+            ),
+        }
+        atomic_write_json(args.out / "multiscale_stage1.json", result)
+        atomic_write_text(args.out / "multiscale_stage1.md", scores_markdown(result))
+        print(json.dumps(result))
+        return
     if args.run is not None:
         runs = run_tasks(args)
         result = {
