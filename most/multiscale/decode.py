@@ -18,21 +18,20 @@ constraint) do not apply: a frame's codes are whole by construction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
 
 from most.layout import BEGIN_OF_AUDIO, END_OF_AUDIO
 from most.multiscale.frames import from_frames, to_frames
 
-if TYPE_CHECKING:
-    from most.multiscale.model import MostMultiScale
+#: ``model`` below is a :class:`~most.multiscale.model.MostMultiScale` (which imports this module).
+MultiScale = nn.Module
 
 
 def frame_prompts(
-    model: MostMultiScale, input_ids: Tensor, attention_mask: Tensor | None
+    model: MultiScale, input_ids: Tensor, attention_mask: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Left-padded flat prompts ``(B, W)`` -> left-padded positions ``(B, S)``, codes
     ``(B, S, C)`` (``-1`` off frames) and attention mask ``(B, S)``."""
@@ -56,7 +55,7 @@ def frame_prompts(
 
 @torch.no_grad()
 def generate_text(
-    model: MostMultiScale,
+    model: MultiScale,
     input_ids: Tensor,
     codes: Tensor,
     attention_mask: Tensor,
@@ -115,7 +114,7 @@ def generate_text(
 
 @torch.no_grad()
 def generate_flat(
-    model: MostMultiScale,
+    model: MultiScale,
     input_ids: Tensor,
     attention_mask: Tensor | None = None,
     max_new_tokens: int = 200,

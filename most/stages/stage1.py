@@ -67,16 +67,16 @@ def stage1(
     settings = dict(data=data, optim=optim, trainer=trainer, lora=lora)
     if adapter.kind != "none":  # listed only when used: unit-only runs keep their fingerprints
         settings |= dict(adapter=adapter, audio_frontend=audio_frontend)
-    # ids a frame of the units: the augmentations keep frames whole
-    frame = int(R.unit_info().get("n_codebooks", 1))
     if multiscale.enabled:  # likewise
         settings["multiscale"] = multiscale
-        check_multi_scale(R, frame, optim, lora, adapter)
+        check_multi_scale(R, optim, lora, adapter)
     st = start_speech_stage(R, "stage1", init, settings, force)
     if st is None:
         return
     p, layout = st.prompts, st.layout
     speech = R.load_units("speech", layout.unit_tokenizer_hash)
+    # ids a frame of the units: the augmentations keep frames whole
+    frame = int(R.unit_info().get("n_codebooks", 1))
     text = R.load_data("text")
     train = [
         S.asr(p, speech["train"]),
@@ -101,12 +101,9 @@ def stage1(
     )  # fmt: skip
 
 
-def check_multi_scale(
-    R: Run, c: int, optim: OptimConfig, lora: LoraConfig, adapter: AdapterConfig
-) -> None:
-    """Refuses, before any weight is read, what a multi-scale stage 1 cannot train (``c``: the
-    run's units' codebooks)."""
-    if c < 2:
+def check_multi_scale(R: Run, optim: OptimConfig, lora: LoraConfig, adapter: AdapterConfig) -> None:
+    """Refuses, before any weight is read, what a multi-scale stage 1 cannot train."""
+    if int(R.unit_info().get("n_codebooks", 1)) < 2:
         raise ValueError(
             f"multiscale.enabled needs units with several codebooks (rvq, codec); "
             f"{R.unit_tokenizer} has one"
