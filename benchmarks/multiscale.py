@@ -690,6 +690,13 @@ def tasks_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def emit(stem: Path, result: dict, table: str) -> None:
+    """``stem``.json and ``stem``.md written atomically; the JSON printed."""
+    atomic_write_json(stem.with_suffix(".json"), result)
+    atomic_write_text(stem.with_suffix(".md"), table)
+    print(json.dumps(result))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/ablation"))
@@ -732,9 +739,7 @@ def main() -> None:
                 "multi-scale: the local model's), text CE/acc over other target tokens."
             ),
         }
-        atomic_write_json(args.out / "multiscale_stage1.json", result)
-        atomic_write_text(args.out / "multiscale_stage1.md", scores_markdown(result))
-        print(json.dumps(result))
+        emit(args.out / "multiscale_stage1", result, scores_markdown(result))
         return
     if args.run is not None:
         runs = run_tasks(args)
@@ -754,9 +759,7 @@ def main() -> None:
                 "text CE/acc over other target tokens."
             ),
         }
-        atomic_write_json(args.out / "multiscale.json", result)
-        atomic_write_text(args.out / "multiscale.md", tasks_markdown(result))
-        print(json.dumps(result))
+        emit(args.out / "multiscale", result, tasks_markdown(result))
         return
     with tempfile.TemporaryDirectory() as folder:
         tok, train_items, test_items = corpus(args.train, args.test, Path(folder), args)
@@ -778,9 +781,7 @@ def main() -> None:
             "TF = teacher-forced on held-out sentences."
         ),
     }
-    atomic_write_json(args.out / "multiscale_tiny.json", result)
-    atomic_write_text(args.out / "multiscale_tiny.md", markdown(result))
-    print(json.dumps(result))
+    emit(args.out / "multiscale_tiny", result, markdown(result))
 
 
 if __name__ == "__main__":
