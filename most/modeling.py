@@ -276,7 +276,7 @@ class MostForCausalLM(PreTrainedModel, GenerationMixin):
             loss=loss,
             aux_loss=aux,
             logits=out.logits,
-            past_key_values=out.past_key_values,
+            cache=out.cache,
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
