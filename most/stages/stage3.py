@@ -63,7 +63,7 @@ from most.train.optim import LoraConfig, OptimConfig, apply_lora, select_trainab
 from most.train.pairs import PairDataModule
 from most.train.runner import StagePaths, export_hf, fit, global_zero, prepare, write_metrics
 from most.train.sharding import check_available, loads_weights
-from most.train.stage import TrainDtype, load_model
+from most.train.stage import TrainDtype, load_model, pad_id
 
 STAGE = "stage3"
 _DEFAULT_SAMPLES = Sampling(max_new_tokens=200, do_sample=True, temperature=1.0, batch_size=16)
@@ -219,8 +219,7 @@ def train(
         model = apply_lora(model, lora)
     select_trainable(model, optim)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    dm = PairDataModule(pairs, dpo, pad_id)
+    dm = PairDataModule(pairs, dpo, pad_id(tok))
     module = DPOModule(model, optim, dpo, trainer.max_steps, layout.text_vocab_size)
     pl_trainer, metrics = fit(paths, module, dm, trainer, [TrainDtype()])
     export_hf(module.model, tok, layout, paths.hf, module.skeleton)
