@@ -618,7 +618,7 @@ def score_models(args) -> dict:
     data = (yaml.safe_load(Path(args.recipe).read_text()) or {}).get("data", {})
     ratios = {**STAGE1_RATIOS, **data.get("ratios", {})}
     max_len = int(data.get("max_len", 2560))
-    c = int(run.unit_info().get("n_codebooks", 1))
+    c = run.unit_codebooks()
     out: dict = {"models": {}, "c": c, "max_len": max_len}
     for folder in args.score:
         model, tok, layout = load_model(folder, torch.float32)

@@ -201,6 +201,10 @@ class Run:
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from None
 
+    def unit_codebooks(self) -> int:
+        """Codes a frame of the run's units has (1 for single-codebook kinds)."""
+        return int(self.unit_info().get("n_codebooks", 1))
+
     def load_units(self, name: str, expected_hash: str | None = None) -> datasets.DatasetDict:
         """``RUN/units/<hash>/<name>`` of the run's current unit tokenizer.
 

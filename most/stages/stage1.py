@@ -76,7 +76,7 @@ def stage1(
     p, layout = st.prompts, st.layout
     speech = R.load_units("speech", layout.unit_tokenizer_hash)
     # ids a frame of the units: the augmentations keep frames whole
-    frame = int(R.unit_info().get("n_codebooks", 1))
+    frame = R.unit_codebooks()
     text = R.load_data("text")
     train = [
         S.asr(p, speech["train"]),
@@ -103,7 +103,7 @@ def stage1(
 
 def check_multi_scale(R: Run, optim: OptimConfig, lora: LoraConfig, adapter: AdapterConfig) -> None:
     """Refuses, before any weight is read, what a multi-scale stage 1 cannot train."""
-    if int(R.unit_info().get("n_codebooks", 1)) < 2:
+    if R.unit_codebooks() < 2:
         raise ValueError(
             f"multiscale.enabled needs units with several codebooks (rvq, codec); "
             f"{R.unit_tokenizer} has one"

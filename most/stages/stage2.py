@@ -73,7 +73,7 @@ def stage2(
     p, layout = st.prompts, st.layout
     speech = R.load_units("speech", layout.unit_tokenizer_hash)
     # ids a frame of the units: the augmentations keep frames whole
-    frame = int(R.unit_info().get("n_codebooks", 1))
+    frame = R.unit_codebooks()
     qa = R.load_units("sqa", layout.unit_tokenizer_hash)["qa_train"]
     instr = R.load_data("instructions")
     train = [
