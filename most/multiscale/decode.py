@@ -144,7 +144,13 @@ def generate_flat(
         if speaks:
             max_frames = max_new_tokens // c
             frames = model.generate_speech(
-                r_ids, max_frames, do_sample, temperature, top_k or 0, True, None, r_mask, r_codes
+                r_ids,
+                max_frames,
+                do_sample=do_sample,
+                temperature=temperature,
+                top_k=top_k or 0,
+                attention_mask=r_mask,
+                codes=r_codes,
             )
             said = [
                 [*from_frames(f, layout).tolist(), *([eoa] if len(f) < max_frames else [])]
