@@ -17,20 +17,23 @@ import importlib.abc
 import importlib.util
 import sys
 
-_HOOKED = "transformers"
+
+def _register_model() -> None:
+    import most.modeling  # noqa: F401  (registers MostConfig / MostForCausalLM)
 
 
-def _register() -> None:
-    # Their imports register MostConfig / MostForCausalLM and MultiScaleConfig / MostMultiScale.
-    import most.modeling
-    import most.multiscale  # noqa: F401
+def _register_multiscale() -> None:
+    import most.multiscale  # noqa: F401  (registers MultiScaleConfig / MostMultiScale)
 
 
-class _RegisterAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Runs :func:`_register` right after ``transformers`` finishes importing."""
+class _AfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Runs ``action`` right after the module ``name`` finishes importing."""
+
+    def __init__(self, name: str, action) -> None:
+        self.name, self.action = name, action
 
     def find_spec(self, name, path=None, target=None):
-        if name != _HOOKED:
+        if name != self.name:
             return None
         sys.meta_path.remove(self)  # find the real spec once, then step aside for good
         spec = importlib.util.find_spec(name)
@@ -45,10 +48,19 @@ class _RegisterAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module) -> None:
         self._loader.exec_module(module)
-        _register()
+        self.action()
 
 
-if _HOOKED in sys.modules:
-    _register()
-elif not any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterAfterImport())
+def _after_import(name: str, action) -> None:
+    """``action()`` now if ``name`` is imported, else once its import finishes."""
+    if name in sys.modules:
+        action()
+    elif not any(isinstance(f, _AfterImport) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, action))
+
+
+# The multi-scale model imports most.modeling, so it registers only once most.modeling has fully
+# imported: ``from most.modeling import ...`` as a script's first line imports transformers
+# half-way through most.modeling.
+_after_import("most.modeling", _register_multiscale)
+_after_import("transformers", _register_model)

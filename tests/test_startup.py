@@ -37,3 +37,18 @@ def test_import_most_registers_the_model_once_transformers_loads() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "MostConfig"
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["from most.modeling import MostConfig", "import most.multiscale", "import transformers"],
+)
+def test_both_models_register_whatever_is_imported_first(first: str) -> None:
+    code = (
+        f"{first}\nimport most\nfrom transformers import AutoConfig\n"
+        "print(type(AutoConfig.for_model('most')).__name__,"
+        " type(AutoConfig.for_model('most_multiscale')).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr.strip().splitlines()[-1]
+    assert out.stdout.split() == ["MostConfig", "MultiScaleConfig"]
