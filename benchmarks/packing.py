@@ -1,8 +1,10 @@
-"""Packing: our in-order first-fit rows against trl's best-fit-decreasing ``pack_dataset`` (JSON).
+"""Packing: our best-fit-decreasing rows against in-order next fit and trl's ``pack_dataset`` (JSON).
 
 Each training batch of a packed stage is drawn as examples until they hold ``batch_size x
-max_len`` tokens (:class:`most.train.mixing.MixtureStream`), then packed into ``batch_size`` rows.
-Both packers get the same drawn examples of every batch; reported per packer: ``fill`` (share of
+max_len`` tokens (:class:`most.train.mixing.MixtureStream`), then packed into ``batch_size`` rows:
+ours best fit decreasing (:func:`most.data.collate.best_fit`), examples drawn at random leaving
+until the rest fit; ``next_fit`` fills rows in drawn order and keeps the first ``batch_size``.
+Every packer gets the same drawn examples of every batch; reported per packer: ``fill`` (share of
 the rows' ``batch_size x max_len`` slots holding a token), ``kept`` (share of the drawn tokens that
 made it into the rows; batches draw with replacement, so the rest cost only the drawing) and
 milliseconds per batch.
@@ -21,7 +23,7 @@ import time
 
 import numpy as np
 
-from most.data.collate import pack_rows
+from most.data.collate import best_fit
 from most.data.prompts import Example
 
 LENGTHS = ["asr:40:200:0.3", "tts:40:200:0.45", "text_lm:20:160:0.15", "speech_lm:10:180:0.1"]
@@ -40,7 +42,20 @@ def draw(rng: np.random.Generator, tasks: list[tuple], budget: int) -> list[Exam
 
 
 def ours(examples: list[Example], batch_size: int, max_len: int) -> list[int]:
-    return [sum(len(e) for e in row) for row in pack_rows(examples, max_len)[:batch_size]]
+    lengths = [min(len(e), max_len) for e in examples]
+    drop = np.random.default_rng(len(lengths))
+    while len(rows := best_fit(lengths, max_len)) > batch_size:
+        del lengths[int(drop.integers(len(lengths)))]
+    return [sum(lengths[i] for i in row) for row in rows]
+
+
+def next_fit(examples: list[Example], batch_size: int, max_len: int) -> list[int]:
+    rows = [0]
+    for n in (min(len(e), max_len) for e in examples):
+        if rows[-1] + n > max_len and rows[-1]:
+            rows.append(0)
+        rows[-1] += n
+    return rows[:batch_size]
 
 
 def trl_bfd(examples: list[Example], batch_size: int, max_len: int) -> list[int]:
@@ -69,7 +84,7 @@ def main() -> None:
     slots = args.batch_size * args.max_len
     batches = [draw(rng, tasks, slots) for _ in range(args.batches)]
     out: dict = {"batch_size": args.batch_size, "max_len": args.max_len, "lengths": args.lengths}
-    for name, packer in (("ours_first_fit", ours), ("trl_bfd", trl_bfd)):
+    for name, packer in (("ours", ours), ("next_fit", next_fit), ("trl_bfd", trl_bfd)):
         t0 = time.perf_counter()
         rows = [packer(b, args.batch_size, args.max_len) for b in batches]
         ms = 1000 * (time.perf_counter() - t0) / len(batches)

@@ -68,18 +68,30 @@ def _audio_tensors(examples: Sequence[Example], width: int) -> dict[str, torch.T
     return {"input_features": feats, "input_features_mask": fmask, "audio_mask": amask}
 
 
-def pack_rows(examples: Sequence[Example], max_len: int) -> list[list[Example]]:
-    """Greedy first-fit in order: examples fill a row until the next one does not fit."""
-    rows: list[list[Example]] = [[]]
-    used = 0
-    for ex in examples:
-        ex = truncate(ex, max_len)
-        if used + len(ex) > max_len and rows[-1]:
+def best_fit(lengths: Sequence[int], max_len: int) -> list[list[int]]:
+    """Indices of ``lengths`` grouped in rows of at most ``max_len`` tokens, best fit decreasing:
+    longest first, each into the fullest row with room for it, a new row where none has; each
+    row's indices in their original order. A length over ``max_len`` counts as ``max_len``."""
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        n = min(lengths[i], max_len)
+        fits = [r for r, f in enumerate(free) if f >= n]
+        if fits:
+            r = min(fits, key=free.__getitem__)
+        else:
+            r = len(rows)
             rows.append([])
-            used = 0
-        rows[-1].append(ex)
-        used += len(ex)
-    return rows
+            free.append(max_len)
+        rows[r].append(i)
+        free[r] -= n
+    return [sorted(row) for row in rows]
+
+
+def pack_rows(examples: Sequence[Example], max_len: int) -> list[list[Example]]:
+    """Rows of :func:`best_fit`, each example truncated to ``max_len``."""
+    exs = [truncate(ex, max_len) for ex in examples]
+    return [[exs[i] for i in row] for row in best_fit([len(ex) for ex in exs], max_len)]
 
 
 def pack_batch(rows: Sequence[Sequence[Example]], pad_id: int) -> dict[str, torch.Tensor]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from most.data.collate import pack_batch, pack_rows, pad_batch
+from most.data.collate import best_fit, pack_batch, pack_rows, pad_batch
 from most.data.prompts import Example
 
 
@@ -103,16 +103,23 @@ class MixtureStream(IterableDataset):
         aug = np.random.default_rng([self.seed, index, 1])
         budget = self.batch_size * self.max_len
         examples: list[Example] = []
-        tokens = 0
+        lengths: list[int] = []
         # Padded batches hold batch_size examples; packed ones enough tokens to fill every row.
-        while (tokens < budget) if self.pack else (len(examples) < self.batch_size):
+        while (sum(lengths) < budget) if self.pack else (len(examples) < self.batch_size):
             src = self.sources[rng.choice(len(self.sources), p=self.p)]
             row = src.dataset[int(rng.integers(len(src.dataset)))]
             if src.augment is not None:
                 row = src.augment(row, aug)
             ex = src.build(row)
             examples.append(ex)
-            tokens += min(self.collate.length(ex) if self.collate else len(ex), self.max_len)
+            lengths.append(min(self.collate.length(ex) if self.collate else len(ex), self.max_len))
+        if self.pack:
+            # Until best fit decreasing packs them into batch_size rows, an example drawn at
+            # random leaves: the dropped tokens are not biased towards long or short examples.
+            drop = np.random.default_rng([self.seed, index, 2])
+            while len(best_fit(lengths, self.max_len)) > self.batch_size:
+                i = int(drop.integers(len(examples)))
+                del examples[i], lengths[i]
         return examples
 
     def batch(self, b: int) -> dict[str, torch.Tensor]:
@@ -121,7 +128,7 @@ class MixtureStream(IterableDataset):
             return self.collate(examples)
         if not self.pack:
             return pad_batch(examples, self.pad_id, self.max_len)
-        rows = pack_rows(examples, self.max_len)[: self.batch_size]
+        rows = pack_rows(examples, self.max_len)  # batch_size rows: draw() saw to it
         return pack_batch(rows, self.pad_id)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from most.data.collate import pack_batch, pack_rows, pad_batch
+from most.data.collate import best_fit, pack_batch, pack_rows, pad_batch
 from most.data.prompts import IGNORE, Example
 from most.testing import TINY_MODEL
 
@@ -126,3 +126,13 @@ def test_example_weighting_averages_each_example_once(model) -> None:
         ignore_index=IGNORE,
     )
     assert not torch.allclose(token_mean, expected, atol=1e-3)
+
+
+def test_best_fit_decreasing_fills_rows_next_fit_leaves_half_empty() -> None:
+    lengths = [6, 5, 5, 4, 4, 3, 3, 2]  # 32 tokens: four rows of 8 hold them exactly
+    rows = best_fit(lengths, max_len=8)
+    assert len(rows) == 4
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
+    assert all(sum(lengths[i] for i in row) <= 8 for row in rows)
+    assert all(row == sorted(row) for row in rows)  # drawn order kept inside a row
+    assert best_fit([20, 3], max_len=8) == [[0], [1]]  # over-long counts as max_len

@@ -60,6 +60,32 @@ def test_packed_batches_fill_rows() -> None:
     assert "attention_mask" not in batch
 
 
+def varied(task: str, n: int, lo: int, hi: int) -> Source:
+    """``n`` examples of ``task``, lengths ``lo..hi`` tokens cycling with the row index."""
+    rows = [{"n": lo + i * 7 % (hi - lo + 1)} for i in range(n)]
+    return Source(task, rows, lambda r, t=task: Example([1] * r["n"], [-100] * r["n"], t))
+
+
+def test_packed_rows_are_full_and_keep_long_examples_in_their_share() -> None:
+    # Stage-1-like lengths: short and long examples packed into 16 rows of 256 tokens.
+    sources = [varied("asr", 200, 30, 150), varied("text_lm", 200, 10, 60)]
+    s = MixtureStream(sources, [0.5, 0.5], batch_size=16, max_len=256, pad_id=0, seed=0, pack=True)
+    kept, fill = [], []
+    for b in range(60):
+        batch = s.batch(b)
+        assert batch["input_ids"].shape == (16, 256)
+        fill.append((batch["task_ids"] >= 0).float().mean().item())
+        kept += [len(ex) for ex in s.draw(b)]
+    drawn = [
+        len(s.sources[i % 2].build(s.sources[i % 2].dataset[j]))
+        for i in range(2)
+        for j in range(200)
+    ]
+    assert sum(fill) / len(fill) > 0.95  # in-order next fit filled ~0.85 of these rows
+    # the examples left out to fit the rows are a random draw, not the long ones
+    assert abs(sum(kept) / len(kept) - sum(drawn) / len(drawn)) < 3
+
+
 def test_bad_ratios_refused() -> None:
     with pytest.raises(ValueError, match="ratios"):
         MixtureStream([source("asr", 3)], [-1.0], batch_size=2, max_len=8, pad_id=0, seed=0)
