@@ -3,7 +3,8 @@
 Each training batch of a packed stage is drawn as examples until they hold ``batch_size x
 max_len`` tokens (:class:`most.train.mixing.MixtureStream`), then packed into ``batch_size`` rows:
 ours best fit decreasing (:func:`most.data.collate.best_fit`), examples drawn at random leaving
-until the rest fit; ``next_fit`` fills rows in drawn order and keeps the first ``batch_size``.
+until the rest fit (:func:`most.data.collate.fit_rows`); ``next_fit`` fills rows in drawn order
+and keeps the first ``batch_size``.
 Every packer gets the same drawn examples of every batch; reported per packer: ``fill`` (share of
 the rows' ``batch_size x max_len`` slots holding a token), ``kept`` (share of the drawn tokens that
 made it into the rows; batches draw with replacement, so the rest cost only the drawing) and
@@ -23,7 +24,7 @@ import time
 
 import numpy as np
 
-from most.data.collate import best_fit
+from most.data.collate import best_fit, fit_rows
 from most.data.prompts import Example
 
 LENGTHS = ["asr:40:200:0.3", "tts:40:200:0.45", "text_lm:20:160:0.15", "speech_lm:10:180:0.1"]
@@ -43,10 +44,8 @@ def draw(rng: np.random.Generator, tasks: list[tuple], budget: int) -> list[Exam
 
 def ours(examples: list[Example], batch_size: int, max_len: int) -> list[int]:
     lengths = [min(len(e), max_len) for e in examples]
-    drop = np.random.default_rng(len(lengths))
-    while len(rows := best_fit(lengths, max_len)) > batch_size:
-        del lengths[int(drop.integers(len(lengths)))]
-    return [sum(lengths[i] for i in row) for row in rows]
+    kept = [lengths[i] for i in fit_rows(lengths, max_len, batch_size, np.random.default_rng(0))]
+    return [sum(kept[i] for i in row) for row in best_fit(kept, max_len)]
 
 
 def next_fit(examples: list[Example], batch_size: int, max_len: int) -> list[int]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from most.data.prompts import IGNORE, TASKS, Example
@@ -86,6 +87,18 @@ def best_fit(lengths: Sequence[int], max_len: int) -> list[list[int]]:
         rows[r].append(i)
         free[r] -= n
     return [sorted(row) for row in rows]
+
+
+def fit_rows(
+    lengths: Sequence[int], max_len: int, n_rows: int, rng: np.random.Generator
+) -> list[int]:
+    """Indices of ``lengths`` that :func:`best_fit` packs into ``n_rows`` rows: while it needs
+    more, one index drawn by ``rng`` leaves, so what is left out is not biased towards long or
+    short lengths."""
+    keep = list(range(len(lengths)))
+    while len(best_fit([lengths[i] for i in keep], max_len)) > n_rows:
+        del keep[int(rng.integers(len(keep)))]
+    return keep
 
 
 def pack_rows(examples: Sequence[Example], max_len: int) -> list[list[Example]]:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from most.data.collate import best_fit, pack_batch, pack_rows, pad_batch
+from most.data.collate import fit_rows, pack_batch, pack_rows, pad_batch
 from most.data.prompts import Example
 
 
@@ -113,13 +113,9 @@ class MixtureStream(IterableDataset):
             ex = src.build(row)
             examples.append(ex)
             lengths.append(min(self.collate.length(ex) if self.collate else len(ex), self.max_len))
-        if self.pack:
-            # Until best fit decreasing packs them into batch_size rows, an example drawn at
-            # random leaves: the dropped tokens are not biased towards long or short examples.
+        if self.pack:  # the examples best fit packs into batch_size rows, random ones left out
             drop = np.random.default_rng([self.seed, index, 2])
-            while len(best_fit(lengths, self.max_len)) > self.batch_size:
-                i = int(drop.integers(len(examples)))
-                del examples[i], lengths[i]
+            examples = [examples[i] for i in fit_rows(lengths, self.max_len, self.batch_size, drop)]
         return examples
 
     def batch(self, b: int) -> dict[str, torch.Tensor]:
