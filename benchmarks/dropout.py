@@ -1,4 +1,4 @@
-"""Residual dropout: our 16-bit mask (most.train.regularize.dropout) vs torch's ``F.dropout``.
+"""Residual dropout: our 16-bit mask (most.dropout.dropout) vs torch's ``F.dropout``.
 
 Two measurements in one process, interleaved rounds, fastest kept:
 

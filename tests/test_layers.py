@@ -4,7 +4,7 @@ Layers, lowest first (a module may import a lower layer or its own sub-package; 
 import each other)::
 
     0 core      most (package), io, audio, mel, layout, run, progress, threads, cpu, text, text_tokenizer,
-                weights, noise
+                weights, noise, dropout
     1 blocks    corpora, data, moe, ctc
     2 units     units
     3 model     modeling
@@ -43,6 +43,7 @@ LAYERS: dict[str, int] = {
             "text_tokenizer",
             "weights",
             "noise",
+            "dropout",
         ],
         0,
     ),

@@ -6,40 +6,21 @@ classes have no such option, so it is added with forward hooks: nothing is writt
 or the weights, a released checkpoint is a plain ``transformers`` model, and the hooks act only
 while the module is in training mode (validation and generation see the full network).
 
-The mask comes from :func:`dropout`, not ``F.dropout``: torch's CPU dropout draws one float per
-element with ``bernoulli_``, which was 7 % of a stage-1 training step on 2 cores; 16 random bits per
-element (four per 64-bit draw) cost a quarter of that (``benchmarks/dropout.py``).
+The mask is :func:`most.dropout.dropout`: 16 random bits per element instead of torch's float draw.
 """
 
 from __future__ import annotations
 
 import re
 
-import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
+
+from most.dropout import dropout
 
 # A decoder layer's two residual branches, in every transformers decoder-only LM we load
 # (``model.layers.3.self_attn``, ``base_model.model.model.layers.3.mlp`` under peft).
 _BRANCH = re.compile(r"(^|\.)layers\.\d+\.(self_attn|mlp)$")
-
-_LEVELS = 1 << 16  # a 16-bit draw per element: the drop rate is p rounded to 1/65536
-
-
-def dropout(x: Tensor, p: float) -> Tensor:
-    """Inverted dropout of ``x`` (training semantics of ``F.dropout``) with a cheaper mask.
-
-    Each element keeps with probability ``1 - p'`` and is scaled by ``1 / (1 - p')``, where ``p'``
-    is ``p`` rounded to a multiple of 1/65536 (0.1 -> 0.100006), so the expectation is ``x`` (up
-    to the rounding of the scale in ``x``'s dtype, as with ``F.dropout``). The draws come from
-    torch's default generator (of ``x``'s device): ``torch.manual_seed`` makes them reproducible.
-    """
-    n = x.numel()
-    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
-    bits = words.view(torch.int16)[:n].view(x.shape)  # uniform in [-32768, 32767]
-    dropped = min(round(p * _LEVELS), _LEVELS - 1)
-    keep = bits >= dropped - _LEVELS // 2
-    return x * (keep.to(x.dtype) * (_LEVELS / (_LEVELS - dropped)))
 
 
 def add_residual_dropout(model: nn.Module, p: float) -> list[RemovableHandle]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from most.dropout import dropout
 from most.testing import TINY_MODEL, tiny_lm
 from most.train.module import CausalLMModule
 from most.train.optim import OptimConfig
-from most.train.regularize import add_residual_dropout, dropout
+from most.train.regularize import add_residual_dropout
 
 
 def logits(model, ids: torch.Tensor) -> torch.Tensor:
