@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from most.audio import SAMPLE_RATE
+from most.dropout import dropout
 from most.mel import LogMel, MelSpec
 
 #: Character vocabulary; index 0 is the CTC blank.
@@ -139,8 +140,12 @@ class CTCRecognizer(nn.Module):
         band = None  # True = may not attend
         if self.cfg.attn_window is not None:
             band = (steps[:, None] - steps[None]).abs() > self.cfg.attn_window
+        blocked = pad_mask[:, None, :] if band is None else band[None] | pad_mask[:, None, :]
         for block in self.encoder.layers[:layer]:
-            x = block(x, src_mask=band, src_key_padding_mask=pad_mask)
+            if self.training:
+                x = _train_block(block, x, blocked, self.cfg.dropout)
+            else:
+                x = block(x, src_mask=band, src_key_padding_mask=pad_mask)
             if band is not None:  # a padding step with no real step in its window attended to
                 x = x.masked_fill(pad_mask[..., None], 0.0)  # nothing: NaN in eval mode
         return x, out_len
@@ -162,7 +167,30 @@ class CTCRecognizer(nn.Module):
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """``feats (B, T, 80)``, ``lengths (B,)`` -> log-probs ``(B, T', V)``, ``lengths' (B,)``."""
         x, out_len = self.hidden(feats, lengths)
-        return self.head(self.norm(x)).log_softmax(-1), out_len
+        # The head and the log-probs in fp32 under bf16 autocast: CTC needs their precision.
+        with torch.autocast(x.device.type, enabled=False):
+            return self.head(self.norm(x.float())).log_softmax(-1), out_len
+
+
+def _train_block(block: nn.TransformerEncoderLayer, x: Tensor, blocked: Tensor, p: float) -> Tensor:
+    """The training forward of a pre-norm ``block`` on ``x (B, T, width)``: the same computation
+    as ``block(x, ...)`` in training mode (attention-weight, attention-output and feed-forward
+    dropout ``p``), with :func:`most.dropout.dropout`'s cheap mask instead of torch's.
+    ``blocked (B or 1, T, T)`` is True where a step may not attend; a step with no key left
+    attends to nothing (zero weights), as in torch's attention."""
+    attn = block.self_attn
+    b, t, width = x.shape
+    heads = attn.num_heads
+    qkv = nn.functional.linear(block.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = qkv.view(b, t, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
+    scores = (q @ k.transpose(-1, -2)) * (width // heads) ** -0.5
+    mask = blocked[:, None]
+    weights = scores.masked_fill(mask, torch.finfo(scores.dtype).min).softmax(-1)
+    weights = dropout(weights.masked_fill(mask, 0.0), p)
+    heard = (weights.to(v.dtype) @ v).transpose(1, 2).reshape(b, t, width)
+    x = x + dropout(attn.out_proj(heard), p)
+    ff = block.linear2(dropout(block.activation(block.linear1(block.norm2(x))), p))
+    return x + dropout(ff, p)
 
 
 _LOGMEL = LogMel(MEL)

@@ -42,6 +42,8 @@ class EncoderConfig:
     """Encoder steps (25 per second) each step attends to on either side
     (:attr:`most.ctc.model.CTCModelConfig.attn_window`); None = the whole utterance. Stored in
     the tokenizer (its hash includes it)."""
+    precision: str = "auto"
+    """``bf16-mixed``, ``32-true`` or ``auto`` (bf16 where this CPU trains faster in it)."""
 
     def __post_init__(self) -> None:
         if min(self.utterances, self.epochs, self.batch_frames, self.lr) <= 0:
@@ -67,6 +69,7 @@ class EncoderConfig:
             max_minutes=self.minutes,
             lr=self.lr,
             seed=seed,
+            precision=self.precision,
         )
 
     def fit_settings(self) -> dict:
@@ -78,4 +81,5 @@ class EncoderConfig:
             "encoder_short": self.short,
             "encoder_batch_frames": self.batch_frames,
             "encoder_lr": self.lr,
+            "encoder_precision": self.precision,
         }

@@ -48,6 +48,26 @@ def test_recognizer_shapes_and_padding_invariance():
     assert torch.allclose(logp[1, :6], alone[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("window", [None, 1])
+def test_training_forward_is_the_torch_layer_with_a_cheaper_dropout(window):
+    """In training mode the encoder runs its own forward (for the cheaper dropout mask): without
+    dropout it computes what torch's layer computes, a padding step with nothing to attend to
+    stays finite in its gradients, and with dropout two forwards differ."""
+    torch.manual_seed(0)
+    cfg = CTCModelConfig(width=16, layers=2, heads=2, ff=32, dropout=0.0, attn_window=window)
+    model = CTCRecognizer(cfg)
+    x, lengths = torch.randn(2, 61, 80), torch.tensor([61, 9])
+    with torch.no_grad():
+        want, out_len = model.eval()(x, lengths)
+    got, _ = model.train()(x, lengths)
+    real = torch.arange(want.shape[1])[None] < out_len[:, None]
+    assert torch.allclose(got[real], want[real], atol=1e-5)
+    got[real].sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    noisy = CTCRecognizer(replace(cfg, dropout=0.3)).train()
+    assert not torch.equal(noisy(x, lengths)[0], noisy(x, lengths)[0])
+
+
 def test_lexicon_snaps_unknown_words_to_the_nearest_frequent_one():
     lex = Lexicon.from_texts(
         ["The capital of Velmora is Tarsk.", "Tarsk lies on the river.", "Tark"]

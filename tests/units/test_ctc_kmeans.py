@@ -194,6 +194,24 @@ def test_schedule_is_epochs_unless_capped(train_wavs, texts):
         CTCSchedule(max_minutes=0)
 
 
+def test_precision_is_the_schedules(train_wavs, texts):
+    """bf16-mixed autocasts the training forward (other weights than 32-true from one seed) and
+    still learns; the log says which precision trained; an unknown precision is refused."""
+    from most.ctc.train import train_recognizer
+
+    tiny = CTCModelConfig(width=32, layers=1, heads=2, ff=64, dropout=0.0)
+    logs, weights = {}, {}
+    for precision in ("32-true", "bf16-mixed"):
+        schedule = CTCSchedule(epochs=8, batch_frames=2_000, precision=precision)
+        model, logs[precision] = train_recognizer(train_wavs[:8], texts[:8], tiny, schedule)
+        weights[precision] = model.head.weight
+        assert logs[precision]["precision"] == precision
+    assert not torch.equal(weights["32-true"], weights["bf16-mixed"])
+    assert logs["bf16-mixed"]["final_loss"] < 0.9 * logs["bf16-mixed"]["first_loss"]
+    with pytest.raises(ValueError, match="precision"):
+        CTCSchedule(precision="bf16")
+
+
 def _ctc_kmeans(k: int = 8, layer: int = 2, **encoder) -> TokenizerConfig:
     """The stage trains the default encoder; keep it to a few steps here."""
     enc = EncoderConfig(**{"utterances": 16, "epochs": 0.5, **encoder})
@@ -238,6 +256,7 @@ def test_stage_with_ctc_kmeans(run_dir):
         "encoder_short": False,
         "encoder_batch_frames": 4000,
         "encoder_lr": 0.003,
+        "encoder_precision": "auto",
     }
     with pytest.raises(
         ValueError, match=r"fitted with other settings \(encoder_epochs: 0.5 -> 1.0\)"
