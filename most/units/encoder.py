@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import datasets
 
 from most.ctc.model import CTCModelConfig
-from most.ctc.train import CTCSchedule
+from most.ctc.train import PRECISIONS, CTCSchedule
 from most.units.sample import Utterances, transcribed_audio
 
 
@@ -54,6 +54,10 @@ class EncoderConfig:
             raise ValueError("tokenizer encoder.minutes must be > 0 or null (no cap)")
         if self.window is not None and self.window < 1:
             raise ValueError("tokenizer encoder.window must be >= 1 or null (whole utterance)")
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"tokenizer encoder.precision must be one of {PRECISIONS}, got {self.precision!r}"
+            )
 
     def sample(self, speech: datasets.DatasetDict, seed: int) -> Utterances:
         """The transcribed utterances the encoder trains on."""

@@ -24,6 +24,7 @@ FIT_DEFAULTS = {
     "encoder_warp": 0.0,
     "encoder_batch_frames": 4000,
     "encoder_lr": 3e-3,
+    "encoder_precision": "32-true",
 }
 REFIT = "pass --force=true to refit (old units stay under their hash)"
 

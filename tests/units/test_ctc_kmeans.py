@@ -274,6 +274,13 @@ def test_stage_with_ctc_kmeans(run_dir):
     fit_file.write_text(json.dumps({**fit, "encoder_warp": 0.1}))
     with pytest.raises(ValueError, match=r"\(encoder_warp: 0.1 -> 0.0\)"):
         units(run_dir, tokenizer=cfg)
+    # A fit.json from before encoder_precision existed was trained in fp32: a match for 32-true
+    # only, not for auto (bf16 where this CPU trains faster in it).
+    del fit["encoder_precision"]
+    fit_file.write_text(json.dumps(fit))
+    units(run_dir, tokenizer=_ctc_kmeans(precision="32-true"))
+    with pytest.raises(ValueError, match=r"\(encoder_precision: 32-true -> auto\)"):
+        units(run_dir, tokenizer=cfg)
 
 
 def test_encoder_short_adds_every_short_utterance(tmp_path, data_dir):

@@ -105,5 +105,6 @@ def test_ctc_kinds_share_the_encoder_settings():
             "encoder_short",
             "encoder_batch_frames",
             "encoder_lr",
+            "encoder_precision",
         ]
         assert KINDS[name].tokenizer is cls
