@@ -1,0 +1,108 @@
+"""One training step of the CTC judge: torch's encoder layer vs ours, fp32 vs bf16 (JSON on stdout).
+
+The judge's shape (``recipes/tiny/judge.yaml``: width 144, 3 layers, 4 heads, ff 576, dropout
+0.1) on one batch of ``--batch`` utterances of ``--frames`` 10 ms frames (10 x 400: the recipe's
+4,000 frames a batch), every other one 37 frames shorter (padding). A step is forward, CTC loss,
+backward, gradient clipping and AdamW, as in :func:`most.ctc.train.train_recognizer`. Variants,
+timed in interleaved rounds (fastest mean kept), all from the same initial weights:
+
+- ``torch_layer_fp32``: each layer's own ``nn.TransformerEncoderLayer`` forward in training mode
+  (torch's dropout, ``bernoulli_`` per element) -- the baseline;
+- ``ours_fp32``: :class:`~most.ctc.model.CTCRecognizer`'s training forward (the same computation
+  with :func:`most.dropout.dropout`'s mask);
+- ``ours_bf16``: the same under CPU bf16 autocast, what ``train.precision: auto`` picks where
+  bf16 trains faster (:func:`most.cpu.cpu_bf16_is_faster`, reported as ``auto_picks``).
+
+    python benchmarks/ctc.py [--reps 4] [--batch 10] [--frames 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from most.cpu import cpu_bf16_is_faster
+from most.ctc import model as ctc_model
+from most.ctc.model import CTCModelConfig, CTCRecognizer
+
+JUDGE = CTCModelConfig(width=144, layers=3, heads=4, ff=576, dropout=0.1)
+_ours = ctc_model._train_block
+
+
+def _torch_block(block: nn.TransformerEncoderLayer, x: Tensor, blocked: Tensor, p: float) -> Tensor:
+    """torch's own training forward of ``block``; ``blocked`` is key padding only (no window)."""
+    return block(x, src_key_padding_mask=blocked[:, 0])
+
+
+def make_step(forward: Callable, low: bool, batch: int, frames: int) -> Callable[[], None]:
+    torch.manual_seed(0)
+    model = CTCRecognizer(JUDGE).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, frames, 80, generator=gen)
+    lengths = torch.full((batch,), frames)
+    lengths[1::2] -= 37
+    x[1::2, frames - 37 :] = 0.0
+    labels = torch.randint(1, JUDGE.vocab, (batch * frames // 10,), generator=gen)
+    label_lengths = torch.full((batch,), frames // 10)
+
+    def step() -> None:
+        ctc_model._train_block = forward
+        try:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+                logp, out_len = model(x, lengths)
+            loss = ctc(logp.transpose(0, 1), labels, out_len, label_lengths)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        finally:
+            ctc_model._train_block = _ours
+
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=4)
+    ap.add_argument("--inner", type=int, default=10)
+    ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--frames", type=int, default=400)
+    args = ap.parse_args()
+    steps = {
+        "torch_layer_fp32": make_step(_torch_block, False, args.batch, args.frames),
+        "ours_fp32": make_step(_ours, False, args.batch, args.frames),
+        "ours_bf16": make_step(_ours, True, args.batch, args.frames),
+    }
+    for step in steps.values():  # warm-up: allocator, kernel selection
+        step(), step()
+    best = dict.fromkeys(steps, float("inf"))
+    for _ in range(args.reps):
+        for name, step in steps.items():
+            t = time.perf_counter()
+            for _ in range(args.inner):
+                step()
+            best[name] = min(best[name], (time.perf_counter() - t) / args.inner * 1e3)
+    base = best["torch_layer_fp32"]
+    print(
+        json.dumps(
+            {
+                "shape": {"batch": args.batch, "frames": args.frames, **JUDGE.to_dict()},
+                "threads": torch.get_num_threads(),
+                "step_ms": {k: round(v, 2) for k, v in best.items()},
+                "speedup_vs_torch_layer_fp32": {k: round(base / v, 3) for k, v in best.items()},
+                "auto_picks": "bf16-mixed" if cpu_bf16_is_faster() else "32-true",
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
