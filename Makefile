@@ -69,11 +69,11 @@ export ARGS $(foreach s,$(STAGES),ARGS_$(s))
 
 demo: setup
 	@$(STAGE) data     # text world + espeak-ng speech, QA, instructions          (~2 min)
-	@$(STAGE) units    # CTC phoneme recogniser -> speech units for all audio     (~5 min)
+	@$(STAGE) units    # CTC phoneme recogniser -> speech units for all audio     (~4 min)
 	@$(STAGE) judge    # the independent CTC recogniser that scores TTS           (~7 min)
 	@$(STAGE) base     # pretrain the tiny Qwen3-MoE text LM                      (~5 min)
 	@$(STAGE) adapt    # add unit tokens, split experts into text/speech groups   (<1 min)
-	@$(STAGE) stage1   # ASR + TTS + text LM + speech LM                          (~19 min)
+	@$(STAGE) stage1   # ASR + TTS + text LM + speech LM                          (~20 min)
 	@$(STAGE) stage2   # spoken QA and instructions, with ASR/TTS replay          (~3 min)
 	@$(STAGE) eval     # ASR, TTS, spoken QA, audio LM, text perplexity, routing  (~2 min)
 	@$(STAGE) release  # HF folder + model card + reload check                    (<1 min)
