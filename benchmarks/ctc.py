@@ -13,13 +13,19 @@ timed in interleaved rounds (fastest mean kept), all from the same initial weigh
 - ``ours_bf16``: the same under CPU bf16 autocast, what ``train.precision: auto`` picks where
   bf16 trains faster (:func:`most.cpu.cpu_bf16_is_faster`, reported as ``auto_picks``).
 
-    python benchmarks/ctc.py [--reps 4] [--batch 10] [--frames 400]
+``ragged_ms`` times what a real fit runs: a sequence of ``--ragged`` batches of utterances of 1.5-9 s
+grouped by :func:`most.ctc.train.batches` (a new longest length, so a new shape, nearly every
+step), our forward in fp32, in bf16 padded to the longest utterance, and in bf16 padded to a
+multiple of :data:`most.ctc.train.BF16_PAD_FRAMES` frames (what the fits do in bf16).
+
+    python benchmarks/ctc.py [--reps 4] [--batch 10] [--frames 400] [--ragged 120]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import time
 from collections.abc import Callable
 
@@ -28,7 +34,8 @@ from torch import Tensor, nn
 
 from most.cpu import cpu_bf16_is_faster
 from most.ctc import model as ctc_model
-from most.ctc.model import CTCModelConfig, CTCRecognizer
+from most.ctc.model import CTCModelConfig, CTCRecognizer, pad
+from most.ctc.train import BF16_PAD_FRAMES, CTCSchedule, batches
 
 JUDGE = CTCModelConfig(width=144, layers=3, heads=4, ff=576, dropout=0.1)
 _ours = ctc_model._train_block
@@ -68,12 +75,45 @@ def make_step(forward: Callable, low: bool, batch: int, frames: int) -> Callable
     return step
 
 
+def ragged_ms(n_batches: int, reps: int) -> dict[str, float]:
+    """Mean ms a step over ``n_batches`` ragged batches (see the module doc), best of ``reps``."""
+    rng = random.Random(0)
+    lengths = [rng.randint(150, 900) for _ in range(40 * n_batches)]
+    picked = batches(lengths, CTCSchedule().batch_frames, rng)[:n_batches]
+    variants = {"fp32": (False, 1), "bf16": (True, 1), "bf16_padded": (True, BF16_PAD_FRAMES)}
+    best = dict.fromkeys(variants, float("inf"))
+    for _ in range(reps):
+        for name, (low, multiple) in variants.items():
+            torch.manual_seed(0)
+            model = CTCRecognizer(JUDGE).train()
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+            ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+            gen = torch.Generator().manual_seed(1)
+            t = time.perf_counter()
+            for batch in picked:
+                x, x_len = pad(
+                    [torch.randn(lengths[i], 80, generator=gen) for i in batch], multiple
+                )
+                label_lengths = x_len // 10
+                labels = torch.randint(1, JUDGE.vocab, (int(label_lengths.sum()),), generator=gen)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+                    logp, out_len = model(x, x_len)
+                loss = ctc(logp.transpose(0, 1), labels, out_len, label_lengths)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+            best[name] = min(best[name], (time.perf_counter() - t) / len(picked) * 1e3)
+    return {k: round(v, 2) for k, v in best.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--inner", type=int, default=10)
     ap.add_argument("--batch", type=int, default=10)
     ap.add_argument("--frames", type=int, default=400)
+    ap.add_argument("--ragged", type=int, default=120, help="ragged batches (0: not timed)")
     args = ap.parse_args()
     steps = {
         "torch_layer_fp32": make_step(_torch_block, False, args.batch, args.frames),
@@ -90,6 +130,7 @@ def main() -> None:
                 step()
             best[name] = min(best[name], (time.perf_counter() - t) / args.inner * 1e3)
     base = best["torch_layer_fp32"]
+    ragged = ragged_ms(args.ragged, 2) if args.ragged else {}
     print(
         json.dumps(
             {
@@ -98,6 +139,10 @@ def main() -> None:
                 "step_ms": {k: round(v, 2) for k, v in best.items()},
                 "speedup_vs_torch_layer_fp32": {k: round(base / v, 3) for k, v in best.items()},
                 "auto_picks": "bf16-mixed" if cpu_bf16_is_faster() else "32-true",
+                "ragged_ms": ragged,
+                "ragged_speedup_vs_fp32": {
+                    k: round(ragged["fp32"] / v, 3) for k, v in ragged.items()
+                },
             },
             indent=2,
         )

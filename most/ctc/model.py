@@ -209,10 +209,13 @@ def stack_steps(frames: Tensor) -> Tensor:
     return frames.reshape(-1, STACK, frames.shape[-1])
 
 
-def pad(feats: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-    """List of ``(T_i, 80)`` -> ``(B, T_max, 80)`` zero-padded, ``lengths (B,)``."""
+def pad(feats: Sequence[Tensor], multiple: int = 1) -> tuple[Tensor, Tensor]:
+    """List of ``(T_i, 80)`` -> ``(B, T, 80)`` zero-padded, ``lengths (B,)``; ``T`` is the longest
+    ``T_i`` rounded up to a multiple of ``multiple`` frames."""
     lengths = torch.tensor([f.shape[0] for f in feats])
-    return nn.utils.rnn.pad_sequence(list(feats), batch_first=True), lengths
+    x = nn.utils.rnn.pad_sequence(list(feats), batch_first=True)
+    extra = -x.shape[1] % multiple
+    return (nn.functional.pad(x, (0, 0, 0, extra)) if extra else x), lengths
 
 
 def greedy_decode(logp: Tensor, lengths: Tensor) -> list[str]:

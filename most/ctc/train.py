@@ -26,6 +26,10 @@ from most.threads import single_thread
 
 #: The values of :attr:`CTCSchedule.precision`.
 PRECISIONS = ("auto", "bf16-mixed", "32-true")
+#: In bf16 a training batch is padded to a multiple of this many frames: oneDNN compiles its bf16
+#: matmul kernels per shape, and a few shapes that repeat run faster than a new one each step
+#: (``benchmarks/ctc.py``: ``ragged_ms``).
+BF16_PAD_FRAMES = 64
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ def train_recognizer(
                 lr = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * done))
                 for g in opt.param_groups:
                     g["lr"] = lr
-                x, x_len = pad([feats[i].float() for i in batch])
+                x, x_len = pad([feats[i].float() for i in batch], BF16_PAD_FRAMES if low else 1)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
                     logp, out_len = model(x, x_len)
                 y = [targets[i] for i in batch]

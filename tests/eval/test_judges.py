@@ -13,6 +13,7 @@ from most.ctc.model import (
     CTCRecognizer,
     greedy_decode,
     ids_to_text,
+    pad,
     text_to_ids,
 )
 from most.eval.judges import audible, load_judge
@@ -46,6 +47,27 @@ def test_recognizer_shapes_and_padding_invariance():
     assert logp.shape == (2, 10, 29) and out_len.tolist() == [10, 6]
     alone, _ = model(x[1:, :21], torch.tensor([21]))
     assert torch.allclose(logp[1, :6], alone[0], atol=1e-5)
+
+
+def test_padding_to_a_multiple_changes_no_real_step():
+    """A bf16 fit pads its batches to a multiple of frames (few repeated matmul shapes): the extra
+    frames are padding, so the log-probs of every real step are those of the shortest padding,
+    in eval and in training mode without dropout."""
+    torch.manual_seed(0)
+    feats = [torch.randn(37, 80), torch.randn(21, 80)]
+    exact, lengths = pad(feats)
+    padded, same = pad(feats, 64)
+    assert exact.shape == (2, 37, 80) and padded.shape == (2, 64, 80)
+    assert torch.equal(lengths, same) and torch.equal(padded[:, :37], exact)
+    assert not padded[:, 37:].any()
+    assert pad(feats, 37)[0].shape == (2, 37, 80)  # already a multiple: unchanged
+    model = CTCRecognizer(CTCModelConfig(width=16, layers=2, heads=2, ff=32, dropout=0.0))
+    for mode in (model.eval, model.train):
+        mode()
+        want, out_len = model(exact, lengths)
+        got, _ = model(padded, lengths)
+        real = torch.arange(want.shape[1])[None] < out_len[:, None]
+        assert got.shape[1] == 16 and torch.allclose(got[:, :10][real], want[real], atol=1e-5)
 
 
 @pytest.mark.parametrize("window", [None, 1])
