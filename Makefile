@@ -60,7 +60,9 @@ $(STAGES): setup
 		--run $(RUN) $(if $(FORCE),--force=true) $(ARGS)
 
 # The whole pipeline on the embedded default, one stage a line. Each line runs `most <stage>` with
-# RECIPE/<stage>.yaml and appends its wall time to RUN/timings.tsv; a finished stage is a no-op, so
+# RECIPE/<stage>.yaml and appends its wall time to RUN/timings.tsv; `--beside S` runs stage S on
+# half the cores while the stages after it run in turn on the other half (small models use two
+# threads at well under twice the speed of one). A finished stage is a no-op, so
 # an interrupted demo resumes where it stopped. ARGS reaches every stage and ARGS_<stage> one stage
 # (split with shell quoting, never run as shell code), e.g. ARGS_stage1="--trainer.max_steps=4800".
 STAGE = $(BIN)/python -m most.tools.timed --most "$(MOST)" --recipe $(RECIPE) --run $(RUN) \
@@ -70,9 +72,10 @@ export ARGS $(foreach s,$(STAGES),ARGS_$(s))
 demo: setup
 	@$(STAGE) data     # text world + espeak-ng speech, QA, instructions          (~2 min)
 	@$(STAGE) units    # CTC phoneme recogniser -> speech units for all audio     (~4 min)
-	@$(STAGE) judge    # the independent CTC recogniser that scores TTS           (~7 min)
-	@$(STAGE) base     # pretrain the tiny Qwen3-MoE text LM                      (~5 min)
-	@$(STAGE) adapt    # add unit tokens, split experts into text/speech groups   (<1 min)
+# judge (the independent CTC recogniser that scores TTS; output in RUN/logs/judge.log) on one core,
+# beside base (pretrain the tiny Qwen3-MoE text LM) then adapt (add unit tokens, split the experts
+# into text/speech groups) on the other
+	@$(STAGE) --beside judge base adapt                                        # (~10 min)
 	@$(STAGE) stage1   # ASR + TTS + text LM + speech LM                          (~20 min)
 	@$(STAGE) stage2   # spoken QA and instructions, with ASR/TTS replay          (~3 min)
 	@$(STAGE) eval     # ASR, TTS, spoken QA, audio LM, text perplexity, routing  (~2 min)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from most.eval.summary import print_summary, read_timings
+from most.eval.summary import print_summary, read_timings, wall_seconds
 from most.io import read_json
 from most.run import Run
 
@@ -30,12 +30,13 @@ def summary(run: Path) -> bool:
     if not r.report.is_file():
         raise FileNotFoundError(f"{r.report}: no eval report; run `most eval --run {run}` first")
     timings = read_timings(r.timings) if r.timings.is_file() else None
+    wall = wall_seconds(r.timings) if r.timings.is_file() else None
     training = {
         stage: read_json(path)
         for stage in TRAINING_STAGES
         if (path := r.stage(stage) / "metrics.json").is_file()
     }
-    passed = print_summary(read_json(r.report), timings, training)
+    passed = print_summary(read_json(r.report), timings, training, wall)
     print(
         f"report: {r.eval / 'report.md'}"
         + (f"   release: {r.release}" if r.release.is_dir() else "")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from most.eval import summary
 from most.tools import timed
 
 
@@ -75,3 +77,109 @@ def test_a_missing_overlay_folder_is_refused(tmp_path):
     with pytest.raises(SystemExit, match=r"OVERLAY .*nope is not a folder"):
         timed.main([*args, "--overlay", str(tmp_path / "nope"), "data"])
     assert not (tmp_path / "argv.json").exists()
+
+
+def _lane_most(tmp_path: Path, fail: str = "", sleep: float = 0.6) -> str:
+    """A stand-in `most` that records, per stage, its threads, cores and start/end times, sleeps
+    ``sleep`` s (a failing ``fail`` stage exits 3 at once), and prints a last line."""
+    script = tmp_path / "lane_most.py"
+    script.write_text(
+        "import json, os, sys, time, pathlib\n"
+        "stage, t0 = sys.argv[1], time.time()\n"
+        f"if stage == {fail!r}:\n"
+        "    print('boom in', stage, flush=True)\n"
+        "    sys.exit(3)\n"
+        f"time.sleep({sleep})\n"
+        "rec = {'omp': os.environ.get('OMP_NUM_THREADS'), 'cores': sorted(os.sched_getaffinity(0)),\n"
+        "       'start': t0, 'end': time.time()}\n"
+        f"pathlib.Path({str(tmp_path)!r}, stage + '.json').write_text(json.dumps(rec))\n"
+        "print('most', stage, 'done')\n"
+    )
+    return f"{sys.executable} {script}"
+
+
+def _lane_args(tmp_path: Path, most: str) -> tuple[list[str], Path]:
+    base = tmp_path / "tiny"
+    base.mkdir()
+    for stage in ("judge", "base", "adapt"):
+        (base / f"{stage}.yaml").write_text("{}\n")
+    run = tmp_path / "run"
+    return ["--most", most, "--recipe", str(base), "--run", str(run)], run
+
+
+def _one_core_twice(monkeypatch) -> int:
+    """Two lanes on one real core, so the test runs on any machine."""
+    core = timed.available_cores()[0]
+    monkeypatch.setattr(timed, "available_cores", lambda: [core, core])
+    return core
+
+
+def test_beside_runs_the_side_stage_on_its_own_cores_while_the_others_run_in_turn(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.delenv("ARGS", raising=False)
+    core = _one_core_twice(monkeypatch)
+    common, run = _lane_args(tmp_path, _lane_most(tmp_path, sleep=0.8))
+    assert timed.main([*common, "--beside", "judge", "base", "adapt"]) == 0
+    rec = {s: json.loads((tmp_path / f"{s}.json").read_text()) for s in ("judge", "base", "adapt")}
+    for r in rec.values():
+        assert r["omp"] == "1" and r["cores"] == [core]
+    assert rec["judge"]["start"] < rec["base"]["end"]  # side by side
+    assert rec["base"]["end"] <= rec["adapt"]["start"]  # in turn
+    # its output (unbuffered, though not flushed by the stage) is in its log, and its end shown
+    assert "most judge done" in (run / "logs" / "judge.log").read_text()
+    assert "most judge done" in capsys.readouterr().out
+    lines = [line.split("\t") for line in (run / "timings.tsv").read_text().splitlines()]
+    assert [parts[0] for parts in lines] == ["base", "adapt", "judge"]
+    assert all(len(parts) == 3 for parts in lines)
+    stages = summary.read_timings(run / "timings.tsv")
+    assert summary.wall_seconds(run / "timings.tsv") < sum(stages.values())
+
+
+def test_a_failing_side_stage_stops_the_other_lane(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("ARGS", raising=False)
+    _one_core_twice(monkeypatch)
+    common, run = _lane_args(tmp_path, _lane_most(tmp_path, fail="judge", sleep=5.0))
+    start = time.monotonic()
+    assert timed.main([*common, "--beside", "judge", "base", "adapt"]) == 3
+    assert time.monotonic() - start < 4.0  # base was stopped, not waited for
+    assert not (tmp_path / "base.json").exists() and not (tmp_path / "adapt.json").exists()
+    assert "boom in judge" in capsys.readouterr().out
+    assert not (run / "timings.tsv").exists()
+
+
+def test_a_failing_main_stage_stops_the_side_stage(tmp_path, monkeypatch):
+    monkeypatch.delenv("ARGS", raising=False)
+    _one_core_twice(monkeypatch)
+    common, run = _lane_args(tmp_path, _lane_most(tmp_path, fail="base", sleep=5.0))
+    start = time.monotonic()
+    assert timed.main([*common, "--beside", "judge", "base", "adapt"]) == 3
+    assert time.monotonic() - start < 4.0
+    assert not (tmp_path / "judge.json").exists() and not (tmp_path / "adapt.json").exists()
+    assert not (run / "timings.tsv").exists()
+
+
+def test_beside_on_one_core_runs_everything_in_turn(tmp_path, monkeypatch):
+    monkeypatch.delenv("ARGS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    core = timed.available_cores()[0]
+    monkeypatch.setattr(timed, "available_cores", lambda: [core])
+    common, run = _lane_args(tmp_path, _lane_most(tmp_path, sleep=0.2))
+    assert timed.main([*common, "--beside", "judge", "base", "adapt"]) == 0
+    rec = {s: json.loads((tmp_path / f"{s}.json").read_text()) for s in ("judge", "base", "adapt")}
+    assert rec["judge"]["end"] <= rec["base"]["start"] <= rec["adapt"]["start"]
+    assert rec["judge"]["omp"] is None  # torch's own default, as without --beside
+    assert not (run / "logs").exists()
+
+
+def test_wall_time_counts_overlapping_stages_once(tmp_path):
+    tsv = tmp_path / "timings.tsv"
+    tsv.write_text(
+        "data\t100\nunits\t50\t1000\njudge\t300\t1050\nbase\t200\t1051\nadapt\t5\t1251\n"
+    )
+    # data has no start (an older demo): in full; the rest covers 1000-1350 once
+    assert summary.wall_seconds(tsv) == 100 + 350
+    assert summary.read_timings(tsv)["judge"] == 300
+    tsv.write_text("data\t100\t5\t7\n")
+    with pytest.raises(ValueError, match=r"timings.tsv:1: expected"):
+        summary.read_timings(tsv)

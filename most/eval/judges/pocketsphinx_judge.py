@@ -8,11 +8,12 @@ not with pocketsphinx's is fitting the judge, not speaking better.
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+
+from most.threads import available_cores
 
 _DECODER = None  # one decoder per process, made on first use
 
@@ -38,13 +39,13 @@ def _decode(wavs: Sequence[np.ndarray]) -> list[str]:
 
 
 class PocketsphinxJudge:
-    """pocketsphinx in ``workers`` processes (default: every core; it is single-threaded), each
+    """pocketsphinx in ``workers`` processes (default: every core this process may use; it is single-threaded), each
     utterance decoded on its own; the transcripts do not depend on the number of workers."""
 
     name = "pocketsphinx"
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.workers = max(1, workers or len(available_cores()))
         self._pool: ProcessPoolExecutor | None = None
 
     def transcribe(self, wavs: Sequence[np.ndarray]) -> list[str]:

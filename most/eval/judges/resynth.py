@@ -8,7 +8,6 @@ each) are what use the cores.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import random
 from typing import TYPE_CHECKING
 
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 
 from most.progress import progress
-from most.threads import single_thread
+from most.threads import available_cores, single_thread
 
 if TYPE_CHECKING:
     from most.units.base import UnitTokenizer
@@ -43,13 +42,14 @@ def resynthesize_share(
     """A seeded ``share`` of ``wavs`` (float32 ``(n_i,)`` at 16 kHz) replaced by
     ``tokenizer.decode(tokenizer.encode(wav))``; the others are returned as they are.
 
-    ``num_proc`` worker processes (0 = one per CPU core) each run one utterance at a time.
+    ``num_proc`` worker processes (0 = one per core this process may use) each run one utterance
+    at a time.
     """
     global _TOKENIZER
     _TOKENIZER = tokenizer
     picked = random.Random(seed + 1).sample(range(len(wavs)), round(share * len(wavs)))
     out = list(wavs)
-    num_proc = num_proc or os.cpu_count() or 1
+    num_proc = num_proc or len(available_cores())
     with progress() as bar, single_thread():
         task = bar.add_task("judge: vocoder resynthesis", total=len(picked))
         if num_proc > 1 and len(picked) > 1:
