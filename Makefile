@@ -61,8 +61,8 @@ $(STAGES): setup
 
 # The whole pipeline on the embedded default, one stage a line. Each line runs `most <stage>` with
 # RECIPE/<stage>.yaml and appends its wall time to RUN/timings.tsv; `--beside S` runs stage S on
-# half the cores while the stages after it run in turn on the other half (small models use two
-# threads at well under twice the speed of one). A finished stage is a no-op, so
+# half the cores while the stages after it run in turn on the other half (small models train
+# about 1.6x as fast on two threads as on one). A finished stage is a no-op, so
 # an interrupted demo resumes where it stopped. ARGS reaches every stage and ARGS_<stage> one stage
 # (split with shell quoting, never run as shell code), e.g. ARGS_stage1="--trainer.max_steps=4800".
 STAGE = $(BIN)/python -m most.tools.timed --most "$(MOST)" --recipe $(RECIPE) --run $(RUN) \

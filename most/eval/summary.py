@@ -5,9 +5,9 @@ the embedded judge <= 2x the judge's WER on resynthesised true units; S->T held-
 >= 70 % and S->S >= 50 % of text-QA accuracy; sWUGGY-style >= 70 %, sBLIMP-style >= 60 %; text
 perplexity after stage 2 <= 1.10x the base model's; the whole demo <= 45 min after setup (from the
 per-stage wall times ``make demo`` writes to ``RUN/timings.tsv``, stages run side by side counted
-once). Each training stage whose
-``metrics.json`` is there adds a row that fails when its ``trainer.max_time_min`` safety stop cut
-the step budget (the model is then not the one the recipe describes). A check whose inputs are
+once). Each training stage whose ``metrics.json`` is there adds a row that fails when its
+``trainer.max_time_min`` safety stop cut the step budget (the model is then not the one the recipe
+describes). A check whose inputs are
 missing is ``None``. A report with peer recognisers (``asr.<split>.peer.<judge>.wer``, real corpora) adds one
 row per peer: the model's WER on that split at most half the peer's.
 """

@@ -6,7 +6,7 @@
 Listed stages run one after another. ``--beside S`` runs stage ``S`` on half the cores this process
 may use (pinned there, with as many torch threads; its output goes to ``RUN/logs/S.log``, whose end
 is printed when it is done) while the listed stages run in turn on the other half. The tiny
-default's small models use two threads at well under twice the speed of one, so two stages side by
+default's small models train about 1.6x as fast on two threads as on one, so two stages side by
 side finish sooner than one after the other (``docs/results.md``). With one core they run in turn.
 A stage that fails stops the other lane and gives its exit status.
 

@@ -39,8 +39,9 @@ def _decode(wavs: Sequence[np.ndarray]) -> list[str]:
 
 
 class PocketsphinxJudge:
-    """pocketsphinx in ``workers`` processes (default: every core this process may use; it is single-threaded), each
-    utterance decoded on its own; the transcripts do not depend on the number of workers."""
+    """pocketsphinx in ``workers`` processes (default: every core this process may use; it is
+    single-threaded), each utterance decoded on its own; the transcripts do not depend on the number
+    of workers."""
 
     name = "pocketsphinx"
 
