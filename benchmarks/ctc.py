@@ -46,11 +46,28 @@ def _torch_block(block: nn.TransformerEncoderLayer, x: Tensor, blocked: Tensor, 
     return block(x, src_key_padding_mask=blocked[:, 0])
 
 
-def make_step(forward: Callable, low: bool, batch: int, frames: int) -> Callable[[], None]:
+def _fresh() -> tuple[CTCRecognizer, torch.optim.Optimizer, nn.CTCLoss]:
+    """The judge's recogniser from one seed, its AdamW and the CTC loss of the fits."""
     torch.manual_seed(0)
     model = CTCRecognizer(JUDGE).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-    ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+    return model, opt, nn.CTCLoss(blank=0, zero_infinity=True)
+
+
+def _train_step(model, opt, ctc, x, lengths, labels, label_lengths, low: bool) -> None:
+    """Forward (bf16 autocast when ``low``), CTC loss, backward, clipping and AdamW, as in
+    :func:`most.ctc.train.train_recognizer`."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
+        logp, out_len = model(x, lengths)
+    loss = ctc(logp.transpose(0, 1), labels, out_len, label_lengths)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
+def make_step(forward: Callable, low: bool, batch: int, frames: int) -> Callable[[], None]:
+    model, opt, ctc = _fresh()
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, frames, 80, generator=gen)
     lengths = torch.full((batch,), frames)
@@ -62,13 +79,7 @@ def make_step(forward: Callable, low: bool, batch: int, frames: int) -> Callable
     def step() -> None:
         ctc_model._train_block = forward
         try:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-                logp, out_len = model(x, lengths)
-            loss = ctc(logp.transpose(0, 1), labels, out_len, label_lengths)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            _train_step(model, opt, ctc, x, lengths, labels, label_lengths, low)
         finally:
             ctc_model._train_block = _ours
 
@@ -84,25 +95,15 @@ def ragged_ms(n_batches: int, reps: int) -> dict[str, float]:
     best = dict.fromkeys(variants, float("inf"))
     for _ in range(reps):
         for name, (low, multiple) in variants.items():
-            torch.manual_seed(0)
-            model = CTCRecognizer(JUDGE).train()
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
-            ctc = torch.nn.CTCLoss(blank=0, zero_infinity=True)
+            model, opt, ctc = _fresh()
             gen = torch.Generator().manual_seed(1)
             t = time.perf_counter()
             for batch in picked:
-                x, x_len = pad(
-                    [torch.randn(lengths[i], 80, generator=gen) for i in batch], multiple
-                )
+                feats = [torch.randn(lengths[i], 80, generator=gen) for i in batch]
+                x, x_len = pad(feats, multiple)
                 label_lengths = x_len // 10
                 labels = torch.randint(1, JUDGE.vocab, (int(label_lengths.sum()),), generator=gen)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-                    logp, out_len = model(x, x_len)
-                loss = ctc(logp.transpose(0, 1), labels, out_len, label_lengths)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
+                _train_step(model, opt, ctc, x, x_len, labels, label_lengths, low)
             best[name] = min(best[name], (time.perf_counter() - t) / len(picked) * 1e3)
     return {k: round(v, 2) for k, v in best.items()}
 
