@@ -183,3 +183,14 @@ def test_wall_time_counts_overlapping_stages_once(tmp_path):
     tsv.write_text("data\t100\t5\t7\n")
     with pytest.raises(ValueError, match=r"timings.tsv:1: expected"):
         summary.read_timings(tsv)
+
+
+def test_a_side_stage_that_ends_first_records_its_own_time(tmp_path, monkeypatch):
+    monkeypatch.delenv("ARGS", raising=False)
+    _one_core_twice(monkeypatch)
+    script = tmp_path / "timed_most.py"  # judge 0.2 s, base and adapt 1.2 s each
+    script.write_text("import sys, time\ntime.sleep(0.2 if sys.argv[1] == 'judge' else 1.2)\n")
+    common, run = _lane_args(tmp_path, f"{sys.executable} {script}")
+    assert timed.main([*common, "--beside", "judge", "base", "adapt"]) == 0
+    times = summary.read_timings(run / "timings.tsv")
+    assert times["judge"] <= 1 < times["base"] + times["adapt"]
