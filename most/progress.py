@@ -23,11 +23,12 @@ from rich.progress import (
 LOG_EVERY_S = 30.0
 
 
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    m, s = divmod(int(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}"
+def clock(seconds: float | None) -> str:
+    """``seconds`` as ``m:ss``, or ``h:mm:ss`` from an hour on; ``?`` for None or NaN (no pace yet)."""
+    if seconds is None or seconds != seconds:
+        return "?"
+    m, s = divmod(round(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 class LoggedProgress(Progress):
@@ -59,7 +60,7 @@ class LoggedProgress(Progress):
         total = "?" if task.total is None else f"{task.total:.0f}"
         self.console.print(
             f"{task.description}: {task.completed:.0f}/{total} | elapsed "
-            f"{_clock(task.elapsed)} | ETA {_clock(task.time_remaining)}",
+            f"{clock(task.elapsed)} | ETA {clock(task.time_remaining)}",
             highlight=False,
         )
 

@@ -22,7 +22,7 @@ def _run(console: Console, every_s: float) -> str:
 def test_off_a_terminal_the_bar_prints_lines_with_the_eta():
     out = _run(Console(file=io.StringIO(), force_terminal=False), every_s=0.0)
     lines = [line for line in out.splitlines() if "| ETA" in line]
-    assert lines[0].startswith("judge: CTC loss 1.00: 1/4 | elapsed 0:00:00 | ETA ")
+    assert lines[0].startswith("judge: CTC loss 1.00: 1/4 | elapsed 0:00 | ETA ")
     assert lines[-1].startswith("judge: CTC loss 0.25: 4/4 | elapsed ")
     assert len(lines) == 5  # each update and the advance: every_s 0
 

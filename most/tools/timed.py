@@ -184,11 +184,11 @@ def run_beside(args: argparse.Namespace, run: Run) -> int:
     except BaseException:
         _stop(side)
         raise
-    if rc == 0 and side.poll() is None:
+    if side.poll() is None:
+        if rc != 0:
+            _stop(side)
+            return rc
         print(f"=== waiting for most {args.beside} (log: {log}) ===", flush=True)
-    if rc != 0 and side.poll() is None:
-        _stop(side)
-        return rc
     side_rc = side.wait()
     watcher.join()
     print(_tail(log, 20 if side_rc else 6), flush=True)

@@ -10,6 +10,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from most.progress import clock
+
 
 class TokensPerSecond(L.Callback):
     """Logs ``tok_s`` (non-padding tokens per second of wall time, this process) every step.
@@ -152,12 +154,5 @@ class StageProgress(L.Callback):
         speed = f" | {float(tok_s):,.0f} tok/s" if tok_s is not None else ""
         return (
             f"{self.name}: step {step}/{self.max_steps} ({100 * step / self.max_steps:.0f}%) | "
-            f"loss {losses or '-'}{speed} | elapsed {_clock(elapsed)} | ETA {_clock(eta)}"
+            f"loss {losses or '-'}{speed} | elapsed {clock(elapsed)} | ETA {clock(eta)}"
         )
-
-
-def _clock(seconds: float) -> str:
-    if seconds != seconds:  # NaN: no pace yet
-        return "?"
-    m, s = divmod(round(seconds), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
