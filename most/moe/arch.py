@@ -104,7 +104,9 @@ def stacked(experts: nn.Module) -> bool:
     return expert_weights(experts) is not None
 
 
-def _block_of(layer: nn.Module) -> tuple[str, nn.Module] | None:
+def moe_block(layer: nn.Module) -> tuple[str, nn.Module] | None:
+    """``(attribute, block)`` of a decoder layer's MoE block (the child holding stacked ``experts``
+    or a ``router``), or None for a layer without one."""
     for name, child in layer.named_children():
         experts = getattr(child, "experts", None)
         if isinstance(experts, nn.Module) and (stacked(experts) or hasattr(child, "router")):
@@ -172,7 +174,7 @@ def find_spec(lm: PreTrainedModel) -> ArchSpec:
     cfg = check_config(lm.config)
     model_type = cfg.model_type
     path, layers = decoder_layers(lm)
-    found = [(i, b) for i, layer in enumerate(layers) if (b := _block_of(layer)) is not None]
+    found = [(i, b) for i, layer in enumerate(layers) if (b := moe_block(layer)) is not None]
     if not found:
         raise ArchError(_describe(lm, model_type))
     i, (attr, block) = found[0]

@@ -97,11 +97,16 @@ class CausalLMModule(L.LightningModule):
             **audio,
         )
 
-    def loss(self, out, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The optimised loss of a forward ``out`` on ``batch`` (see the module doc)."""
+    def loss(
+        self, out, batch: dict[str, torch.Tensor], nll: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The optimised loss of a forward ``out`` on ``batch`` (see the module doc); ``nll``:
+        :func:`answer_nll` of ``out``, when the caller already has it."""
         if self.optim_cfg.loss_weighting == "token":
             return out.loss
-        loss = example_mean_loss(out.logits, batch)
+        if nll is None:
+            nll = answer_nll(out.logits, batch)
+        loss = example_mean(nll, batch)
         aux = self.weighted_aux(out)
         return loss if aux is None else loss + aux.to(loss.dtype)
 
@@ -118,7 +123,10 @@ class CausalLMModule(L.LightningModule):
 
     def _step(self, batch: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
         out = self(batch)
-        loss = self.loss(out, batch)
+        by_token = self.optim_cfg.loss_weighting == "token"
+        # One cross-entropy a step: the example-weighted loss and the per-task logs share it.
+        nll = None if by_token else answer_nll(out.logits, batch)
+        loss = self.loss(out, batch, nll)
         bs = batch["input_ids"].shape[0]
         on_step = prefix == "train"
         self.log(
@@ -129,7 +137,10 @@ class CausalLMModule(L.LightningModule):
             on_step=on_step,
             on_epoch=not on_step,
         )
-        for task, task_loss in task_losses(out.logits.detach(), batch).items():
+        if nll is None:
+            with torch.no_grad():
+                nll = answer_nll(out.logits, batch)
+        for task, task_loss in task_means(nll.detach(), batch).items():
             self.log(
                 f"{prefix}/loss_{task}",
                 task_loss,
@@ -176,47 +187,72 @@ class CausalLMModule(L.LightningModule):
 
     def configure_optimizers(self):
         precision = str(self.trainer.precision) if self._trainer is not None else "32-true"
-        fused = "mixed" not in precision  # Lightning clips no fused optimizer under autocast
+        # The fused kernel wherever no loss scaler unscales the gradients (fp16-mixed has one):
+        # on the CPU it is several times faster than the per-tensor loop.
+        fused = "mixed" not in precision or (
+            precision == "bf16-mixed" and self.device.type == "cpu"
+        )
         return build_optimizer(self.model, self.optim_cfg, self.total_steps, fused=fused)
 
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        """Lightning's clipping, except for a fused optimizer under bf16 autocast: Lightning refuses
+        it (a fused step may unscale gradients itself), but bf16 has no loss scaler, so the
+        gradients are clipped here as Lightning would clip them at full precision."""
+        fused = optimizer.defaults.get("fused")
+        if fused and gradient_clip_val and str(self.trainer.precision) == "bf16-mixed":
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            if gradient_clip_algorithm in (None, "norm"):
+                torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            else:
+                torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
-def example_mean_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Next-token loss averaged over each example's answer tokens, then over examples.
 
-    ``logits (B, T, V)``; examples are the segments of a row whose ``position_ids`` restart at 0
-    (packed rows hold several, padded rows one plus padding, which has no targets).
-    """
+def answer_nll(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Next-token loss of every target token: ``logits (B, T, V)`` -> ``(B, T - 1)`` in fp32,
+    0 where the label is ``IGNORE`` (prompts, padding)."""
     labels = batch["labels"][:, 1:]
+    valid = labels != IGNORE
+    nll = logits.new_zeros(labels.shape, dtype=torch.float32)
+    if valid.any():
+        nll = nll.masked_scatter(
+            valid, F.cross_entropy(logits[:, :-1][valid].float(), labels[valid], reduction="none")
+        )
+    return nll
+
+
+def example_mean(nll: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """:func:`answer_nll` ``(B, T - 1)`` averaged over each example's answer tokens, then over
+    examples. Examples are the segments of a row whose ``position_ids`` restart at 0 (packed rows
+    hold several, padded rows one plus padding, which has no targets)."""
     starts = batch["position_ids"] == 0
     # Example index per target token: unique across rows (row r's segments are offset by r * T).
     seg = starts.long().cumsum(1)[:, 1:]
     seg = seg + torch.arange(seg.shape[0], device=seg.device)[:, None] * starts.shape[1]
-    valid = labels != IGNORE
+    valid = batch["labels"][:, 1:] != IGNORE
     if not valid.any():
-        return logits.sum() * 0.0
-    nll = F.cross_entropy(logits[:, :-1][valid].float(), labels[valid], reduction="none")
+        return nll.sum() * 0.0
     ids, seg_index = torch.unique(seg[valid], return_inverse=True)
-    per_example = torch.zeros(len(ids), device=nll.device, dtype=nll.dtype)
-    counts = torch.zeros_like(per_example)
-    per_example = per_example.index_add(0, seg_index, nll)
-    counts = counts.index_add(0, seg_index, torch.ones_like(nll))
+    per_example = nll.new_zeros(len(ids)).index_add(0, seg_index, nll[valid])
+    counts = nll.new_zeros(len(ids)).index_add(0, seg_index, torch.ones_like(nll[valid]))
     return (per_example / counts).mean()
 
 
+def example_mean_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Next-token loss averaged over each example's answer tokens, then over examples
+    (:func:`example_mean` of :func:`answer_nll`). ``logits (B, T, V)``."""
+    return example_mean(answer_nll(logits, batch), batch)
+
+
 @torch.no_grad()
-def task_losses(logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Mean next-token loss per task over answer tokens. ``logits (B, T, V)`` -> ``{task: scalar}``."""
-    labels = batch["labels"][:, 1:]
+def task_means(nll: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Mean of :func:`answer_nll` ``(B, T - 1)`` over each task's answer tokens: ``{task: scalar}``."""
     tasks = batch["task_ids"][:, 1:]
-    nll = F.cross_entropy(
-        logits[:, :-1].float().flatten(0, 1),
-        labels.flatten(),
-        ignore_index=IGNORE,
-        reduction="none",
-    ).view_as(labels)
-    valid = labels != IGNORE
+    valid = batch["labels"][:, 1:] != IGNORE
     out = {}
     for t in tasks[valid].unique().tolist():
-        sel = valid & (tasks == t)
-        out[TASKS[t]] = nll[sel].mean()
+        out[TASKS[t]] = nll[valid & (tasks == t)].mean()
     return out

@@ -38,6 +38,7 @@ from most.layout import TokenLayout
 from most.run import Run
 from most.train.callbacks import RngState, RouterTelemetry, StageProgress, TokensPerSecond
 from most.train.checkpoint import AtomicCheckpointIO, resume_point
+from most.train.compile import CompileLayers
 from most.train.config import TrainerConfig
 from most.train.datamodule import MixtureDataModule
 from most.train.module import CausalLMModule
@@ -137,6 +138,8 @@ def build_trainer(
         callbacks.append(
             ModelCheckpoint(dirpath=paths.ckpt, filename="best", monitor="val/loss", mode="min")
         )
+    if cfg.compile:
+        callbacks.append(CompileLayers(paths.root.name))
     if cfg.progress:
         callbacks.append(RichProgressBar())
     trainer = L.Trainer(

@@ -166,3 +166,39 @@ def test_non_finite_loss_stops_before_the_update() -> None:
         module.model.lm_head.weight[0, 0] = float("nan")
     with pytest.raises(FloatingPointError, match=r"step 0 \(batch tasks: asr\)"):
         module.training_step(batch, 0)
+
+
+def test_bf16_mixed_on_the_cpu_trains_with_the_fused_adamw_and_clips() -> None:
+    """Lightning refuses to clip for a fused optimizer under autocast; bf16 has no loss scaler, so
+    the module clips itself and the CPU keeps the fused kernel."""
+    import lightning as L
+
+    from most.data.collate import pad_batch
+    from most.data.prompts import IGNORE, Example
+    from most.train.module import CausalLMModule
+
+    norms: list[float] = []
+
+    class Recorded(CausalLMModule):
+        def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None) -> None:
+            super().optimizer_step(epoch, batch_idx, optimizer, optimizer_closure)
+            assert optimizer.defaults["fused"] is True
+            grads = [p.grad for p in self.parameters() if p.grad is not None]
+            norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    exs = [Example(list(range(1, 9)), [IGNORE] * 3 + list(range(4, 9)), "asr")] * 2
+    batch = pad_batch(exs, pad_id=0, max_len=16)
+    for clip in (1e-3, 0.0):
+        norms.clear()
+        trainer = L.Trainer(
+            accelerator="cpu", precision="bf16-mixed", gradient_clip_val=clip or None, max_steps=2,
+            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False,
+        )  # fmt: skip
+        loader = torch.utils.data.DataLoader([batch, batch], batch_size=None)
+        trainer.fit(Recorded(tiny(), OptimConfig(), total_steps=2), loader)
+        assert len(norms) == 2
+        if clip:
+            assert norms == pytest.approx([clip, clip], rel=1e-3)
+        else:
+            assert min(norms) > 10 * 1e-3  # unclipped, the same step's gradient is much larger
