@@ -5,7 +5,11 @@ filterbank is inverted to a linear magnitude with a few non-negative least-squar
 are upsampled in time so Griffin-Lim always runs at a 100 Hz hop with ~3x window overlap (fewer
 phase artefacts than at a 50 Hz analysis hop), and phase is recovered with the momentum variant
 of Griffin-Lim (Perraudin et al. 2013): 24 iterations reach a spectral convergence of 0.127
-(0.119 at 32) at 1.3x the speed of 32, about 50x real time on one core. Everything is batched and deterministic.
+(0.119 at 32) at 1.3x the speed of 32. The STFT pair is written out (:meth:`GriffinLim._stft`,
+:meth:`GriffinLim._istft`: torch.stft / torch.istft's results, frame-major, the window envelope
+computed once per call instead of once per iteration), which with spectra kept on their real
+views makes a call ~1.7x faster than with torch's pair: ~70x real time on one core. Everything is
+batched and deterministic.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ class GriffinLim:
         self.fb = mel_filterbank(self.synth)  # (F, M)
         self.fb_pinv = torch.linalg.pinv(self.fb)  # (M, F)
         self.window = torch.hann_window(self.synth.win_length)
+        # The window centred in n_fft samples, as torch.stft / torch.istft place a shorter one.
+        left = (self.synth.n_fft - self.synth.win_length) // 2
+        self.frame_window = torch.nn.functional.pad(
+            self.window, (left, self.synth.n_fft - self.synth.win_length - left)
+        )
 
     def settings(self) -> dict:
         """What a reimplementation needs to render the same audio (``vocoder.json``)."""
@@ -70,35 +79,67 @@ class GriffinLim:
         x = torch.nn.functional.interpolate(x, scale_factor=r, mode="linear", align_corners=False)
         return x.transpose(1, 2)
 
+    def _stft(self, wav: torch.Tensor) -> torch.Tensor:
+        """``(B, n)`` -> ``(B, T, F)`` complex, frame-major: ``torch.stft`` (transposed) with
+        ``center=True`` (reflect padding), the hann window centred in ``n_fft``, onesided."""
+        n_fft = self.synth.n_fft
+        padded = torch.nn.functional.pad(wav[:, None], (n_fft // 2, n_fft // 2), mode="reflect")
+        frames = padded[:, 0].unfold(-1, n_fft, self.synth_hop)  # (B, T, n_fft), a view
+        return torch.fft.rfft(frames * self.frame_window, dim=-1)
+
+    def _istft(self, spec: torch.Tensor, length: int, envelope: torch.Tensor) -> torch.Tensor:
+        """``(B, T, F)`` complex -> ``(B, length)``: ``torch.istft`` with ``center=True`` and the
+        same window, its window-square ``envelope`` (:meth:`_envelope`) computed once per call."""
+        n_fft = self.synth.n_fft
+        frames = (torch.fft.irfft(spec, n=n_fft, dim=-1) * self.frame_window).transpose(1, 2)
+        t = spec.shape[1]
+        full = n_fft + self.synth_hop * (t - 1)
+        wav = torch.nn.functional.fold(
+            frames, output_size=(1, full), kernel_size=(1, n_fft), stride=(1, self.synth_hop)
+        )[:, 0, 0]
+        start = n_fft // 2
+        return wav[:, start : start + length] / envelope
+
+    def _envelope(self, t: int, length: int) -> torch.Tensor:
+        """Overlap-added squared window of ``t`` frames over the ``length`` samples kept
+        (:meth:`_istft`); torch.istft's normalisation."""
+        n_fft = self.synth.n_fft
+        sq = (self.frame_window**2)[None, :, None].expand(1, n_fft, t)
+        full = n_fft + self.synth_hop * (t - 1)
+        env = torch.nn.functional.fold(
+            sq, output_size=(1, full), kernel_size=(1, n_fft), stride=(1, self.synth_hop)
+        )[0, 0, 0]
+        env = env[n_fft // 2 : n_fft // 2 + length]
+        if bool((env.abs() < 1e-11).any()):
+            raise ValueError("Griffin-Lim window overlap leaves samples with no window weight")
+        return env
+
     @torch.no_grad()
     def __call__(self, logmel: torch.Tensor, seed: int = 0) -> torch.Tensor:
         squeeze = logmel.dim() == 2
         if squeeze:
             logmel = logmel[None]
-        mag = self.mel_to_linear(self.upsample(logmel.float())).transpose(1, 2)  # (B, F, T')
-        n_samples = (mag.shape[-1] - 1) * self.synth_hop
-        stft_kw = dict(
-            n_fft=self.synth.n_fft,
-            hop_length=self.synth_hop,
-            win_length=self.synth.win_length,
-            window=self.window,
-            center=True,
-        )
-        # Fixed-seed random phase: decode is deterministic and avoids zero-phase buzz.
+        mag = self.mel_to_linear(self.upsample(logmel.float()))  # (B, T', F), frame-major
+        b, t, f = mag.shape
+        n_samples = (t - 1) * self.synth_hop
+        envelope = self._envelope(t, n_samples)
+        # Fixed-seed random phase, drawn bin-major: decode is deterministic and avoids zero-phase
+        # buzz.
         gen = torch.Generator().manual_seed(seed)
-        angles = torch.exp(2j * torch.pi * torch.rand(mag.shape, generator=gen))
-        prev = torch.zeros_like(angles)
+        phase = torch.rand((b, f, t), generator=gen).transpose(1, 2).contiguous()
+        # Spectra on their real views (..., 2): magnitude times unit phase without complex math.
+        spec = torch.view_as_real(torch.exp(2j * torch.pi * phase)) * mag[..., None]
+        prev = torch.zeros_like(spec)
         for _ in range(self.n_iter):
-            wav = torch.istft(mag * angles, length=n_samples, **stft_kw)
-            rebuilt = torch.stft(wav, return_complex=True, **stft_kw)
-            accel = torch.view_as_real(rebuilt) - MOMENTUM / (1 + MOMENTUM) * torch.view_as_real(
-                prev
-            )
-            # Unit-modulus phase on the real view: about 2x faster than complex abs + divide.
-            norm = torch.rsqrt(accel.pow(2).sum(-1, keepdim=True).clamp_(min=1e-16))
-            angles = torch.view_as_complex(accel * norm)
+            wav = self._istft(torch.view_as_complex(spec), n_samples, envelope)
+            rebuilt = torch.view_as_real(self._stft(wav))
+            accel = torch.sub(rebuilt, prev, alpha=MOMENTUM / (1 + MOMENTUM))
+            re, im = accel.unbind(-1)
+            # The accelerated estimate's phase, at the target magnitude.
+            scale = torch.rsqrt((re * re + im * im).clamp_(min=1e-16)).mul_(mag)
+            spec = accel * scale[..., None]
             prev = rebuilt
-        wav = torch.istft(mag * angles, length=n_samples, **stft_kw)
+        wav = self._istft(torch.view_as_complex(spec), n_samples, envelope)
         # Keep a safe peak level: the mel analysis normalised the level, so peaks are modest,
         # but a loud centroid sequence must not clip when written to 16-bit PCM.
         peak = wav.abs().amax(dim=-1, keepdim=True).clamp(min=1e-8)
