@@ -48,7 +48,7 @@ def can_compile(device: torch.device) -> str | None:
 
 class CompileLayers(L.Callback):
     """Compiles the module's decoder layers when fitting starts (:func:`compile_layers`); trains
-    eager, with a warning, where inductor cannot compile (:func:`can_compile`)."""
+    eager, with a warning, where inductor cannot compile (:func:`can_compile`) or fails to."""
 
     def __init__(self, stage: str) -> None:
         self.stage = stage
@@ -66,6 +66,10 @@ class CompileLayers(L.Callback):
             n = compile_layers(pl_module.model)
         except ArchError as e:
             raise ValueError(f"trainer.compile: {e}") from None
+        # A layer that inductor fails to compile (an architecture or LoRA wrapping it has not
+        # met) runs eager, with torch's warning, instead of ending the stage: compiling only
+        # changes speed.
+        torch._dynamo.config.suppress_errors = True
         if trainer.is_global_zero:
             print(
                 f"most {self.stage}: {n} decoder layers compiled (torch.compile); the first step "
