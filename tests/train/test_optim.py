@@ -202,3 +202,17 @@ def test_bf16_mixed_on_the_cpu_trains_with_the_fused_adamw_and_clips() -> None:
             assert norms == pytest.approx([clip, clip], rel=1e-3)
         else:
             assert min(norms) > 10 * 1e-3  # unclipped, the same step's gradient is much larger
+
+
+def test_a_batch_without_answer_tokens_still_backpropagates() -> None:
+    from most.train.module import answer_nll, example_mean
+
+    logits = torch.randn(2, 6, 10, requires_grad=True)
+    batch = {
+        "labels": torch.full((2, 6), -100),
+        "position_ids": torch.arange(6).repeat(2, 1),
+        "task_ids": torch.zeros(2, 6, dtype=torch.long),
+    }
+    loss = example_mean(answer_nll(logits, batch), batch)
+    loss.backward()
+    assert float(loss) == 0.0 and logits.grad is not None and not logits.grad.any()
