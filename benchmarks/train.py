@@ -8,6 +8,11 @@ Model FLOPs per token: 6 x (matmul parameters active per token) + 6 x layers x s
 (causal attention scores and values, forward + backward); the embedding lookup is not a matmul.
 
     python benchmarks/train.py [--steps 3] [--batch 16] [--seq 256] [--precision auto|fp32|bf16-mixed]
+                               [--compile]
+
+``--compile`` also times a copy of the model with its decoder layers compiled the way
+``trainer.compile`` does it (:func:`most.train.compile.compile_layers`), from the same weights, in
+rounds interleaved with the eager model (the baseline): its figures go under ``"compiled"``.
 
 ``auto`` (the default) is what the demo's ``trainer.precision: auto`` picks on this CPU (a probe
 step: ``bf16-mixed`` where it runs faster than fp32); ``bf16-mixed`` runs the step under CPU
@@ -17,6 +22,7 @@ autocast.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -59,6 +65,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16-mixed"])
+    ap.add_argument("--compile", action="store_true", help="also time compiled decoder layers")
     args = ap.parse_args()
     from transformers import Qwen3MoeForCausalLM
 
@@ -70,32 +77,56 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = Qwen3MoeForCausalLM(TINY.hf_config(VOCAB, 0)).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randint(0, VOCAB, (args.batch, args.seq))
     pos = torch.arange(args.seq).expand(args.batch, -1)
-
     low = args.precision == "bf16-mixed"
+    variants = {"eager": model}
+    if args.compile:
+        from most.train.compile import compile_layers
 
-    def step() -> None:
+        variants["compiled"] = copy.deepcopy(model)
+        compile_layers(variants["compiled"])
+    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, m in variants.items()}
+
+    def step(name: str) -> None:
+        m, opt = variants[name], opts[name]
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-            out = model(input_ids=x, position_ids=pos, labels=x, use_cache=False)
+            out = m(input_ids=x, position_ids=pos, labels=x, use_cache=False)
         out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(2):  # warm-up: allocator, kernel selection
-        step()
+    for name in variants:
+        for _ in range(2):  # warm-up: allocator, kernel selection, compiling
+            step(name)
     dtype = torch.bfloat16 if low else torch.float32
     peak_before, fp32_before = peak_gflops(dtype=dtype), peak_gflops()
-    t = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    dt = (time.perf_counter() - t) / args.steps
+    spent = dict.fromkeys(variants, 0.0)
+    for _ in range(args.steps):  # interleaved: a drift in the machine's speed hits both alike
+        for name in variants:
+            t = time.perf_counter()
+            step(name)
+            spent[name] += time.perf_counter() - t
     peak = max(peak_before, peak_gflops(dtype=dtype))
     fp32_peak = max(fp32_before, peak_gflops())
-    tokens_per_s = args.batch * args.seq / dt
-    achieved = tokens_per_s * flops_per_token(TINY, args.seq) / 1e9
+
+    def figures(name: str) -> dict:
+        dt = spent[name] / args.steps
+        tokens_per_s = args.batch * args.seq / dt
+        achieved = tokens_per_s * flops_per_token(TINY, args.seq) / 1e9
+        return {
+            "step_s": round(dt, 3),
+            "tokens_per_s": round(tokens_per_s, 1),
+            "achieved_gflops": round(achieved, 2),
+            "mfu": round(achieved / peak, 4),
+            "mfu_vs_fp32_peak": round(achieved / fp32_peak, 4),
+        }
+
+    eager = figures("eager")
+    compiled = {"compiled": figures("compiled")} if args.compile else {}
+    if args.compile:
+        compiled["speedup"] = round(spent["eager"] / spent["compiled"], 3)
     print(
         json.dumps(
             {
@@ -106,14 +137,11 @@ def main() -> None:
                 "precision": args.precision,
                 "batch": args.batch,
                 "seq": args.seq,
-                "step_s": round(dt, 3),
-                "tokens_per_s": round(tokens_per_s, 1),
-                "achieved_gflops": round(achieved, 2),
+                **eager,
                 "peak_gflops": round(peak, 2),
                 "peak_dtype": str(dtype).removeprefix("torch."),
-                "mfu": round(achieved / peak, 4),
                 "fp32_peak_gflops": round(fp32_peak, 2),
-                "mfu_vs_fp32_peak": round(achieved / fp32_peak, 4),
+                **compiled,
             },
             indent=2,
         )
