@@ -123,9 +123,10 @@ class CausalLMModule(L.LightningModule):
 
     def _step(self, batch: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
         out = self(batch)
+        # One cross-entropy a step: the example-weighted loss and the per-task logs share it (the
+        # token-weighted loss is the model's own, so the logs' copy needs no graph).
         by_token = self.optim_cfg.loss_weighting == "token"
-        # One cross-entropy a step: the example-weighted loss and the per-task logs share it.
-        nll = None if by_token else answer_nll(out.logits, batch)
+        nll = answer_nll(out.logits.detach() if by_token else out.logits, batch)
         loss = self.loss(out, batch, nll)
         bs = batch["input_ids"].shape[0]
         on_step = prefix == "train"
@@ -137,9 +138,6 @@ class CausalLMModule(L.LightningModule):
             on_step=on_step,
             on_epoch=not on_step,
         )
-        if nll is None:
-            with torch.no_grad():
-                nll = answer_nll(out.logits, batch)
         for task, task_loss in task_means(nll.detach(), batch).items():
             self.log(
                 f"{prefix}/loss_{task}",
@@ -236,8 +234,9 @@ def example_mean(nll: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Ten
     if not valid.any():
         return nll.sum() * 0.0
     ids, seg_index = torch.unique(seg[valid], return_inverse=True)
-    per_example = nll.new_zeros(len(ids)).index_add(0, seg_index, nll[valid])
-    counts = nll.new_zeros(len(ids)).index_add(0, seg_index, torch.ones_like(nll[valid]))
+    answers = nll[valid]
+    per_example = nll.new_zeros(len(ids)).index_add(0, seg_index, answers)
+    counts = nll.new_zeros(len(ids)).index_add(0, seg_index, torch.ones_like(answers))
     return (per_example / counts).mean()
 
 
