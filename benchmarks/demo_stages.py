@@ -1,7 +1,8 @@
 """Per-stage wall time of the last demo and the CPU it ran on (JSON on stdout).
 
 Reads ``RUN/timings.tsv`` (``make demo`` appends ``<stage>\t<seconds>\t<start>`` per stage; the
-last line of a stage counts) and this machine's CPU model and flags. ``total`` is the wall time:
+last line of a stage counts) and this machine's CPU model and flags, and
+``ONEDNN_MAX_CPU_ISA`` where set (a run that capped oneDNN's ISA, e.g. no AMX, says so). ``total`` is the wall time:
 stages that ran side by side count once. A demo that has not run prints ``{"stages": {}}`` with
 the CPU, so ``make bench`` never fails on it.
 
@@ -33,7 +34,13 @@ def cpu() -> dict:
             elif key.strip() == "flags":
                 flags = set(value.split())
                 break
-    return {"model": model, "cores": os.cpu_count(), **{f: f in flags for f in FLAGS}}
+    return {
+        "model": model,
+        "cores": os.cpu_count(),
+        **{f: f in flags for f in FLAGS},
+        # oneDNN's ISA cap (e.g. AVX512_CORE_BF16: no AMX tiles) when the demo's environment set it
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+    }
 
 
 def main() -> None:

@@ -14,7 +14,9 @@ audio-LM pairs and the router telemetry, which read flat unit ids through the mo
 from __future__ import annotations
 
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -142,19 +144,21 @@ def evaluate(
     qa_sets: SpokenQASets = _DEFAULT_QA_SETS,
     sampling: Sampling = _DEFAULT_SAMPLING,
     threads: int = 0,
+    workers: int = 1,
     device: str = "auto",
     force: bool = False,
 ) -> dict:
     """Evaluate the adapted model; write ``RUN/eval/report.{json,md}`` and plots.
 
-    ``threads``: torch intra-op threads (0 = torch's default; 1 is faster on a busy shared CPU).
+    ``threads``: torch intra-op threads of each process (0 = torch's default; 1 is faster on a
+    busy shared CPU). ``workers``: processes the sections are split between (1 = this one only).
     ``device``: where the model runs: ``auto`` (the first GPU if there is one, else the CPU),
     ``cpu``, ``cuda`` or ``cuda:N``. The judges and the vocoder stay on the CPU.
     """
     if threads:
         torch.set_num_threads(threads)
     settings = EvalSettings(models, sizes, judges, audio_lm, qa_sets, sampling)
-    return evaluate_into(Run(run).eval, run, settings, device, force)
+    return evaluate_into(Run(run).eval, run, settings, device, force, workers, threads)
 
 
 def eval_fingerprint(run: Path, settings: EvalSettings) -> dict:
@@ -181,16 +185,24 @@ def eval_fingerprint(run: Path, settings: EvalSettings) -> dict:
 
 
 def evaluate_into(
-    out: Path, run: Path, settings: EvalSettings, device: str = "auto", force: bool = False
+    out: Path,
+    run: Path,
+    settings: EvalSettings,
+    device: str = "auto",
+    force: bool = False,
+    workers: int = 1,
+    threads: int = 0,
 ) -> dict:
     """:func:`evaluate` writing its report folder at ``out`` (``RUN/eval`` for ``most eval``).
+
+    ``workers`` > 1 splits the sections between that many processes (:func:`split_sections`),
+    each with ``threads`` torch threads; every score is the same as in one process.
 
     A report already in ``out`` made from the same settings and inputs is returned as it is; one
     made from others is refused naming what changed, unless ``force``."""
     run, out = Path(run), Path(out)
     R = Run(run)
-    models, sizes, judges = settings.models, settings.sizes, settings.judges
-    audio_lm, qa_sets, sampling = settings.audio_lm, settings.qa_sets, settings.sampling
+    models, sizes = settings.models, settings.sizes
     model_dir = Path(models.model or R.hf("stage2"))
     current = eval_fingerprint(run, settings)
     report_file = out / "report.json"
@@ -207,96 +219,34 @@ def evaluate_into(
         )
     t_start = time.monotonic()
     lm = SpeechLM.load(model_dir, units=models.units or R.units, device=device)
-    judge_list = [load_judge(name, run) for name in judges.names]
-    results: dict = {}
-    timings: dict[str, float] = {}
-
-    def timed(name: str, fn):
-        t0 = time.monotonic()
-        results[name] = fn()
-        timings[name] = round(time.monotonic() - t0, 1)
-
     if isinstance(lm.model, MostMultiScale):  # both read flat unit ids through the model
         sizes = replace(sizes, wuggy=0, blimp=0, router=0)
+        settings = replace(settings, sizes=sizes)
         print("most eval: a multi-scale model: audio_lm and router are not scored", flush=True)
-    h = lm.layout.unit_tokenizer_hash
-    speech_units = R.load_units("speech", h)
-    speech = R.load_data("speech")
+    names = planned_sections(settings, run, lm.layout)
+    lanes = split_sections(names, settings, workers)
     with atomic_dir(out) as tmp:
-        plots: list[str] = []
-        if sizes.asr:
-            splits = ("test", "test_voices")
-            timed("asr", lambda: evaluate_asr(lm, speech_units, splits, sizes.asr, sampling))
-            if judges.peers:
-                peers = [load_judge(name, run) for name in judges.peers]
-                timed(
-                    "asr_peers",
-                    lambda: peer_asr(peers, speech, speech_units, splits, sizes.asr),
-                )
-        if sizes.tts:
-
-            def tts() -> dict:
-                ref = tts_reference(lm, judge_list, speech["test"], speech_units["test"], sizes.tts)
-                return evaluate_tts(lm, judge_list, ref, sampling, tmp / "samples")
-
-            timed("tts", tts)
+        done = run_lanes(lanes, run, settings, device, tmp, lm, threads)
+        results: dict = {}
+        timings: dict[str, float] = {}
+        for d in done:  # the lanes ran disjoint sections
+            results |= d.results
+            timings |= d.timings
         if R.judge_file.is_file():
             results["judge"] = read_json(R.judge_file)["metrics"]
-        if sizes.sqa:
-            judge = next((j for j in judge_list if j.name == judges.sqa), None)
-            sqa_units = R.load_units("sqa", h)
-            sqa_audio = R.load_data("sqa") if R.has_data("sqa") else None
-            timed(
-                "sqa",
-                lambda: evaluate_sqa(lm, sqa_units, sizes.sqa, sampling, judge, sqa_audio),
-            )
+        if "sqa" in results:
             results["sqa"]["heldout_leaks"] = heldout_leaks(run)
-        if qa_sets.sets:
-            ear = next((j for j in judge_list if j.name == judges.sqa), None)
-            timed("qa_sets", lambda: evaluate_qa_sets(lm, qa_sets.sets, qa_sets.n, sampling, ear))
-        if sizes.wuggy or sizes.blimp:
-            timed(
-                "audio_lm",
-                lambda: evaluate_minimal_pairs(lm, run, audio_lm, sizes.wuggy, sizes.blimp),
-            )
-        if sizes.text:
-            timed("text", lambda: text_retention(lm, run, models.base, sizes.text))
-        if sizes.music and MUSIC in lm.layout.modalities and R.has_data("music"):
-            music_lm = MusicLM(lm, find_music_tokenizer(model_dir, R.music_units))
-            # melodies run to 16 s at 25 units/s: more tokens than a spoken answer needs; guidance
-            # (against the speech LM alone) is for speech only
-            n = max(sampling.max_new_tokens, 400)
-            music_sampling = replace(sampling, max_new_tokens=n, guidance=1.0)
-            test = R.load_data("music")["test"]
-
-            def music() -> dict:
-                out = evaluate_ttm(music_lm, test, sizes.music, music_sampling, tmp / "samples")
-                out["continue"] = evaluate_continuation(music_lm, test, sizes.music, music_sampling)
-                return out
-
-            timed("music", music)
-        trained = trained_tasks(model_dir, [R.hf("stage1")]) if sizes.tasks else []
-        if trained:  # recipes/uniaudio
-            ear = next((j for j in judge_list if j.name == judges.sqa), judge_list[0])
-            timed(
-                "tasks",
-                lambda: evaluate_tasks(
-                    lm, ear, speech, speech_units, trained, sizes.tasks, sampling
-                ),
-            )
-        if sizes.router:
-            examples = router_examples(lm, speech_units["test"], sizes.router)
-            timed("router", lambda: router_summary(lm.model, examples))
-            plot_heatmap(results["router"], tmp / "router_heatmap.png")
-            plots.append("router_heatmap.png")
+        results = {k: results[k] for k in REPORT_ORDER if k in results}
+        plots = [plot for d in done for plot in d.plots]
         meta = {
             "model": str(model_dir),
             "layout_hash": lm.layout.hash,
-            "unit_tokenizer_hash": h,
+            "unit_tokenizer_hash": lm.layout.unit_tokenizer_hash,
             "sizes": vars(sizes),
-            "sampling": asdict(sampling),
+            "sampling": asdict(settings.sampling),
             "device": lm.model.device.type,
-            "judges": [j.name for j in judge_list],
+            "workers": len(lanes),
+            "judges": done[0].judges,
             "seconds": timings,
             "total_seconds": round(time.monotonic() - t_start, 1),
         }
@@ -304,3 +254,192 @@ def evaluate_into(
         atomic_write_json(tmp / FINGERPRINT_FILE, current)
     print(f"most eval: wrote {out}/report.md ({meta['total_seconds']} s)")
     return report
+
+
+#: Sections (and the judge's own metrics) in the order the report lists them.
+REPORT_ORDER = (
+    *("asr", "asr_peers", "tts", "judge", "sqa", "qa_sets"),
+    *("audio_lm", "text", "music", "tasks", "router"),
+)
+
+
+@dataclass
+class Done:
+    """What one process's sections gave: scores and seconds by section, plot files written, and
+    the names of the judges it loaded."""
+
+    results: dict
+    timings: dict[str, float]
+    plots: list[str]
+    judges: list[str]
+
+
+#: Seconds per item of each section on one CPU thread, measured on the tiny default's demo model
+#: (``meta.seconds`` / items): what :func:`split_sections` balances the processes by.
+SECONDS_PER_ITEM = {
+    "asr": 0.02,
+    "tts": 0.22,
+    "sqa": 0.28,
+    "qa_sets": 0.28,
+    "audio_lm": 0.025,
+    "text": 0.013,
+    "music": 1.0,
+    "tasks": 0.3,
+    "router": 0.016,
+}
+
+
+def planned_sections(settings: EvalSettings, run: Path, layout: TokenLayout) -> list[str]:
+    """The sections ``settings`` asks for that apply to the model, in report order."""
+    R, sizes = Run(run), settings.sizes
+    model_dir = Path(settings.models.model or R.hf("stage2"))
+    wanted = {
+        "asr": sizes.asr,
+        "tts": sizes.tts,
+        "sqa": sizes.sqa,
+        "qa_sets": len(settings.qa_sets.sets),
+        "audio_lm": sizes.wuggy or sizes.blimp,
+        "text": sizes.text,
+        "music": sizes.music and MUSIC in layout.modalities and R.has_data("music"),
+        "tasks": sizes.tasks and bool(trained_tasks(model_dir, [R.hf("stage1")])),
+        "router": sizes.router,
+    }
+    return [name for name, on in wanted.items() if on]
+
+
+def section_items(name: str, settings: EvalSettings) -> int:
+    """How many items ``settings`` has section ``name`` score (both splits where it has two)."""
+    sizes = settings.sizes
+    return {
+        "asr": 2 * sizes.asr,
+        "sqa": 2 * sizes.sqa,
+        "qa_sets": len(settings.qa_sets.sets) * settings.qa_sets.n,
+        "audio_lm": sizes.wuggy + sizes.blimp,
+    }.get(name, getattr(sizes, name, 0))
+
+
+def split_sections(names: list[str], settings: EvalSettings, workers: int) -> list[list[str]]:
+    """``names`` split into at most ``workers`` lanes of about equal estimated time (longest
+    section first, each to the least loaded lane). The first lane, the longest, runs in this
+    process; the others pay a process start and a model load."""
+    lanes: list[list[str]] = [[] for _ in range(max(1, min(workers, len(names))))]
+    load = [0.0] * len(lanes)
+    cost = {n: SECONDS_PER_ITEM[n] * section_items(n, settings) for n in names}
+    for name in sorted(names, key=lambda n: -cost[n]):
+        i = load.index(min(load))
+        lanes[i].append(name)
+        load[i] += cost[name]
+    by_load = sorted(range(len(lanes)), key=lambda i: -load[i])
+    return [sorted(lanes[i], key=names.index) for i in by_load]
+
+
+def run_lanes(
+    lanes: list[list[str]],
+    run: Path,
+    settings: EvalSettings,
+    device: str,
+    tmp: Path,
+    lm: SpeechLM,
+    threads: int,
+) -> list[Done]:
+    """Runs ``lanes[0]`` here (with ``lm``) and every other lane in its own spawned process."""
+    if len(lanes) == 1:
+        return [run_sections(lanes[0], run, settings, device, tmp, lm)]
+    with ProcessPoolExecutor(len(lanes) - 1, mp_context=get_context("spawn")) as pool:
+        others = [
+            pool.submit(_lane, lane, run, settings, device, tmp, threads) for lane in lanes[1:]
+        ]
+        here = run_sections(lanes[0], run, settings, device, tmp, lm)
+        return [here] + [f.result() for f in others]
+
+
+def _lane(
+    names: list[str], run: Path, settings: EvalSettings, device: str, tmp: Path, threads: int
+) -> Done:
+    if threads:
+        torch.set_num_threads(threads)
+    return run_sections(names, run, settings, device, tmp)
+
+
+def run_sections(
+    names: list[str],
+    run: Path,
+    settings: EvalSettings,
+    device: str,
+    tmp: Path,
+    lm: SpeechLM | None = None,
+) -> Done:
+    """Scores the sections ``names`` (of :func:`planned_sections`), writing samples and plots
+    into ``tmp``; loads the model (unless given as ``lm``) and the judges."""
+    R = Run(run)
+    models, sizes, judges = settings.models, settings.sizes, settings.judges
+    audio_lm, qa_sets, sampling = settings.audio_lm, settings.qa_sets, settings.sampling
+    model_dir = Path(models.model or R.hf("stage2"))
+    if lm is None:
+        lm = SpeechLM.load(model_dir, units=models.units or R.units, device=device)
+    judge_list = [load_judge(name, run) for name in judges.names]
+    done = Done({}, {}, [], [j.name for j in judge_list])
+    h = lm.layout.unit_tokenizer_hash
+    speech_units = R.load_units("speech", h)
+    speech = R.load_data("speech")
+
+    def timed(name: str, fn) -> None:
+        t0 = time.monotonic()
+        done.results[name] = fn()
+        done.timings[name] = round(time.monotonic() - t0, 1)
+
+    if "asr" in names:
+        splits = ("test", "test_voices")
+        timed("asr", lambda: evaluate_asr(lm, speech_units, splits, sizes.asr, sampling))
+        if judges.peers:
+            peers = [load_judge(name, run) for name in judges.peers]
+            timed("asr_peers", lambda: peer_asr(peers, speech, speech_units, splits, sizes.asr))
+    if "tts" in names:
+
+        def tts() -> dict:
+            ref = tts_reference(lm, judge_list, speech["test"], speech_units["test"], sizes.tts)
+            return evaluate_tts(lm, judge_list, ref, sampling, tmp / "samples")
+
+        timed("tts", tts)
+    if "sqa" in names:
+        judge = next((j for j in judge_list if j.name == judges.sqa), None)
+        sqa_units = R.load_units("sqa", h)
+        sqa_audio = R.load_data("sqa") if R.has_data("sqa") else None
+        timed("sqa", lambda: evaluate_sqa(lm, sqa_units, sizes.sqa, sampling, judge, sqa_audio))
+    if "qa_sets" in names:
+        ear = next((j for j in judge_list if j.name == judges.sqa), None)
+        timed("qa_sets", lambda: evaluate_qa_sets(lm, qa_sets.sets, qa_sets.n, sampling, ear))
+    if "audio_lm" in names:
+        timed(
+            "audio_lm",
+            lambda: evaluate_minimal_pairs(lm, run, audio_lm, sizes.wuggy, sizes.blimp),
+        )
+    if "text" in names:
+        timed("text", lambda: text_retention(lm, run, models.base, sizes.text))
+    if "music" in names:
+        music_lm = MusicLM(lm, find_music_tokenizer(model_dir, R.music_units))
+        # melodies run to 16 s at 25 units/s: more tokens than a spoken answer needs; guidance
+        # (against the speech LM alone) is for speech only
+        n = max(sampling.max_new_tokens, 400)
+        music_sampling = replace(sampling, max_new_tokens=n, guidance=1.0)
+        test = R.load_data("music")["test"]
+
+        def music() -> dict:
+            out = evaluate_ttm(music_lm, test, sizes.music, music_sampling, tmp / "samples")
+            out["continue"] = evaluate_continuation(music_lm, test, sizes.music, music_sampling)
+            return out
+
+        timed("music", music)
+    if "tasks" in names:  # recipes/uniaudio
+        trained = trained_tasks(model_dir, [R.hf("stage1")])
+        ear = next((j for j in judge_list if j.name == judges.sqa), judge_list[0])
+        timed(
+            "tasks",
+            lambda: evaluate_tasks(lm, ear, speech, speech_units, trained, sizes.tasks, sampling),
+        )
+    if "router" in names:
+        examples = router_examples(lm, speech_units["test"], sizes.router)
+        timed("router", lambda: router_summary(lm.model, examples))
+        plot_heatmap(done.results["router"], tmp / "router_heatmap.png")
+        done.plots.append("router_heatmap.png")
+    return done

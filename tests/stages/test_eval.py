@@ -8,7 +8,16 @@ import pytest
 from most.eval.summary import print_summary, summarize
 from most.generate import Sampling
 from most.run import StaleOutput
-from most.stages.eval import Sizes, evaluate
+from most.stages.eval import (
+    SECONDS_PER_ITEM,
+    AudioLM,
+    EvalSettings,
+    Judges,
+    Sizes,
+    evaluate,
+    section_items,
+    split_sections,
+)
 
 
 def test_report_keys_and_files(evaluated):
@@ -65,3 +74,34 @@ def test_summary_rows(evaluated):
     # a judge that cannot read the resynthesised truth gives no ceiling: n/a, not a pass
     assert summarize({"tts.ctc.wer_model": 1.0, "tts.ctc.wer_resynth": 1.0})[2].passed is None
     print_summary(report)
+
+
+def test_sections_in_two_processes_score_what_one_process_scores(evaluated, tmp_path):
+    run, report = evaluated
+    copy = tmp_path / "run"
+    copy.mkdir()
+    for name in ("data", "units", "base", "stage2", "judge"):
+        (copy / name).symlink_to(run / name)
+    meta = report["meta"]
+    settings = dict(sizes=Sizes(**meta["sizes"]), sampling=Sampling(**meta["sampling"]))
+    two = evaluate(run=copy, **settings, judges=Judges(), audio_lm=AudioLM(), workers=2)
+    assert two["meta"]["workers"] == 2 and meta["workers"] == 1
+    assert list(two["metrics"].items()) == list(report["metrics"].items())  # values and order
+    assert two["details"] == report["details"]
+    assert set(two["meta"]["seconds"]) == set(meta["seconds"])
+    assert (copy / "eval" / "router_heatmap.png").stat().st_size > 1000
+    assert sorted(p.name for p in (copy / "eval" / "samples").iterdir()) == sorted(
+        p.name for p in (run / "eval" / "samples").iterdir()
+    )
+
+
+def test_sections_split_by_estimated_time():
+    settings = EvalSettings(sizes=Sizes(asr=300, tts=300, sqa=144, text=100, wuggy=300, blimp=60))
+    names = ["asr", "tts", "sqa", "audio_lm", "text", "router"]
+    lanes = split_sections(names, settings, 2)
+    assert sorted(n for lane in lanes for n in lane) == sorted(names)  # each section once
+    assert all(lane == sorted(lane, key=names.index) for lane in lanes)  # report order kept
+    cost = [sum(SECONDS_PER_ITEM[n] * section_items(n, settings) for n in lane) for lane in lanes]
+    assert max(cost) < 0.6 * sum(cost)
+    assert split_sections(names, settings, 1) == [names]
+    assert split_sections(["asr"], settings, 4) == [["asr"]]  # no idle process
