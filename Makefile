@@ -75,10 +75,10 @@ demo: setup
 # judge (the independent CTC recogniser that scores TTS; output in RUN/logs/judge.log) on one core,
 # beside base (pretrain the tiny Qwen3-MoE text LM) then adapt (add unit tokens, split the experts
 # into text/speech groups) on the other
-	@$(STAGE) --beside judge base adapt                                        # (~9 min)
+	@$(STAGE) --beside judge base adapt                                        # (~8 min)
 	@$(STAGE) stage1   # ASR + TTS + text LM + speech LM                          (~16 min)
 	@$(STAGE) stage2   # spoken QA and instructions, with ASR/TTS replay          (~3 min)
-	@$(STAGE) eval     # ASR, TTS, spoken QA, audio LM, text perplexity, routing  (~3 min)
+	@$(STAGE) eval     # ASR, TTS, spoken QA, audio LM, text perplexity, routing  (~2 min)
 	@$(STAGE) release  # HF folder + model card + reload check                    (<1 min)
 	@-$(MOST) summary --run $(RUN)  # the quality bar, pass/fail per row (a miss does not fail make)
 

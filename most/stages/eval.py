@@ -274,8 +274,9 @@ class Done:
     judges: list[str]
 
 
-#: Seconds per item of each section on one CPU thread, measured on the tiny default's demo model
-#: (``meta.seconds`` / items): what :func:`split_sections` balances the processes by.
+#: Seconds per item of each section on one CPU thread: what :func:`split_sections` balances the
+#: processes by. Measured on the tiny default's demo model (``meta.seconds`` / items) for every
+#: section but ``qa_sets`` (taken as ``sqa``), ``music`` and ``tasks`` (rough guesses).
 SECONDS_PER_ITEM = {
     "asr": 0.02,
     "tts": 0.22,
