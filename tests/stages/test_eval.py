@@ -8,16 +8,8 @@ import pytest
 from most.eval.summary import print_summary, summarize
 from most.generate import Sampling
 from most.run import StaleOutput
-from most.stages.eval import (
-    SECONDS_PER_ITEM,
-    AudioLM,
-    EvalSettings,
-    Judges,
-    Sizes,
-    evaluate,
-    section_items,
-    split_sections,
-)
+from most.stages.eval import AudioLM, EvalSettings, Judges, Sizes, evaluate
+from most.stages.eval_sections import SECONDS_PER_ITEM, section_items, split_sections
 
 
 def test_report_keys_and_files(evaluated):
