@@ -1,8 +1,8 @@
 """Per-stage wall time of the last demo and the CPU it ran on (JSON on stdout).
 
 Reads ``RUN/timings.tsv`` (``make demo`` appends ``<stage>\t<seconds>\t<start>`` per stage; the
-last line of a stage counts) and this machine's CPU model and flags, and
-``ONEDNN_MAX_CPU_ISA`` where set (a run that capped oneDNN's ISA, e.g. no AMX, says so). ``total`` is the wall time:
+last line of a stage counts), this machine's CPU model and flags, and ``ONEDNN_MAX_CPU_ISA``
+where set (a run that capped oneDNN's ISA, e.g. below AMX, says so). ``total`` is the wall time:
 stages that ran side by side count once. A demo that has not run prints ``{"stages": {}}`` with
 the CPU, so ``make bench`` never fails on it.
 

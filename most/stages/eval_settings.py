@@ -1,4 +1,5 @@
-"""What decides a ``most eval`` report: the settings of :func:`most.stages.eval.evaluate`, by section."""
+"""What decides a ``most eval`` report: the settings of :func:`most.stages.eval.evaluate`, by
+section."""
 
 from __future__ import annotations
 
