@@ -75,8 +75,8 @@ demo: setup
 # judge (the independent CTC recogniser that scores TTS; output in RUN/logs/judge.log) on one core,
 # beside base (pretrain the tiny Qwen3-MoE text LM) then adapt (add unit tokens, split the experts
 # into text/speech groups) on the other
-	@$(STAGE) --beside judge base adapt                                        # (~8 min)
-	@$(STAGE) stage1   # ASR + TTS + text LM + speech LM                          (~16 min)
+	@$(STAGE) --beside judge base adapt                                        # (~7 min)
+	@$(STAGE) stage1   # ASR + TTS + text LM + speech LM                          (~15 min)
 	@$(STAGE) stage2   # spoken QA and instructions, with ASR/TTS replay          (~3 min)
 	@$(STAGE) eval     # ASR, TTS, spoken QA, audio LM, text perplexity, routing  (~2 min)
 	@$(STAGE) release  # HF folder + model card + reload check                    (<1 min)
