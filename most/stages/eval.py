@@ -75,7 +75,7 @@ def eval_fingerprint(run: Path, settings: EvalSettings) -> dict:
     model, data, units, judge (when ``ctc`` is one) and base it reads."""
     R = Run(run)
     models, judges = settings.models, settings.judges
-    model_dir = Path(models.model or R.hf("stage2"))
+    model_dir = models.model_dir(run)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no model to evaluate; run `most stage2` first")
     base_dir = Path(models.base or R.hf("base"))
@@ -112,7 +112,7 @@ def evaluate_into(
     run, out = Path(run), Path(out)
     R = Run(run)
     models, sizes = settings.models, settings.sizes
-    model_dir = Path(models.model or R.hf("stage2"))
+    model_dir = models.model_dir(run)
     current = eval_fingerprint(run, settings)
     report_file = out / "report.json"
     if report_file.is_file() and not force:

@@ -66,7 +66,7 @@ SECONDS_PER_ITEM = {
 def planned_sections(settings: EvalSettings, run: Path, layout: TokenLayout) -> list[str]:
     """The sections ``settings`` asks for that apply to the model, in report order."""
     R, sizes = Run(run), settings.sizes
-    model_dir = Path(settings.models.model or R.hf("stage2"))
+    model_dir = settings.models.model_dir(run)
     wanted = {
         "asr": sizes.asr,
         "tts": sizes.tts,
@@ -148,7 +148,7 @@ def run_sections(
     R = Run(run)
     models, sizes, judges = settings.models, settings.sizes, settings.judges
     audio_lm, qa_sets, sampling = settings.audio_lm, settings.qa_sets, settings.sampling
-    model_dir = Path(models.model or R.hf("stage2"))
+    model_dir = models.model_dir(run)
     if lm is None:
         lm = SpeechLM.load(model_dir, units=models.units or R.units, device=device)
     judge_list = [load_judge(name, run) for name in judges.names]

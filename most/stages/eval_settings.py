@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from most.generate import Sampling
+from most.run import Run
 
 DEFAULT_SAMPLING = Sampling(max_new_tokens=200, batch_size=16)
 
@@ -21,6 +22,10 @@ class Models:
     """Base text LM for ``text.ppl_base``; None = ``RUN/base/hf`` (skipped if missing)."""
     units: Path | None = None
     """Unit tokenizer folder; None = ``RUN/units``."""
+
+    def model_dir(self, run: Path) -> Path:
+        """The folder evaluated: ``model``, else ``RUN/stage2/hf``."""
+        return Path(self.model or Run(run).hf("stage2"))
 
 
 @dataclass(frozen=True)
