@@ -159,3 +159,51 @@ def test_cpu_bf16_experts_stay_wide_where_bf16_is_slower(monkeypatch):
         out = m(x, index, weight, can_skip=True)
     assert seen == [torch.float32] * 2
     assert torch.equal(out, m(x, index, weight, can_skip=True))
+
+
+def test_compiled_activation_matches_eager_on_every_path(monkeypatch):
+    """``compile_activation`` swaps the SiLU gate x routing weight for one compiled loop: the same
+    output and gradients as the eager gate on the ragged fp32 path (skip slots included), with
+    no skips (the masked static path) and on the padded CPU bf16 path, for row counts it has not
+    seen before (one dynamic graph, no recompile per count)."""
+    torch._dynamo.reset()
+    m, x, index = skip_case()
+    weight = (torch.rand(20, 3) * (index < 6)).requires_grad_()
+    wrt = [x, weight, m.gate_up_proj, m.down_proj]
+
+    def run(fused: bool, index=index, x=x, autocast: bool = False):
+        m.fused = experts_mod._compiled_silu_gate() if fused else None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = m(x, index, weight, can_skip=bool((index >= 6).any()))
+        return out, torch.autograd.grad(out.square().sum(), wrt)
+
+    full = index.clamp(max=5)
+    for case in [dict(), dict(index=full), dict(index=full[:13], x=x[:13])]:
+        x_ = case.get("x", x)
+        wrt[0] = x_
+        (out, grads), (ref, ref_grads) = run(True, **case), run(False, **case)
+        torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
+        for a, b in zip(grads, ref_grads, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    wrt[0] = x
+    monkeypatch.setattr(experts_mod, "MAX_PAD_RATIO", 10**9)
+    monkeypatch.setattr(experts_mod, "cpu_bf16_is_faster", lambda: True)
+    (out, grads), (ref, ref_grads) = run(True, autocast=True), run(False, autocast=True)
+    torch.testing.assert_close(out, ref, atol=1e-2, rtol=1e-2)
+    for a, b in zip(grads, ref_grads, strict=True):
+        assert (a - b).abs().max() <= 0.01 * b.abs().max()
+    assert m.compile_activation() and m.fused is experts_mod._compiled_silu_gate()
+
+
+def test_compiled_activation_only_for_plain_silu_gates():
+    """Biased, ungated, custom-gated experts and other activations keep their eager gate."""
+    from most.moe.experts import GroupedExperts
+
+    assert GroupedExperts(2, 8, 4).compile_activation()
+    for m in [
+        GroupedExperts(2, 8, 4, bias=True),
+        GroupedExperts(2, 8, 4, gated=False),
+        GroupedExperts(2, 8, 4, act="gelu"),
+        GroupedExperts(2, 8, 4, glu=lambda h: h[:, :4]),
+    ]:
+        assert not m.compile_activation() and m.fused is None

@@ -40,6 +40,38 @@ def test_compiled_layers_train_like_eager() -> None:
     # The MoE blocks ran eager: their dispatch would otherwise break the graph on a host read.
     block = compiled.lm.model.layers[0].mlp
     assert getattr(block.forward, "_torchdynamo_disable", False)
+    # ... all but its gated activation: one compiled loop, forward and backward.
+    assert block.experts.fused is not None and eager.lm.model.layers[0].mlp.experts.fused is None
+
+
+def test_bf16_cpu_training_attends_eager_and_restores() -> None:
+    """Under CPU bf16 autocast the compiled layers train with ``eager`` attention (its backward
+    fuses; the CPU flash kernel's does not), with the same loss as sdpa; fitting's end gives
+    the model its own implementation back. fp32 keeps sdpa."""
+    from types import SimpleNamespace
+
+    torch._dynamo.reset()
+    model = adapt_tiny(tiny_base("qwen3_moe")).train()
+    assert model.config._attn_implementation == "sdpa"
+    module = SimpleNamespace(model=model, device=torch.device("cpu"))
+    for precision, want in [("32-true", "sdpa"), ("bf16-mixed", "eager")]:
+        cb = C.CompileLayers("stage1")
+        trainer = SimpleNamespace(precision=precision, is_global_zero=True)
+        cb.on_fit_start(trainer, module)
+        assert model.config._attn_implementation == want
+        assert model.lm.config._attn_implementation == want
+        cb.on_fit_end(trainer, module)
+        assert model.config._attn_implementation == "sdpa"
+    from most.layout import TokenLayout
+
+    ids = mixed_batch(TokenLayout.from_dict(model.config.layout), batch=2, n_text=8, n_speech=8)
+    losses = {}
+    for attention in ("sdpa", "eager"):
+        model.set_attn_implementation(attention)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            losses[attention] = model(input_ids=ids, labels=ids, use_cache=False).loss.detach()
+    torch.testing.assert_close(losses["eager"], losses["sdpa"], atol=2e-2, rtol=2e-2)
+    assert C.train_attention(torch.device("cuda"), "bf16-mixed") is None
 
 
 def test_no_cxx_compiler_is_said(monkeypatch) -> None:
