@@ -1,6 +1,7 @@
 """Turn a list of :class:`~most.data.prompts.Example` into a batch of tensors: padded or packed.
 
-Batch keys (``B`` rows, ``T`` = longest row, at most ``max_len``):
+Batch keys (``B`` rows, ``T`` = longest row, at most ``max_len``; packed batches given ``max_len``
+round ``T`` up to a multiple of :data:`PACK_MULTIPLE`, at most ``max_len``):
 
 - ``input_ids``  ``(B, T)`` long: token ids, ``pad_id`` on padding.
 - ``labels``     ``(B, T)`` long: target ids (unshifted), ``-100`` on prompt and padding tokens.
@@ -28,6 +29,10 @@ import numpy as np
 import torch
 
 from most.data.prompts import IGNORE, TASKS, Example
+
+#: Packed batches are padded to a multiple of this many tokens: compiled layers see a few widths,
+#: not a new one (a recompile) whenever no row is quite full.
+PACK_MULTIPLE = 64
 
 
 def truncate(ex: Example, max_len: int) -> Example:
@@ -107,15 +112,23 @@ def pack_rows(examples: Sequence[Example], max_len: int) -> list[list[Example]]:
     return [[exs[i] for i in row] for row in best_fit([len(ex) for ex in exs], max_len)]
 
 
-def pack_batch(rows: Sequence[Sequence[Example]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Several examples per row (see :func:`pack_rows`); no attention mask (see module doc)."""
+def pack_batch(
+    rows: Sequence[Sequence[Example]], pad_id: int, max_len: int | None = None
+) -> dict[str, torch.Tensor]:
+    """Several examples per row (see :func:`pack_rows`); no attention mask (see module doc).
+    Given ``max_len``, the width is rounded up to a multiple of :data:`PACK_MULTIPLE` (at most
+    ``max_len``)."""
     if any(ex.features is not None for row in rows for ex in row):
         raise ValueError("examples with audio features cannot be packed: set data.pack false")
-    return _rows_to_tensors(rows, pad_id)
+    return _rows_to_tensors(rows, pad_id, max_len)
 
 
-def _rows_to_tensors(rows: Sequence[Sequence[Example]], pad_id: int) -> dict[str, torch.Tensor]:
+def _rows_to_tensors(
+    rows: Sequence[Sequence[Example]], pad_id: int, max_len: int | None = None
+) -> dict[str, torch.Tensor]:
     width = max(sum(len(ex) for ex in row) for row in rows)
+    if max_len is not None:
+        width = max(width, min(-(-width // PACK_MULTIPLE) * PACK_MULTIPLE, max_len))
     shape = (len(rows), width)
     input_ids = torch.full(shape, pad_id, dtype=torch.long)
     labels = torch.full(shape, IGNORE, dtype=torch.long)

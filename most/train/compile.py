@@ -9,7 +9,8 @@ each); only its gated activation is compiled, for any row count
 (:meth:`~most.moe.experts.GroupedExperts.compile_activation`). On the CPU under bf16 autocast the
 layers attend with the ``eager`` implementation (matmuls and a softmax that inductor fuses): the
 CPU flash-attention kernel's bf16 backward is ~5x its forward, and the step is ~5 % faster without
-it; the model's own implementation is restored when fitting ends. Validation runs eager (``torch.compiler.set_stance``), so its shapes and its eval mode cost
+it (rows of up to :data:`EAGER_MAX_LEN` tokens); the model's own implementation is restored when
+fitting ends. Validation runs eager (``torch.compiler.set_stance``), so its shapes and its eval mode cost
 no compiles. State-dict keys are unchanged: checkpoints and the export are as without compiling.
 """
 
@@ -48,10 +49,17 @@ def compile_layers(model: nn.Module) -> int:
     return len(layers)
 
 
-def train_attention(device: torch.device, precision: str) -> str | None:
+#: Longest rows (tokens) that train with ``eager`` attention: it keeps each layer's
+#: ``(batch, heads, T, T)`` weights for the backward, 4 MiB a row and head at 1,024.
+EAGER_MAX_LEN = 1024
+
+
+def train_attention(device: torch.device, precision: str, max_len: int | None) -> str | None:
     """The attention implementation compiled layers train with: ``eager`` on the CPU under bf16
-    autocast, None (the model's own) elsewhere."""
-    return "eager" if device.type == "cpu" and str(precision).startswith("bf16") else None
+    autocast for rows of at most :data:`EAGER_MAX_LEN` tokens, None (the model's own) elsewhere
+    and where the row length is unknown."""
+    short = max_len is not None and max_len <= EAGER_MAX_LEN
+    return "eager" if device.type == "cpu" and str(precision).startswith("bf16") and short else None
 
 
 def can_compile(device: torch.device) -> str | None:
@@ -86,7 +94,10 @@ class CompileLayers(L.Callback):
         # met) runs eager, with torch's warning, instead of ending the stage: compiling only
         # changes speed.
         torch._dynamo.config.suppress_errors = True
-        attention = train_attention(pl_module.device, trainer.precision)
+        data = getattr(getattr(trainer, "datamodule", None), "cfg", None)
+        attention = train_attention(
+            pl_module.device, trainer.precision, getattr(data, "max_len", None)
+        )
         model = pl_module.model
         own = getattr(getattr(model, "config", None), "_attn_implementation", None)
         settable = hasattr(model, "set_attn_implementation")

@@ -125,7 +125,7 @@ class MixtureStream(IterableDataset):
         if not self.pack:
             return pad_batch(examples, self.pad_id, self.max_len)
         rows = pack_rows(examples, self.max_len)  # batch_size rows: draw() saw to it
-        return pack_batch(rows, self.pad_id)
+        return pack_batch(rows, self.pad_id, self.max_len)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         info = get_worker_info()

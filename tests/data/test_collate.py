@@ -136,3 +136,27 @@ def test_best_fit_decreasing_fills_rows_next_fit_leaves_half_empty() -> None:
     assert all(sum(lengths[i] for i in row) <= 8 for row in rows)
     assert all(row == sorted(row) for row in rows)  # drawn order kept inside a row
     assert best_fit([20, 3], max_len=8) == [[0], [1]]  # over-long counts as max_len
+
+
+@torch.no_grad()
+def test_packed_width_rounds_up_to_few_shapes(model) -> None:
+    """Given ``max_len``, a packed batch is as wide as a multiple of PACK_MULTIPLE (never past
+    ``max_len``): the extra columns are one more ignored segment, and every example's logits
+    are as without them."""
+    exs = examples()
+    rows = pack_rows(exs, max_len=20)
+    longest = max(sum(len(ex) for ex in row) for row in rows)
+    tight = pack_batch(rows, pad_id=0)
+    assert tight["input_ids"].shape[1] == longest
+    for max_len, want in [(20, 20), (100, 64), (longest, longest)]:
+        wide = pack_batch(rows, pad_id=0, max_len=max_len)
+        assert wide["input_ids"].shape[1] == max(longest, min(want, max_len))
+    wide = pack_batch(rows, pad_id=0, max_len=100)
+    assert (wide["labels"][:, longest:] == IGNORE).all() and (
+        wide["task_ids"][:, longest:] < 0
+    ).all()
+    a = model(input_ids=tight["input_ids"], position_ids=tight["position_ids"], use_cache=False)
+    b = model(input_ids=wide["input_ids"], position_ids=wide["position_ids"], use_cache=False)
+    for r, row in enumerate(rows):
+        n = sum(len(ex) for ex in row)
+        torch.testing.assert_close(b.logits[r, :n], a.logits[r, :n], atol=1e-4, rtol=1e-4)
