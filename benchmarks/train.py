@@ -11,9 +11,8 @@ Model FLOPs per token: 6 x (matmul parameters active per token) + 6 x layers x s
                                [--compile]
 
 ``--compile`` also times a copy of the model with its decoder layers compiled the way
-``trainer.compile`` does it (:func:`most.train.compile.compile_layers`, and the attention
-:func:`most.train.compile.train_attention` picks), from the same weights, in rounds interleaved
-with the eager model (the baseline): its figures go under ``"compiled"``.
+``trainer.compile`` does it (:func:`most.train.compile.compile_layers`), from the same weights, in
+rounds interleaved with the eager model (the baseline): its figures go under ``"compiled"``.
 
 ``auto`` (the default) is what the demo's ``trainer.precision: auto`` picks on this CPU (a probe
 step: ``bf16-mixed`` where it runs faster than fp32); ``bf16-mixed`` runs the step under CPU
@@ -83,13 +82,10 @@ def main() -> None:
     low = args.precision == "bf16-mixed"
     variants = {"eager": model}
     if args.compile:
-        from most.train.compile import compile_layers, train_attention
+        from most.train.compile import compile_layers
 
         variants["compiled"] = copy.deepcopy(model)
         compile_layers(variants["compiled"])
-        attention = train_attention(torch.device("cpu"), args.precision, args.seq)
-        if attention is not None:
-            variants["compiled"].set_attn_implementation(attention)
     opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-3) for k, m in variants.items()}
 
     def step(name: str) -> None:

@@ -44,39 +44,6 @@ def test_compiled_layers_train_like_eager() -> None:
     assert block.experts.fused is not None and eager.lm.model.layers[0].mlp.experts.fused is None
 
 
-def test_bf16_cpu_training_attends_eager_and_restores() -> None:
-    """Under CPU bf16 autocast the compiled layers train with ``eager`` attention (its backward
-    fuses; the CPU flash kernel's does not), with the same loss as sdpa; fitting's end gives
-    the model its own implementation back. fp32, long rows and unknown row lengths keep sdpa."""
-    from types import SimpleNamespace
-
-    torch._dynamo.reset()
-    model = adapt_tiny(tiny_base("qwen3_moe")).train()
-    assert model.config._attn_implementation == "sdpa"
-    module = SimpleNamespace(model=model, device=torch.device("cpu"))
-    cases = [("32-true", 256, "sdpa"), ("bf16-mixed", 4096, "sdpa"), ("bf16-mixed", 256, "eager")]
-    for precision, max_len, want in cases:
-        cb = C.CompileLayers("stage1")
-        data = SimpleNamespace(cfg=SimpleNamespace(max_len=max_len))
-        trainer = SimpleNamespace(precision=precision, is_global_zero=True, datamodule=data)
-        cb.on_fit_start(trainer, module)
-        assert model.config._attn_implementation == want
-        assert model.lm.config._attn_implementation == want
-        cb.on_fit_end(trainer, module)
-        assert model.config._attn_implementation == "sdpa"
-    from most.layout import TokenLayout
-
-    ids = mixed_batch(TokenLayout.from_dict(model.config.layout), batch=2, n_text=8, n_speech=8)
-    losses = {}
-    for attention in ("sdpa", "eager"):
-        model.set_attn_implementation(attention)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            losses[attention] = model(input_ids=ids, labels=ids, use_cache=False).loss.detach()
-    torch.testing.assert_close(losses["eager"], losses["sdpa"], atol=2e-2, rtol=2e-2)
-    assert C.train_attention(torch.device("cuda"), "bf16-mixed", 256) is None
-    assert C.train_attention(torch.device("cpu"), "bf16-mixed", None) is None
-
-
 def test_no_cxx_compiler_is_said(monkeypatch) -> None:
     monkeypatch.setattr(C.shutil, "which", lambda name: None)
     why = C.can_compile(torch.device("cpu"))
