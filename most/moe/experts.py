@@ -104,8 +104,8 @@ class GroupedExperts(nn.Module):
         return self.act_fn(gate) * up
 
     def _activate(self, h: Tensor, rows: Tensor, w: Tensor) -> Tensor:
-        """``(S, 2I)`` gate/up activations -> ``(S, I)`` gated, times the routing weights ``w (S, 1)``;
-        one fused loop (forward and backward) after :meth:`compile_activation`."""
+        """``(S, 2I)`` gate/up activations -> ``(S, I)`` gated, times the routing weights
+        ``w (S, 1)``; one fused loop (forward and backward) after :meth:`compile_activation`."""
         if self.fused is not None:
             return self.fused(h, w)
         return self._gate(h, rows) * w
@@ -246,6 +246,7 @@ class GroupedExperts(nn.Module):
 
 
 def _silu_gate(h: Tensor, w: Tensor) -> Tensor:
+    """``silu(gate) * up * w`` of ``h (S, 2I)`` = ``[gate; up]`` and ``w (S, 1)``."""
     gate, up = h.chunk(2, dim=-1)
     return nn.functional.silu(gate) * up * w
 

@@ -6,8 +6,9 @@ rotary embeddings, dtype casts, residual dropout, residual adds), each a full re
 memory; inductor fuses them into a few loops. The MoE block stays eager: its CPU dispatch reads a
 row count on the host (a graph break) and its expert group sizes change every step (a recompile
 each); only its gated activation is compiled, for any row count
-(:meth:`~most.moe.experts.GroupedExperts.compile_activation`). Validation runs eager (``torch.compiler.set_stance``), so its shapes and its eval mode cost
-no compiles. State-dict keys are unchanged: checkpoints and the export are as without compiling.
+(:meth:`~most.moe.experts.GroupedExperts.compile_activation`). Validation runs eager
+(``torch.compiler.set_stance``), so its shapes and its eval mode cost no compiles. State-dict keys
+are unchanged: checkpoints and the export are as without compiling.
 """
 
 from __future__ import annotations
